@@ -1,0 +1,38 @@
+# Targets a newcomer runs. Each does its own set-up from a fresh clone (Python 3.11, JDK 17, Maven).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+JARS   := .kafka/lib/.complete
+
+.PHONY: run test test-unit test-e2e deps kafka-jars schemas clean
+
+run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
+	$(BIN)/yingji run
+
+test: $(DEPS) $(JARS)  ## every test, the end-to-end ones on a local Apache Kafka
+	$(BIN)/python -m pytest -q
+
+test-unit: $(DEPS)  ## engine, contracts and agents: no broker needed
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+test-e2e: $(DEPS) $(JARS)
+	$(BIN)/python -m pytest -q -m e2e
+
+deps: $(DEPS)
+$(DEPS): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+kafka-jars: $(JARS)
+$(JARS): deploy/kafka/pom.xml
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
+	touch $@
+
+schemas: $(DEPS)  ## rewrite topics/schemas after a contract change
+	$(BIN)/python -m topics.schemas
+
+clean:
+	rm -rf $(VENV) .kafka .pytest_cache

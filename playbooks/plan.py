@@ -1,0 +1,324 @@
+"""The plan as typed data: YAML in playbooks/data parsed into pydantic models, checked at load.
+
+An unknown fact, unit id, grade or condition key fails when the plan loads, naming the file and the
+path inside it, not when a rule first fires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from topics.models import Grade, ObligationKind, ResponseLevel
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# The facts a grading criterion or a condition may name. Derived facts follow the counting rules of
+# the sources: production safety counts missing with the dead and acute poisoning with serious injury.
+FACTS: dict[str, str] = {
+    "deaths": "死亡人数",
+    "missing": "失踪人数",
+    "deaths_incl_missing": "死亡（含失踪）人数",
+    "serious_injuries": "重伤人数",
+    "injuries": "受伤人数",
+    "poisoned": "中毒人数",
+    "serious_injuries_incl_poisoned": "重伤（含急性中毒）人数",
+    "poisoned_or_serious_injuries": "中毒或重伤人数",
+    "direct_loss_yuan": "直接经济损失（元）",
+    "evacuated": "疏散、转移人数",
+    "magnitude": "震级",
+    "interruption_hours": "连续中断行车（小时）",
+}
+FLAGS = ("sensitive", "major_event", "multi_agency", "may_escalate", "foreign_involved")
+CATEGORIES = ("natural_disaster", "accident_disaster", "public_health", "social_security")
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlanError(ValueError):
+    """The plan's YAML is wrong: names the file and the path inside it."""
+
+
+# --- units and types ------------------------------------------------------------------------
+
+
+class Unit(PlanModel):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    kind: Literal["committee", "office", "department", "command", "police_fire", "street", "city", "party", "other"]
+    aliases: list[str] = Field(default_factory=list)
+    section: str
+
+
+class IncidentType(PlanModel):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    seq: int = Field(ge=1, le=52)
+    name: str
+    note: str | None = None
+    category: Literal["natural_disaster", "accident_disaster", "public_health", "social_security"]
+    category_name: str
+    subcategory: str
+    lead_units: list[str] = Field(min_length=1)
+    lead_units_open_ended: bool = False
+    grading_family: str | None = None
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+class Condition(PlanModel):
+    """A rule's `when`: every key given must hold; `any` needs one of its conditions to hold."""
+
+    always: bool | None = None
+    grade_in: list[Grade] | None = None
+    level_in: list[ResponseLevel] | None = None
+    category_in: list[str] | None = None
+    subcategory_in: list[str] | None = None
+    type_in: list[str] | None = None
+    fact_positive: list[str] | None = None
+    flag: list[str] | None = None
+    key_area_nonempty: bool | None = None
+    key_area_contains: list[str] | None = None
+    street_given: bool | None = None
+    any: list["Condition"] | None = None
+    all: list["Condition"] | None = None
+
+    @model_validator(mode="after")
+    def _vocabulary(self) -> "Condition":
+        for fact in self.fact_positive or []:
+            if fact not in FACTS:
+                raise ValueError(f"fact_positive: unknown fact {fact!r}; known: {', '.join(FACTS)}")
+        for flag in self.flag or []:
+            if flag not in FLAGS:
+                raise ValueError(f"flag: unknown flag {flag!r}; known: {', '.join(FLAGS)}")
+        for cat in self.category_in or []:
+            if cat not in CATEGORIES:
+                raise ValueError(f"category_in: unknown category {cat!r}")
+        if not self.model_fields_set:
+            raise ValueError("empty condition: write `always: true` for a rule that always applies")
+        return self
+
+
+# --- grading --------------------------------------------------------------------------------
+
+
+class Criterion(PlanModel):
+    fact: str
+    label: str
+    thresholds: dict[Grade, float]
+
+    @model_validator(mode="after")
+    def _known_fact(self) -> "Criterion":
+        if self.fact not in FACTS:
+            raise ValueError(f"fact: unknown fact {self.fact!r}; known: {', '.join(FACTS)}")
+        if Grade.UNDETERMINED in self.thresholds:
+            raise ValueError("thresholds: 未判明 is not a threshold grade")
+        return self
+
+
+class GradingFamily(PlanModel):
+    name: str
+    source: str
+    criteria: list[Criterion] = Field(min_length=1)
+
+
+class GradingFile(PlanModel):
+    families: dict[str, GradingFamily]
+
+
+# --- response -------------------------------------------------------------------------------
+
+
+class LevelRule(PlanModel):
+    id: str
+    order: int
+    section: str
+    text: str
+    when: Condition
+    level: ResponseLevel
+    triage: bool = False
+
+
+class RaiseRule(PlanModel):
+    id: str
+    section: str
+    text: str
+    when: Condition
+
+
+class CommanderRole(PlanModel):
+    role: str
+    who: str
+
+
+class LevelCommand(PlanModel):
+    section: str
+    field_hq: bool
+    under_city_command: bool
+    roles: list[CommanderRole]
+
+
+class ResponseFile(PlanModel):
+    base_levels: list[LevelRule]
+    raise_one_level: list[RaiseRule]
+    commanders: dict[ResponseLevel, LevelCommand]
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ResponseFile":
+        missing = set(ResponseLevel) - set(self.commanders)
+        if missing:
+            raise ValueError(f"commanders: no entry for {sorted(missing)}")
+        return self
+
+
+# --- notifications and obligations ----------------------------------------------------------
+
+
+class NotifyRule(PlanModel):
+    id: str
+    order: int
+    section: str
+    text: str
+    when: Condition
+    units: list[str] = Field(min_length=1)
+    after_approval: bool = False
+
+
+class NotificationsFile(PlanModel):
+    rules: list[NotifyRule]
+
+
+class ObligationRule(PlanModel):
+    kind: ObligationKind
+    label: str
+    section: str
+    when: Condition
+    counts_from: Literal["received_at", "occurred_at"]
+    due_after_minutes: int = Field(gt=0)
+    owner: str
+    recipient: str
+
+
+class ObligationsFile(PlanModel):
+    parties: dict[str, str] = Field(default_factory=dict)
+    obligations: list[ObligationRule]
+
+
+class UnitsFile(PlanModel):
+    units: list[Unit]
+
+
+class TypesFile(PlanModel):
+    types: list[IncidentType]
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+_NOTE = re.compile(r"[（(].*[）)]\s*$")
+
+
+def normalise_type_name(text: str) -> str:
+    """Chinese type names may come with or without their （…） note, in full- or half-width brackets."""
+    return _NOTE.sub("", text.strip()).strip()
+
+
+class Plan(PlanModel):
+    units: dict[str, Unit]
+    types: dict[str, IncidentType]
+    grading: dict[str, GradingFamily]
+    response: ResponseFile
+    notifications: list[NotifyRule]
+    obligations: list[ObligationRule]
+    parties: dict[str, str]
+    version: str
+
+    @cached_property
+    def type_index(self) -> dict[str, IncidentType]:
+        index: dict[str, IncidentType] = {}
+        for t in self.types.values():
+            index[t.id] = t
+            index[t.name] = t
+        return index
+
+    @cached_property
+    def streets(self) -> dict[str, Unit]:
+        return {u.name: u for u in self.units.values() if u.kind == "street"}
+
+    def find_type(self, text: str) -> IncidentType | None:
+        return self.type_index.get(text.strip()) or self.type_index.get(normalise_type_name(text))
+
+    def unit_name(self, unit_id: str) -> str:
+        if unit_id in self.units:
+            return self.units[unit_id].name
+        return self.parties[unit_id]
+
+
+def _load_yaml(path: Path, model: type[PlanModel]) -> Any:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanError(f"{path.name}: cannot read: {exc}") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PlanError(f"{path.name}: {problems}") from exc
+
+
+def _check_refs(plan: Plan) -> None:
+    """Cross-file references, checked once at load."""
+    known = set(plan.units) | set(plan.parties)
+    problems: list[str] = []
+    for t in plan.types.values():
+        for u in t.lead_units:
+            if u not in plan.units:
+                problems.append(f"incident_types.yaml: types[{t.id}].lead_units: unknown unit {u!r}")
+        if t.grading_family is not None and t.grading_family not in plan.grading:
+            problems.append(f"incident_types.yaml: types[{t.id}].grading_family: unknown family {t.grading_family!r}")
+    for rule in plan.notifications:
+        for u in rule.units:
+            if u not in ("$lead", "$street") and u not in known:
+                problems.append(f"notifications.yaml: rules[{rule.id}].units: unknown unit {u!r}")
+    for ob in plan.obligations:
+        for field, ref in (("owner", ob.owner), ("recipient", ob.recipient)):
+            if ref != "$lead" and ref not in known:
+                problems.append(f"obligations.yaml: obligations[{ob.kind}].{field}: unknown unit {ref!r}")
+    names = [t.name for t in plan.types.values()]
+    if len(set(names)) != len(names):
+        problems.append("incident_types.yaml: duplicate type names")
+    if problems:
+        raise PlanError("; ".join(problems))
+
+
+def load_plan(data_dir: Path = DATA_DIR) -> Plan:
+    units = _load_yaml(data_dir / "units.yaml", UnitsFile).units
+    types = _load_yaml(data_dir / "incident_types.yaml", TypesFile).types
+    grading = _load_yaml(data_dir / "grading.yaml", GradingFile).families
+    response = _load_yaml(data_dir / "response.yaml", ResponseFile)
+    notifications = _load_yaml(data_dir / "notifications.yaml", NotificationsFile).rules
+    obligations = _load_yaml(data_dir / "obligations.yaml", ObligationsFile)
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in data_dir.glob("*.yaml")):
+        digest.update((data_dir / name).read_bytes())
+    plan = Plan(
+        units={u.id: u for u in units},
+        types={t.id: t for t in types},
+        grading=grading,
+        response=response,
+        notifications=sorted(notifications, key=lambda r: r.order),
+        obligations=obligations.obligations,
+        parties=obligations.parties,
+        version=digest.hexdigest()[:12],
+    )
+    _check_refs(plan)
+    return plan

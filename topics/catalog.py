@@ -1,0 +1,86 @@
+"""The topic catalog: the one place a topic is named.
+
+Agents, the API, the CLI and the tests take topics from here and never spell a topic's name.
+A drill runs the same pipeline on the same topics with the record's `drill` flag set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    partitions: int
+    cleanup_policy: Literal["delete", "compact", "compact,delete"]
+    retention_ms: int | None
+    model: type[BaseModel]
+    description: str
+
+    def configs(self) -> dict[str, str]:
+        out = {"cleanup.policy": self.cleanup_policy}
+        if self.retention_ms is not None:
+            out["retention.ms"] = str(self.retention_ms)
+        return out
+
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+_YEAR_MS = 365 * 24 * 3600 * 1000
+
+INCIDENTS_REPORTED = TopicSpec(
+    name="yingji.incidents.reported",
+    key="incident_id",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=IncidentReported,
+    description="Reports accepted by the API or CLI (接报), personal data sealed.",
+)
+INCIDENTS_DECIDED = TopicSpec(
+    name="yingji.incidents.decided",
+    key="incident_id",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=IncidentDecided,
+    description="The plan's decision on each report: grade, level, lead units, notices, obligations.",
+)
+NOTIFICATIONS_REQUESTED = TopicSpec(
+    name="yingji.notifications.requested",
+    key="dedup_key",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=NotificationRequested,
+    description="One record per unit to be told, each with a dedup key.",
+)
+DEAD_LETTERS = TopicSpec(
+    name="yingji.deadletters",
+    key="source_topic",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=DeadLetter,
+    description="Records a stage could not decode or validate: reason, failing fields, original bytes.",
+)
+
+CATALOG: tuple[TopicSpec, ...] = (
+    INCIDENTS_REPORTED,
+    INCIDENTS_DECIDED,
+    NOTIFICATIONS_REQUESTED,
+    DEAD_LETTERS,
+)
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in CATALOG:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
