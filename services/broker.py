@@ -116,8 +116,13 @@ def ensure_jars(lib: Path = LIB_DIR, timeout: float = 900) -> Path:
                               f"kafka_2.13 jar in {staging}")
         (staging / _STAMP).write_text(_pom_digest() + "\n")
         if lib.exists():
-            shutil.rmtree(lib)
-        staging.rename(lib)
+            shutil.rmtree(lib, ignore_errors=True)
+        try:
+            staging.rename(lib)
+        except OSError:
+            # Another process fetched at the same time and renamed first: its copy will do.
+            if not _jars_present(lib):
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return lib
@@ -341,6 +346,11 @@ class LocalKafka:
             "default.replication.factor": "1",
             # Otherwise every consumer group's first join waits 3 s for more members.
             "group.initial.rebalance.delay.ms": "0",
+            # After a SIGKILL the restarted controller refuses the broker's new registration
+            # (DUPLICATE_BROKER_REGISTRATION) until the old one's session expires: 9 s by
+            # default. 4 s with a heartbeat every 0.5 s still allows 8 missed beats.
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "4000",
         }
 
     def _write_properties(self) -> None:

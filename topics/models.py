@@ -136,7 +136,6 @@ class ReportFacts(Contract):
     asserted_grade: Grade | None = None
     asserted_by: ShortText | None = None
     source: ShortText = ""
-    summary: LongText = ""
     drill: bool = False
 
     @model_validator(mode="after")
@@ -169,8 +168,18 @@ class ReportSubmission(Contract):
         return self
 
     def facts_only(self, *, report_id: str, drill: bool = False) -> ReportFacts:
-        data = self.model_dump(exclude={"reporter", "report_id"})
+        data = self.model_dump(exclude={"reporter", "report_id", "summary"})
         return ReportFacts(report_id=report_id, drill=drill, **data)
+
+    def private_details(self) -> "PrivateDetails":
+        return PrivateDetails(reporter=self.reporter, summary=self.summary)
+
+
+class PrivateDetails(Contract):
+    """What may identify a citizen: the reporter and the free-text summary. Travels only sealed."""
+
+    reporter: Reporter = Field(default_factory=Reporter)
+    summary: LongText = ""
 
 
 # --- decision -------------------------------------------------------------------------------
@@ -247,8 +256,8 @@ class IncidentReported(Contract):
     id: RecordId
     incident_id: RecordId
     report: ReportFacts
-    reporter_sealed: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
-        default=None, description="the reporter's name and phone, encrypted; never plain text"
+    private_sealed: Annotated[str, StringConstraints(max_length=20000)] | None = Field(
+        default=None, description="PrivateDetails (reporter's name and phone, summary), encrypted; never plain text"
     )
     accepted_at: UtcDatetime
     schema_version: int = SCHEMA_VERSION

@@ -1,0 +1,43 @@
+"""Create the catalog's topics on a cluster (kafka-python: the synchronous edge)."""
+
+from __future__ import annotations
+
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from topics.catalog import CATALOG
+
+
+def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | None = None, timeout: float = 60) -> list[str]:
+    """Idempotent: topics that exist already are left alone. Returns the names created now."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="yingji-admin", request_timeout_ms=10000)
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=spec.name,
+                num_partitions=partitions if (partitions and spec.partitions > 1) else spec.partitions,
+                replication_factor=replication,
+                topic_configs=spec.configs(),
+            )
+            for spec in CATALOG
+            if spec.name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        return [t.name for t in wanted]
+    finally:
+        admin.close()

@@ -1,0 +1,160 @@
+"""HTTP API: raise incidents and read them. Thin: parse, publish, answer; no decision logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from playbooks.engine import ReportRejected
+from playbooks.plan import Plan, load_plan
+from services import metrics
+from services.clock import Clock, WallClock
+from services.intake import accept
+from services.privacy import Sealer
+from services.settings import Settings, get_settings
+from services.view import IncidentView
+from topics.catalog import INCIDENTS_REPORTED
+from topics.models import ReportSubmission
+
+log = structlog.get_logger("yingji").bind(stage="api")
+PRODUCE_TIMEOUT_S = 10.0
+RETRY_AFTER_S = "5"
+
+
+class Accepted(BaseModel):
+    incident_id: str
+    report_id: str
+    status: str = "accepted"
+
+
+def _field_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        path = ".".join(loc)
+        if not path and ": " in msg:  # model-level checks name their field at the start
+            path, msg = msg.split(": ", 1)
+        out.append({"field": path or "(body)", "message": msg})
+    return out
+
+
+def unavailable(reason: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=503, content={"error": reason, "retry_after_s": int(RETRY_AFTER_S)}, headers={"Retry-After": RETRY_AFTER_S}
+    )
+
+
+def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    plan = plan or load_plan()
+    clock = clock or WallClock()
+    sealer = Sealer.from_file(settings.key_file)
+    view = IncidentView()
+    state: dict[str, Any] = {"producer": None}
+
+    async def start_producer() -> None:
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            )
+            try:
+                await producer.start()
+                state["producer"] = producer
+                return
+            except KafkaError as exc:
+                log.warning("producer_retry", error=type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(1)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        tasks = [asyncio.create_task(start_producer()), asyncio.create_task(view.follow(settings.bootstrap))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if state["producer"] is not None:
+                await state["producer"].stop()
+
+    api = FastAPI(
+        title="yingji 应急",
+        version="0.1.0",
+        description="通州区突发事件总体应急预案（2022）: incidents raised, graded, routed and tracked.",
+        lifespan=lifespan,
+    )
+    api.state.view = view
+
+    @api.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse(status_code=413, content={"error": f"body larger than {settings.max_body_bytes} bytes"})
+        return await call_next(request)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": "invalid report", "fields": _field_errors(exc.errors())})
+
+    @api.post("/incidents", status_code=202, response_model=Accepted, responses={422: {}, 503: {}})
+    async def raise_incident(submission: ReportSubmission) -> Any:
+        """Accept a report: answered 202 only once the broker acknowledged it (acks=all)."""
+        try:
+            record = accept(submission, plan=plan, sealer=sealer, now=clock.now())
+        except ReportRejected as exc:
+            fields = [{"field": p.field, "message": p.message} for p in exc.problems]
+            return JSONResponse(status_code=422, content={"error": "invalid report", "fields": fields})
+        producer: AIOKafkaProducer | None = state["producer"]
+        if producer is None:
+            return unavailable("broker not reachable yet")
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    INCIDENTS_REPORTED.name, key=record.incident_id.encode(), value=record.model_dump_json().encode()
+                ),
+                timeout=PRODUCE_TIMEOUT_S,
+            )
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("produce_failed", incident_id=record.incident_id, error=type(exc).__name__)
+            return unavailable("broker did not acknowledge the report")
+        view.apply(INCIDENTS_REPORTED.name, record.model_dump_json().encode())
+        log.info("accepted", incident_id=record.incident_id, type=record.report.type)
+        return Accepted(incident_id=record.incident_id, report_id=record.report.report_id)
+
+    @api.get("/incidents")
+    async def list_incidents(drill: bool | None = None, limit: int = 500) -> dict[str, Any]:
+        items = [s.as_json() for s in view.incidents.values() if drill is None or s.as_json()["drill"] == drill]
+        return {"count": len(items), "incidents": items[-max(1, min(limit, 5000)) :]}
+
+    @api.get("/incidents/{incident_id}")
+    async def get_incident(incident_id: str) -> dict[str, Any]:
+        state_ = view.incidents.get(incident_id)
+        if state_ is None:
+            raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
+        return state_.as_json()
+
+    @api.get("/healthz")
+    async def health() -> dict[str, Any]:
+        return {"producer": state["producer"] is not None, "view_caught_up": view.caught_up.is_set()}
+
+    @api.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return api

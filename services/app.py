@@ -1,0 +1,45 @@
+"""The only place the Faust App is built, from the settings object; agents import `app` from here."""
+
+from __future__ import annotations
+
+import faust
+
+from playbooks.plan import Plan, load_plan
+from services.clock import Clock, WallClock
+from services.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
+        store="memory://",  # tables recover from their changelog topics on the broker
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=6,
+        producer_acks=-1,
+        producer_linger=0.005,
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        worker_redirect_stdouts=False,
+        table_standby_replicas=0,
+    )
+
+
+class Runtime:
+    """What agents need beside the app: the plan and the clock (swapped for a simulated one in drills)."""
+
+    def __init__(self, plan: Plan, clock: Clock):
+        self.plan = plan
+        self.clock = clock
+
+
+settings = get_settings()
+app = create_app(settings)
+runtime = Runtime(plan=load_plan(), clock=WallClock())
+
+# Agents register themselves on import; the list is explicit.
+from services.agents import decide as _decide  # noqa: E402,F401

@@ -1,0 +1,32 @@
+"""structlog: JSON when not on a terminal, readable on one; personal data scrubbed on every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from services.privacy import scrub
+
+
+def configure(*, json: bool | None = None, level: str = "INFO") -> None:
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        scrub,
+    ]
+    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+
+
+def get_logger(**bound):
+    return structlog.get_logger("yingji").bind(**bound)

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the pipeline, in one registry; no personal data or unbounded ids in labels."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+INCIDENTS = Counter(
+    "yingji_incidents_total", "Incidents decided", ["category", "grade", "level", "drill"], registry=REGISTRY
+)
+DUPLICATES = Counter(
+    "yingji_duplicate_reports_total", "Reports seen again and not re-decided", ["stage"], registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "yingji_notifications_total", "Notification records produced", ["rule", "drill"], registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "yingji_dead_letters_total", "Records sent to the dead-letter topic", ["stage", "reason"], registry=REGISTRY
+)
+DECISION_LATENCY = Histogram(
+    "yingji_decision_latency_seconds",
+    "Report accepted by the API or CLI -> decision produced",
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -1,0 +1,47 @@
+"""Personal data of citizens: sealed (Fernet, authenticated encryption) before it reaches a topic,
+and scrubbed from every log line by a structlog processor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from topics.models import PrivateDetails
+
+# Keys whose values are personal data or free text that may hold it: never logged.
+PRIVATE_KEYS = frozenset({"reporter", "name", "phone", "summary", "address", "private_sealed"})
+
+
+class Sealer:
+    def __init__(self, key: bytes):
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Sealer":
+        """The key is made once, readable by the service's user only, and kept beside the data."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, details: PrivateDetails) -> str | None:
+        if details == PrivateDetails():
+            return None
+        return self._fernet.encrypt(details.model_dump_json().encode()).decode()
+
+    def open(self, sealed: str) -> PrivateDetails:
+        try:
+            return PrivateDetails.model_validate_json(self._fernet.decrypt(sealed.encode()))
+        except InvalidToken as exc:
+            raise ValueError("private_sealed: cannot be opened with this key") from exc
+
+
+def scrub(_logger, _method, event: dict) -> dict:
+    """structlog processor: drop personal data whatever the caller bound."""
+    for key in PRIVATE_KEYS & event.keys():
+        event[key] = "[redacted]"
+    return event

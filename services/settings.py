@@ -1,0 +1,58 @@
+"""The one settings object: environment variables with the prefix YINGJI_ (no other file reads os.environ)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the service.
+
+    bootstrap_servers: a Kafka cluster to use; empty means `yingji run` starts the local Apache Kafka
+    node (data under data_dir/kafka, kept across restarts) and uses it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="YINGJI_", extra="ignore")
+
+    bootstrap_servers: str = Field(default="", description="host:port[,host:port]; empty: local Kafka")
+    data_dir: Path = Field(default=REPO_ROOT / ".data", description="local broker data, keys, worker state")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    worker_web_port: int = 6066
+    app_id: str = Field(default="yingji", description="Faust application id (consumer group, changelogs)")
+    topic_partitions: int = Field(default=4, description="partitions of the catalog's keyed topics")
+    replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
+    log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
+    log_level: str = "INFO"
+    seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def local_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or self.local_bootstrap
+
+    @property
+    def key_file(self) -> Path:
+        return self.seal_key_file or (self.data_dir / "seal.key")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,105 @@
+"""The API's read model: every incident's report, decision and notifications, rebuilt from the topics.
+
+A projection, not the source of truth: on start it reads the catalog's topics from the beginning, so a
+restart of the API (or of everything, with the broker's data kept) shows the same incidents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+from topics.models import IncidentDecided, IncidentReported, NotificationRequested
+
+log = structlog.get_logger("yingji").bind(stage="view")
+
+
+@dataclass
+class IncidentState:
+    incident_id: str
+    reported: IncidentReported | None = None
+    decided: IncidentDecided | None = None
+    notifications: dict[str, NotificationRequested] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        report = self.reported.report.model_dump(mode="json") if self.reported else None
+        return {
+            "incident_id": self.incident_id,
+            "status": "decided" if self.decided else "reported",
+            "drill": bool(self.reported and self.reported.report.drill),
+            "accepted_at": self.reported.accepted_at.isoformat() if self.reported else None,
+            "report": report,
+            "decision": self.decided.decision.model_dump(mode="json") if self.decided else None,
+            "notifications": [n.model_dump(mode="json") for n in self.notifications.values()],
+        }
+
+
+class IncidentView:
+    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED)
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, IncidentState] = {}
+        self.caught_up = asyncio.Event()
+
+    def _state(self, incident_id: str) -> IncidentState:
+        state = self.incidents.get(incident_id)
+        if state is None:
+            state = self.incidents[incident_id] = IncidentState(incident_id)
+        return state
+
+    def apply(self, topic: str, value: bytes) -> None:
+        try:
+            if topic == INCIDENTS_REPORTED.name:
+                rec = IncidentReported.model_validate_json(value)
+                self._state(rec.incident_id).reported = rec
+            elif topic == INCIDENTS_DECIDED.name:
+                dec = IncidentDecided.model_validate_json(value)
+                self._state(dec.incident_id).decided = dec
+            elif topic == NOTIFICATIONS_REQUESTED.name:
+                note = NotificationRequested.model_validate_json(value)
+                self._state(note.incident_id).notifications[note.dedup_key] = note
+        except ValidationError:
+            pass  # the decide stage dead-letters bad records; the view just does not show them
+
+    async def follow(self, bootstrap: str) -> None:
+        """Read every partition of the view's topics from the beginning, then keep following."""
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            try:
+                await consumer.start()
+                parts = [
+                    TopicPartition(spec.name, p)
+                    for spec in self.TOPICS
+                    for p in (consumer.partitions_for_topic(spec.name) or range(spec.partitions))
+                ]
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+                ends = await consumer.end_offsets(parts)
+                pending = {tp for tp, end in ends.items() if end > 0}
+                if not pending:
+                    self.caught_up.set()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    for tp, records in batches.items():
+                        for record in records:
+                            self.apply(tp.topic, record.value)
+                        if tp in pending and records and records[-1].offset + 1 >= ends[tp]:
+                            pending.discard(tp)
+                    if not pending and not self.caught_up.is_set():
+                        self.caught_up.set()
+                        log.info("view_caught_up", incidents=len(self.incidents))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: retry; the view is only a projection
+                log.warning("view_retry", error=type(exc).__name__)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()

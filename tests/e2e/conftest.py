@@ -1,0 +1,93 @@
+"""End-to-end fixtures: the service started the way a user starts it (`yingji run`), on a local
+Apache Kafka in a temporary folder, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from services.broker import free_port
+
+
+@dataclass
+class Service:
+    api: str
+    bootstrap: str
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=15)
+
+    def read_topic(self, topic: str, *, settle_s: float = 1.0) -> list:
+        """Every record of a topic from the beginning (no consumer group)."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, consumer_timeout_ms=int(settle_s * 1000))
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            return list(consumer)
+        finally:
+            consumer.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def unique_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    data_dir = tmp_path_factory.mktemp("yingji-data")
+    kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "YINGJI_DATA_DIR": str(data_dir),
+        "YINGJI_KAFKA_PORT": str(kafka_port),
+        "YINGJI_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "YINGJI_API_PORT": str(api_port),
+        "YINGJI_LOG_JSON": "true",
+    }
+    env.pop("YINGJI_BOOTSTRAP_SERVERS", None)
+    log_path = data_dir / "run.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    api = f"http://127.0.0.1:{api_port}"
+    svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc)
+    deadline = time.monotonic() + 120
+    while "yingji API:" not in svc.logs():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"yingji run did not start:\n{svc.logs()[-3000:]}")
+        time.sleep(0.3)
+    # the worker joins its group a few seconds after the API answers: wait for a first decision
+    warm = {"type": "燃气事故", "occurred_at": "2026-11-22T09:15:00+08:00", "received_at": "2026-11-22T09:20:00+08:00"}
+    with svc.client() as c:
+        incident = c.post("/incidents", json=warm).json()["incident_id"]
+        while c.get(f"/incidents/{incident}").json()["status"] != "decided":
+            if time.monotonic() > deadline:
+                pytest.fail(f"worker never decided:\n{svc.logs()[-3000:]}")
+            time.sleep(0.2)
+    yield svc
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    log.close()

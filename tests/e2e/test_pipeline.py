@@ -1,0 +1,152 @@
+"""The live pipeline on a local Apache Kafka: post, decide, notify; duplicates; dead letters; privacy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from kafka import KafkaProducer
+
+from tests.e2e.conftest import unique_id
+from topics.catalog import DEAD_LETTERS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+
+pytestmark = pytest.mark.e2e
+
+NAME, PHONE, SUMMARY = "王小明", "13912345678", "王小明家中燃气泄漏爆炸，邻居受伤"
+
+
+def report(report_id: str, **over) -> dict:
+    body = {
+        "report_id": report_id,
+        "type": "燃气事故（管道燃气）",
+        "occurred_at": "2026-11-22T09:15:00+08:00",
+        "received_at": "2026-11-22T09:20:00+08:00",
+        "location": {"street": "梨园镇", "address": "某小区3号楼", "key_area": []},
+        "facts": {"deaths": 3, "injuries": 4},
+        "flags": {"foreign_involved": False},
+        "source": "110",
+        "summary": SUMMARY,
+        "reporter": {"name": NAME, "phone": PHONE},
+    }
+    body.update(over)
+    return body
+
+
+def wait_decided(client, incident_id: str, timeout: float = 2.0) -> tuple[dict, float]:
+    start = time.monotonic()
+    while True:
+        body = client.get(f"/incidents/{incident_id}").json()
+        if body["status"] == "decided":
+            return body, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"no decision for {incident_id} within {timeout}s: {body}")
+        time.sleep(0.05)
+
+
+def of_incident(records, incident_id: str) -> list[dict]:
+    out = []
+    for r in records:
+        try:
+            value = json.loads(r.value)
+        except ValueError:  # the dead-letter test's garbage
+            continue
+        if isinstance(value, dict) and value.get("incident_id") == incident_id:
+            out.append(value)
+    return out
+
+
+def test_post_decide_notify_within_two_seconds(service):
+    rid = unique_id()
+    with service.client() as c:
+        resp = c.post("/incidents", json=report(rid))
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["incident_id"] == rid
+        body, _ = wait_decided(c, rid, timeout=2.0)
+    decision = body["decision"]
+    assert decision["grade"] == "较大" and decision["response_level"] == "一级"
+    assert decision["lead_units"] == ["区城市管理委"]
+    decided = of_incident(service.read_topic(INCIDENTS_DECIDED.name), rid)
+    assert len(decided) == 1
+    notes = of_incident(service.read_topic(NOTIFICATIONS_REQUESTED.name), rid)
+    expected = {n["unit_id"] for n in decision["notify"] if not n["after_approval"]}
+    assert {n["unit_id"] for n in notes} == expected
+    assert len({n["dedup_key"] for n in notes}) == len(notes)
+    assert "city_emergency_office" not in {n["unit_id"] for n in notes}  # waits for approval (4.1.3)
+
+
+def test_same_report_twice_yields_nothing_new(service):
+    rid = unique_id()
+    with service.client() as c:
+        assert c.post("/incidents", json=report(rid)).status_code == 202
+        wait_decided(c, rid)
+        first_decided = len(of_incident(service.read_topic(INCIDENTS_DECIDED.name), rid))
+        first_notes = len(of_incident(service.read_topic(NOTIFICATIONS_REQUESTED.name), rid))
+        again = c.post("/incidents", json=report(rid))
+        assert again.status_code == 202 and again.json()["incident_id"] == rid
+    time.sleep(2.0)
+    assert len(of_incident(service.read_topic(INCIDENTS_REPORTED.name), rid)) == 2  # both reports stored
+    assert len(of_incident(service.read_topic(INCIDENTS_DECIDED.name), rid)) == first_decided == 1
+    assert len(of_incident(service.read_topic(NOTIFICATIONS_REQUESTED.name), rid)) == first_notes
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"\xff\xfe not json at all", None),
+        (json.dumps({"id": "x", "incident_id": "x", "report": {"type": "gas"}}).encode(), "report.report_id"),
+    ],
+    ids=["bytes", "missing-fields"],
+)
+def test_garbage_goes_to_dead_letters_and_the_agent_keeps_going(service, raw, field):
+    producer = KafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
+    producer.send(INCIDENTS_REPORTED.name, key=b"garbage", value=raw).get(timeout=10)
+    producer.close()
+    deadline = time.monotonic() + 10
+    found = None
+    while found is None and time.monotonic() < deadline:
+        for r in service.read_topic(DEAD_LETTERS.name, settle_s=0.5):
+            value = json.loads(r.value)
+            if base64.b64decode(value["original_b64"]) == raw:
+                found = value
+        time.sleep(0.2)
+    assert found is not None, "dead letter not found"
+    assert found["reason"] and found["source_topic"] == INCIDENTS_REPORTED.name
+    if field:
+        assert field in found["fields"]
+    rid = unique_id()
+    with service.client() as c:  # the agent is still alive
+        assert c.post("/incidents", json=report(rid)).status_code == 202
+        wait_decided(c, rid)
+
+
+def test_plan_rejections_name_the_field(service):
+    with service.client() as c:
+        resp = c.post("/incidents", json=report(unique_id(), type="不存在的类型", location={"street": "火星街道"}))
+    assert resp.status_code == 422
+    fields = {f["field"] for f in resp.json()["fields"]}
+    assert fields == {"type", "location.street"}
+
+
+def test_personal_data_never_in_topics_or_logs(service):
+    rid = unique_id()
+    with service.client() as c:
+        assert c.post("/incidents", json=report(rid)).status_code == 202
+        wait_decided(c, rid)
+    for spec in (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, DEAD_LETTERS):  # noqa: B007
+        for r in service.read_topic(spec.name, settle_s=0.5):
+            text = r.value.decode("utf-8", errors="replace")
+            assert NAME not in text and PHONE not in text and SUMMARY not in text, spec.name
+    reported = of_incident(service.read_topic(INCIDENTS_REPORTED.name), rid)[0]
+    assert reported["private_sealed"]  # kept, encrypted
+    logs = service.logs()
+    assert rid in logs  # the log does speak of this incident …
+    for private in (NAME, PHONE, SUMMARY):  # … but never of who reported it or what they said
+        assert private not in logs
+
+
+def test_openapi_document(service):
+    with service.client() as c:
+        doc = c.get("/openapi.json").json()
+    assert "/incidents" in doc["paths"] and "/incidents/{incident_id}" in doc["paths"]
