@@ -39,6 +39,10 @@ class ReportRejected(ValueError):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
 
+    @classmethod
+    def single(cls, field: str, message: str) -> "ReportRejected":
+        return cls([FieldProblem(field, message)])
+
 
 def check_report(report: ReportFacts, plan: Plan) -> list[FieldProblem]:
     """What the contract alone cannot check: the type and the street must be the plan's own."""
@@ -74,6 +78,7 @@ class _Context:
     itype: IncidentType
     grade: Grade
     level: ResponseLevel | None
+    ended: bool = False
 
 
 def holds(cond: Condition, ctx: _Context) -> bool:
@@ -101,6 +106,8 @@ def holds(cond: Condition, ctx: _Context) -> bool:
         checks.append(any(area in cond.key_area_contains for area in r.location.key_area))
     if cond.street_given is not None:
         checks.append(bool(r.location.street) == cond.street_given)
+    if cond.ended is not None:
+        checks.append(ctx.ended == cond.ended)
     if cond.any is not None:
         checks.append(any(holds(c, ctx) for c in cond.any))
     if cond.all is not None:
@@ -235,13 +242,14 @@ def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Noti
     return out, reasons
 
 
-def obligations(ctx: _Context, plan: Plan) -> list[Obligation]:
+def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligation]:
     out = []
     lead = ctx.itype.lead_units[0]
     for rule in plan.obligations:
         if not holds(rule.when, ctx):
             continue
-        start: datetime = getattr(ctx.report, rule.counts_from)
+        start: datetime = basis_at if rule.counts_from == "basis_at" else getattr(ctx.report, rule.counts_from)
+        due = start + timedelta(minutes=rule.due_after_minutes)
         owner = lead if rule.owner == "$lead" else rule.owner
         recipient = lead if rule.recipient == "$lead" else rule.recipient
         out.append(
@@ -254,7 +262,9 @@ def obligations(ctx: _Context, plan: Plan) -> list[Obligation]:
                 recipient=plan.unit_name(recipient),
                 counts_from=rule.counts_from,
                 starts_at=start,
-                due_at=start + timedelta(minutes=rule.due_after_minutes),
+                due_at=due,
+                remind_at=due - timedelta(minutes=rule.remind_before_minutes),
+                escalation=rule.escalation,
                 rule=f"obligation.{rule.kind.value}",
                 section=rule.section,
             )
@@ -262,8 +272,28 @@ def obligations(ctx: _Context, plan: Plan) -> list[Obligation]:
     return out
 
 
-def decide(report: ReportFacts, plan: Plan, now: datetime, *, incident_id: str | None = None) -> Decision:
-    """Grade, response level, lead units, commanders, notices and obligations for one report."""
+def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime) -> list[Obligation]:
+    """What an ended incident still owes (5.4.2: the evaluation report after a 一般 event)."""
+    itype = plan.types[decision.type_id]
+    live = _Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level)
+    ended = _Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True)
+    before = {o.kind for o in obligations(live, plan, ended_at)}
+    return [o for o in obligations(ended, plan, ended_at) if o.kind not in before]
+
+
+def decide(
+    report: ReportFacts,
+    plan: Plan,
+    now: datetime,
+    *,
+    incident_id: str | None = None,
+    basis_at: datetime | None = None,
+) -> Decision:
+    """Grade, response level, lead units, commanders, notices and obligations for one report.
+
+    basis_at: the time of the record this decision answers (the report's received_at, or the
+    follow-up's filing time); obligations that count from it (the city report) start there.
+    """
     problems = check_report(report, plan)
     if problems:
         raise ReportRejected(problems)
@@ -315,7 +345,7 @@ def decide(report: ReportFacts, plan: Plan, now: datetime, *, incident_id: str |
         triage_by_district_office=triage,
         needs_approval_for_city_report=any(n.after_approval for n in notify),
         notify=notify,
-        obligations=obligations(ctx, plan),
+        obligations=obligations(ctx, plan, basis_at or report.received_at),
         reasons=reasons,
         decided_at=now,
         plan_version=plan.version,

@@ -88,6 +88,7 @@ class Condition(PlanModel):
     key_area_nonempty: bool | None = None
     key_area_contains: list[str] | None = None
     street_given: bool | None = None
+    ended: bool | None = None
     any: list["Condition"] | None = None
     all: list["Condition"] | None = None
 
@@ -201,15 +202,48 @@ class ObligationRule(PlanModel):
     label: str
     section: str
     when: Condition
-    counts_from: Literal["received_at", "occurred_at"]
+    counts_from: Literal["received_at", "occurred_at", "basis_at"]
     due_after_minutes: int = Field(gt=0)
+    remind_before_minutes: int = Field(ge=0)
     owner: str
     recipient: str
+    escalation: str
+
+
+class EscalationRecipient(PlanModel):
+    unit: str
+    role: str
+
+
+class EscalationStep(PlanModel):
+    step: int = Field(ge=1)
+    after_minutes: int = Field(ge=0)
+    notify: list[EscalationRecipient] = Field(min_length=1)
 
 
 class ObligationsFile(PlanModel):
     parties: dict[str, str] = Field(default_factory=dict)
     obligations: list[ObligationRule]
+    escalation_chains: dict[str, list[EscalationStep]]
+    end_authority: dict[Grade, Literal["district_committee", "city"]]
+
+    @model_validator(mode="after")
+    def _chains(self) -> "ObligationsFile":
+        for ob in self.obligations:
+            if ob.escalation not in self.escalation_chains:
+                raise ValueError(f"obligations[{ob.kind}].escalation: unknown chain {ob.escalation!r}")
+            if ob.remind_before_minutes >= ob.due_after_minutes:
+                raise ValueError(f"obligations[{ob.kind}].remind_before_minutes: must be less than due_after_minutes")
+        for name, steps in self.escalation_chains.items():
+            numbers = [s.step for s in steps]
+            if numbers != list(range(1, len(steps) + 1)) or [s.after_minutes for s in steps] != sorted(
+                s.after_minutes for s in steps
+            ):
+                raise ValueError(f"escalation_chains.{name}: steps must be 1, 2, … with growing after_minutes")
+        missing = set(Grade) - set(self.end_authority)
+        if missing:
+            raise ValueError(f"end_authority: no entry for {sorted(missing)}")
+        return self
 
 
 class UnitsFile(PlanModel):
@@ -238,6 +272,8 @@ class Plan(PlanModel):
     notifications: list[NotifyRule]
     obligations: list[ObligationRule]
     parties: dict[str, str]
+    escalation_chains: dict[str, list[EscalationStep]]
+    end_authority: dict[Grade, Literal["district_committee", "city"]]
     version: str
 
     @cached_property
@@ -293,6 +329,11 @@ def _check_refs(plan: Plan) -> None:
         for field, ref in (("owner", ob.owner), ("recipient", ob.recipient)):
             if ref != "$lead" and ref not in known:
                 problems.append(f"obligations.yaml: obligations[{ob.kind}].{field}: unknown unit {ref!r}")
+    for name, steps in plan.escalation_chains.items():
+        for step in steps:
+            for r in step.notify:
+                if r.unit != "$owner" and r.unit not in known:
+                    problems.append(f"obligations.yaml: escalation_chains.{name}[{step.step}]: unknown unit {r.unit!r}")
     names = [t.name for t in plan.types.values()]
     if len(set(names)) != len(names):
         problems.append("incident_types.yaml: duplicate type names")
@@ -318,6 +359,8 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         notifications=sorted(notifications, key=lambda r: r.order),
         obligations=obligations.obligations,
         parties=obligations.parties,
+        escalation_chains=obligations.escalation_chains,
+        end_authority=obligations.end_authority,
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,10 +25,19 @@ from services.intake import accept
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
 from services.view import IncidentView
-from topics.catalog import INCIDENTS_REPORTED
-from topics.models import ReportSubmission
+from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
+from topics.models import (
+    ApprovalRecorded,
+    ApprovalRequest,
+    EndRecorded,
+    EndRequest,
+    FileReportRequest,
+    IncidentCommand,
+    ReportFiled,
+    ReportSubmission,
+)
 
-log = structlog.get_logger("yingji").bind(stage="api")
+log = structlog.get_logger("yingji", stage="api")
 PRODUCE_TIMEOUT_S = 10.0
 RETRY_AFTER_S = "5"
 
@@ -35,6 +45,12 @@ RETRY_AFTER_S = "5"
 class Accepted(BaseModel):
     incident_id: str
     report_id: str
+    status: str = "accepted"
+
+
+class CommandAccepted(BaseModel):
+    incident_id: str
+    command_id: str
     status: str = "accepted"
 
 
@@ -136,6 +152,61 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         view.apply(INCIDENTS_REPORTED.name, record.model_dump_json().encode())
         log.info("accepted", incident_id=record.incident_id, type=record.report.type)
         return Accepted(incident_id=record.incident_id, report_id=record.report.report_id)
+
+    async def publish_command(incident_id: str, body) -> Any:
+        incident = view.incidents.get(incident_id)
+        if incident is None or incident.reported is None:
+            raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
+        cmd = IncidentCommand(id=body.id, incident_id=incident_id, drill=incident.reported.report.drill, body=body)
+        producer: AIOKafkaProducer | None = state["producer"]
+        if producer is None:
+            return unavailable("broker not reachable yet")
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(INCIDENT_COMMANDS.name, key=incident_id.encode(), value=cmd.model_dump_json().encode()),
+                timeout=PRODUCE_TIMEOUT_S,
+            )
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("produce_failed", incident_id=incident_id, error=type(exc).__name__)
+            return unavailable("broker did not acknowledge the command")
+        log.info("command_accepted", incident_id=incident_id, command=body.command)
+        return CommandAccepted(incident_id=incident_id, command_id=cmd.id)
+
+    def command_id(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:20]}"
+
+    @api.post("/incidents/{incident_id}/reports", status_code=202, response_model=CommandAccepted,
+              responses={404: {}, 422: {}, 503: {}})
+    async def file_report(incident_id: str, req: FileReportRequest) -> Any:
+        """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
+        body = ReportFiled(
+            id=command_id("f"), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
+            filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
+        )
+        return await publish_command(incident_id, body)
+
+    @api.post("/incidents/{incident_id}/approvals", status_code=202, response_model=CommandAccepted,
+              responses={404: {}, 422: {}, 503: {}})
+    async def approve(incident_id: str, req: ApprovalRequest) -> Any:
+        """区应急委主任或副主任's approval to report a 较大+ event to 市应急办 (4.1.3)."""
+        body = ApprovalRecorded(id=command_id("a"), incident_id=incident_id, approver=req.approver,
+                                approver_role=req.approver_role, approved_at=req.approved_at, recorded_by="api")
+        return await publish_command(incident_id, body)
+
+    @api.post("/incidents/{incident_id}/end", status_code=202, response_model=CommandAccepted,
+              responses={404: {}, 422: {}, 503: {}})
+    async def end(incident_id: str, req: EndRequest) -> Any:
+        """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
+        body = EndRecorded(id=command_id("x"), incident_id=incident_id, authority=req.authority,
+                           decided_by=req.decided_by, ended_at=req.ended_at, recorded_by="api")
+        return await publish_command(incident_id, body)
+
+    @api.get("/incidents/{incident_id}/timeline")
+    async def timeline(incident_id: str) -> dict[str, Any]:
+        incident = view.incidents.get(incident_id)
+        if incident is None:
+            raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
+        return {"incident_id": incident_id, "events": incident.timeline()}
 
     @api.get("/incidents")
     async def list_incidents(drill: bool | None = None, limit: int = 500) -> dict[str, Any]:

@@ -42,4 +42,4 @@ app = create_app(settings)
 runtime = Runtime(plan=load_plan(), clock=WallClock())
 
 # Agents register themselves on import; the list is explicit.
-from services.agents import decide as _decide  # noqa: E402,F401
+from services.agents import incidents as _incidents  # noqa: E402,F401

@@ -24,3 +24,13 @@ DECISION_LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+BREACHES = Counter(
+    "yingji_obligation_breaches_total", "Obligations whose due time passed unfiled", ["kind", "drill"], registry=REGISTRY
+)
+BREACH_LAG = Histogram(
+    "yingji_breach_detection_lag_seconds",
+    "Due time -> breach detected",
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300, 3600),
+)
+ESCALATIONS = Counter("yingji_escalations_total", "Escalation steps taken", ["step", "drill"], registry=REGISTRY)

@@ -33,6 +33,10 @@ class Sealer:
             return None
         return self._fernet.encrypt(details.model_dump_json().encode()).decode()
 
+    def seal_text(self, text: str) -> str | None:
+        """Free text of a filed report: it may name citizens, so it travels sealed too."""
+        return self._fernet.encrypt(text.encode()).decode() if text else None
+
     def open(self, sealed: str) -> PrivateDetails:
         try:
             return PrivateDetails.model_validate_json(self._fernet.decrypt(sealed.encode()))

@@ -15,10 +15,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
-from topics.models import IncidentDecided, IncidentReported, NotificationRequested
+from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+from topics.models import EventKind, IncidentDecided, IncidentEvent, IncidentReported, NotificationRequested
 
-log = structlog.get_logger("yingji").bind(stage="view")
+log = structlog.get_logger("yingji", stage="view")
 
 
 @dataclass
@@ -27,22 +27,53 @@ class IncidentState:
     reported: IncidentReported | None = None
     decided: IncidentDecided | None = None
     notifications: dict[str, NotificationRequested] = field(default_factory=dict)
+    events: dict[int, IncidentEvent] = field(default_factory=dict)
+    obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended: bool = False
+
+    def add_event(self, event: IncidentEvent) -> None:
+        if event.seq in self.events:
+            return  # redelivered: same seq, same event
+        self.events[event.seq] = event
+        key = event.obligation
+        if event.kind is EventKind.OBLIGATION_OPENED and key:
+            self.obligations[key] = {"kind": key, "status": "open", "due_at": event.details.get("due_at"),
+                                     "owner": event.details.get("owner"), "section": event.section}
+        elif key and key in self.obligations:
+            status = {
+                EventKind.OBLIGATION_MET: "met",
+                EventKind.OBLIGATION_LATE: "late",
+                EventKind.BREACH: "missed",
+                EventKind.OBLIGATION_CLOSED: "closed",
+            }.get(event.kind)
+            if status:
+                self.obligations[key]["status"] = status
+            if event.kind is EventKind.OBLIGATION_LATE:
+                self.obligations[key]["minutes_late"] = event.details.get("minutes_late")
+            if event.kind is EventKind.ESCALATION:
+                self.obligations[key]["escalation_step"] = event.details.get("step")
+        if event.kind is EventKind.ENDED:
+            self.ended = True
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return [self.events[k].model_dump(mode="json") for k in sorted(self.events)]
 
     def as_json(self) -> dict[str, Any]:
         report = self.reported.report.model_dump(mode="json") if self.reported else None
         return {
             "incident_id": self.incident_id,
-            "status": "decided" if self.decided else "reported",
+            "status": "ended" if self.ended else ("decided" if self.decided else "reported"),
             "drill": bool(self.reported and self.reported.report.drill),
             "accepted_at": self.reported.accepted_at.isoformat() if self.reported else None,
             "report": report,
             "decision": self.decided.decision.model_dump(mode="json") if self.decided else None,
             "notifications": [n.model_dump(mode="json") for n in self.notifications.values()],
+            "obligations": list(self.obligations.values()),
         }
 
 
 class IncidentView:
-    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED)
+    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, INCIDENT_EVENTS)
 
     def __init__(self) -> None:
         self.incidents: dict[str, IncidentState] = {}
@@ -65,6 +96,9 @@ class IncidentView:
             elif topic == NOTIFICATIONS_REQUESTED.name:
                 note = NotificationRequested.model_validate_json(value)
                 self._state(note.incident_id).notifications[note.dedup_key] = note
+            elif topic == INCIDENT_EVENTS.name:
+                event = IncidentEvent.model_validate_json(value)
+                self._state(event.incident_id).add_event(event)
         except ValidationError:
             pass  # the decide stage dead-letters bad records; the view just does not show them
 

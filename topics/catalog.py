@@ -11,7 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested
+from topics.models import (
+    DeadLetter,
+    IncidentCommand,
+    IncidentDecided,
+    IncidentEvent,
+    IncidentReported,
+    NotificationRequested,
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,33 @@ NOTIFICATIONS_REQUESTED = TopicSpec(
     model=NotificationRequested,
     description="One record per unit to be told, each with a dedup key.",
 )
+INCIDENT_COMMANDS = TopicSpec(
+    name="yingji.incidents.commands",
+    key="incident_id",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=IncidentCommand,
+    description="What changes an open incident: reports filed, approvals, the end, due checks.",
+)
+INCIDENT_EVENTS = TopicSpec(
+    name="yingji.incidents.events",
+    key="incident_id",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=IncidentEvent,
+    description="Every incident's timeline, in order per incident: each event with its time and reason.",
+)
+ESCALATIONS = TopicSpec(
+    name="yingji.escalations",
+    key="incident_id",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=IncidentEvent,
+    description="Breaches (漏报/迟报) and escalation steps, for the command center.",
+)
 DEAD_LETTERS = TopicSpec(
     name="yingji.deadletters",
     key="source_topic",
@@ -75,6 +109,9 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
     INCIDENTS_DECIDED,
     NOTIFICATIONS_REQUESTED,
+    INCIDENT_COMMANDS,
+    INCIDENT_EVENTS,
+    ESCALATIONS,
     DEAD_LETTERS,
 )
 

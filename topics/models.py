@@ -82,6 +82,8 @@ class ObligationKind(StrEnum):
     WRITTEN_REPORT = "written_report"
     DETAILED_REPORT = "detailed_report"
     PUBLIC_RELEASE = "public_release"
+    CITY_REPORT = "city_report"
+    EVALUATION_REPORT = "evaluation_report"
 
 
 class Location(Contract):
@@ -215,9 +217,11 @@ class Obligation(Contract):
     owner: ShortText
     recipient_id: ShortText
     recipient: ShortText
-    counts_from: Literal["received_at", "occurred_at"]
+    counts_from: Literal["received_at", "occurred_at", "basis_at"]
     starts_at: UtcDatetime
     due_at: UtcDatetime
+    remind_at: UtcDatetime
+    escalation: ShortText
     rule: ShortText
     section: ShortText
 
@@ -283,6 +287,8 @@ class NotificationRequested(Contract):
     drill: bool = False
     unit_id: ShortText
     unit: ShortText
+    role: ShortText | None = Field(default=None, description="who in the unit: 值班领导, 值班主任, 分管区领导 …")
+    kind: Literal["routing", "reminder", "escalation", "approved_report", "end"] = "routing"
     why: LongText
     rule: ShortText
     section: ShortText
@@ -303,3 +309,162 @@ class DeadLetter(Contract):
     original_b64: str
     failed_at: UtcDatetime
     schema_version: int = SCHEMA_VERSION
+
+
+# --- the incident's life: commands in, timeline events out ---------------------------------
+
+
+class ReportKind(StrEnum):
+    """What a duty officer files (信息报送): each but `followup` satisfies the obligation of its kind."""
+
+    PHONE_REPORT = "phone_report"
+    WRITTEN_REPORT = "written_report"
+    DETAILED_REPORT = "detailed_report"
+    FOLLOWUP = "followup"
+    PUBLIC_RELEASE = "public_release"
+    CITY_REPORT = "city_report"
+    EVALUATION_REPORT = "evaluation_report"
+
+
+class FollowupFacts(Contract):
+    """New facts a follow-up report (续报) carries; what is absent stays as it was."""
+
+    facts: Facts | None = None
+    flags: Flags | None = None
+    location: Location | None = None
+    asserted_grade: Grade | None = None
+    asserted_by: ShortText | None = None
+
+
+class ReportFiled(Contract):
+    command: Literal["report_filed"] = "report_filed"
+    id: RecordId
+    incident_id: RecordId
+    kind: ReportKind
+    unit_id: ShortText
+    filed_at: UtcDatetime
+    filed_by: ShortText
+    content_sealed: Annotated[str, StringConstraints(max_length=40000)] | None = None
+    followup: FollowupFacts | None = None
+
+
+class ApprovalRecorded(Contract):
+    """区应急委主任或副主任 approved reporting a 较大+ event to 市应急办 (4.1.3)."""
+
+    command: Literal["approval_recorded"] = "approval_recorded"
+    id: RecordId
+    incident_id: RecordId
+    approver: ShortText
+    approver_role: Literal["director", "deputy_director"]
+    approved_at: UtcDatetime
+    recorded_by: ShortText
+
+
+class EndRecorded(Contract):
+    """应急结束 (4.8.2): 区应急委's approval for 一般; the city's decision, recorded, for 较大+."""
+
+    command: Literal["end_recorded"] = "end_recorded"
+    id: RecordId
+    incident_id: RecordId
+    authority: Literal["district_committee", "city"]
+    decided_by: ShortText
+    ended_at: UtcDatetime
+    recorded_by: ShortText
+
+
+class DueCheck(Contract):
+    """Internal: the sweep found something of this incident due at `at`."""
+
+    command: Literal["due_check"] = "due_check"
+    id: RecordId
+    incident_id: RecordId
+    at: UtcDatetime
+
+
+class IncidentCommand(Contract):
+    """Everything that changes an open incident (topic incidents.commands, key incident_id)."""
+
+    id: RecordId
+    incident_id: RecordId
+    drill: bool = False
+    body: Annotated[ReportFiled | ApprovalRecorded | EndRecorded | DueCheck, Field(discriminator="command")]
+    schema_version: int = SCHEMA_VERSION
+
+
+class EventKind(StrEnum):
+    REPORTED = "reported"
+    DECIDED = "decided"
+    REGRADED = "regraded"
+    LEVEL_ADJUSTED = "level_adjusted"
+    OBLIGATION_OPENED = "obligation_opened"
+    REPORT_FILED = "report_filed"
+    OBLIGATION_MET = "obligation_met"
+    OBLIGATION_LATE = "obligation_late"
+    OBLIGATION_CLOSED = "obligation_closed"
+    REMINDER = "reminder"
+    BREACH = "breach"
+    ESCALATION = "escalation"
+    APPROVED = "approved"
+    ENDED = "ended"
+    REJECTED = "rejected"
+
+
+EventDetail = str | int | float | bool | None
+
+
+class IncidentEvent(Contract):
+    """One line of an incident's timeline (topic incidents.events; breaches and escalations also on
+    the escalations topic). `at` is the event's own time (a breach's is its due time); `recorded_at`
+    is when the service noticed it."""
+
+    id: RecordId
+    incident_id: RecordId
+    seq: int
+    kind: EventKind
+    at: UtcDatetime
+    recorded_at: UtcDatetime
+    reason: LongText
+    section: ShortText | None = None
+    obligation: ShortText | None = None
+    by: ShortText | None = None
+    drill: bool = False
+    details: dict[str, EventDetail] = Field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+# --- HTTP bodies of the incident's life ------------------------------------------------------
+
+
+class FileReportRequest(Contract):
+    """POST /incidents/{id}/reports: a report filed by a unit (its content is sealed)."""
+
+    kind: ReportKind
+    unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
+    filed_at: AwareDatetime
+    filed_by: ShortText = Field(min_length=1)
+    content: LongText = ""
+    followup: FollowupFacts | None = None
+
+    @model_validator(mode="after")
+    def _followup_facts(self) -> "FileReportRequest":
+        if self.kind is ReportKind.FOLLOWUP and self.followup is None:
+            raise ValueError("followup: a follow-up report (续报) carries its new facts here")
+        if self.kind is not ReportKind.FOLLOWUP and self.followup is not None:
+            raise ValueError("followup: only a follow-up report carries new facts")
+        return self
+
+
+class ApprovalRequest(Contract):
+    """POST /incidents/{id}/approvals: 区应急委主任或副主任 approved the report to 市应急办 (4.1.3)."""
+
+    approver: ShortText = Field(min_length=1)
+    approver_role: Literal["director", "deputy_director"]
+    approved_at: AwareDatetime
+
+
+class EndRequest(Contract):
+    """POST /incidents/{id}/end: 应急结束 (4.8.2)."""
+
+    authority: Literal["district_committee", "city"]
+    decided_by: ShortText = Field(min_length=1)
+    ended_at: AwareDatetime

@@ -8,13 +8,15 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from topics.catalog import CATALOG
-from topics.models import Decision, ReportSubmission
+from topics.models import ApprovalRequest, Decision, EndRequest, FileReportRequest, ReportSubmission
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def contracts() -> dict[str, type[BaseModel]]:
-    out: dict[str, type[BaseModel]] = {"ReportSubmission": ReportSubmission, "Decision": Decision}
+    out: dict[str, type[BaseModel]] = {
+        m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest)
+    }
     for spec in CATALOG:
         out[spec.model.__name__] = spec.model
     return out

@@ -1,0 +1,398 @@
+"""An incident's life, pure: its state, a record and `now` in; the new state and what to emit out.
+
+Reports filed, follow-ups that regrade, approvals, the end, reminders, breaches (迟报/漏报, 5.5.2)
+and escalation steps. No I/O and no clock: the shell passes `now` and emits what comes back, so
+the same code runs live, in drills on a simulated clock, and in unit tests.
+Every step is idempotent: a command seen twice, or a due check run twice, changes nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from playbooks.engine import decide, obligations_at_end
+from playbooks.plan import Plan
+from topics.models import (
+    GRADE_RANK,
+    ApprovalRecorded,
+    Decision,
+    DueCheck,
+    EndRecorded,
+    EventDetail,
+    EventKind,
+    IncidentCommand,
+    IncidentEvent,
+    IncidentReported,
+    NotificationRequested,
+    Obligation,
+    ReportFacts,
+    ReportFiled,
+    ReportKind,
+)
+
+SEEN_MAX = 256  # command ids remembered per incident for at-least-once redelivery
+LATE_DETECTION_S = 1.0  # a breach noticed later than this after its due time says so
+
+
+class State(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class ObligationState(State):
+    obligation: Obligation
+    status: Literal["open", "met", "late", "missed", "closed"] = "open"
+    filed_at: datetime | None = None
+    filed_by: str | None = None
+    minutes_late: float | None = None
+    reminded: bool = False
+    breach_detected_at: datetime | None = None
+    steps_done: list[int] = []
+    closed_reason: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status in ("open", "missed")
+
+
+class IncidentState(State):
+    incident_id: str
+    drill: bool = False
+    accepted_at: datetime
+    report: ReportFacts
+    decision: Decision
+    obligations: dict[str, ObligationState]
+    notified: list[str] = []
+    approval: ApprovalRecorded | None = None
+    approval_requested_at: datetime | None = None
+    end: EndRecorded | None = None
+    seq: int = 0
+    seen: list[str] = []
+
+
+@dataclass
+class Outcome:
+    state: IncidentState | None
+    events: list[IncidentEvent] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    notifications: list[NotificationRequested] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.decisions or self.notifications)
+
+
+class _Emitter:
+    """Collects what one step emits, numbering events from the incident's own sequence."""
+
+    def __init__(self, state: IncidentState, now: datetime):
+        self.state = state
+        self.now = now
+        self.out = Outcome(state=state)
+
+    def event(
+        self,
+        kind: EventKind,
+        reason: str,
+        *,
+        at: datetime | None = None,
+        section: str | None = None,
+        obligation: str | None = None,
+        by: str | None = None,
+        **details: EventDetail,
+    ) -> None:
+        self.state.seq += 1
+        self.out.events.append(
+            IncidentEvent(
+                id=f"{self.state.incident_id}.e{self.state.seq}",
+                incident_id=self.state.incident_id,
+                seq=self.state.seq,
+                kind=kind,
+                at=at or self.now,
+                recorded_at=self.now,
+                reason=reason,
+                section=section,
+                obligation=obligation,
+                by=by,
+                drill=self.state.drill,
+                details=details,
+            )
+        )
+
+    def notify(self, *, key: str, unit_id: str, unit: str, why: str, rule: str, section: str,
+               kind: str = "routing", role: str | None = None) -> None:
+        if key in self.state.notified:
+            return
+        self.state.notified.append(key)
+        self.out.notifications.append(
+            NotificationRequested(
+                id=key,
+                dedup_key=key,
+                incident_id=self.state.incident_id,
+                drill=self.state.drill,
+                unit_id=unit_id,
+                unit=unit,
+                role=role,
+                kind=kind,  # type: ignore[arg-type]
+                why=why,
+                rule=rule,
+                section=section,
+                requested_at=self.now,
+            )
+        )
+
+
+def _route(em: _Emitter, decision: Decision) -> None:
+    """Routing notices of a decision; those waiting for approval (4.1.3) only once approved."""
+    for notice in decision.notify:
+        if notice.after_approval and em.state.approval is None:
+            continue
+        em.notify(
+            key=f"{em.state.incident_id}.{notice.unit_id}.{notice.rule}",
+            unit_id=notice.unit_id,
+            unit=notice.unit,
+            why=notice.why,
+            rule=notice.rule,
+            section=notice.section,
+            kind="approved_report" if notice.after_approval else "routing",
+        )
+
+
+def _open(em: _Emitter, ob: Obligation) -> None:
+    em.state.obligations[ob.kind.value] = ObligationState(obligation=ob)
+    em.event(
+        EventKind.OBLIGATION_OPENED,
+        f"{ob.label}：{ob.owner}→{ob.recipient}，应于{ob.due_at.isoformat()}前",
+        section=ob.section,
+        obligation=ob.kind.value,
+        due_at=ob.due_at.isoformat(),
+        owner=ob.owner,
+    )
+
+
+def start(rec: IncidentReported, plan: Plan, now: datetime) -> Outcome:
+    """A new incident: decide, route, open its obligations."""
+    decision = decide(rec.report, plan, now, incident_id=rec.incident_id)
+    state = IncidentState(
+        incident_id=rec.incident_id,
+        drill=rec.report.drill,
+        accepted_at=rec.accepted_at,
+        report=rec.report,
+        decision=decision,
+        obligations={},
+        seen=[rec.id],
+    )
+    em = _Emitter(state, now)
+    em.event(EventKind.REPORTED, f"接报：{decision.type_name}（来源 {rec.report.source or '未注明'}）",
+             at=rec.report.received_at, section="4.1.2")
+    em.event(
+        EventKind.DECIDED,
+        f"{decision.grade.value}，{decision.response_level.value}响应，牵头 {'、'.join(decision.lead_units)}",
+        section="4.3",
+        grade=decision.grade.value,
+        level=decision.response_level.value,
+    )
+    em.out.decisions.append(decision)
+    _route(em, decision)
+    if decision.needs_approval_for_city_report:
+        state.approval_requested_at = now
+    for ob in decision.obligations:
+        _open(em, ob)
+    _due(em, plan)  # a report received long ago may owe something already
+    return em.out
+
+
+def _merge_followup(report: ReportFacts, cmd: ReportFiled) -> ReportFacts:
+    f = cmd.followup
+    if f is None:
+        return report
+    update: dict = {k: v for k, v in f.model_dump(exclude_none=True).items()}
+    for key in ("facts", "flags", "location"):
+        if key in update:
+            update[key] = getattr(f, key)
+    return report.model_copy(update=update)
+
+
+def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
+    st = em.state
+    old = st.decision
+    report = _merge_followup(st.report, cmd)
+    new = decide(report, plan, em.now, incident_id=st.incident_id, basis_at=cmd.filed_at)
+    st.report, st.decision = report, new
+    em.out.decisions.append(new)
+    grade_reasons = "；".join(r.text for r in new.reasons if r.rule.startswith("grade."))
+    if new.grade != old.grade:
+        direction = "升级" if GRADE_RANK[new.grade] > GRADE_RANK[old.grade] else "降级"
+        em.event(EventKind.REGRADED, f"续报{direction}：{old.grade.value}→{new.grade.value}（{grade_reasons}）",
+                 section="4.3.1", by=cmd.filed_by, from_grade=old.grade.value, to_grade=new.grade.value)
+    if new.response_level != old.response_level:
+        level_reasons = "；".join(r.text for r in new.reasons if r.rule.startswith(("level.", "raise.")))
+        em.event(EventKind.LEVEL_ADJUSTED,
+                 f"响应级别调整：{old.response_level.value}→{new.response_level.value}（{level_reasons}）",
+                 section="4.3.1", by=cmd.filed_by, from_level=old.response_level.value,
+                 to_level=new.response_level.value)
+    if new.needs_approval_for_city_report and st.approval_requested_at is None:
+        st.approval_requested_at = em.now
+    _route(em, new)
+    wanted = {ob.kind.value: ob for ob in new.obligations}
+    for kind, ob in wanted.items():
+        if kind not in st.obligations:
+            _open(em, ob)
+    for kind, ob_state in st.obligations.items():
+        if kind != ReportKind.EVALUATION_REPORT.value and kind not in wanted and ob_state.pending:
+            ob_state.status, ob_state.closed_reason = "closed", f"等级调整为{new.grade.value}后不再需要"
+            em.event(EventKind.OBLIGATION_CLOSED, f"{ob_state.obligation.label}：{ob_state.closed_reason}",
+                     section="4.3.1", obligation=kind)
+
+
+def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
+    st = em.state
+    label = cmd.kind.value
+    em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.filed_by,
+             section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
+    if cmd.kind is ReportKind.FOLLOWUP:
+        _regrade(em, cmd, plan)
+        return
+    ob_state = st.obligations.get(cmd.kind.value)
+    if ob_state is None or not ob_state.pending:
+        return  # a report nobody owed, or filed again: on the timeline, nothing else changes
+    ob = ob_state.obligation
+    ob_state.filed_at, ob_state.filed_by = cmd.filed_at, cmd.filed_by
+    if cmd.filed_at <= ob.due_at:
+        ob_state.status = "met"
+        em.event(EventKind.OBLIGATION_MET, f"{ob.label}按时报送", at=cmd.filed_at, section=ob.section,
+                 obligation=ob.kind.value, by=cmd.filed_by)
+        return
+    minutes = round((cmd.filed_at - ob.due_at).total_seconds() / 60, 1)
+    ob_state.status, ob_state.minutes_late = "late", minutes
+    em.event(EventKind.OBLIGATION_LATE, f"{ob.label}迟报 {minutes:g} 分钟", at=cmd.filed_at,
+             section="5.5.2", obligation=ob.kind.value, by=cmd.filed_by, minutes_late=minutes)
+
+
+def _approve(em: _Emitter, cmd: ApprovalRecorded) -> None:
+    st = em.state
+    if not st.decision.needs_approval_for_city_report:
+        em.event(EventKind.REJECTED, f"无需审批：{st.decision.grade.value}事件不向市应急办报告", section="4.1.3",
+                 by=cmd.recorded_by)
+        return
+    if st.approval is not None:
+        return
+    st.approval = cmd
+    role = "主任" if cmd.approver_role == "director" else "副主任"
+    waited = round((cmd.approved_at - (st.approval_requested_at or st.accepted_at)).total_seconds() / 60, 1)
+    em.event(EventKind.APPROVED, f"区应急委{role}{cmd.approver}批准向市应急办报告（等待 {waited:g} 分钟）",
+             at=cmd.approved_at, section="4.1.3", by=cmd.recorded_by, approver=cmd.approver,
+             waited_minutes=waited)
+    _route(em, st.decision)
+
+
+def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
+    st = em.state
+    if st.end is not None:
+        return
+    needed = plan.end_authority[st.decision.grade]
+    if cmd.authority != needed:
+        who = "区应急委批准" if needed == "district_committee" else "市级指挥部或市应急办宣布"
+        em.event(EventKind.REJECTED, f"{st.decision.grade.value}事件的应急结束须由{who}", section="4.8.2",
+                 by=cmd.recorded_by)
+        return
+    st.end = cmd
+    em.event(EventKind.ENDED,
+             f"应急结束：{'区应急委批准' if needed == 'district_committee' else '市级宣布（外部决定）'}，{cmd.decided_by}",
+             at=cmd.ended_at, section="4.8.2", by=cmd.recorded_by, authority=cmd.authority)
+    for kind, ob_state in st.obligations.items():
+        if ob_state.pending:
+            ob_state.status, ob_state.closed_reason = "closed", "事件已结束"
+            em.event(EventKind.OBLIGATION_CLOSED, f"{ob_state.obligation.label}：事件已结束", section="4.8.2",
+                     obligation=kind)
+    for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at):
+        _open(em, ob)
+
+
+def _unit(plan: Plan, unit_id: str) -> str:
+    return plan.unit_name(unit_id)
+
+
+def _due(em: _Emitter, plan: Plan) -> None:
+    """Reminders before, a breach at the due time, then each escalation step: each exactly once."""
+    st, now = em.state, em.now
+    for kind, ob_state in st.obligations.items():
+        ob = ob_state.obligation
+        if ob_state.status == "open" and not ob_state.reminded and ob.remind_at <= now < ob.due_at:
+            ob_state.reminded = True
+            em.event(EventKind.REMINDER, f"{ob.label}将于{ob.due_at.isoformat()}到期，请{ob.owner}报送",
+                     section=ob.section, obligation=kind)
+            em.notify(key=f"{st.incident_id}.{kind}.reminder", unit_id=ob.owner_id, unit=ob.owner,
+                      why=f"提醒：{ob.label}即将到期", rule=ob.rule, section=ob.section, kind="reminder",
+                      role="值班员")
+        if ob_state.status == "open" and ob.due_at <= now:
+            ob_state.status = "missed"
+            ob_state.reminded = True
+            ob_state.breach_detected_at = now
+            lag = (now - ob.due_at).total_seconds()
+            late_note = f"（检测滞后 {lag:.1f} 秒）" if lag > LATE_DETECTION_S else ""
+            em.event(EventKind.BREACH, f"{ob.label}逾期未报（漏报）{late_note}", at=ob.due_at, section="5.5.2",
+                     obligation=kind, detection_lag_s=round(lag, 3), detected_late=lag > LATE_DETECTION_S)
+        if ob_state.status == "missed":
+            for step in plan.escalation_chains[ob.escalation]:
+                step_at = ob.due_at + timedelta(minutes=step.after_minutes)
+                if step.step in ob_state.steps_done or step_at > now:
+                    continue
+                ob_state.steps_done.append(step.step)
+                names = []
+                for i, r in enumerate(step.notify):
+                    unit_id = ob.owner_id if r.unit == "$owner" else r.unit
+                    names.append(f"{_unit(plan, unit_id)}{r.role}")
+                    em.notify(key=f"{st.incident_id}.{kind}.step{step.step}.{unit_id}.r{i}", unit_id=unit_id,
+                              unit=_unit(plan, unit_id), role=r.role, kind="escalation",
+                              why=f"{ob.label}逾期未报，逐级督办（第{step.step}级）", rule=ob.rule, section="5.5.2")
+                em.event(EventKind.ESCALATION, f"第{step.step}级督办：{'、'.join(names)}", at=step_at,
+                         section="5.5.2", obligation=kind, step=step.step)
+
+
+def handle(state: IncidentState, cmd: IncidentCommand, plan: Plan, now: datetime) -> Outcome:
+    """Apply one command to an incident. A command id seen before changes nothing."""
+    if cmd.id in state.seen:
+        return Outcome(state=state)
+    st = state.model_copy(deep=True)
+    if not isinstance(cmd.body, DueCheck):  # due checks are idempotent by themselves
+        st.seen = (st.seen + [cmd.id])[-SEEN_MAX:]
+    em = _Emitter(st, now)
+    body = cmd.body
+    if isinstance(body, ReportFiled):
+        _file(em, body, plan)
+    elif isinstance(body, ApprovalRecorded):
+        _approve(em, body)
+    elif isinstance(body, EndRecorded):
+        _end(em, body, plan)
+    elif isinstance(body, DueCheck):
+        pass
+    _due(em, plan)  # whatever the command, anything due by now is acted on
+    return em.out
+
+
+def check_due(state: IncidentState, plan: Plan, now: datetime) -> Outcome:
+    st = state.model_copy(deep=True)
+    em = _Emitter(st, now)
+    _due(em, plan)
+    return em.out if not em.out.empty else Outcome(state=state)
+
+
+def next_due_at(state: IncidentState, plan: Plan) -> datetime | None:
+    """The earliest moment something of this incident falls due: reminder, breach or escalation step."""
+    times: list[datetime] = []
+    for ob_state in state.obligations.values():
+        ob = ob_state.obligation
+        if ob_state.status == "open":
+            times.append(ob.due_at)
+            if not ob_state.reminded and ob.remind_at < ob.due_at:
+                times.append(ob.remind_at)
+        elif ob_state.status == "missed":
+            for step in plan.escalation_chains[ob.escalation]:
+                if step.step not in ob_state.steps_done:
+                    times.append(ob.due_at + timedelta(minutes=step.after_minutes))
+                    break
+    return min(times) if times else None

@@ -1,0 +1,218 @@
+"""Stage `incidents`: every incident's life in one agent, keyed by incident id.
+
+In: reports (yingji.incidents.reported) and commands (reports filed, approvals, the end, due checks).
+Out: decisions, notifications (each with a dedup key), timeline events, breaches and escalations.
+The agent decodes, calls the pure lifecycle (playbooks.lifecycle) and emits; the incident's state
+lives in a Faust table whose changelog is on the broker, so a restarted worker recovers it.
+Deadlines: a sweep over this worker's due schedule sends a due check for each incident with
+something due; the agent acts on it. The schedule is derived from the table, rebuilt after a
+rebalance or a restart, so nothing due while the worker was down is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from datetime import datetime
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from playbooks.engine import ReportRejected
+from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, next_due_at, start
+from services import metrics
+from services.agents.deadletter import dead_letter, reason_label
+from services.app import app, runtime
+from topics.catalog import (
+    DEAD_LETTERS,
+    ESCALATIONS,
+    INCIDENT_COMMANDS,
+    INCIDENT_EVENTS,
+    INCIDENTS_DECIDED,
+    INCIDENTS_REPORTED,
+    NOTIFICATIONS_REQUESTED,
+)
+from topics.models import (
+    DueCheck,
+    EventKind,
+    IncidentCommand,
+    IncidentDecided,
+    IncidentReported,
+)
+
+STAGE = "incidents"
+log = structlog.get_logger("yingji", stage=STAGE)
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+inbound = app.topic(INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name, **RAW)
+commands_topic = app.topic(INCIDENT_COMMANDS.name, **RAW)
+decided_topic = app.topic(INCIDENTS_DECIDED.name, **RAW)
+notifications_topic = app.topic(NOTIFICATIONS_REQUESTED.name, **RAW)
+events_topic = app.topic(INCIDENT_EVENTS.name, **RAW)
+escalations_topic = app.topic(ESCALATIONS.name, **RAW)
+deadletter_topic = app.topic(DEAD_LETTERS.name, **RAW)
+
+# incident id -> IncidentState as JSON; keyed like the inbound topics, so co-partitioned with them.
+incidents = app.Table(
+    "incidents",
+    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"),
+)
+
+ESCALATION_KINDS = {EventKind.BREACH, EventKind.ESCALATION}
+
+
+class DueSchedule:
+    """Min-heap of (next due time, incident id) for this worker's incidents; derived, never the truth."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[datetime, str]] = []
+        self.stale = True
+
+    def push(self, when: datetime | None, incident_id: str) -> None:
+        if when is not None:
+            heapq.heappush(self.heap, (when, incident_id))
+
+    def pop_due(self, now: datetime) -> list[tuple[datetime, str]]:
+        due: dict[str, datetime] = {}
+        while self.heap and self.heap[0][0] <= now:
+            when, incident_id = heapq.heappop(self.heap)
+            due.setdefault(incident_id, when)
+        return [(when, iid) for iid, when in due.items()]
+
+    def rebuild(self, states) -> int:
+        self.heap = []
+        for incident_id, raw in states:
+            state = IncidentState.model_validate_json(raw)
+            self.push(next_due_at(state, runtime.plan), incident_id)
+        heapq.heapify(self.heap)
+        self.stale = False
+        return len(self.heap)
+
+
+schedule = DueSchedule()
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ARG001 - signal signature
+    schedule.stale = True
+
+
+async def _send_all(out: Outcome) -> None:
+    """Emit what a step produced and wait for the broker's acknowledgements (acks=all)."""
+    futures = []
+    for decision in out.decisions:
+        rec = IncidentDecided(
+            id=f"{decision.incident_id}.decision.{out.state.seq if out.state else 0}",
+            incident_id=decision.incident_id,
+            drill=out.state.drill if out.state else False,
+            decision=decision,
+            accepted_at=out.state.accepted_at if out.state else decision.decided_at,
+        )
+        futures.append(await decided_topic.send(key=rec.incident_id.encode(), value=rec.model_dump_json().encode()))
+    for note in out.notifications:
+        futures.append(await notifications_topic.send(key=note.dedup_key.encode(), value=note.model_dump_json().encode()))
+    for event in out.events:
+        value = event.model_dump_json().encode()
+        futures.append(await events_topic.send(key=event.incident_id.encode(), value=value))
+        if event.kind in ESCALATION_KINDS:
+            futures.append(await escalations_topic.send(key=event.incident_id.encode(), value=value))
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def _count(out: Outcome, accepted_at: datetime | None = None) -> None:
+    drill = str(bool(out.state and out.state.drill)).lower()
+    for decision in out.decisions[:1] if accepted_at else []:
+        metrics.INCIDENTS.labels(
+            category=decision.category, grade=decision.grade.value, level=decision.response_level.value, drill=drill
+        ).inc()
+        metrics.DECISION_LATENCY.observe(max(0.0, (decision.decided_at - accepted_at).total_seconds()))
+    for note in out.notifications:
+        metrics.NOTIFICATIONS.labels(rule=note.rule, drill=drill).inc()
+    for event in out.events:
+        if event.kind is EventKind.BREACH:
+            metrics.BREACHES.labels(kind=event.obligation or "", drill=drill).inc()
+            metrics.BREACH_LAG.observe(float(event.details.get("detection_lag_s") or 0.0))
+        elif event.kind is EventKind.ESCALATION:
+            metrics.ESCALATIONS.labels(step=str(event.details.get("step")), drill=drill).inc()
+
+
+def _load(incident_id: str) -> IncidentState | None:
+    raw = incidents.get(incident_id)
+    return None if raw is None else IncidentState.model_validate_json(raw)
+
+
+async def handle_record(topic: str, raw: bytes) -> None:
+    now = runtime.clock.now()
+    if topic == INCIDENTS_REPORTED.name:
+        rec = IncidentReported.model_validate_json(raw)
+        if incidents.get(rec.incident_id) is not None:
+            metrics.DUPLICATES.labels(stage=STAGE).inc()
+            return
+        out = start(rec, runtime.plan, now)
+        accepted_at = rec.accepted_at
+    else:
+        cmd = IncidentCommand.model_validate_json(raw)
+        state = _load(cmd.incident_id)
+        if state is None:
+            raise ReportRejected.single("incident_id", f"no incident {cmd.incident_id!r}")
+        out = handle(state, cmd, runtime.plan, now) if not isinstance(cmd.body, DueCheck) else check_due(
+            state, runtime.plan, now
+        )
+        accepted_at = None
+        if out.empty:
+            return
+    await _send_all(out)
+    assert out.state is not None
+    incidents[out.state.incident_id] = out.state.model_dump_json().encode()
+    schedule.push(next_due_at(out.state, runtime.plan), out.state.incident_id)
+    _count(out, accepted_at)
+    for event in out.events:
+        log.info(event.kind.value, incident_id=event.incident_id, drill=event.drill, obligation=event.obligation)
+
+
+async def _send_dead_letter(raw: bytes, message, error: Exception) -> None:
+    record = dead_letter(raw=raw, topic=message.topic, partition=message.partition, offset=message.offset,
+                         stage=STAGE, error=error, now=runtime.clock.now())
+    metrics.DEAD_LETTERS.labels(stage=STAGE, reason=reason_label(error)).inc()
+    log.warning("dead_letter", topic=message.topic, offset=message.offset, fields=record.fields)
+    fut = await deadletter_topic.send(key=message.topic.encode(), value=record.model_dump_json().encode())
+    await fut
+
+
+@app.agent(inbound)
+async def incident_lifecycle(stream):
+    async for event in stream.events():
+        raw: bytes = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        try:
+            await handle_record(event.message.topic, raw)
+        except (ValidationError, ReportRejected) as exc:
+            await _send_dead_letter(raw, event.message, exc)
+        except Exception as exc:  # noqa: BLE001 - Faust acks a record whose agent raised: never lose it silently
+            log.exception("incident_failed", offset=event.message.offset)
+            await _send_dead_letter(raw, event.message, exc)
+
+
+SWEEP_INTERVAL_S = 0.1
+
+
+@app.timer(interval=SWEEP_INTERVAL_S)
+async def sweep_due() -> None:
+    """Send a due check for each incident of this worker with something due now (timers never write tables)."""
+    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+        return
+    if schedule.stale:
+        count = schedule.rebuild(list(incidents.items()))
+        log.info("schedule_rebuilt", incidents=count)
+    now = runtime.clock.now()
+    futures = []
+    for when, incident_id in schedule.pop_due(now):
+        cmd = IncidentCommand(
+            id=f"due.{incident_id}.{when.timestamp():.3f}",
+            incident_id=incident_id,
+            body=DueCheck(id=f"due.{incident_id}.{when.timestamp():.3f}", incident_id=incident_id, at=now),
+        )
+        futures.append(await commands_topic.send(key=incident_id.encode(), value=cmd.model_dump_json().encode()))
+    if futures:
+        await asyncio.gather(*futures)

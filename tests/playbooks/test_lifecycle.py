@@ -1,0 +1,195 @@
+"""The incident's life on a simulated clock: reminders, filings, breaches, escalation, regrade,
+approval, end and the evaluation report. Each path names its plan section."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
+from tests.playbooks.conftest import make_report
+from topics.models import (
+    ApprovalRecorded,
+    DueCheck,
+    EndRecorded,
+    FollowupFacts,
+    IncidentCommand,
+    IncidentReported,
+    ReportFiled,
+)
+
+RECEIVED = datetime(2026, 11, 22, 1, 20, tzinfo=timezone.utc)  # 09:20 +08:00
+OCCURRED = datetime(2026, 11, 22, 1, 15, tzinfo=timezone.utc)
+M = timedelta(minutes=1)
+_n = 0
+
+
+def opened(plan, **over) -> IncidentState:
+    report = make_report(**over)
+    rec = IncidentReported(id=report.report_id, incident_id=report.report_id, report=report, accepted_at=RECEIVED)
+    out = start(rec, plan, RECEIVED)
+    return out.state
+
+
+def cmd(state: IncidentState, body) -> IncidentCommand:
+    global _n
+    _n += 1
+    return IncidentCommand(id=f"c{_n}", incident_id=state.incident_id, body=body)
+
+
+def filed(state, kind, at, **over) -> IncidentCommand:
+    return cmd(state, ReportFiled(id=f"f{_n}", incident_id=state.incident_id, kind=kind, unit_id="x",
+                                  filed_at=at, filed_by="值班员甲", **over))
+
+
+def kinds(out):
+    return [e.kind.value for e in out.events]
+
+
+def test_start_opens_the_obligations_of_the_decision(plan):
+    st = opened(plan)
+    assert set(st.obligations) == {"phone_report", "written_report", "detailed_report"}
+    assert next_due_at(st, plan) == RECEIVED + 5 * M  # phone report reminder, 5 minutes before
+
+
+def test_reminder_before_the_deadline_once(plan):  # duty rules: 电话报告 10 分钟, reminded 5 before
+    st = opened(plan)
+    out = check_due(st, plan, RECEIVED + 5 * M)
+    assert kinds(out) == ["reminder"]
+    assert [n.kind for n in out.notifications] == ["reminder"]
+    again = check_due(out.state, plan, RECEIVED + 6 * M)
+    assert again.empty
+
+
+def test_on_time_filing_meets_the_obligation(plan):  # 4.1.3
+    st = opened(plan)
+    out = handle(st, filed(st, "phone_report", RECEIVED + 8 * M), plan, RECEIVED + 8 * M)
+    assert "obligation_met" in kinds(out)
+    assert out.state.obligations["phone_report"].status == "met"
+    assert check_due(out.state, plan, RECEIVED + 11 * M).empty
+
+
+def test_no_filing_breach_then_escalation_steps_each_once(plan):  # 5.5.2 漏报
+    st = opened(plan)
+    out = check_due(st, plan, RECEIVED + 10 * M)
+    assert "breach" in kinds(out) and "escalation" in kinds(out)
+    breach = next(e for e in out.events if e.kind.value == "breach")
+    assert breach.at == RECEIVED + 10 * M and breach.details["detected_late"] is False
+    step1 = {(n.unit_id, n.role) for n in out.notifications if n.kind == "escalation"}
+    assert step1 == {("district_urban_management_commission", "值班领导"), ("district_emergency_office", "值班主任")}
+    st = out.state
+    assert check_due(st, plan, RECEIVED + 15 * M).empty  # nothing repeated
+    out2 = check_due(st, plan, RECEIVED + 20 * M)  # step 2, 10 minutes after the due time
+    assert kinds(out2) == ["escalation"]
+    assert {(n.unit_id, n.role) for n in out2.notifications} == {("district_government", "分管区领导")}
+    later = check_due(out2.state, plan, RECEIVED + 59 * M)
+    assert not [e for e in later.events if e.obligation == "phone_report"]  # the chain has ended
+
+
+def test_breach_detected_late_after_downtime_says_so_and_sends_each_step_once(plan):
+    st = opened(plan)
+    out = check_due(st, plan, RECEIVED + 45 * M)  # the worker was down for half an hour
+    breach = next(e for e in out.events if e.kind.value == "breach" and e.obligation == "phone_report")
+    assert breach.details["detected_late"] is True and breach.details["detection_lag_s"] == 35 * 60
+    steps = [e.details["step"] for e in out.events if e.kind.value == "escalation" and e.obligation == "phone_report"]
+    assert steps == [1, 2]
+    assert not any(e.kind.value == "reminder" and e.obligation == "phone_report" for e in out.events)
+
+
+def test_late_filing_after_breach_is_chi_bao_with_minutes(plan):  # 5.5.2 迟报
+    st = check_due(opened(plan), plan, RECEIVED + 10 * M).state
+    out = handle(st, filed(st, "phone_report", RECEIVED + 13 * M), plan, RECEIVED + 13 * M)
+    late = next(e for e in out.events if e.kind.value == "obligation_late")
+    assert late.details["minutes_late"] == 3.0
+    assert out.state.obligations["phone_report"].status == "late"
+    assert "escalation" not in kinds(check_due(out.state, plan, RECEIVED + 30 * M))  # filing stops the chain
+
+
+def test_regrade_up_adds_city_report_and_public_release(plan):  # 4.3.1, 4.1.3, rules 二十七
+    st = opened(plan)
+    t = RECEIVED + 60 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 10})), plan, t)
+    ks = kinds(out)
+    assert "regraded" in ks and "level_adjusted" in ks
+    assert out.state.decision.grade.value == "重大" and out.state.decision.response_level.value == "一级"
+    assert {"city_report", "public_release"} <= set(out.state.obligations)
+    assert out.state.obligations["city_report"].obligation.due_at == t + 60 * M  # counts from the follow-up
+    assert out.state.obligations["public_release"].obligation.due_at == OCCURRED + timedelta(hours=24)
+    units = {n.unit_id for n in out.notifications}
+    assert "district_emergency_committee" in units and "city_emergency_office" not in units  # needs approval
+
+
+def test_regrade_down_closes_what_is_no_longer_owed(plan):  # 4.3.1
+    st = opened(plan, facts={"deaths": 10})
+    t = RECEIVED + 30 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 1})), plan, t)
+    assert out.state.decision.grade.value == "一般"
+    closed = {e.obligation for e in out.events if e.kind.value == "obligation_closed"}
+    assert closed == {"public_release", "city_report"}
+    assert out.state.obligations["public_release"].status == "closed"
+    assert "phone_report" in out.state.obligations  # none vanish
+
+
+def test_approval_sends_the_city_report_notice_once(plan):  # 4.1.3
+    st = opened(plan, facts={"deaths": 3})
+    t = RECEIVED + 20 * M
+    body = ApprovalRecorded(id="a1", incident_id=st.incident_id, approver="李某", approver_role="deputy_director",
+                            approved_at=t, recorded_by="指挥员乙")
+    out = handle(st, cmd(st, body), plan, t)
+    approved = next(e for e in out.events if e.kind.value == "approved")
+    assert approved.details["waited_minutes"] == 20.0
+    assert [n.unit_id for n in out.notifications if n.kind == "approved_report"] == ["city_emergency_office"]
+    again = handle(out.state, cmd(out.state, body), plan, t)
+    assert not again.notifications
+
+
+def test_approval_refused_for_general_events(plan):
+    st = opened(plan)
+    body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
+                            approved_at=RECEIVED, recorded_by="指挥员乙")
+    assert kinds(handle(st, cmd(st, body), plan, RECEIVED)) == ["rejected"]
+
+
+@pytest.mark.parametrize(
+    ("facts", "authority", "ok"),
+    [
+        ({}, "district_committee", True),
+        ({}, "city", False),
+        ({"deaths": 3}, "city", True),
+        ({"deaths": 3}, "district_committee", False),
+    ],
+    ids=["4.8.2-一般-district", "4.8.2-一般-not-city", "4.8.2-较大-city", "4.8.2-较大-not-district"],
+)
+def test_end_authority(plan, facts, authority, ok):
+    st = opened(plan, facts=facts)
+    t = RECEIVED + 3 * 60 * M
+    body = EndRecorded(id="e1", incident_id=st.incident_id, authority=authority, decided_by="区应急委",
+                       ended_at=t, recorded_by="指挥员乙")
+    out = handle(st, cmd(st, body), plan, t)
+    assert ("ended" in kinds(out)) is ok
+    if ok and not facts:  # 5.4.2: an ended 一般 event owes the lead unit's evaluation report
+        ev = out.state.obligations["evaluation_report"]
+        assert ev.status == "open" and ev.obligation.owner == "区城市管理委"
+    if ok and facts:
+        assert "evaluation_report" not in out.state.obligations
+
+
+def test_same_command_twice_changes_nothing(plan):
+    st = opened(plan)
+    c = filed(st, "phone_report", RECEIVED + 2 * M)
+    once = handle(st, c, plan, RECEIVED + 2 * M)
+    twice = handle(once.state, c, plan, RECEIVED + 2 * M)
+    assert twice.empty and twice.state == once.state
+
+
+def test_due_check_command_acts_on_what_is_due(plan):
+    st = opened(plan)
+    out = handle(st, cmd(st, DueCheck(id="d1", incident_id=st.incident_id, at=RECEIVED + 10 * M)), plan,
+                 RECEIVED + 10 * M)
+    assert "breach" in kinds(out)
+
+
+def test_state_round_trips_as_json(plan):
+    st = check_due(opened(plan, facts={"deaths": 3}), plan, RECEIVED + 11 * M).state
+    assert IncidentState.model_validate_json(st.model_dump_json()) == st

@@ -1,0 +1,279 @@
+"""The decide step of the `incidents` agent under Faust's `agent.test_context()`: what it sends, what it stores.
+
+(services/agents/decide.py was folded into services/agents/incidents.py; a report now starts an incident.)
+
+The pattern of faust's docs/userguide/testing.rst: in-memory store, a finalized app, flow control resumed
+(`test_context` does that), every outbound `send` mocked by its own fixture; assertions on sends and
+table writes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import datetime, timezone
+from unittest.mock import AsyncMock, patch
+
+import pytest
+import structlog
+from cryptography.fernet import Fernet
+
+from playbooks.lifecycle import IncidentState
+from services import logs
+from services.agents.incidents import (
+    deadletter_topic,
+    decided_topic,
+    escalations_topic,
+    events_topic,
+    incident_lifecycle,
+    incidents,
+    notifications_topic,
+)
+from services.app import app, runtime
+from services.clock import SimulatedClock
+from services.intake import accept
+from services.privacy import Sealer
+from topics.catalog import INCIDENTS_REPORTED
+from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested, ReportSubmission
+
+NOW = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)
+REPORTER_NAME = "张三丰"
+REPORTER_PHONE = "13800138000"
+SUMMARY = "李四家厨房燃气管道爆炸，楼道里有人受困"
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def test_app(monkeypatch):
+    """The module-level app, made testable on this test's running loop."""
+    app.loop = asyncio.get_running_loop()
+    if app.conf.store.scheme != "memory":  # create_app passes it already; tables open their store lazily
+        app.conf.store = "memory://"
+    app.finalize()
+    monkeypatch.setattr(runtime, "clock", SimulatedClock(start=NOW, speed=0.0))
+    incidents.data.clear()
+    yield app
+    incidents.data.clear()
+
+
+def _acked_send() -> AsyncMock:
+    """`await topic.send(...)` returns a future the broker resolves; here it is resolved at once."""
+
+    async def send(*args, **kwargs):
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    return AsyncMock(side_effect=send)
+
+
+@pytest.fixture
+def decided_send(test_app):
+    with patch.object(decided_topic, "send", _acked_send()) as mock:
+        yield mock
+
+
+@pytest.fixture
+def notifications_send(test_app):
+    with patch.object(notifications_topic, "send", _acked_send()) as mock:
+        yield mock
+
+
+@pytest.fixture
+def deadletter_send(test_app):
+    with patch.object(deadletter_topic, "send", _acked_send()) as mock:
+        yield mock
+
+
+@pytest.fixture
+def events_send(test_app):
+    with patch.object(events_topic, "send", _acked_send()) as mock:
+        yield mock
+
+
+@pytest.fixture
+def escalations_send(test_app):
+    with patch.object(escalations_topic, "send", _acked_send()) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def agent(decided_send, notifications_send, deadletter_send, events_send, escalations_send):
+    async with incident_lifecycle.test_context() as wrapper:
+        yield wrapper
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+async def process(agent, raw: bytes, topic: str = INCIDENTS_REPORTED.name) -> None:
+    """Put one record as read from `topic` and wait until the agent has handled it.
+
+    The agent reads two topics and dispatches on the message's topic, but `test_context` names a message
+    after the agent's topic, or "<internal>" when that topic has several names: so name it here.
+    The agent yields nothing, so `put(wait=True)` returns as soon as the stream has *taken* the value,
+    before the agent's body ran; the stream acks the event only once the body is done with it.
+    """
+    agent._get_strtopic = lambda _channel: topic
+    event = await agent.put(raw, wait=False)
+    assert event.message.topic == topic
+    async with asyncio.timeout(5):
+        while not event.message.acked:
+            await asyncio.sleep(0.001)
+    if agent._crash_reason:
+        raise agent._crash_reason
+
+
+def submission(**over) -> ReportSubmission:
+    data = {
+        "type": "燃气事故",
+        "occurred_at": "2026-11-22T09:25:00+08:00",
+        "received_at": "2026-11-22T09:30:00+08:00",  # == NOW: nothing is due yet
+        "location": {"street": "梨园镇"},
+        "facts": {"deaths": 3},
+        "summary": SUMMARY,
+        "reporter": {"name": REPORTER_NAME, "phone": REPORTER_PHONE},
+    }
+    data.update(over)
+    return ReportSubmission.model_validate(data)
+
+
+def reported(**over) -> IncidentReported:
+    return accept(submission(**over), plan=runtime.plan, sealer=Sealer(Fernet.generate_key()), now=NOW)
+
+
+def sent(mock: AsyncMock, model):
+    """The records a mocked `send` was given, decoded with their contract; with their keys."""
+    return [(call.kwargs["key"], model.model_validate_json(call.kwargs["value"])) for call in mock.call_args_list]
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+async def test_valid_report_is_decided_and_notifies_each_unit_once(
+    agent, decided_send, notifications_send, deadletter_send
+):
+    rec = reported()
+
+    await process(agent, rec.model_dump_json().encode())
+
+    [(key, decided)] = sent(decided_send, IncidentDecided)
+    assert key == rec.incident_id.encode()
+    assert decided.incident_id == rec.incident_id
+    assert decided.decision.report_id == rec.report.report_id
+    assert (decided.decision.grade.value, decided.decision.response_level.value) == ("较大", "一级")
+    assert decided.decision.decided_at == NOW
+
+    expected = [n for n in decided.decision.notify if not n.after_approval]
+    assert any(n.after_approval for n in decided.decision.notify), "the case should hold a notice awaiting approval"
+    notes = sent(notifications_send, NotificationRequested)
+    routing = [n for _, n in notes if n.kind == "routing"]
+    assert sorted((n.unit_id, n.rule) for n in routing) == sorted((n.unit_id, n.rule) for n in expected)
+    assert not [n for _, n in notes if n.kind == "approved_report"]
+    assert all(key == n.dedup_key.encode() for key, n in notes)
+    assert len({n.dedup_key for _, n in notes}) == len(notes)
+    assert all(n.incident_id == rec.incident_id for _, n in notes)
+
+    deadletter_send.assert_not_called()
+    state = IncidentState.model_validate_json(incidents[rec.incident_id])
+    assert state.report.report_id == rec.report.report_id
+    assert rec.id in state.seen
+
+
+async def test_same_record_twice_sends_nothing_the_second_time(
+    agent, decided_send, notifications_send, deadletter_send, events_send, escalations_send
+):
+    raw = reported().model_dump_json().encode()
+    mocks = (decided_send, notifications_send, deadletter_send, events_send, escalations_send)
+    await process(agent, raw)
+    first = [m.call_count for m in mocks]
+    assert first[0] == 1 and first[1] > 0 and first[2] == 0
+
+    await process(agent, raw)
+
+    assert [m.call_count for m in mocks] == first
+
+
+async def test_invalid_bytes_go_to_dead_letters_and_the_agent_lives_on(
+    agent, decided_send, notifications_send, deadletter_send
+):
+    raw = b"\xff{not json"
+
+    await process(agent, raw)
+
+    [(key, dl)] = sent(deadletter_send, DeadLetter)
+    assert key == dl.source_topic.encode()
+    assert dl.stage == "incidents"
+    assert dl.source_topic == INCIDENTS_REPORTED.name
+    assert "Invalid JSON" in dl.reason
+    assert base64.b64decode(dl.original_b64) == raw
+    assert dl.failed_at == NOW
+    decided_send.assert_not_called()
+    notifications_send.assert_not_called()
+
+    rec = reported()
+    await process(agent, rec.model_dump_json().encode())
+
+    [(_, decided)] = sent(decided_send, IncidentDecided)
+    assert decided.incident_id == rec.incident_id
+    assert deadletter_send.call_count == 1
+    assert rec.incident_id in incidents
+
+
+async def test_unknown_type_is_dead_lettered_naming_the_field(
+    agent, decided_send, notifications_send, deadletter_send
+):
+    record = {
+        "id": "r-unknown-type",
+        "incident_id": "r-unknown-type",
+        "report": {
+            "report_id": "r-unknown-type",
+            "type": "外星人入侵",
+            "occurred_at": "2026-11-22T01:15:00Z",
+            "received_at": "2026-11-22T01:20:00Z",
+            "location": {"street": "梨园镇"},
+        },
+        "accepted_at": "2026-11-22T01:20:01Z",
+    }
+    raw = json.dumps(record, ensure_ascii=False).encode()
+
+    await process(agent, raw)
+
+    [(_, dl)] = sent(deadletter_send, DeadLetter)
+    assert dl.fields == ["type"]
+    assert dl.reason.startswith("type: unknown incident type '外星人入侵'")
+    assert dl.source_topic == INCIDENTS_REPORTED.name
+    assert base64.b64decode(dl.original_b64) == raw
+    decided_send.assert_not_called()
+    notifications_send.assert_not_called()
+    assert "r-unknown-type" not in incidents
+
+
+@pytest.fixture
+def structlog_restored():
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+async def test_log_lines_bind_the_incident_and_hold_no_personal_data(
+    capsys, structlog_restored, agent, deadletter_send
+):
+    logs.configure(json=True)  # as the worker does, after the agents were imported; here, once capsys is capturing
+    rec = reported()
+
+    await process(agent, rec.model_dump_json().encode())
+    await process(agent, b"not json")
+
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    decided = [line for line in lines if line.get("event") == "decided"]
+    assert len(decided) == 1
+    assert decided[0]["incident_id"] == rec.incident_id
+    assert decided[0]["stage"] == "incidents"
+    assert any(line.get("event") == "dead_letter" for line in lines)
+    for secret in (REPORTER_NAME, REPORTER_PHONE, SUMMARY, rec.private_sealed):
+        assert secret not in err
