@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,49 +83,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is not None:
-        return
-    with _suppress():
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with _suppress():
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
-
-
-def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a child process exited during start-up")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"API did not answer at {url} within {timeout:.0f}s")
-
-
 def cmd_run(_: argparse.Namespace) -> int:
-    from services.admin import create_topics
-    from services.broker import LocalKafka
     from services.settings import get_settings
+    from services.stack import LocalStack
 
     s = get_settings()
-    broker = None
-    procs: list[subprocess.Popen] = []
+    stack = LocalStack(s)
     stopping = False
 
     def on_signal(signum, _frame):
@@ -140,38 +100,21 @@ def cmd_run(_: argparse.Namespace) -> int:
     try:
         if not s.bootstrap_servers:
             print(f"starting local Apache Kafka (data in {s.data_dir / 'kafka'}) …", flush=True)
-            broker = LocalKafka(
-                s.data_dir / "kafka", port=s.kafka_port, controller_port=s.kafka_controller_port, heap=s.kafka_heap
-            ).start()
-        create_topics(s.bootstrap, replication=s.replication_factor)
-        env = {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env, start_new_session=True))
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "services.api:create_app",
-                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning", "--no-access-log"],
-                env=env,
-                start_new_session=True,
-            )
-        )
-        _wait_healthy(s.api_url, procs)
+        stack.start_broker()
+        stack.start_worker()
+        stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
         print(f"  metrics:   {s.api_url}/metrics", flush=True)
         print(f"  Kafka:     {s.bootstrap}", flush=True)
         print("Ctrl-C stops the API, the worker and the broker.", flush=True)
         while not stopping:
-            if any(p.poll() is not None for p in procs):
+            if any(p.poll() is not None for p in stack.children()):
                 print("a child process exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
             time.sleep(0.3)
         return 0
-    except KeyboardInterrupt:
-        return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
-        for proc in reversed(procs):
-            _stop(proc)
-        if broker is not None:
-            broker.stop()
+        stack.stop()
         print("stopped.", flush=True)

@@ -83,7 +83,11 @@ class DueSchedule:
     def rebuild(self, states) -> int:
         self.heap = []
         for incident_id, raw in states:
-            state = IncidentState.model_validate_json(raw)
+            try:
+                state = decode_state(raw)
+            except ValidationError:
+                log.error("unreadable_state", incident_id=incident_id)
+                continue
             self.push(next_due_at(state, runtime.plan), incident_id)
         heapq.heapify(self.heap)
         self.stale = False
@@ -138,9 +142,16 @@ def _count(out: Outcome, accepted_at: datetime | None = None) -> None:
             metrics.ESCALATIONS.labels(step=str(event.details.get("step")), drill=drill).inc()
 
 
+def decode_state(raw: bytes | str | dict) -> IncidentState:
+    """Table values are JSON bytes; Faust's changelog recovery may hand them back already decoded."""
+    if isinstance(raw, dict):
+        return IncidentState.model_validate(raw)
+    return IncidentState.model_validate_json(raw)
+
+
 def _load(incident_id: str) -> IncidentState | None:
     raw = incidents.get(incident_id)
-    return None if raw is None else IncidentState.model_validate_json(raw)
+    return None if raw is None else decode_state(raw)
 
 
 async def handle_record(topic: str, raw: bytes) -> None:
@@ -200,6 +211,14 @@ SWEEP_INTERVAL_S = 0.1
 @app.timer(interval=SWEEP_INTERVAL_S)
 async def sweep_due() -> None:
     """Send a due check for each incident of this worker with something due now (timers never write tables)."""
+    try:
+        await _sweep()
+    except Exception:  # noqa: BLE001 - a failed sweep is retried at the next tick; never crash the worker
+        log.exception("sweep_failed")
+        schedule.stale = True
+
+
+async def _sweep() -> None:
     if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
         return
     if schedule.stale:

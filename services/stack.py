@@ -1,0 +1,94 @@
+"""The local stack as processes: Apache Kafka, the worker and the API. `yingji run`, the fault tests
+and the benchmarks all start it the same way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from services.admin import create_topics
+from services.broker import LocalKafka
+from services.settings import Settings
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+class LocalStack:
+    def __init__(self, settings: Settings, *, log: IO[bytes] | None = None):
+        self.settings = settings
+        self.log = log
+        self.broker: LocalKafka | None = None
+        self.worker: subprocess.Popen | None = None
+        self.api: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
+                "YINGJI_API_PORT": str(s.api_port), "YINGJI_WORKER_WEB_PORT": str(s.worker_web_port)}
+
+    def _spawn(self, args: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT if self.log else None,
+                                start_new_session=True)
+
+    def start_broker(self) -> None:
+        s = self.settings
+        if not s.bootstrap_servers:
+            self.broker = LocalKafka(Path(s.data_dir) / "kafka", port=s.kafka_port,
+                                     controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
+        create_topics(s.bootstrap, replication=s.replication_factor)
+
+    def start_worker(self) -> subprocess.Popen:
+        self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"])
+        return self.worker
+
+    def start_api(self, timeout: float = 60) -> subprocess.Popen:
+        s = self.settings
+        self.api = self._spawn([sys.executable, "-m", "uvicorn", "--factory", "services.api:create_app",
+                                "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
+                                "--no-access-log"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError("the API exited during start-up")
+            try:
+                if httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200:
+                    return self.api
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"API did not answer at {s.api_url} within {timeout:.0f}s")
+
+    def kill_worker(self) -> None:
+        """SIGKILL, as a crash would: no clean shutdown, no final commit."""
+        if self.worker and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(timeout=10)
+
+    def children(self) -> list[subprocess.Popen]:
+        return [p for p in (self.worker, self.api) if p is not None]
+
+    def stop(self) -> None:
+        for proc in (self.api, self.worker):
+            if proc is not None:
+                _stop(proc)
+        if self.broker is not None:
+            self.broker.stop()

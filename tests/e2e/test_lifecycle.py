@@ -1,0 +1,135 @@
+"""The incident's life through the HTTP API on the local Kafka: filings, follow-up regrade, approval,
+end, and the timeline — with report times near now, so deadlines are live."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.e2e.conftest import unique_id
+
+pytestmark = pytest.mark.e2e
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def wait_for(client, incident_id: str, predicate, timeout: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/incidents/{incident_id}").json()
+        if body.get("status") != "reported" and predicate(body):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met for {incident_id}: {body.get('obligations')}")
+        time.sleep(0.05)
+
+
+def timeline_kinds(client, incident_id: str) -> list[str]:
+    return [e["kind"] for e in client.get(f"/incidents/{incident_id}/timeline").json()["events"]]
+
+
+def raise_incident(client, **over) -> str:
+    now = datetime.now(timezone.utc)
+    body = {
+        "report_id": unique_id("life"),
+        "type": "hazardous_chemicals_accident",
+        "occurred_at": iso(now - timedelta(minutes=5)),
+        "received_at": iso(now),
+        "location": {"street": "台湖镇"},
+        **over,
+    }
+    resp = client.post("/incidents", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["incident_id"]
+
+
+def obligation(body: dict, kind: str) -> dict:
+    return next(o for o in body["obligations"] if o["kind"] == kind)
+
+
+def test_phone_report_on_time_then_followup_regrades_then_approval_then_city_end(service):
+    with service.client() as c:
+        iid = raise_incident(c)
+        body = wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        assert body["decision"]["grade"] == "一般" and body["decision"]["response_level"] == "三级"
+        now = datetime.now(timezone.utc)
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "district_emergency_bureau",
+                                                     "filed_at": iso(now), "filed_by": "值班员", "content": "电话报告内容"})
+        assert r.status_code == 202, r.text
+        wait_for(c, iid, lambda b: obligation(b, "phone_report")["status"] == "met")
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "followup", "unit_id": "district_emergency_bureau",
+                                                     "filed_at": iso(now), "filed_by": "值班员",
+                                                     "followup": {"facts": {"deaths": 3}}})
+        assert r.status_code == 202, r.text
+        body = wait_for(c, iid, lambda b: b["decision"]["grade"] == "较大")
+        assert body["decision"]["response_level"] == "一级"
+        wait_for(c, iid, lambda b: any(o["kind"] == "city_report" for o in b["obligations"]))
+        kinds = timeline_kinds(c, iid)
+        assert {"regraded", "level_adjusted"} <= set(kinds)
+        r = c.post(f"/incidents/{iid}/approvals", json={"approver": "区应急委副主任", "approver_role": "deputy_director",
+                                                       "approved_at": iso(now)})
+        assert r.status_code == 202
+        wait_for(c, iid, lambda b: any(n["unit_id"] == "city_emergency_office" for n in b["notifications"]))
+        r = c.post(f"/incidents/{iid}/end", json={"authority": "district_committee", "decided_by": "区应急委",
+                                                 "ended_at": iso(now)})
+        assert r.status_code == 202
+        deadline = time.monotonic() + 5
+        while "rejected" not in timeline_kinds(c, iid):  # 较大: the city ends it (4.8.2)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = c.post(f"/incidents/{iid}/end", json={"authority": "city", "decided_by": "市应急办", "ended_at": iso(now)})
+        body = wait_for(c, iid, lambda b: b["status"] == "ended")
+        events = c.get(f"/incidents/{iid}/timeline").json()["events"]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    assert all(e["reason"] and e["at"] for e in events)
+
+
+def test_general_event_ended_by_district_opens_evaluation_report(service):
+    with service.client() as c:
+        iid = raise_incident(c, type="燃气事故")
+        wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        now = datetime.now(timezone.utc)
+        c.post(f"/incidents/{iid}/end", json={"authority": "district_committee", "decided_by": "区应急委",
+                                             "ended_at": iso(now)})
+        body = wait_for(c, iid, lambda b: b["status"] == "ended")
+        body = wait_for(c, iid, lambda b: any(o["kind"] == "evaluation_report" for o in b["obligations"]))
+        assert obligation(body, "evaluation_report")["owner"] == "区城市管理委"
+        assert obligation(body, "phone_report")["status"] == "closed"
+
+
+def test_breach_detected_within_a_second_then_late_filing(service):
+    """A report received 9 min 57 s ago: the phone report falls due in 3 s, unfiled."""
+    with service.client() as c:
+        now = datetime.now(timezone.utc)
+        iid = raise_incident(c, received_at=iso(now - timedelta(minutes=9, seconds=57)),
+                             occurred_at=iso(now - timedelta(minutes=15)))
+        wait_for(c, iid, lambda b: obligation(b, "phone_report")["status"] == "missed", timeout=10)
+        events = c.get(f"/incidents/{iid}/timeline").json()["events"]
+        breach = next(e for e in events if e["kind"] == "breach" and e["obligation"] == "phone_report")
+        assert breach["details"]["detection_lag_s"] < 1.0, breach
+        assert any(e["kind"] == "escalation" and e["obligation"] == "phone_report" for e in events)
+        assert any(e["kind"] == "reminder" and e["obligation"] == "phone_report" for e in events)
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "district_emergency_bureau",
+                                                     "filed_at": iso(datetime.now(timezone.utc)), "filed_by": "值班员"})
+        assert r.status_code == 202
+        body = wait_for(c, iid, lambda b: obligation(b, "phone_report")["status"] == "late")
+        assert obligation(body, "phone_report")["minutes_late"] >= 0
+
+
+def test_commands_on_unknown_incidents_and_bad_bodies(service):
+    with service.client() as c:
+        now = iso(datetime.now(timezone.utc))
+        assert c.post("/incidents/nope/approvals", json={"approver": "x", "approver_role": "director",
+                                                         "approved_at": now}).status_code == 404
+        iid = raise_incident(c)
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "followup", "unit_id": "x", "filed_at": now,
+                                                     "filed_by": "值班员"})
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "followup"
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "x",
+                                                     "filed_at": "2026-11-22T09:00:00", "filed_by": "值班员"})
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "filed_at"

@@ -1,0 +1,117 @@
+"""Restarts change nothing a user sees (issue 4 §6): the worker is SIGKILLed while obligations are
+open, some fall due while it is down; after restart each due obligation yields exactly one breach,
+marked as detected late, and no reminder, breach or escalation is sent twice. Also: a broker restart
+loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from services.broker import free_port
+from services.settings import Settings
+from services.stack import LocalStack
+from tests.e2e.conftest import unique_id
+from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
+
+pytestmark = pytest.mark.e2e
+N_INCIDENTS = 30
+
+
+def read_all(bootstrap: str, topic: str) -> list[dict]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return [json.loads(r.value) for r in consumer]
+    finally:
+        consumer.close()
+
+
+@pytest.fixture()
+def stack(tmp_path):
+    settings = Settings(data_dir=tmp_path, kafka_port=free_port(), kafka_controller_port=free_port(),
+                        api_port=free_port(), worker_web_port=free_port(), app_id=unique_id("restart"))
+    log = (tmp_path / "stack.log").open("wb")
+    st = LocalStack(settings, log=log)
+    st.start_broker()
+    st.start_worker()
+    st.start_api()
+    yield st
+    st.stop()
+    log.close()
+
+
+def post_due_soon(client: httpx.Client, seconds: float) -> str:
+    now = datetime.now(timezone.utc)
+    body = {"report_id": unique_id("k"), "type": "燃气事故",
+            "occurred_at": (now - timedelta(minutes=20)).isoformat(),
+            "received_at": (now - timedelta(minutes=10) + timedelta(seconds=seconds)).isoformat()}
+    resp = client.post("/incidents", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["incident_id"]
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_worker_sigkill_while_obligations_fall_due(stack):
+    client = httpx.Client(base_url=stack.settings.api_url, timeout=15)
+    # the worker joins its group first: one warm-up incident decided
+    warm = post_due_soon(client, 3600)
+    wait_until(lambda: client.get(f"/incidents/{warm}").json()["status"] == "decided", 60, "first decision")
+    ids = [post_due_soon(client, 8) for _ in range(N_INCIDENTS)]  # phone reports due in 8 s
+    wait_until(lambda: all(client.get(f"/incidents/{i}").json()["obligations"] for i in ids), 30, "decisions")
+    stack.kill_worker()
+    time.sleep(12)  # every phone report falls due while the worker is down
+    stack.start_worker()
+
+    def breaches() -> list[dict]:
+        return [e for e in read_all(stack.settings.bootstrap, ESCALATIONS.name)
+                if e["kind"] == "breach" and e["obligation"] == "phone_report" and e["incident_id"] in ids]
+
+    found = wait_until(lambda: (b := breaches()) and len({e["incident_id"] for e in b}) == N_INCIDENTS and b,
+                       90, "a breach for every incident")
+    time.sleep(2)
+    found = breaches()
+    per_incident = Counter(e["incident_id"] for e in found)
+    assert set(per_incident) == set(ids)  # none lost
+    assert max(per_incident.values()) == 1, per_incident  # none repeated
+    assert all(e["details"]["detected_late"] for e in found)  # and each says it was noticed late
+    events = [e for e in read_all(stack.settings.bootstrap, INCIDENT_EVENTS.name) if e["incident_id"] in ids]
+    assert max(Counter(e["id"] for e in events).values()) == 1
+    kinds = Counter((e["incident_id"], e["kind"], e["obligation"], e["details"].get("step")) for e in events
+                    if e["kind"] in ("reminder", "breach", "escalation"))
+    assert max(kinds.values()) == 1, [k for k, v in kinds.items() if v > 1]
+    notes = [n for n in read_all(stack.settings.bootstrap, NOTIFICATIONS_REQUESTED.name) if n["incident_id"] in ids]
+    dup = [k for k, v in Counter(n["dedup_key"] for n in notes).items() if v > 1]
+    assert dup == []
+    client.close()
+
+
+def test_broker_restart_loses_nothing_acknowledged(stack):
+    client = httpx.Client(base_url=stack.settings.api_url, timeout=15)
+    ids = [post_due_soon(client, 3600) for _ in range(10)]
+    wait_until(lambda: all(client.get(f"/incidents/{i}").json()["status"] == "decided" for i in ids), 60, "decided")
+    stack.broker.stop()
+    stack.broker.start()
+    later = [post_due_soon(client, 3600) for _ in range(5)]
+    wait_until(lambda: all(client.get(f"/incidents/{i}").json()["status"] == "decided" for i in later), 90,
+               "decisions after the broker restart")
+    events = read_all(stack.settings.bootstrap, INCIDENT_EVENTS.name)
+    assert {i for i in ids + later} <= {e["incident_id"] for e in events if e["kind"] == "decided"}
+    client.close()
