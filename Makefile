@@ -4,13 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
+# Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests.
+APT_PKGS := prometheus chromium
+APT    := .venv/.apt-installed
 
 .PHONY: run test test-unit test-e2e deps kafka-jars schemas clean
 
 run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
 
-test: $(DEPS) $(JARS)  ## every test, the end-to-end ones on a local Apache Kafka
+test: $(DEPS) $(JARS) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
 	$(BIN)/python -m pytest -q
 
 test-unit: $(DEPS)  ## engine, contracts and agents: no broker needed
@@ -24,6 +27,14 @@ $(DEPS): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+$(APT): | $(DEPS)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >/dev/null; \
+	fi
 	touch $@
 
 kafka-jars: $(JARS)

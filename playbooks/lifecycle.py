@@ -187,7 +187,7 @@ def start(rec: IncidentReported, plan: Plan, now: datetime) -> Outcome:
     )
     em = _Emitter(state, now)
     em.event(EventKind.REPORTED, f"接报：{decision.type_name}（来源 {rec.report.source or '未注明'}）",
-             at=rec.report.received_at, section="4.1.2")
+             at=rec.report.received_at, section="4.1.2", by=rec.raised_by or None)
     em.event(
         EventKind.DECIDED,
         f"{decision.grade.value}，{decision.response_level.value}响应，牵头 {'、'.join(decision.lead_units)}",
@@ -251,7 +251,7 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
 def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     st = em.state
     label = cmd.kind.value
-    em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.filed_by,
+    em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.recorded_by or cmd.filed_by,
              section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
     if cmd.kind is ReportKind.FOLLOWUP:
         _regrade(em, cmd, plan)

@@ -21,11 +21,13 @@ from playbooks.engine import ReportRejected
 from playbooks.plan import Plan, load_plan
 from services import metrics
 from services.clock import Clock, WallClock
+from services.auth import require
 from services.intake import accept
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
+from services.users import UserDirectory, new_token, user_record
 from services.view import IncidentView
-from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
+from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED, USERS
 from topics.models import (
     ApprovalRecorded,
     ApprovalRequest,
@@ -33,8 +35,10 @@ from topics.models import (
     EndRequest,
     FileReportRequest,
     IncidentCommand,
+    NewUserRequest,
     ReportFiled,
     ReportSubmission,
+    UserRecord,
 )
 
 log = structlog.get_logger("yingji", stage="api")
@@ -78,6 +82,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     clock = clock or WallClock()
     sealer = Sealer.from_file(settings.key_file)
     view = IncidentView()
+    users = UserDirectory()
     state: dict[str, Any] = {"producer": None}
 
     async def start_producer() -> None:
@@ -97,7 +102,11 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        tasks = [asyncio.create_task(start_producer()), asyncio.create_task(view.follow(settings.bootstrap))]
+        tasks = [
+            asyncio.create_task(start_producer()),
+            asyncio.create_task(view.follow(settings.bootstrap)),
+            asyncio.create_task(users.follow(settings.bootstrap)),
+        ]
         try:
             yield
         finally:
@@ -116,6 +125,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         lifespan=lifespan,
     )
     api.state.view = view
+    api.state.users = users
 
     @api.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -129,10 +139,10 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return JSONResponse(status_code=422, content={"error": "invalid report", "fields": _field_errors(exc.errors())})
 
     @api.post("/incidents", status_code=202, response_model=Accepted, responses={422: {}, 503: {}})
-    async def raise_incident(submission: ReportSubmission) -> Any:
+    async def raise_incident(submission: ReportSubmission, user: UserRecord = require("incident.raise")) -> Any:
         """Accept a report: answered 202 only once the broker acknowledged it (acks=all)."""
         try:
-            record = accept(submission, plan=plan, sealer=sealer, now=clock.now())
+            record = accept(submission, plan=plan, sealer=sealer, now=clock.now(), raised_by=user.name)
         except ReportRejected as exc:
             fields = [{"field": p.field, "message": p.message} for p in exc.problems]
             return JSONResponse(status_code=422, content={"error": "invalid report", "fields": fields})
@@ -177,55 +187,103 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @api.post("/incidents/{incident_id}/reports", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def file_report(incident_id: str, req: FileReportRequest) -> Any:
+    async def file_report(incident_id: str, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
         """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
         body = ReportFiled(
             id=command_id("f"), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
             filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
+            recorded_by=user.name,
         )
         return await publish_command(incident_id, body)
 
     @api.post("/incidents/{incident_id}/approvals", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def approve(incident_id: str, req: ApprovalRequest) -> Any:
+    async def approve(incident_id: str, req: ApprovalRequest, user: UserRecord = require("incident.approve")) -> Any:
         """区应急委主任或副主任's approval to report a 较大+ event to 市应急办 (4.1.3)."""
         body = ApprovalRecorded(id=command_id("a"), incident_id=incident_id, approver=req.approver,
-                                approver_role=req.approver_role, approved_at=req.approved_at, recorded_by="api")
+                                approver_role=req.approver_role, approved_at=req.approved_at, recorded_by=user.name)
         return await publish_command(incident_id, body)
 
     @api.post("/incidents/{incident_id}/end", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def end(incident_id: str, req: EndRequest) -> Any:
+    async def end(incident_id: str, req: EndRequest, user: UserRecord = require("incident.end")) -> Any:
         """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
         body = EndRecorded(id=command_id("x"), incident_id=incident_id, authority=req.authority,
-                           decided_by=req.decided_by, ended_at=req.ended_at, recorded_by="api")
+                           decided_by=req.decided_by, ended_at=req.ended_at, recorded_by=user.name)
         return await publish_command(incident_id, body)
 
     @api.get("/incidents/{incident_id}/timeline")
-    async def timeline(incident_id: str) -> dict[str, Any]:
+    async def timeline(incident_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
         incident = view.incidents.get(incident_id)
         if incident is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
         return {"incident_id": incident_id, "events": incident.timeline()}
 
     @api.get("/incidents")
-    async def list_incidents(drill: bool | None = None, limit: int = 500) -> dict[str, Any]:
+    async def list_incidents(
+        drill: bool | None = None, limit: int = 500, _: UserRecord = require("incident.read")
+    ) -> dict[str, Any]:
         items = [s.as_json() for s in view.incidents.values() if drill is None or s.as_json()["drill"] == drill]
         return {"count": len(items), "incidents": items[-max(1, min(limit, 5000)) :]}
 
     @api.get("/incidents/{incident_id}")
-    async def get_incident(incident_id: str) -> dict[str, Any]:
+    async def get_incident(incident_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
         state_ = view.incidents.get(incident_id)
         if state_ is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
         return state_.as_json()
 
+    @api.get("/incidents/{incident_id}/private")
+    async def private_details(incident_id: str, user: UserRecord = require("incident.private")) -> dict[str, Any]:
+        """The reporter's name and phone and the summary: only for roles that act on them."""
+        incident = view.incidents.get(incident_id)
+        if incident is None or incident.reported is None:
+            raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
+        sealed = incident.reported.private_sealed
+        details = sealer.open(sealed).model_dump() if sealed else {"reporter": {"name": "", "phone": ""}, "summary": ""}
+        log.info("private_read", incident_id=incident_id, by=user.name)
+        return {"incident_id": incident_id, **details}
+
+    async def produce_user(rec: UserRecord) -> None:
+        producer: AIOKafkaProducer | None = state["producer"]
+        if producer is None:
+            raise HTTPException(status_code=503, detail="broker not reachable yet", headers={"Retry-After": RETRY_AFTER_S})
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(USERS.name, key=rec.name.encode(), value=rec.model_dump_json().encode()),
+                timeout=PRODUCE_TIMEOUT_S,
+            )
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise HTTPException(status_code=503, detail="broker did not acknowledge",
+                                headers={"Retry-After": RETRY_AFTER_S}) from exc
+        users.apply(rec)
+
+    @api.post("/users", status_code=201)
+    async def add_user(req: NewUserRequest, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
+        """A new user; the token is shown in this answer only."""
+        token = new_token()
+        await produce_user(user_record(req.name, req.role, token, now=clock.now(), by=admin.name))
+        log.info("user_added", user=req.name, role=req.role.value, by=admin.name)
+        return {"name": req.name, "role": req.role.value, "token": token}
+
+    @api.delete("/users/{name}", status_code=200)
+    async def revoke_user(name: str, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
+        old = users.by_name.get(name)
+        if old is None:
+            raise HTTPException(status_code=404, detail=f"name: no user {name!r}")
+        await produce_user(user_record(name, old.role, new_token(), now=clock.now(), by=admin.name, revoked=True))
+        log.info("user_revoked", user=name, by=admin.name)
+        return {"name": name, "revoked": True}
+
     @api.get("/healthz")
-    async def health() -> dict[str, Any]:
-        return {"producer": state["producer"] is not None, "view_caught_up": view.caught_up.is_set()}
+    async def health() -> Any:
+        """Ready (200) once the broker takes writes and users and incidents are read back; else 503."""
+        body = {"producer": state["producer"] is not None, "users_caught_up": users.caught_up.is_set(),
+                "view_caught_up": view.caught_up.is_set()}
+        return JSONResponse(status_code=200 if all(body.values()) else 503, content=body)
 
     @api.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(_: UserRecord = require("metrics.read")) -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return api

@@ -84,11 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that need the broker; imported lazily so `classify` stays quick."""
-    try:
-        from services import commands
-    except ImportError:  # pragma: no cover - only while the service layer is absent
-        return
+    from services import commands, drill_cli
+
     commands.register(sub)
+    drill_cli.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

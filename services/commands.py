@@ -18,6 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("topics", help="create the catalog's topics (idempotent)")
     p.set_defaults(func=cmd_topics)
+    p = sub.add_parser("user", help="users and their tokens")
+    user_sub = p.add_subparsers(dest="user_command", required=True)
+    q = user_sub.add_parser("add", help="add a user; prints the new token once")
+    q.add_argument("name")
+    q.add_argument("--role", required=True, choices=["duty_officer", "commander", "drill_controller", "viewer", "admin"])
+    q.set_defaults(func=cmd_user_add)
+    q = user_sub.add_parser("revoke", help="revoke a user's token")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_user_revoke)
+    q = user_sub.add_parser("list", help="users and roles (never tokens)")
+    q.set_defaults(func=cmd_user_list)
     p = sub.add_parser("report", help="submit a report file (JSON) straight to the reported topic")
     p.add_argument("file", help="report file, '-' for standard input")
     p.set_defaults(func=cmd_report)
@@ -42,6 +53,42 @@ def cmd_topics(_: argparse.Namespace) -> int:
     s = get_settings()
     created = create_topics(s.bootstrap, replication=s.replication_factor)
     print(json.dumps({"created": created}))
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from services.clock import WallClock
+    from services.settings import get_settings
+    from services.users import new_token, publish_user, user_record
+    from topics.models import Role
+
+    token = new_token()
+    publish_user(get_settings().bootstrap, user_record(args.name, Role(args.role), token, now=WallClock().now(), by="cli"))
+    print(f"user {args.name} ({args.role}) added. Token (shown once): {token}")
+    return 0
+
+
+def cmd_user_revoke(args: argparse.Namespace) -> int:
+    from services.clock import WallClock
+    from services.settings import get_settings
+    from services.users import new_token, publish_user, read_users, user_record
+
+    bootstrap = get_settings().bootstrap
+    old = read_users(bootstrap).get(args.name)
+    if old is None:
+        print(f"name: no user {args.name!r}", file=sys.stderr)
+        return 2
+    publish_user(bootstrap, user_record(args.name, old.role, new_token(), now=WallClock().now(), by="cli", revoked=True))
+    print(f"user {args.name} revoked")
+    return 0
+
+
+def cmd_user_list(_: argparse.Namespace) -> int:
+    from services.settings import get_settings
+    from services.users import read_users
+
+    for rec in read_users(get_settings().bootstrap).values():
+        print(f"{rec.name}\t{rec.role.value}\t{'revoked' if rec.revoked else 'active'}")
     return 0
 
 
@@ -84,8 +131,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(_: argparse.Namespace) -> int:
+    from services.clock import WallClock
     from services.settings import get_settings
     from services.stack import LocalStack
+    from services.users import ensure_admin
 
     s = get_settings()
     stack = LocalStack(s)
@@ -101,12 +150,20 @@ def cmd_run(_: argparse.Namespace) -> int:
         if not s.bootstrap_servers:
             print(f"starting local Apache Kafka (data in {s.data_dir / 'kafka'}) …", flush=True)
         stack.start_broker()
+        admin_token = ensure_admin(s.bootstrap, now=WallClock().now(), data_dir=s.data_dir)
         stack.start_worker()
         stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
         print(f"  metrics:   {s.api_url}/metrics", flush=True)
         print(f"  Kafka:     {s.bootstrap}", flush=True)
+        if admin_token:
+            print(f"  first start: user 'admin' created; token (shown once, kept in {s.data_dir / 'admin.token'}):",
+                  flush=True)
+            print(f"    {admin_token}", flush=True)
+            print("    add people: yingji user add NAME --role duty_officer|commander|drill_controller|viewer",
+                  flush=True)
+            print(f"    sign in: {s.api_url}/login  (or: Authorization: Bearer TOKEN)", flush=True)
         print("Ctrl-C stops the API, the worker and the broker.", flush=True)
         while not stopping:
             if any(p.poll() is not None for p in stack.children()):

@@ -16,7 +16,8 @@ def new_report_id() -> str:
 
 
 def accept(
-    submission: ReportSubmission, *, plan: Plan, sealer: Sealer, now: datetime, drill: bool = False
+    submission: ReportSubmission, *, plan: Plan, sealer: Sealer, now: datetime, drill: bool = False,
+    raised_by: str = "cli",
 ) -> IncidentReported:
     """Validate against the plan (type, street) and seal the reporter. Raises ReportRejected."""
     report_id = submission.report_id or new_report_id()
@@ -30,4 +31,5 @@ def accept(
         report=facts,
         private_sealed=sealer.seal(submission.private_details()),
         accepted_at=now,
+        raised_by=raised_by,
     )

@@ -18,6 +18,7 @@ from topics.models import (
     IncidentEvent,
     IncidentReported,
     NotificationRequested,
+    UserRecord,
 )
 
 
@@ -95,6 +96,15 @@ ESCALATIONS = TopicSpec(
     model=IncidentEvent,
     description="Breaches (漏报/迟报) and escalation steps, for the command center.",
 )
+USERS = TopicSpec(
+    name="yingji.users",
+    key="name",
+    partitions=1,
+    cleanup_policy="compact",
+    retention_ms=None,
+    model=UserRecord,
+    description="Users, roles and token hashes; compacted so the latest record per user is kept.",
+)
 DEAD_LETTERS = TopicSpec(
     name="yingji.deadletters",
     key="source_topic",
@@ -112,6 +122,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENT_COMMANDS,
     INCIDENT_EVENTS,
     ESCALATIONS,
+    USERS,
     DEAD_LETTERS,
 )
 

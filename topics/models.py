@@ -17,8 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    NonNegativeInt,
     StringConstraints,
     model_validator,
 )
@@ -30,11 +28,30 @@ LongText = Annotated[str, StringConstraints(max_length=4000)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError("out of range") from exc
+
+
+def _plausible(value: datetime) -> datetime:
+    """Times people enter: 2000–2100, so deadline arithmetic on them can never overflow."""
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must be between 2000-01-01 and 2100-01-01")
+    return value
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+InputDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc), AfterValidator(_plausible)]
+# Counts of people and money have physical bounds; finite, so they survive JSON and float maths.
+People = Annotated[int, Field(ge=0, le=100_000_000)]
+Yuan = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+Hours = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 
 
 class Contract(BaseModel):
@@ -99,15 +116,15 @@ class Location(Contract):
 
 
 class Facts(Contract):
-    deaths: NonNegativeInt = 0
-    missing: NonNegativeInt = 0
-    serious_injuries: NonNegativeInt = 0
-    injuries: NonNegativeInt = 0
-    poisoned: NonNegativeInt = 0
-    direct_loss_yuan: NonNegativeFloat = 0
-    evacuated: NonNegativeInt = 0
-    magnitude: Annotated[float, Field(ge=0, le=10)] | None = None
-    interruption_hours: NonNegativeFloat | None = None
+    deaths: People = 0
+    missing: People = 0
+    serious_injuries: People = 0
+    injuries: People = 0
+    poisoned: People = 0
+    direct_loss_yuan: Yuan = 0
+    evacuated: People = 0
+    magnitude: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] | None = None
+    interruption_hours: Hours | None = None
 
 
 class Flags(Contract):
@@ -130,8 +147,8 @@ class ReportFacts(Contract):
 
     report_id: RecordId
     type: ShortText = Field(description="ASCII id or Chinese name of a type of table 2.3.6")
-    occurred_at: UtcDatetime
-    received_at: UtcDatetime
+    occurred_at: InputDatetime
+    received_at: InputDatetime
     location: Location = Field(default_factory=Location)
     facts: Facts = Field(default_factory=Facts)
     flags: Flags = Field(default_factory=Flags)
@@ -152,8 +169,8 @@ class ReportSubmission(Contract):
 
     report_id: RecordId | None = None
     type: ShortText
-    occurred_at: AwareDatetime
-    received_at: AwareDatetime
+    occurred_at: InputDatetime
+    received_at: InputDatetime
     location: Location = Field(default_factory=Location)
     facts: Facts = Field(default_factory=Facts)
     flags: Flags = Field(default_factory=Flags)
@@ -264,6 +281,7 @@ class IncidentReported(Contract):
         default=None, description="PrivateDetails (reporter's name and phone, summary), encrypted; never plain text"
     )
     accepted_at: UtcDatetime
+    raised_by: ShortText = Field(default="", description="the signed-in user who raised it")
     schema_version: int = SCHEMA_VERSION
 
 
@@ -346,6 +364,7 @@ class ReportFiled(Contract):
     filed_by: ShortText
     content_sealed: Annotated[str, StringConstraints(max_length=40000)] | None = None
     followup: FollowupFacts | None = None
+    recorded_by: ShortText = ""
 
 
 class ApprovalRecorded(Contract):
@@ -440,7 +459,7 @@ class FileReportRequest(Contract):
 
     kind: ReportKind
     unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
-    filed_at: AwareDatetime
+    filed_at: InputDatetime
     filed_by: ShortText = Field(min_length=1)
     content: LongText = ""
     followup: FollowupFacts | None = None
@@ -459,7 +478,7 @@ class ApprovalRequest(Contract):
 
     approver: ShortText = Field(min_length=1)
     approver_role: Literal["director", "deputy_director"]
-    approved_at: AwareDatetime
+    approved_at: InputDatetime
 
 
 class EndRequest(Contract):
@@ -467,4 +486,34 @@ class EndRequest(Contract):
 
     authority: Literal["district_committee", "city"]
     decided_by: ShortText = Field(min_length=1)
-    ended_at: AwareDatetime
+    ended_at: InputDatetime
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    DUTY_OFFICER = "duty_officer"  # 值班员: raise incidents, file reports
+    COMMANDER = "commander"  # 指挥员: approve, end
+    DRILL_CONTROLLER = "drill_controller"  # 演练导调: run drills
+    VIEWER = "viewer"  # 指挥中心大屏: read only
+    ADMIN = "admin"  # users
+
+
+class UserRecord(Contract):
+    """A user and the SHA-256 of their bearer token (topic users, compacted, key name). The token
+    itself is shown once when made and never stored."""
+
+    id: RecordId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+    role: Role
+    token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    revoked: bool = False
+    changed_at: UtcDatetime
+    changed_by: ShortText
+    schema_version: int = SCHEMA_VERSION
+
+
+class NewUserRequest(Contract):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+    role: Role

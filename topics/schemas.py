@@ -8,14 +8,21 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from topics.catalog import CATALOG
-from topics.models import ApprovalRequest, Decision, EndRequest, FileReportRequest, ReportSubmission
+from topics.models import (
+    ApprovalRequest,
+    Decision,
+    EndRequest,
+    FileReportRequest,
+    NewUserRequest,
+    ReportSubmission,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def contracts() -> dict[str, type[BaseModel]]:
     out: dict[str, type[BaseModel]] = {
-        m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest)
+        m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest, NewUserRequest)
     }
     for spec in CATALOG:
         out[spec.model.__name__] = spec.model

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,9 +26,12 @@ class Service:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen
+    tokens: dict[str, str] = field(default_factory=dict)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=15)
+    def client(self, role: str = "duty_officer") -> httpx.Client:
+        """An HTTP client signed in as a user of that role ('anonymous': none)."""
+        headers = {} if role == "anonymous" else {"Authorization": f"Bearer {self.tokens[role]}"}
+        return httpx.Client(base_url=self.api, timeout=15, headers=headers)
 
     def read_topic(self, topic: str, *, settle_s: float = 1.0) -> list:
         """Every record of a topic from the beginning (no consumer group)."""
@@ -75,6 +78,12 @@ def service(tmp_path_factory) -> Service:
             proc.kill()
             pytest.fail(f"yingji run did not start:\n{svc.logs()[-3000:]}")
         time.sleep(0.3)
+    svc.tokens["admin"] = (data_dir / "admin.token").read_text().strip()
+    with svc.client("admin") as admin:
+        for role in ("duty_officer", "commander", "drill_controller", "viewer"):
+            resp = admin.post("/users", json={"name": f"e2e-{role}", "role": role})
+            assert resp.status_code == 201, resp.text
+            svc.tokens[role] = resp.json()["token"]
     # the worker joins its group a few seconds after the API answers: wait for a first decision
     warm = {"type": "燃气事故", "occurred_at": "2026-11-22T09:15:00+08:00", "received_at": "2026-11-22T09:20:00+08:00"}
     with svc.client() as c:

@@ -70,18 +70,19 @@ def test_phone_report_on_time_then_followup_regrades_then_approval_then_city_end
         wait_for(c, iid, lambda b: any(o["kind"] == "city_report" for o in b["obligations"]))
         kinds = timeline_kinds(c, iid)
         assert {"regraded", "level_adjusted"} <= set(kinds)
-        r = c.post(f"/incidents/{iid}/approvals", json={"approver": "区应急委副主任", "approver_role": "deputy_director",
+        r = service.client("commander").post(f"/incidents/{iid}/approvals", json={"approver": "区应急委副主任", "approver_role": "deputy_director",
                                                        "approved_at": iso(now)})
         assert r.status_code == 202
         wait_for(c, iid, lambda b: any(n["unit_id"] == "city_emergency_office" for n in b["notifications"]))
-        r = c.post(f"/incidents/{iid}/end", json={"authority": "district_committee", "decided_by": "区应急委",
-                                                 "ended_at": iso(now)})
+        r = service.client("commander").post(f"/incidents/{iid}/end", json={
+            "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now)})
         assert r.status_code == 202
         deadline = time.monotonic() + 5
         while "rejected" not in timeline_kinds(c, iid):  # 较大: the city ends it (4.8.2)
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        r = c.post(f"/incidents/{iid}/end", json={"authority": "city", "decided_by": "市应急办", "ended_at": iso(now)})
+        r = service.client("commander").post(f"/incidents/{iid}/end", json={
+            "authority": "city", "decided_by": "市应急办", "ended_at": iso(now)})
         body = wait_for(c, iid, lambda b: b["status"] == "ended")
         events = c.get(f"/incidents/{iid}/timeline").json()["events"]
     seqs = [e["seq"] for e in events]
@@ -94,8 +95,8 @@ def test_general_event_ended_by_district_opens_evaluation_report(service):
         iid = raise_incident(c, type="燃气事故")
         wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
         now = datetime.now(timezone.utc)
-        c.post(f"/incidents/{iid}/end", json={"authority": "district_committee", "decided_by": "区应急委",
-                                             "ended_at": iso(now)})
+        service.client("commander").post(f"/incidents/{iid}/end", json={
+            "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now)})
         body = wait_for(c, iid, lambda b: b["status"] == "ended")
         body = wait_for(c, iid, lambda b: any(o["kind"] == "evaluation_report" for o in b["obligations"]))
         assert obligation(body, "evaluation_report")["owner"] == "区城市管理委"
@@ -124,8 +125,8 @@ def test_breach_detected_within_a_second_then_late_filing(service):
 def test_commands_on_unknown_incidents_and_bad_bodies(service):
     with service.client() as c:
         now = iso(datetime.now(timezone.utc))
-        assert c.post("/incidents/nope/approvals", json={"approver": "x", "approver_role": "director",
-                                                         "approved_at": now}).status_code == 404
+        assert service.client("commander").post("/incidents/nope/approvals", json={
+            "approver": "x", "approver_role": "director", "approved_at": now}).status_code == 404
         iid = raise_incident(c)
         r = c.post(f"/incidents/{iid}/reports", json={"kind": "followup", "unit_id": "x", "filed_at": now,
                                                      "filed_by": "值班员"})

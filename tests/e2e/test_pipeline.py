@@ -146,6 +146,32 @@ def test_personal_data_never_in_topics_or_logs(service):
         assert private not in logs
 
 
+def test_private_details_only_for_roles_that_need_them(service):
+    rid = unique_id()
+    with service.client() as c:
+        assert c.post("/incidents", json=report(rid)).status_code == 202
+        wait_decided(c, rid)
+        got = c.get(f"/incidents/{rid}/private").json()
+        assert got["reporter"] == {"name": NAME, "phone": PHONE} and got["summary"] == SUMMARY
+        public = json.dumps(c.get(f"/incidents/{rid}").json(), ensure_ascii=False)
+        assert NAME not in public and PHONE not in public and SUMMARY not in public
+    with service.client("viewer") as v:
+        assert v.get(f"/incidents/{rid}/private").status_code == 403
+        assert v.get(f"/incidents/{rid}").status_code == 200
+        assert v.post("/incidents", json=report(unique_id())).status_code == 403
+    with service.client("anonymous") as a:
+        assert a.get(f"/incidents/{rid}").status_code == 401
+
+
+def test_revoked_token_is_refused(service):
+    with service.client("admin") as admin:
+        token = admin.post("/users", json={"name": "short-lived", "role": "viewer"}).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert admin.get("/incidents", headers=headers).status_code == 200
+        assert admin.delete("/users/short-lived").status_code == 200
+        assert admin.get("/incidents", headers=headers).status_code == 401
+
+
 def test_openapi_document(service):
     with service.client() as c:
         doc = c.get("/openapi.json").json()

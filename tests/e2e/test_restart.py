@@ -17,8 +17,10 @@ from kafka import KafkaConsumer, TopicPartition
 from services.broker import free_port
 from services.settings import Settings
 from services.stack import LocalStack
+from services.users import new_token, publish_user, user_record
 from tests.e2e.conftest import unique_id
 from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
+from topics.models import Role
 
 pytestmark = pytest.mark.e2e
 N_INCIDENTS = 30
@@ -42,8 +44,12 @@ def stack(tmp_path):
     log = (tmp_path / "stack.log").open("wb")
     st = LocalStack(settings, log=log)
     st.start_broker()
+    token = new_token()
+    publish_user(settings.bootstrap, user_record("restart-officer", Role.DUTY_OFFICER, token,
+                                                 now=datetime.now(timezone.utc), by="test"))
     st.start_worker()
     st.start_api()
+    st.token = token  # type: ignore[attr-defined]
     yield st
     st.stop()
     log.close()
@@ -70,7 +76,8 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_worker_sigkill_while_obligations_fall_due(stack):
-    client = httpx.Client(base_url=stack.settings.api_url, timeout=15)
+    client = httpx.Client(base_url=stack.settings.api_url, timeout=15,
+                          headers={"Authorization": f"Bearer {stack.token}"})
     # the worker joins its group first: one warm-up incident decided
     warm = post_due_soon(client, 3600)
     wait_until(lambda: client.get(f"/incidents/{warm}").json()["status"] == "decided", 60, "first decision")
@@ -104,7 +111,8 @@ def test_worker_sigkill_while_obligations_fall_due(stack):
 
 
 def test_broker_restart_loses_nothing_acknowledged(stack):
-    client = httpx.Client(base_url=stack.settings.api_url, timeout=15)
+    client = httpx.Client(base_url=stack.settings.api_url, timeout=15,
+                          headers={"Authorization": f"Bearer {stack.token}"})
     ids = [post_due_soon(client, 3600) for _ in range(10)]
     wait_until(lambda: all(client.get(f"/incidents/{i}").json()["status"] == "decided" for i in ids), 60, "decided")
     stack.broker.stop()
