@@ -47,6 +47,7 @@ from topics.models import (
     Flags,
     FollowupFacts,
     Grade,
+    DueCheck,
     IncidentCommand,
     IncidentEvent,
     IncidentReported,
@@ -494,9 +495,16 @@ def _reported(scenario: Scenario, inj: ReportInject, now: datetime, run: str) ->
     return IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=now)
 
 
-def replay(scenario: Scenario, plan: Plan, *, run: str = "drill") -> Observed:
+FeedItem = tuple[datetime, Union[IncidentReported, IncidentCommand]]
+
+
+def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[FeedItem] | None = None) -> Observed:
     """Injects in time order through the lifecycle; between them the clock jumps from one due time to
-    the next (reminder, breach, escalation step), so six simulated hours take milliseconds."""
+    the next (reminder, breach, escalation step), so six simulated hours take milliseconds.
+
+    feed: if given, receives every record fed to the lifecycle with its simulated time, due checks
+    included, in order; `drill run` sends exactly these to the live pipeline at N× real time.
+    """
     states: dict[str, IncidentState] = {}
     obs = Observed()
 
@@ -518,6 +526,11 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill") -> Observed:
             if now > until or (now == until and not inclusive):
                 return
             for key in sorted(k for k, t in due.items() if t == now):
+                if feed is not None:
+                    iid = states[key].incident_id
+                    cid = f"{iid}.due.{int(now.timestamp())}"
+                    feed.append((now, IncidentCommand(id=cid, incident_id=iid, drill=True,
+                                                      body=DueCheck(id=cid, incident_id=iid, at=now))))
                 out = check_due(states[key], plan, now)
                 if out.empty:  # next_due_at promised work: refusing to spin is better than hanging
                     raise RuntimeError(f"drill replay: {key} due at {now.isoformat()} but nothing happened")
@@ -529,10 +542,15 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill") -> Observed:
         if isinstance(inj, ReportInject):
             rec = _reported(scenario, inj, now, run)
             obs.incidents[inj.incident] = IncidentObserved(incident_id=rec.incident_id)
+            if feed is not None:
+                feed.append((now, rec))
             record(inj.incident, start(rec, plan, now))
         else:
             state = states[inj.incident]
-            record(inj.incident, handle(state, _command(state, inj, index, now, plan), plan, now))
+            cmd = _command(state, inj, index, now, plan)
+            if feed is not None:
+                feed.append((now, cmd))
+            record(inj.incident, handle(state, cmd, plan, now))
     advance(scenario.end, inclusive=True)
     return obs
 

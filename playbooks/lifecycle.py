@@ -69,6 +69,7 @@ class IncidentState(State):
     approval: ApprovalRecorded | None = None
     approval_requested_at: datetime | None = None
     end: EndRecorded | None = None
+    simulated_clock: bool = False  # a drill's: due checks come from its runner, not the live sweep
     seq: int = 0
     seen: list[str] = []
 
@@ -184,6 +185,7 @@ def start(rec: IncidentReported, plan: Plan, now: datetime) -> Outcome:
         decision=decision,
         obligations={},
         seen=[rec.id],
+        simulated_clock=rec.sim_now is not None,
     )
     em = _Emitter(state, now)
     em.event(EventKind.REPORTED, f"接报：{decision.type_name}（来源 {rec.report.source or '未注明'}）",

@@ -15,13 +15,15 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from playbooks.engine import ReportRejected
 from playbooks.plan import Plan, load_plan
 from services import metrics
 from services.clock import Clock, WallClock
+from playbooks.drill import ScenarioError, parse_scenario
 from services.auth import require
+from services.drills import DrillRun, new_run_id, run_drill
 from services.intake import accept
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
@@ -50,6 +52,14 @@ class Accepted(BaseModel):
     incident_id: str
     report_id: str
     status: str = "accepted"
+
+
+class DrillRequest(BaseModel):
+    """POST /drills: a scenario (YAML text, playbooks/drills/README.md) replayed at `speed`× real time."""
+
+    model_config = {"extra": "forbid"}
+    scenario: str = Field(max_length=2_000_000)
+    speed: float = Field(default=60.0, gt=0, le=100_000)
 
 
 class CommandAccepted(BaseModel):
@@ -110,7 +120,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         try:
             yield
         finally:
-            for task in tasks:
+            for task in [*tasks, *state.get("drill_tasks", ())]:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -274,6 +284,40 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         await produce_user(user_record(name, old.role, new_token(), now=clock.now(), by=admin.name, revoked=True))
         log.info("user_revoked", user=name, by=admin.name)
         return {"name": name, "revoked": True}
+
+    drills: dict[str, DrillRun] = {}
+    api.state.drills = drills
+
+    @api.post("/drills", status_code=202, responses={422: {}, 503: {}})
+    async def start_drill(req: DrillRequest, user: UserRecord = require("drill.run")) -> Any:
+        """Replay a scenario onto the running service, marked as a drill; score it when it ends."""
+        try:
+            scenario = parse_scenario(req.scenario, source="scenario", plan=plan)
+        except ScenarioError as exc:
+            fields = [{"field": p.field, "line": p.line, "message": p.message} for p in exc.problems]
+            return JSONResponse(status_code=422, content={"error": "invalid scenario", "fields": fields})
+        producer: AIOKafkaProducer | None = state["producer"]
+        if producer is None:
+            return unavailable("broker not reachable yet")
+        run = DrillRun(run_id=new_run_id(), scenario=scenario, speed=req.speed, started_by=user.name)
+        drills[run.run_id] = run
+        run_task = asyncio.create_task(run_drill(run, plan=plan, producer=producer, view=view))
+        state.setdefault("drill_tasks", set()).add(run_task)
+        run_task.add_done_callback(state["drill_tasks"].discard)
+        log.info("drill_started", run_id=run.run_id, scenario=scenario.id, speed=req.speed, by=user.name)
+        return {"run_id": run.run_id, "status": run.status}
+
+    @api.get("/drills")
+    async def list_drills(_: UserRecord = require("incident.read")) -> dict[str, Any]:
+        return {"drills": [{k: v for k, v in d.as_json().items() if k not in ("evaluation", "markdown")}
+                           for d in drills.values()]}
+
+    @api.get("/drills/{run_id}")
+    async def get_drill(run_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+        run = drills.get(run_id)
+        if run is None:
+            raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")
+        return run.as_json()
 
     @api.get("/healthz")
     async def health() -> Any:

@@ -41,6 +41,12 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from services.app import app, settings
 
     logs.configure(json=settings.log_json, level=settings.log_level)
+    from prometheus_client import start_http_server
+
+    from services.metrics import REGISTRY
+
+    # the worker's own metrics (incidents, breaches, escalations, lag) on loopback, for Prometheus
+    start_http_server(settings.worker_web_port, addr="127.0.0.1", registry=REGISTRY)
     worker = Worker(app, loglevel="warning", redirect_stdouts=False, override_logging=False, quiet=True)
     worker.execute_from_commandline()
     return 0

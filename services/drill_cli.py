@@ -54,7 +54,58 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_FAILED} when any expectation failed")
     p.set_defaults(func=cmd_eval)
+
+    p = drill_sub.add_parser("run", help="replay onto the running service at N× real time, then print its evaluation")
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    p.add_argument("--api", default=None, help="the service's base URL (default: from settings)")
+    p.add_argument("--token", default=None, help="a drill controller's token (default: $YINGJI_TOKEN)")
+    p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    p.add_argument("--strict", action="store_true", help=f"exit {EXIT_FAILED} when any expectation failed")
+    p.set_defaults(func=cmd_run)
     return drill_sub
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from services.settings import get_settings
+
+    token = args.token or os.environ.get("YINGJI_TOKEN")
+    if not token:
+        print("token: give --token or set YINGJI_TOKEN (a drill_controller's token)", file=sys.stderr)
+        return EXIT_INVALID
+    base = args.api or get_settings().api_url
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        resp = client.post("/drills", json={"scenario": Path(args.scenario).read_text(encoding="utf-8"),
+                                            "speed": args.speed})
+        if resp.status_code == 422:
+            for f in resp.json()["fields"]:
+                line = f"line {f['line']}: " if f.get("line") else ""
+                print(f"invalid scenario: {args.scenario}: {line}{f['field']}: {f['message']}", file=sys.stderr)
+            return EXIT_INVALID
+        if resp.status_code != 202:
+            print(f"drill not started: {resp.status_code} {resp.text}", file=sys.stderr)
+            return EXIT_FAILED
+        run_id = resp.json()["run_id"]
+        print(f"drill {run_id} running at {args.speed:g}× …", file=sys.stderr)
+        while True:
+            body = client.get(f"/drills/{run_id}").json()
+            if body["status"] != "running":
+                break
+            time.sleep(0.5)
+    if body["status"] != "done":
+        print(f"drill failed: {body.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(json.dumps(body["evaluation"], ensure_ascii=False, indent=2) + "\n" if args.json else body["markdown"])
+    failed = body["evaluation"]["totals"]["failed"]
+    return EXIT_FAILED if args.strict and failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+from topics.catalog import (
+    DRILL_NOTIFICATIONS,
+    INCIDENT_EVENTS,
+    INCIDENTS_DECIDED,
+    INCIDENTS_REPORTED,
+    NOTIFICATIONS_REQUESTED,
+)
 from topics.models import EventKind, IncidentDecided, IncidentEvent, IncidentReported, NotificationRequested
 
 log = structlog.get_logger("yingji", stage="view")
@@ -28,6 +34,8 @@ class IncidentState:
     decided: IncidentDecided | None = None
     notifications: dict[str, NotificationRequested] = field(default_factory=dict)
     events: dict[int, IncidentEvent] = field(default_factory=dict)
+    decisions: list = field(default_factory=list)  # every decision, first to latest (regrades)
+    decision_ids: set = field(default_factory=set)
     obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
     ended: bool = False
 
@@ -73,11 +81,32 @@ class IncidentState:
 
 
 class IncidentView:
-    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, INCIDENT_EVENTS)
+    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, DRILL_NOTIFICATIONS, INCIDENT_EVENTS)
 
     def __init__(self) -> None:
         self.incidents: dict[str, IncidentState] = {}
         self.caught_up = asyncio.Event()
+        self._subscribers: set[asyncio.Queue] = set()
+
+    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue:
+        """A queue of changes, each {"incident_id", "topic", "event" (timeline event JSON or None)}.
+        A subscriber too slow to keep up is dropped (its queue gets None) and must re-read the state."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=maxsize)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._subscribers.discard(queue)
+
+    def _publish(self, change: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self._subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.get_nowait()
+                    queue.put_nowait(None)
 
     def _state(self, incident_id: str) -> IncidentState:
         state = self.incidents.get(incident_id)
@@ -87,20 +116,34 @@ class IncidentView:
 
     def apply(self, topic: str, value: bytes) -> None:
         try:
+            event_json = None
             if topic == INCIDENTS_REPORTED.name:
                 rec = IncidentReported.model_validate_json(value)
-                self._state(rec.incident_id).reported = rec
+                incident_id = rec.incident_id
+                self._state(incident_id).reported = rec
             elif topic == INCIDENTS_DECIDED.name:
                 dec = IncidentDecided.model_validate_json(value)
-                self._state(dec.incident_id).decided = dec
-            elif topic == NOTIFICATIONS_REQUESTED.name:
+                incident_id = dec.incident_id
+                state = self._state(incident_id)
+                state.decided = dec
+                if dec.id not in state.decision_ids:
+                    state.decision_ids.add(dec.id)
+                    state.decisions.append(dec.decision)
+            elif topic in (NOTIFICATIONS_REQUESTED.name, DRILL_NOTIFICATIONS.name):
                 note = NotificationRequested.model_validate_json(value)
-                self._state(note.incident_id).notifications[note.dedup_key] = note
+                incident_id = note.incident_id
+                self._state(incident_id).notifications[note.dedup_key] = note
             elif topic == INCIDENT_EVENTS.name:
                 event = IncidentEvent.model_validate_json(value)
-                self._state(event.incident_id).add_event(event)
+                incident_id = event.incident_id
+                self._state(incident_id).add_event(event)
+                event_json = event.model_dump(mode="json")
+            else:
+                return
         except ValidationError:
-            pass  # the decide stage dead-letters bad records; the view just does not show them
+            return  # the incidents stage dead-letters bad records; the view just does not show them
+        if self._subscribers:
+            self._publish({"incident_id": incident_id, "topic": topic, "event": event_json})
 
     async def follow(self, bootstrap: str) -> None:
         """Read every partition of the view's topics from the beginning, then keep following."""

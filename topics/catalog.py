@@ -69,6 +69,15 @@ NOTIFICATIONS_REQUESTED = TopicSpec(
     model=NotificationRequested,
     description="One record per unit to be told, each with a dedup key.",
 )
+DRILL_NOTIFICATIONS = TopicSpec(
+    name="yingji.drill.notifications",
+    key="dedup_key",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=NotificationRequested,
+    description="Notifications of drill incidents: kept off the live topic, so no drill pages a real unit.",
+)
 INCIDENT_COMMANDS = TopicSpec(
     name="yingji.incidents.commands",
     key="incident_id",
@@ -119,6 +128,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
     INCIDENTS_DECIDED,
     NOTIFICATIONS_REQUESTED,
+    DRILL_NOTIFICATIONS,
     INCIDENT_COMMANDS,
     INCIDENT_EVENTS,
     ESCALATIONS,

@@ -282,7 +282,16 @@ class IncidentReported(Contract):
     )
     accepted_at: UtcDatetime
     raised_by: ShortText = Field(default="", description="the signed-in user who raised it")
+    sim_now: UtcDatetime | None = Field(
+        default=None, description="drills only: the simulated clock's time at which this happens"
+    )
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _simulated_only_in_drills(self) -> "IncidentReported":
+        if self.sim_now is not None and not self.report.drill:
+            raise ValueError("sim_now: only a drill runs on a simulated clock")
+        return self
 
 
 class IncidentDecided(Contract):
@@ -407,7 +416,16 @@ class IncidentCommand(Contract):
     incident_id: RecordId
     drill: bool = False
     body: Annotated[ReportFiled | ApprovalRecorded | EndRecorded | DueCheck, Field(discriminator="command")]
+    sim_now: UtcDatetime | None = Field(
+        default=None, description="drills only: the simulated clock's time at which this happens"
+    )
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _simulated_only_in_drills(self) -> "IncidentCommand":
+        if self.sim_now is not None and not self.drill:
+            raise ValueError("sim_now: only a drill runs on a simulated clock")
+        return self
 
 
 class EventKind(StrEnum):

@@ -26,6 +26,7 @@ from services.agents.deadletter import dead_letter, reason_label
 from services.app import app, runtime
 from topics.catalog import (
     DEAD_LETTERS,
+    DRILL_NOTIFICATIONS,
     ESCALATIONS,
     INCIDENT_COMMANDS,
     INCIDENT_EVENTS,
@@ -49,6 +50,7 @@ inbound = app.topic(INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name, **RAW)
 commands_topic = app.topic(INCIDENT_COMMANDS.name, **RAW)
 decided_topic = app.topic(INCIDENTS_DECIDED.name, **RAW)
 notifications_topic = app.topic(NOTIFICATIONS_REQUESTED.name, **RAW)
+drill_notifications_topic = app.topic(DRILL_NOTIFICATIONS.name, **RAW)
 events_topic = app.topic(INCIDENT_EVENTS.name, **RAW)
 escalations_topic = app.topic(ESCALATIONS.name, **RAW)
 deadletter_topic = app.topic(DEAD_LETTERS.name, **RAW)
@@ -73,6 +75,11 @@ class DueSchedule:
         if when is not None:
             heapq.heappush(self.heap, (when, incident_id))
 
+    def track(self, state: IncidentState) -> None:
+        """Live incidents only: a drill's due checks come from its runner on the drill's own clock."""
+        if not state.simulated_clock:
+            self.push(next_due_at(state, runtime.plan), state.incident_id)
+
     def pop_due(self, now: datetime) -> list[tuple[datetime, str]]:
         due: dict[str, datetime] = {}
         while self.heap and self.heap[0][0] <= now:
@@ -88,7 +95,7 @@ class DueSchedule:
             except ValidationError:
                 log.error("unreadable_state", incident_id=incident_id)
                 continue
-            self.push(next_due_at(state, runtime.plan), incident_id)
+            self.track(state)
         heapq.heapify(self.heap)
         self.stale = False
         return len(self.heap)
@@ -114,8 +121,9 @@ async def _send_all(out: Outcome) -> None:
             accepted_at=out.state.accepted_at if out.state else decision.decided_at,
         )
         futures.append(await decided_topic.send(key=rec.incident_id.encode(), value=rec.model_dump_json().encode()))
-    for note in out.notifications:
-        futures.append(await notifications_topic.send(key=note.dedup_key.encode(), value=note.model_dump_json().encode()))
+    for note in out.notifications:  # a drill never reaches the live notification topic
+        topic = drill_notifications_topic if note.drill else notifications_topic
+        futures.append(await topic.send(key=note.dedup_key.encode(), value=note.model_dump_json().encode()))
     for event in out.events:
         value = event.model_dump_json().encode()
         futures.append(await events_topic.send(key=event.incident_id.encode(), value=value))
@@ -155,12 +163,12 @@ def _load(incident_id: str) -> IncidentState | None:
 
 
 async def handle_record(topic: str, raw: bytes) -> None:
-    now = runtime.clock.now()
     if topic == INCIDENTS_REPORTED.name:
         rec = IncidentReported.model_validate_json(raw)
         if incidents.get(rec.incident_id) is not None:
             metrics.DUPLICATES.labels(stage=STAGE).inc()
             return
+        now = rec.sim_now or runtime.clock.now()  # a drill brings its simulated clock's time
         out = start(rec, runtime.plan, now)
         accepted_at = rec.accepted_at
     else:
@@ -168,6 +176,9 @@ async def handle_record(topic: str, raw: bytes) -> None:
         state = _load(cmd.incident_id)
         if state is None:
             raise ReportRejected.single("incident_id", f"no incident {cmd.incident_id!r}")
+        if state.simulated_clock and cmd.sim_now is None:
+            raise ReportRejected.single("sim_now", "a drill incident moves only on its drill's clock")
+        now = cmd.sim_now or runtime.clock.now()
         out = handle(state, cmd, runtime.plan, now) if not isinstance(cmd.body, DueCheck) else check_due(
             state, runtime.plan, now
         )
@@ -177,7 +188,7 @@ async def handle_record(topic: str, raw: bytes) -> None:
     await _send_all(out)
     assert out.state is not None
     incidents[out.state.incident_id] = out.state.model_dump_json().encode()
-    schedule.push(next_due_at(out.state, runtime.plan), out.state.incident_id)
+    schedule.track(out.state)
     _count(out, accepted_at)
     for event in out.events:
         log.info(event.kind.value, incident_id=event.incident_id, drill=event.drill, obligation=event.obligation)

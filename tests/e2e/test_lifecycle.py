@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e.conftest import unique_id
+from tests.conftest import unique_id
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from tests.e2e.conftest import unique_id
+from tests.conftest import unique_id
 from topics.catalog import DEAD_LETTERS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from services.broker import free_port
 from services.settings import Settings
 from services.stack import LocalStack
 from services.users import new_token, publish_user, user_record
-from tests.e2e.conftest import unique_id
+from tests.conftest import unique_id
 from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
 from topics.models import Role
 

@@ -26,6 +26,7 @@ class Service:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen
+    worker_metrics: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
 
     def client(self, role: str = "duty_officer") -> httpx.Client:
@@ -55,13 +56,14 @@ def unique_id(prefix: str = "t") -> str:
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
     data_dir = tmp_path_factory.mktemp("yingji-data")
-    kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
+    kafka_port, controller_port, api_port, worker_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "YINGJI_DATA_DIR": str(data_dir),
         "YINGJI_KAFKA_PORT": str(kafka_port),
         "YINGJI_KAFKA_CONTROLLER_PORT": str(controller_port),
         "YINGJI_API_PORT": str(api_port),
+        "YINGJI_WORKER_WEB_PORT": str(worker_port),
         "YINGJI_LOG_JSON": "true",
     }
     env.pop("YINGJI_BOOTSTRAP_SERVERS", None)
@@ -71,7 +73,8 @@ def service(tmp_path_factory) -> Service:
         [sys.executable, "-m", "services.cli", "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     api = f"http://127.0.0.1:{api_port}"
-    svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc)
+    svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc,
+                  worker_metrics=f"http://127.0.0.1:{worker_port}/metrics")
     deadline = time.monotonic() + 120
     while "yingji API:" not in svc.logs():
         if proc.poll() is not None or time.monotonic() > deadline:
