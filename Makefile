@@ -8,7 +8,7 @@ JARS   := .kafka/lib/.complete
 APT_PKGS := prometheus chromium
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e deps kafka-jars schemas clean
+.PHONY: run test test-unit test-e2e faults deps kafka-jars schemas clean
 
 run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -41,6 +41,9 @@ kafka-jars: $(JARS)
 $(JARS): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
 	touch $@
+
+faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents in flight, worker SIGKILLed
+	$(BIN)/python -m pytest -q -s tests/e2e/test_faults.py --fault-incidents=10000
 
 schemas: $(DEPS)  ## rewrite topics/schemas after a contract change
 	$(BIN)/python -m topics.schemas

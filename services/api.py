@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -44,7 +45,11 @@ from topics.models import (
 )
 
 log = structlog.get_logger("yingji", stage="api")
-PRODUCE_TIMEOUT_S = 10.0
+# Path parameters are record ids: refused with a 422 naming them unless they look like one.
+IncidentId = Annotated[str, PathParam(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
+UserName = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+RunId = Annotated[str, PathParam(min_length=1, max_length=16, pattern=r"^[a-z0-9]+$")]
+PRODUCE_TIMEOUT_S = 5.0
 RETRY_AFTER_S = "5"
 
 
@@ -98,7 +103,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     async def start_producer() -> None:
         while True:
             producer = AIOKafkaProducer(
-                bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+                bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
+                request_timeout_ms=5000
             )
             try:
                 await producer.start()
@@ -173,7 +179,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         log.info("accepted", incident_id=record.incident_id, type=record.report.type)
         return Accepted(incident_id=record.incident_id, report_id=record.report.report_id)
 
-    async def publish_command(incident_id: str, body) -> Any:
+    async def publish_command(incident_id: IncidentId, body) -> Any:
         incident = view.incidents.get(incident_id)
         if incident is None or incident.reported is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
@@ -197,7 +203,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @api.post("/incidents/{incident_id}/reports", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def file_report(incident_id: str, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
+    async def file_report(incident_id: IncidentId, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
         """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
         body = ReportFiled(
             id=command_id("f"), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
@@ -208,7 +214,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @api.post("/incidents/{incident_id}/approvals", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def approve(incident_id: str, req: ApprovalRequest, user: UserRecord = require("incident.approve")) -> Any:
+    async def approve(incident_id: IncidentId, req: ApprovalRequest, user: UserRecord = require("incident.approve")) -> Any:
         """区应急委主任或副主任's approval to report a 较大+ event to 市应急办 (4.1.3)."""
         body = ApprovalRecorded(id=command_id("a"), incident_id=incident_id, approver=req.approver,
                                 approver_role=req.approver_role, approved_at=req.approved_at, recorded_by=user.name)
@@ -216,14 +222,14 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @api.post("/incidents/{incident_id}/end", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 422: {}, 503: {}})
-    async def end(incident_id: str, req: EndRequest, user: UserRecord = require("incident.end")) -> Any:
+    async def end(incident_id: IncidentId, req: EndRequest, user: UserRecord = require("incident.end")) -> Any:
         """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
         body = EndRecorded(id=command_id("x"), incident_id=incident_id, authority=req.authority,
                            decided_by=req.decided_by, ended_at=req.ended_at, recorded_by=user.name)
         return await publish_command(incident_id, body)
 
     @api.get("/incidents/{incident_id}/timeline")
-    async def timeline(incident_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+    async def timeline(incident_id: IncidentId, _: UserRecord = require("incident.read")) -> dict[str, Any]:
         incident = view.incidents.get(incident_id)
         if incident is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
@@ -237,14 +243,14 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return {"count": len(items), "incidents": items[-max(1, min(limit, 5000)) :]}
 
     @api.get("/incidents/{incident_id}")
-    async def get_incident(incident_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+    async def get_incident(incident_id: IncidentId, _: UserRecord = require("incident.read")) -> dict[str, Any]:
         state_ = view.incidents.get(incident_id)
         if state_ is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
         return state_.as_json()
 
     @api.get("/incidents/{incident_id}/private")
-    async def private_details(incident_id: str, user: UserRecord = require("incident.private")) -> dict[str, Any]:
+    async def private_details(incident_id: IncidentId, user: UserRecord = require("incident.private")) -> dict[str, Any]:
         """The reporter's name and phone and the summary: only for roles that act on them."""
         incident = view.incidents.get(incident_id)
         if incident is None or incident.reported is None:
@@ -277,7 +283,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return {"name": req.name, "role": req.role.value, "token": token}
 
     @api.delete("/users/{name}", status_code=200)
-    async def revoke_user(name: str, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
+    async def revoke_user(name: UserName, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
         old = users.by_name.get(name)
         if old is None:
             raise HTTPException(status_code=404, detail=f"name: no user {name!r}")
@@ -313,7 +319,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
                            for d in drills.values()]}
 
     @api.get("/drills/{run_id}")
-    async def get_drill(run_id: str, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+    async def get_drill(run_id: RunId, _: UserRecord = require("incident.read")) -> dict[str, Any]:
         run = drills.get(run_id)
         if run is None:
             raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")

@@ -171,10 +171,20 @@ def cmd_run(_: argparse.Namespace) -> int:
                   flush=True)
             print(f"    sign in: {s.api_url}/login  (or: Authorization: Bearer TOKEN)", flush=True)
         print("Ctrl-C stops the API, the worker and the broker.", flush=True)
+        restarts: list[float] = []
         while not stopping:
-            if any(p.poll() is not None for p in stack.children()):
-                print("a child process exited; stopping everything", file=sys.stderr, flush=True)
+            if stack.api is not None and stack.api.poll() is not None:
+                print("the API exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
+            if stack.worker is not None and stack.worker.poll() is not None:
+                # e.g. the broker was away while the worker started: restart it, a few times a minute at most
+                restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
+                if len(restarts) > 5:
+                    print("the worker keeps exiting; stopping everything", file=sys.stderr, flush=True)
+                    return 1
+                print(f"the worker exited ({stack.worker.returncode}); restarting it", file=sys.stderr, flush=True)
+                time.sleep(2)
+                stack.start_worker()
             time.sleep(0.3)
         return 0
     finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from services.broker import free_port
+from services.settings import Settings
+from services.stack import LocalStack
+from services.users import new_token, publish_user, user_record
+from topics.models import Role
 
 
 @dataclass
@@ -103,3 +108,27 @@ def service(tmp_path_factory) -> Service:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     log.close()
+
+
+@pytest.fixture()
+def stack(tmp_path):
+    """Broker, worker and API as separate processes, so a test can kill one of them."""
+    settings = Settings(data_dir=tmp_path, kafka_port=free_port(), kafka_controller_port=free_port(),
+                        api_port=free_port(), worker_web_port=free_port(), app_id=unique_id("stack"))
+    log = (tmp_path / "stack.log").open("wb")
+    st = LocalStack(settings, log=log)
+    st.start_broker()
+    token = new_token()
+    publish_user(settings.bootstrap, user_record("stack-officer", Role.DUTY_OFFICER, token,
+                                                 now=datetime.now(timezone.utc), by="test"))
+    st.start_worker()
+    st.start_api()
+    st.token = token  # type: ignore[attr-defined]
+    yield st
+    st.stop()
+    log.close()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fault-incidents", type=int, default=1500,
+                     help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")

@@ -14,13 +14,8 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from services.broker import free_port
-from services.settings import Settings
-from services.stack import LocalStack
-from services.users import new_token, publish_user, user_record
 from tests.conftest import unique_id
 from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
-from topics.models import Role
 
 pytestmark = pytest.mark.e2e
 N_INCIDENTS = 30
@@ -35,24 +30,6 @@ def read_all(bootstrap: str, topic: str) -> list[dict]:
         return [json.loads(r.value) for r in consumer]
     finally:
         consumer.close()
-
-
-@pytest.fixture()
-def stack(tmp_path):
-    settings = Settings(data_dir=tmp_path, kafka_port=free_port(), kafka_controller_port=free_port(),
-                        api_port=free_port(), worker_web_port=free_port(), app_id=unique_id("restart"))
-    log = (tmp_path / "stack.log").open("wb")
-    st = LocalStack(settings, log=log)
-    st.start_broker()
-    token = new_token()
-    publish_user(settings.bootstrap, user_record("restart-officer", Role.DUTY_OFFICER, token,
-                                                 now=datetime.now(timezone.utc), by="test"))
-    st.start_worker()
-    st.start_api()
-    st.token = token  # type: ignore[attr-defined]
-    yield st
-    st.stop()
-    log.close()
 
 
 def post_due_soon(client: httpx.Client, seconds: float) -> str:
