@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
+from services.metrics import REGISTRY
 from services.settings import Settings, get_settings
 
 
 def create_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
         store="memory://",  # tables recover from their changelog topics on the broker
@@ -27,6 +29,9 @@ def create_app(settings: Settings) -> faust.App:
         worker_redirect_stdouts=False,
         table_standby_replicas=0,
     )
+    # Faust's own sensors (consumer, commit, send, rebalance) in the same registry as ours
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "yingji_faust"))
+    return app
 
 
 class Runtime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -34,3 +34,13 @@ BREACH_LAG = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300, 3600),
 )
 ESCALATIONS = Counter("yingji_escalations_total", "Escalation steps taken", ["step", "drill"], registry=REGISTRY)
+OBLIGATIONS_OPEN = Gauge(
+    "yingji_obligations_open", "Open (unfiled, not yet due or breached) obligations of live incidents", ["kind"],
+    registry=REGISTRY,
+)
+INCIDENTS_OPEN = Gauge(
+    "yingji_incidents_open", "Live incidents not yet ended, by response level", ["level"], registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "yingji_consumer_lag", "Records not yet consumed by the worker, by topic", ["topic"], registry=REGISTRY
+)

@@ -70,6 +70,8 @@ class DueSchedule:
     def __init__(self) -> None:
         self.heap: list[tuple[datetime, str]] = []
         self.stale = True
+        # incident id -> (level, open obligation kinds) of live, not ended incidents: feeds the gauges
+        self.summary: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def push(self, when: datetime | None, incident_id: str) -> None:
         if when is not None:
@@ -79,6 +81,11 @@ class DueSchedule:
         """Live incidents only: a drill's due checks come from its runner on the drill's own clock."""
         if not state.simulated_clock:
             self.push(next_due_at(state, runtime.plan), state.incident_id)
+        if state.drill or state.end is not None:
+            self.summary.pop(state.incident_id, None)
+        else:
+            kinds = tuple(k for k, ob in state.obligations.items() if ob.status == "open")
+            self.summary[state.incident_id] = (state.decision.response_level.value, kinds)
 
     def pop_due(self, now: datetime) -> list[tuple[datetime, str]]:
         due: dict[str, datetime] = {}
@@ -89,6 +96,7 @@ class DueSchedule:
 
     def rebuild(self, states) -> int:
         self.heap = []
+        self.summary = {}
         for incident_id, raw in states:
             try:
                 state = decode_state(raw)
@@ -246,3 +254,31 @@ async def _sweep() -> None:
         futures.append(await commands_topic.send(key=incident_id.encode(), value=cmd.model_dump_json().encode()))
     if futures:
         await asyncio.gather(*futures)
+
+
+@app.timer(interval=5.0)
+async def gauges() -> None:
+    """Open incidents and obligations of live incidents on this worker, and its consumer lag."""
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        return
+    try:
+        open_obligations: dict[str, int] = {}
+        open_incidents: dict[str, int] = {}
+        for level, kinds in schedule.summary.values():
+            open_incidents[level] = open_incidents.get(level, 0) + 1
+            for kind in kinds:
+                open_obligations[kind] = open_obligations.get(kind, 0) + 1
+        for kind in ("phone_report", "written_report", "detailed_report", "public_release", "city_report",
+                     "evaluation_report"):
+            metrics.OBLIGATIONS_OPEN.labels(kind=kind).set(open_obligations.get(kind, 0))
+        for level in ("一级", "二级", "三级"):
+            metrics.INCIDENTS_OPEN.labels(level=level).set(open_incidents.get(level, 0))
+        lag: dict[str, int] = {}
+        monitor = app.monitor
+        for tp, end in (monitor.tp_end_offsets or {}).items():
+            committed = (monitor.tp_committed_offsets or {}).get(tp, 0)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - committed)
+        for topic in (INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name):
+            metrics.CONSUMER_LAG.labels(topic=topic).set(lag.get(topic, 0))
+    except Exception:  # noqa: BLE001 - a gauge refresh must never take the worker down
+        log.exception("gauges_failed")

@@ -1,0 +1,85 @@
+"""Prometheus metrics after a run (issue 6 §3): each metric found with the right values."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from tests.conftest import unique_id
+from topics.catalog import INCIDENTS_REPORTED
+
+pytestmark = pytest.mark.e2e
+LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
+
+
+def scrape(url: str, **kw) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for line in httpx.get(url, timeout=10, **kw).text.splitlines():
+        m = LINE.match(line)
+        if m:
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group("labels") or ""))
+            out[(m.group("name"), labels)] = float(m.group("value"))
+    return out
+
+
+def value(samples, name: str, **labels) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def test_metrics_after_a_run(service):
+    before = scrape(service.worker_metrics)
+    now = datetime.now(timezone.utc)
+    posted = []
+    with service.client() as c:
+        for _ in range(3):  # 一般, injured: 二级 (4.3.3)
+            body = {"report_id": unique_id("m"), "type": "燃气事故", "occurred_at": (now - timedelta(minutes=1)).isoformat(),
+                    "received_at": now.isoformat(), "facts": {"injuries": 1}, "location": {"street": "中仓街道"}}
+            assert c.post("/incidents", json=body).status_code == 202
+            posted.append(body["report_id"])
+        due = {"report_id": unique_id("m"), "type": "燃气事故", "occurred_at": (now - timedelta(minutes=20)).isoformat(),
+               "received_at": (now - timedelta(minutes=10) + timedelta(seconds=2)).isoformat()}
+        assert c.post("/incidents", json=due).status_code == 202
+    producer = KafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
+    producer.send(INCIDENTS_REPORTED.name, key=b"garbage", value=b"{not json").get(timeout=10)
+    producer.close()
+    deadline = time.monotonic() + 20
+    while True:
+        after = scrape(service.worker_metrics)
+        done = (value(after, "yingji_incidents_total", category="accident_disaster", grade="一般", level="二级",
+                      drill="false") - value(before, "yingji_incidents_total", category="accident_disaster",
+                                              grade="一般", level="二级", drill="false") >= 3
+                and value(after, "yingji_obligation_breaches_total", kind="phone_report", drill="false")
+                > value(before, "yingji_obligation_breaches_total", kind="phone_report", drill="false")
+                and value(after, "yingji_obligations_open", kind="phone_report") >= 3)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("yingji_incidents_total", category="accident_disaster", grade="一般", level="二级", drill="false") == 3
+    assert delta("yingji_incidents_total", category="accident_disaster", grade="一般", level="三级", drill="false") == 1
+    assert delta("yingji_decision_latency_seconds_count") == 4
+    assert delta("yingji_obligation_breaches_total", kind="phone_report", drill="false") == 1
+    assert delta("yingji_escalations_total", step="1", drill="false") == 1
+    assert delta("yingji_breach_detection_lag_seconds_count") == 1
+    assert delta("yingji_dead_letters_total", stage="incidents", reason="invalid_json") == 1
+    assert delta("yingji_notifications_total", rule="notify.lead_units", drill="false") == 4
+    assert value(after, "yingji_obligations_open", kind="phone_report") >= 3
+    assert sum(value(after, "yingji_incidents_open", level=lv) for lv in ("一级", "二级", "三级")) >= 4
+    assert ("yingji_consumer_lag", frozenset({("topic", INCIDENTS_REPORTED.name)})) in after
+    assert any(n.startswith("yingji_faust_") for n, _ in after)  # Faust's own sensors, same registry
+    text = httpx.get(service.worker_metrics, timeout=10).text
+    for name in posted:  # no unbounded ids in labels
+        assert name not in text
+    # the API's /metrics needs a signed-in user
+    assert httpx.get(f"{service.api}/metrics", timeout=10).status_code == 401
+    assert httpx.get(f"{service.api}/metrics", timeout=10,
+                     headers={"Authorization": f"Bearer {service.tokens['viewer']}"}).status_code == 200
