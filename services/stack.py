@@ -38,6 +38,7 @@ class LocalStack:
         self.broker: LocalKafka | None = None
         self.worker: subprocess.Popen | None = None
         self.api: subprocess.Popen | None = None
+        self.extra_workers: list[subprocess.Popen] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -45,9 +46,9 @@ class LocalStack:
         return {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
                 "YINGJI_API_PORT": str(s.api_port), "YINGJI_WORKER_WEB_PORT": str(s.worker_web_port)}
 
-    def _spawn(self, args: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT if self.log else None,
-                                start_new_session=True)
+    def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(args, env={**self.env, **(env or {})}, stdout=self.log,
+                                stderr=subprocess.STDOUT if self.log else None, start_new_session=True)
 
     def start_broker(self) -> None:
         s = self.settings
@@ -59,6 +60,12 @@ class LocalStack:
     def start_worker(self) -> subprocess.Popen:
         self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"])
         return self.worker
+
+    def start_second_worker(self, metrics_port: int) -> subprocess.Popen:
+        """Another worker in the same group: partitions (and their tables) are rebalanced between them."""
+        self.extra_workers.append(self._spawn([sys.executable, "-m", "services.cli", "worker"],
+                                              env={"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
+        return self.extra_workers[-1]
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:
         s = self.settings
@@ -87,7 +94,7 @@ class LocalStack:
         return [p for p in (self.worker, self.api) if p is not None]
 
     def stop(self) -> None:
-        for proc in (self.api, self.worker):
+        for proc in (self.api, self.worker, *self.extra_workers):
             if proc is not None:
                 _stop(proc)
         if self.broker is not None:

@@ -100,3 +100,32 @@ def test_broker_restart_loses_nothing_acknowledged(stack):
     events = read_all(stack.settings.bootstrap, INCIDENT_EVENTS.name)
     assert {i for i in ids + later} <= {e["incident_id"] for e in events if e["kind"] == "decided"}
     client.close()
+
+
+def test_rebalance_to_a_second_worker_keeps_one_breach_each(stack):
+    """A second worker joins while obligations fall due: partitions move, tables are recovered on the
+    new owner, and still each due obligation yields exactly one breach, no step sent twice."""
+    from services.broker import free_port
+
+    client = httpx.Client(base_url=stack.settings.api_url, timeout=15,
+                          headers={"Authorization": f"Bearer {stack.token}"})
+    warm = post_due_soon(client, 3600)
+    wait_until(lambda: client.get(f"/incidents/{warm}").json()["status"] == "decided", 60, "first decision")
+    ids = [post_due_soon(client, 6 + i * 0.2) for i in range(N_INCIDENTS)]  # due over the next ~12 s
+    wait_until(lambda: all(client.get(f"/incidents/{i}").json()["obligations"] for i in ids), 30, "decisions")
+    stack.start_second_worker(free_port())
+
+    def breaches() -> list[dict]:
+        return [e for e in read_all(stack.settings.bootstrap, ESCALATIONS.name)
+                if e["kind"] == "breach" and e["obligation"] == "phone_report" and e["incident_id"] in ids]
+
+    wait_until(lambda: len({e["incident_id"] for e in breaches()}) == N_INCIDENTS, 90, "a breach for every incident")
+    time.sleep(3)
+    per_incident = Counter(e["incident_id"] for e in breaches())
+    assert set(per_incident) == set(ids) and max(per_incident.values()) == 1, per_incident
+    events = [e for e in read_all(stack.settings.bootstrap, INCIDENT_EVENTS.name) if e["incident_id"] in ids]
+    kinds = Counter((e["incident_id"], e["kind"], e["obligation"], e["details"].get("step")) for e in events
+                    if e["kind"] in ("reminder", "breach", "escalation"))
+    assert max(kinds.values()) == 1, [k for k, v in kinds.items() if v > 1]
+    assert all(p.poll() is None for p in stack.extra_workers) and stack.worker.poll() is None
+    client.close()
