@@ -3,6 +3,7 @@ Apache Kafka in a temporary folder, on free ports."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,18 +41,28 @@ class Service:
         return httpx.Client(base_url=self.api, timeout=15, headers=headers)
 
     def read_topic(self, topic: str, *, settle_s: float = 1.0) -> list:
-        """Every record of a topic from the beginning (no consumer group)."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, consumer_timeout_ms=int(settle_s * 1000))
-        try:
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
-            return list(consumer)
-        finally:
-            consumer.close()
+        return read_records(self.bootstrap, topic, settle_s=settle_s)
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def read_records(bootstrap: str, topic: str, *, settle_s: float = 1.5) -> list:
+    """Every record of a topic from the beginning (no consumer group), until it is quiet for settle_s."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=int(settle_s * 1000), max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str) -> list[dict]:
+    """The same, each value decoded as JSON."""
+    return [json.loads(r.value) for r in read_records(bootstrap, topic)]
 
 
 def unique_id(prefix: str = "t") -> str:

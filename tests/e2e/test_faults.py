@@ -17,8 +17,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.conftest import unique_id
-from tests.e2e.test_restart import read_all
+from tests.conftest import read_all, read_records, unique_id
 from topics.catalog import INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
@@ -71,12 +70,12 @@ def test_worker_killed_with_incidents_in_flight(stack, request):
     assert statuses[202] == len(acked) and len(acked) > 0
     deadline = time.monotonic() + 180
     while True:
-        decided = {json.loads(r)["incident_id"] for r in _values(stack, INCIDENTS_DECIDED.name)}
+        decided = {json.loads(r.value)["incident_id"] for r in read_records(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
         missing = set(acked) - decided
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(2)
-    notes = [json.loads(r) for r in _values(stack, NOTIFICATIONS_REQUESTED.name)]
+    notes = [json.loads(r.value) for r in read_records(stack.settings.bootstrap, NOTIFICATIONS_REQUESTED.name)]
     notes = [n for n in notes if n["incident_id"] in set(acked)]
     per_key = Counter(n["dedup_key"] for n in notes)
     repeated = {k: v for k, v in per_key.items() if v > 1}
@@ -89,20 +88,6 @@ def test_worker_killed_with_incidents_in_flight(stack, request):
     for key in repeated:  # a repeat is the same notification: same unit, rule and incident
         same = {(n["unit_id"], n["rule"], n["incident_id"], n["kind"]) for n in notes if n["dedup_key"] == key}
         assert len(same) == 1
-
-
-def _values(stack, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=2000, max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [r.value for r in consumer]
-    finally:
-        consumer.close()
 
 
 def test_broker_down_means_503_with_retry_after_and_nothing_acked_is_lost(stack):

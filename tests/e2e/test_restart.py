@@ -5,31 +5,18 @@ loses nothing acknowledged."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from tests.conftest import unique_id
+from tests.conftest import read_all, unique_id
 from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
 N_INCIDENTS = 30
-
-
-def read_all(bootstrap: str, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [json.loads(r.value) for r in consumer]
-    finally:
-        consumer.close()
 
 
 def post_due_soon(client: httpx.Client, seconds: float) -> str:
