@@ -141,5 +141,5 @@ def stack(tmp_path):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fault-incidents", type=int, default=1500,
+    parser.addoption("--fault-incidents", type=int, default=800,
                      help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")
