@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
-# Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests.
-APT_PKGS := prometheus chromium
+# Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
+# a CJK font so the page screenshots are legible.
+APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
 .PHONY: run test test-unit test-e2e faults deps kafka-jars schemas clean

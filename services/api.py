@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from playbooks.engine import ReportRejected
 from playbooks.plan import Plan, load_plan
 from services import metrics
+from services import pages
 from services.clock import Clock, WallClock
 from playbooks.drill import ScenarioError, parse_scenario
 from services.auth import require
@@ -336,4 +337,5 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     async def prometheus(_: UserRecord = require("metrics.read")) -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    api.include_router(pages.build_router())
     return api

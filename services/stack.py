@@ -71,7 +71,7 @@ class LocalStack:
         s = self.settings
         self.api = self._spawn([sys.executable, "-m", "uvicorn", "--factory", "services.api:create_app",
                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
-                                "--no-access-log"])
+                                "--no-access-log", "--timeout-graceful-shutdown", "5"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.api.poll() is not None:

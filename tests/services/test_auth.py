@@ -42,9 +42,19 @@ def route_permission(route: APIRoute) -> str | None:
     return None
 
 
+def all_routes(routes):
+    """Routes of the app and of every router it includes (FastAPI may list an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from all_routes(inner.routes)
+        else:
+            yield route
+
+
 def protected_routes(app):
     out = []
-    for route in app.routes:
+    for route in all_routes(app.routes):
         if isinstance(route, APIRoute) and route.path not in PUBLIC:
             for method in sorted(route.methods):
                 out.append((method, route.path, route_permission(route)))

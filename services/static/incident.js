@@ -1,0 +1,219 @@
+/* One incident: its decision, reasons and timeline, live; buttons to file reports (值班员) and to
+   approve and end (指挥员). The API decides who may do what; the buttons only follow it. */
+'use strict';
+
+(() => {
+  const { el } = YJ;
+  const config = JSON.parse(document.getElementById('config').textContent);
+  const id = config.incident_id;
+  const $ = (x) => document.getElementById(x);
+  const detail = $('detail');
+  const actions = $('actions');
+  const panel = $('action-panel');
+  const okBox = $('action-ok');
+  const errBox = $('action-error');
+  const conn = $('conn');
+  let incident = null;
+  let events = [];
+
+
+  async function load() {
+    const [inc, tl] = await Promise.all([YJ.api(`/incidents/${encodeURIComponent(id)}`), YJ.api(`/incidents/${encodeURIComponent(id)}/timeline`)]);
+    if (!inc.ok) { detail.replaceChildren(el('p', { text: YJ.statusMessage(inc) })); return; }
+    incident = inc.body;
+    events = tl.ok ? tl.body.events : [];
+    const d = incident.decision;
+    const title = [d ? d.type_name : incident.report.type, ' ', YJ.levelBadge(d && d.response_level)];
+    if (incident.drill) title.push(' ', YJ.drillBadge());
+    if (incident.status === 'ended') title.push(' ', el('span', { class: 'badge grade', text: '已结束' }));
+    $('title').replaceChildren(...title);
+    document.title = `${d ? d.type_name : '事件'} · 通州区应急指挥`;
+    detail.replaceChildren(YJ.renderDetail(incident, events));
+    renderActions();
+  }
+  let loadTimer = null;
+  const reload = () => { clearTimeout(loadTimer); loadTimer = setTimeout(load, 150); };
+
+  // --- buttons ----------------------------------------------------------------------------------
+  function obligationState(kind) { return (incident.obligations || []).find((o) => o.kind === kind); }
+  function renderActions() {
+    const d = incident.decision;
+    const ended = incident.status === 'ended';
+    const buttons = [];
+    if (config.can_file && d) {
+      const kinds = ['phone_report', 'written_report', 'detailed_report'];
+      for (const o of incident.obligations || []) if (!kinds.includes(o.kind) && o.status !== 'closed') kinds.push(o.kind);
+      if (!ended) kinds.push('followup');
+      for (const kind of kinds) {
+        const st = obligationState(kind);
+        const done = st && (st.status === 'met' || st.status === 'late');
+        if (ended && !(st && (st.status === 'open' || st.status === 'missed'))) continue;
+        buttons.push(el('button', { type: 'button', class: done ? 'secondary' : '', 'data-action': kind,
+          text: `${kind === 'followup' ? '续报（新情况）' : `报送${YJ.REPORT_KIND[kind] || kind}`}${done ? '（已报）' : ''}`,
+          onclick: () => reportForm(kind) }));
+      }
+    }
+    if (config.can_approve && d && d.needs_approval_for_city_report && !ended && !events.some((e) => e.kind === 'approved')) {
+      buttons.push(el('button', { type: 'button', 'data-action': 'approve', text: '批准向市应急办报告', onclick: approvalForm }));
+    }
+    if (config.can_end && d && !ended) {
+      buttons.push(el('button', { type: 'button', class: 'danger', 'data-action': 'end', text: '应急结束', onclick: endForm }));
+    }
+    if (config.can_private) {
+      buttons.push(el('button', { type: 'button', class: 'secondary', 'data-action': 'private', text: '查看报告人信息', onclick: showPrivate }));
+    }
+    buttons.push(el('a', { class: 'button secondary', href: '/board', text: '返回态势大屏' }));
+    actions.replaceChildren(...buttons);
+    actions.hidden = false;
+  }
+
+  // --- forms ------------------------------------------------------------------------------------
+  function field(name, label, control, hint) {
+    control.name = name;
+    control.id = `a-${name}`;
+    return el('div', { class: 'field' }, el('label', { htmlFor: control.id, text: label }), control,
+      hint ? el('div', { class: 'hint', text: hint }) : null, el('div', { class: 'err', 'data-err-for': name }));
+  }
+  const input = (type, value, extra) => Object.assign(el('input', { type }), { value: value == null ? '' : String(value) }, extra || {});
+  function select(options, value) {
+    const s = el('select', {}, options.map(([v, t]) => el('option', { value: v, text: t })));
+    s.value = value;
+    return s;
+  }
+  const nowInput = () => input('datetime-local', YJ.localInput(YJ.now()), { step: 1 });
+
+  function openPanel(title, fields, submitText, send) {
+    okBox.hidden = true;
+    const form = el('form', { noValidate: true, autocomplete: 'off' }, el('h2', { text: title }),
+      el('div', { class: 'grid' }, fields.filter((f) => !f.wide)), fields.filter((f) => f.wide),
+      el('div', { class: 'actions' }, el('button', { type: 'submit', text: submitText }),
+        el('button', { type: 'button', class: 'secondary', text: '取消', onclick: () => { panel.hidden = true; } })));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      YJ.clearFieldErrors(form, errBox);
+      const button = form.querySelector('button[type=submit]');
+      button.disabled = true;
+      try {
+        const [path, body] = send(form);
+        const resp = await YJ.api(path, { method: 'POST', json: body });
+        if (resp.status === 202) {
+          panel.hidden = true;
+          okBox.textContent = `${title}：已提交，正在处理…（${YJ.time(YJ.now())}）`;
+          okBox.hidden = false;
+        } else if (resp.status === 422 && resp.body && resp.body.fields) {
+          YJ.showFieldErrors(form, resp.body.fields, errBox);
+        } else {
+          errBox.textContent = YJ.statusMessage(resp);
+          errBox.hidden = false;
+        }
+      } catch (err) {
+        errBox.textContent = `提交失败：无法连接服务（${err.message}）。`;
+        errBox.hidden = false;
+      } finally { button.disabled = false; }
+    });
+    panel.replaceChildren(form);
+    panel.hidden = false;
+    const first = form.querySelector('input, select, textarea');
+    if (first) first.focus();
+    panel.scrollIntoView({ block: 'nearest' });
+  }
+  const value = (form, name) => form.elements[name].value.trim();
+  const when = (form, name) => YJ.fromLocalInput(form.elements[name].value) || undefined;
+
+  const FACTS = [['deaths', '死亡'], ['missing', '失踪'], ['serious_injuries', '重伤'], ['injuries', '受伤'], ['poisoned', '中毒'],
+    ['evacuated', '疏散转移'], ['direct_loss_yuan', '直接经济损失（元）'], ['magnitude', '震级'], ['interruption_hours', '中断时长（小时）']];
+  const FLAGS = [['sensitive', '敏感事件'], ['major_event', '重大活动或特殊时期'], ['multi_agency', '需多部门协同处置'],
+    ['may_escalate', '可能演化为较大以上'], ['foreign_involved', '涉外']];
+
+  function reportForm(kind) {
+    const d = incident.decision;
+    const owed = d.obligations.find((o) => o.kind === kind);
+    const units = [...new Map([...d.lead_unit_ids.map((u, i) => [u, d.lead_units[i]]), ...config.units.map((u) => [u.id, u.name])])];
+    const fields = [
+      field('unit_id', '报送单位', select(units, owed ? owed.owner_id : d.lead_unit_ids[0])),
+      field('filed_at', '报送时间（北京时间）', nowInput()),
+      field('filed_by', '报送人', input('text', config.user, { maxLength: 200 })),
+    ];
+    const content = el('textarea', { rows: 4, maxLength: 4000 });
+    const contentField = field('content', '报告内容（加密保存）', content);
+    contentField.wide = true;
+    fields.push(contentField);
+    if (kind === 'followup') {
+      const facts = incident.report.facts || {};
+      const factFields = FACTS.map(([k, label]) => field(`followup.facts.${k}`, label, input('number', facts[k], { min: 0, step: 'any' })));
+      const flags = incident.report.flags || {};
+      const flagBox = el('div', { class: 'field' }, el('span', { class: 'label', text: '情形' }),
+        el('div', { class: 'checks' }, FLAGS.map(([k, label]) => el('label', { class: 'check' },
+          Object.assign(el('input', { type: 'checkbox', name: `followup.flags.${k}` }), { checked: !!flags[k] }), label))),
+        el('div', { class: 'err', 'data-err-for': 'followup.flags' }));
+      flagBox.wide = true;
+      const grade = field('followup.asserted_grade', '报告单位认定等级', select([['', '— 无 —'], ...config.grades.map((g) => [g, g])], incident.report.asserted_grade || ''));
+      const general = el('div', { class: 'err', 'data-err-for': 'followup' });
+      general.wide = true;
+      fields.push(...factFields, grade, flagBox, general);
+    }
+    openPanel(kind === 'followup' ? '续报' : `报送${YJ.REPORT_KIND[kind] || kind}`, fields, '提交报送', (form) => {
+      const body = { kind, unit_id: value(form, 'unit_id'), filed_at: when(form, 'filed_at'), filed_by: value(form, 'filed_by'), content: value(form, 'content') };
+      if (kind === 'followup') {
+        const facts = {};
+        for (const [k] of FACTS) {
+          const n = form.elements[`followup.facts.${k}`];
+          if (n.value.trim() !== '') facts[k] = Number(n.value);
+          else if (n.validity.badInput) facts[k] = 'invalid';
+        }
+        const flags = {};
+        for (const [k] of FLAGS) flags[k] = form.elements[`followup.flags.${k}`].checked;
+        body.followup = { facts, flags };
+        if (value(form, 'followup.asserted_grade')) body.followup.asserted_grade = value(form, 'followup.asserted_grade');
+      }
+      return [`/incidents/${encodeURIComponent(id)}/reports`, body];
+    });
+  }
+
+  function approvalForm() {
+    openPanel('批准向市应急办报告（4.1.3）', [
+      field('approver', '批准人', input('text', '', { maxLength: 200 })),
+      field('approver_role', '职务', select([['director', '区应急委主任'], ['deputy_director', '区应急委副主任']], 'deputy_director')),
+      field('approved_at', '批准时间（北京时间）', nowInput()),
+    ], '记录批准', (form) => [`/incidents/${encodeURIComponent(id)}/approvals`, {
+      approver: value(form, 'approver'), approver_role: value(form, 'approver_role'), approved_at: when(form, 'approved_at') }]);
+  }
+
+  function endForm() {
+    const grade = incident.decision.grade;
+    openPanel('应急结束（4.8.2）', [
+      field('authority', '决定机关', select([['district_committee', '区应急委批准'], ['city', '市级决定（记录）']], config.end_authority[grade] || 'district_committee'),
+        `按预案，${grade}事件由${config.end_authority[grade] === 'city' ? '市级决定' : '区应急委批准'}`),
+      field('decided_by', '决定人 / 机关', input('text', '', { maxLength: 200 })),
+      field('ended_at', '结束时间（北京时间）', nowInput()),
+    ], '确认应急结束', (form) => [`/incidents/${encodeURIComponent(id)}/end`, {
+      authority: value(form, 'authority'), decided_by: value(form, 'decided_by'), ended_at: when(form, 'ended_at') }]);
+  }
+
+  async function showPrivate() {
+    const resp = await YJ.api(`/incidents/${encodeURIComponent(id)}/private`);
+    if (!resp.ok) { errBox.textContent = YJ.statusMessage(resp); errBox.hidden = false; return; }
+    const p = resp.body;
+    panel.replaceChildren(el('h2', { text: '报告人信息（访问已记录）' }), el('div', { class: 'detail' }, el('dl', {},
+      el('dt', { text: '姓名' }), el('dd', { text: p.reporter.name || '—' }),
+      el('dt', { text: '电话' }), el('dd', { text: p.reporter.phone || '—' }),
+      el('dt', { text: '事件简况' }), el('dd', { text: p.summary || '—' }))),
+      el('div', { class: 'actions' }, el('button', { type: 'button', class: 'secondary', text: '隐藏', onclick: () => { panel.hidden = true; panel.replaceChildren(); } })));
+    panel.hidden = false;
+  }
+
+  // --- live ---------------------------------------------------------------------------------------
+  function connect() {
+    const source = new EventSource(`/board/stream?incident=${encodeURIComponent(id)}`);
+    const live = () => { conn.dataset.state = 'live'; conn.textContent = '实时'; };
+    source.addEventListener('snapshot', (m) => { YJ.setServerTime(JSON.parse(m.data).server_time); live(); reload(); });
+    source.addEventListener('changes', () => { live(); reload(); });
+    source.onerror = () => {
+      conn.dataset.state = 'retry';
+      conn.textContent = '连接中断，正在重连…';
+      if (source.readyState === EventSource.CLOSED) { source.close(); setTimeout(connect, 3000); }
+    };
+  }
+  load();
+  connect();
+})();
