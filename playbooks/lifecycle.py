@@ -162,6 +162,13 @@ def _route(em: _Emitter, decision: Decision) -> None:
         )
 
 
+def _request_approval(em: _Emitter, decision: Decision) -> None:
+    """The wait for 区应急委's approval starts now; the board counts it (4.1.3)."""
+    em.state.approval_requested_at = em.now
+    em.event(EventKind.APPROVAL_REQUESTED, f"{decision.grade.value}事件：报请区应急委主任或副主任批准后向市应急办报告",
+             section="4.1.3")
+
+
 def _open(em: _Emitter, ob: Obligation) -> None:
     em.state.obligations[ob.kind.value] = ObligationState(obligation=ob)
     em.event(
@@ -200,7 +207,7 @@ def start(rec: IncidentReported, plan: Plan, now: datetime) -> Outcome:
     em.out.decisions.append(decision)
     _route(em, decision)
     if decision.needs_approval_for_city_report:
-        state.approval_requested_at = now
+        _request_approval(em, decision)
     for ob in decision.obligations:
         _open(em, ob)
     _due(em, plan)  # a report received long ago may owe something already
@@ -237,7 +244,7 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
                  section="4.3.1", by=cmd.filed_by, from_level=old.response_level.value,
                  to_level=new.response_level.value)
     if new.needs_approval_for_city_report and st.approval_requested_at is None:
-        st.approval_requested_at = em.now
+        _request_approval(em, new)
     _route(em, new)
     wanted = {ob.kind.value: ob for ob in new.obligations}
     for kind, ob in wanted.items():

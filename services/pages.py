@@ -211,6 +211,8 @@ def board_row(st: IncidentState) -> dict[str, Any] | None:
         "obligations": obligations,
         "breached": any(o["status"] == "missed" for o in obligations),
         "needs_approval": bool(dec and dec.needs_approval_for_city_report and "approved" not in kinds),
+        "approval_requested_at": next((e.at.isoformat() for e in sorted(st.events.values(), key=lambda e: e.seq)
+                                       if e.kind.value == "approval_requested"), None),
         "clock_at": _iso(last.recorded_at) if last else _iso(st.reported.accepted_at),
     }
 

@@ -441,6 +441,7 @@ class EventKind(StrEnum):
     REMINDER = "reminder"
     BREACH = "breach"
     ESCALATION = "escalation"
+    APPROVAL_REQUESTED = "approval_requested"
     APPROVED = "approved"
     ENDED = "ended"
     REJECTED = "rejected"

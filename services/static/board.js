@@ -80,12 +80,13 @@
       return node;
     });
     const since = el('span', { class: 'ago' });
+    let approvalBadge = null;
     const cmd = r.commanders[0];
     tr.append(
       el('td', {}, YJ.levelBadge(r.level)),
       el('td', {},
         el('div', { class: 'ev-type' }, r.type, r.drill ? [' ', YJ.drillBadge()] : null,
-          r.needs_approval ? [' ', el('span', { class: 'badge approval', text: '待批准上报', title: '向市应急办报告须经区应急委主任或副主任批准（4.1.3）' })] : null),
+          r.needs_approval ? [' ', approvalBadge = el('span', { class: 'badge approval', text: '待批准上报', title: '向市应急办报告须经区应急委主任或副主任批准（4.1.3）' })] : null),
         el('div', { class: 'ev-sub', text: r.category || '研判中' }),
         el('div', { class: 'ev-id', text: r.id })),
       el('td', {}, r.grade ? el('span', { class: 'badge grade', text: r.grade }) : '—'),
@@ -96,7 +97,8 @@
       el('td', { class: 'since' }, since, el('span', { class: 'at', text: `接报 ${YJ.dateTime(r.received_at).slice(5, 16)}` })),
       el('td', {}, el('div', { class: 'oblig' }, chipNodes.length ? chipNodes : el('span', { class: 'hint', text: r.status === 'reported' ? '研判中' : '无' }))),
     );
-    return { data: r, tr, chips, since, receivedMs: Date.parse(r.received_at), sinceText: '', key: urgency(r) };
+    return { data: r, tr, chips, since, receivedMs: Date.parse(r.received_at), sinceText: '', key: urgency(r),
+             approvalBadge, approvalMs: r.approval_requested_at ? Date.parse(r.approval_requested_at) : null };
   }
 
   function place(entry) {
@@ -130,6 +132,10 @@
     const t = entry.data.drill ? drillNow(entry.data.id) : live;
     const since = YJ.ago(t - entry.receivedMs);
     if (since !== entry.sinceText) { entry.since.textContent = since; entry.sinceText = since; }
+    if (entry.approvalBadge && entry.approvalMs) {  // the wait for approval, counted (4.1.3)
+      const waited = `待批准上报 · 已等 ${YJ.ago(t - entry.approvalMs)}`;
+      if (entry.approvalBadge.textContent !== waited) entry.approvalBadge.textContent = waited;
+    }
     for (const c of entry.chips) {
       let text; let cls;
       if (c.status === 'missed') { text = `超时未报 +${YJ.clock(t - c.due)}`; cls = 'chip missed'; }

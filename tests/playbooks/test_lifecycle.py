@@ -118,6 +118,7 @@ def test_regrade_up_adds_city_report_and_public_release(plan):  # 4.3.1, 4.1.3, 
     assert out.state.obligations["public_release"].obligation.due_at == OCCURRED + timedelta(hours=24)
     units = {n.unit_id for n in out.notifications}
     assert "district_emergency_committee" in units and "city_emergency_office" not in units  # needs approval
+    assert "approval_requested" in ks and out.state.approval_requested_at == t  # the wait starts here
 
 
 def test_regrade_down_closes_what_is_no_longer_owed(plan):  # 4.3.1
