@@ -27,12 +27,22 @@ METRICS = {
     "yingji_escalations_total",
     "yingji_duplicate_reports_total",
     "yingji_obligations_open",
+    "yingji_incidents_open",
     "yingji_consumer_lag",
     "up",
 }
 HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds"}
 # The board's summary: each of these must be on the dashboard.
 DASHBOARD_MUST_SHOW = METRICS - {"yingji_notifications_total", "yingji_duplicate_reports_total"}
+
+
+def test_metric_list_matches_what_the_service_registers():
+    """The names above are the service's own: a renamed metric breaks the dashboard and this test."""
+    from services.metrics import REGISTRY
+
+    registered = {m.name for m in REGISTRY.collect() if m.name.startswith("yingji_") and "faust" not in m.name}
+    registered = {n.removesuffix("_total") if n + "_total" in METRICS or n.endswith("_total") else n for n in registered}
+    assert {n.removesuffix("_total") for n in METRICS if n.startswith("yingji_")} == registered
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
