@@ -176,3 +176,27 @@ def test_openapi_document(service):
     with service.client() as c:
         doc = c.get("/openapi.json").json()
     assert "/incidents" in doc["paths"] and "/incidents/{incident_id}" in doc["paths"]
+
+
+def test_yingji_report_from_the_terminal(service, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    rid = unique_id("cli")
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report(rid), ensure_ascii=False), encoding="utf-8")
+    env = {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": service.bootstrap, "YINGJI_DATA_DIR": str(service.data_dir)}
+    out = subprocess.run([sys.executable, "-m", "services.cli", "report", str(path)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["incident_id"] == rid
+    with service.client() as c:
+        body, _ = wait_decided(c, rid)
+        assert c.get(f"/incidents/{rid}/private").json()["reporter"]["name"] == NAME  # sealed with the service's key
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "燃气事故", "occurred_at": "2026-11-22T09:15:00"}', encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "services.cli", "report", str(bad)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "occurred_at" in out.stderr and "received_at" in out.stderr
+    assert "Traceback" not in out.stderr
