@@ -6,8 +6,6 @@ page); 403 with a valid token whose role lacks the permission.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import Depends, HTTPException, Request
 
 from services.users import UserDirectory
@@ -51,6 +49,3 @@ def require(permission: str):
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the route × role test
     return Depends(dependency)
-
-
-User = Annotated[UserRecord, "the signed-in user"]

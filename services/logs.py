@@ -26,7 +26,3 @@ def configure(*, json: bool | None = None, level: str = "INFO") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-
-
-def get_logger(**bound):
-    return structlog.get_logger("yingji").bind(**bound)
