@@ -9,7 +9,7 @@ JARS   := .kafka/lib/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e faults deps kafka-jars schemas clean
+.PHONY: run test test-unit test-e2e faults bench bench-smoke deps kafka-jars schemas clean
 
 run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -45,6 +45,12 @@ $(JARS): deploy/kafka/pom.xml
 
 faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents in flight, worker SIGKILLed
 	$(BIN)/python -m pytest -q -s tests/e2e/test_faults.py --fault-incidents=10000
+
+bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
+	$(BIN)/python -m services.bench
+
+bench-smoke: $(DEPS) $(JARS)  ## the same harness, small (seconds); also run by make test
+	$(BIN)/python -m services.bench --smoke
 
 schemas: $(DEPS)  ## rewrite topics/schemas after a contract change
 	$(BIN)/python -m topics.schemas
