@@ -110,15 +110,11 @@ class DueSchedule:
 
 
 schedule = DueSchedule()
-# Decoded states of this worker's incidents, written through with the table: saves a JSON parse of
-# the whole state per record. Derived, never the truth: dropped at every rebalance.
-decoded: dict[str, IncidentState] = {}
 
 
 @app.on_partitions_assigned.connect
 async def _on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ARG001 - signal signature
     schedule.stale = True
-    decoded.clear()
 
 
 async def _send_all(out: Outcome) -> None:
@@ -170,9 +166,6 @@ def decode_state(raw: bytes | str | dict) -> IncidentState:
 
 
 def _load(incident_id: str) -> IncidentState | None:
-    state = decoded.get(incident_id)
-    if state is not None:
-        return state
     raw = incidents.get(incident_id)
     return None if raw is None else decode_state(raw)
 
@@ -203,7 +196,6 @@ async def handle_record(topic: str, raw: bytes) -> None:
     await _send_all(out)
     assert out.state is not None
     incidents[out.state.incident_id] = out.state.model_dump_json().encode()
-    decoded[out.state.incident_id] = out.state
     schedule.track(out.state)
     _count(out, accepted_at)
     for event in out.events:
