@@ -27,7 +27,7 @@ from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
 from topics.models import IncidentReported
 
 log = structlog.get_logger("yingji", stage="drill")
-SETTLE_S = 1.0  # quiet time after the last record before scoring
+SETTLE_S = 3.0  # quiet time after the last record before scoring (1 s was too short on a loaded machine)
 SETTLE_MAX_S = 60.0
 
 
