@@ -10,7 +10,7 @@ import structlog
 from services.privacy import scrub
 
 
-def configure(*, json: bool | None = None, level: str = "INFO") -> None:
+def configure(*, json: bool | None = None, level: str = "INFO", library_level: str = "WARNING") -> None:
     as_json = (not sys.stderr.isatty()) if json is None else json
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -25,4 +25,4 @@ def configure(*, json: bool | None = None, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.getLevelName(library_level.upper()), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
     log_level: str = "INFO"
+    library_log_level: str = Field(default="WARNING", description="level of Faust's, aiokafka's and kafka-python's own logs")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024
 
