@@ -34,28 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _consumer_state() -> dict:
-    """What Faust's consumer is doing: for `kill -USR1` on a worker that looks stuck."""
-    from services.app import app
-
-    c = app.consumer
-    return {
-        "flow_active": c.flow_active, "assignment": sorted(map(str, c.assignment())),
-        "active": sorted(map(str, c._active_partitions or ())), "paused": sorted(map(str, c._paused_partitions)),
-        "buffered": sorted(map(str, c._buffered_partitions)), "unacked": len(c._unacked_messages),
-        "read_offset": {str(k): v for k, v in c._read_offset.items()},
-        "committed": {str(k): v for k, v in c._committed_offset.items()},
-        "aiokafka_paused": sorted(map(str, c._thread._ensure_consumer().paused())),
-        "flow_control_active": app.flow_control.is_active(), "rebalancing": app.rebalancing,
-        "in_recovery": app.tables.recovery.in_recovery,
-    }
-
-
 def cmd_worker(_: argparse.Namespace) -> int:
     from faust import Worker
 
     from services import logs
     from services.app import app, settings
+    from services.watchdog import consumer_state
 
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
     from prometheus_client import start_http_server
@@ -69,7 +53,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
             """`kill -USR1 PID`: mode prints every task's stack; we add the consumer's state."""
             super()._on_sigusr1()
             try:
-                print("consumer_state", json.dumps(_consumer_state()), file=sys.stderr, flush=True)
+                print("consumer_state", json.dumps(consumer_state(app)), file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - a diagnostic must not take the worker down
                 print("consumer_state unavailable", repr(exc), file=sys.stderr, flush=True)
 

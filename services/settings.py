@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
     log_level: str = "INFO"
+    fault_stall_after: int = Field(default=0, description="fault injection (tests): the first worker process stops taking records after this many; 0: never")
+    fault_skip_after: int = Field(default=0, description="fault injection (tests): the first worker process drops five records after this many; 0: never")
+    stall_restart_s: float = Field(default=30.0, description="worker restarts itself after this long with lag and no progress; 0: never")
     library_log_level: str = Field(default="WARNING", description="level of Faust's, aiokafka's and kafka-python's own logs")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024

@@ -57,8 +57,8 @@ class LocalStack:
                                      controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
         create_topics(s.bootstrap, replication=s.replication_factor)
 
-    def start_worker(self) -> subprocess.Popen:
-        self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"])
+    def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"], env=env)
         return self.worker
 
     def start_second_worker(self, metrics_port: int) -> subprocess.Popen:

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import os
+import sys
+import time
 from datetime import datetime
+from typing import NoReturn
 
 import faust
 import structlog
@@ -23,7 +27,8 @@ from playbooks.engine import ReportRejected
 from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, next_due_at, start
 from services import metrics
 from services.agents.deadletter import dead_letter, reason_label
-from services.app import app, runtime
+from services.app import app, runtime, settings
+from services.watchdog import StallWatch, consumer_state
 from topics.catalog import (
     DEAD_LETTERS,
     DRILL_NOTIFICATIONS,
@@ -112,9 +117,13 @@ class DueSchedule:
 schedule = DueSchedule()
 
 
+watch = StallWatch(stall_after_s=settings.stall_restart_s)
+
+
 @app.on_partitions_assigned.connect
 async def _on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ARG001 - signal signature
     schedule.stale = True
+    watch.reassigned()
 
 
 async def _send_all(out: Outcome) -> None:
@@ -214,6 +223,15 @@ async def _send_dead_letter(raw: bytes, message, error: Exception) -> None:
 @app.agent(inbound)
 async def incident_lifecycle(stream):
     async for event in stream.events():
+        tp, offset = event.message.tp, event.message.offset
+        expected = watch.skipped(tp, offset, app.consumer._committed_offset.get(tp))
+        if expected is not None:  # handle nothing out of order: a fresh process reads from the gap on
+            await app.consumer._thread.commit({tp: expected})  # Faust may have committed past the gap
+            _restart_in_place("records_skipped_restarting", partition=str(tp), expected=expected, got=offset)
+        if RESTARTS == 0 and 0 < settings.fault_skip_after <= watch.processed < settings.fault_skip_after + 5:
+            watch.processed += 1  # fault injection (the watchdog's test): five records dropped unseen
+            log.warning("fault_injected_skip", partition=str(tp), offset=offset)
+            continue
         raw: bytes = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         try:
             await handle_record(event.message.topic, raw)
@@ -222,6 +240,9 @@ async def incident_lifecycle(stream):
         except Exception as exc:  # noqa: BLE001 - Faust acks a record whose agent raised: never lose it silently
             log.exception("incident_failed", offset=event.message.offset)
             await _send_dead_letter(raw, event.message, exc)
+        watch.note(tp, offset)
+        if watch.processed == settings.fault_stall_after and RESTARTS == 0:
+            await _inject_stall()
 
 
 SWEEP_INTERVAL_S = 0.1
@@ -282,3 +303,54 @@ async def gauges() -> None:
             metrics.CONSUMER_LAG.labels(topic=topic).set(lag.get(topic, 0))
     except Exception:  # noqa: BLE001 - a gauge refresh must never take the worker down
         log.exception("gauges_failed")
+
+
+WATCH_INTERVAL_S = 2.0
+RESTARTS = int(os.environ.get("YINGJI_WORKER_RESTARTS", "0"))  # in-place restarts of this worker so far
+
+
+async def _inject_stall() -> None:
+    """Fault injection for the watchdog's test: the agent stops taking records and never says why."""
+    log.warning("fault_injected_stall", processed=watch.processed)
+    await asyncio.Event().wait()
+
+
+@app.timer(interval=WATCH_INTERVAL_S)
+async def stall_watchdog() -> None:
+    """Lag on this worker's inbound partitions and nothing processed for `stall_restart_s`: restart in place."""
+    if settings.stall_restart_s <= 0:
+        return
+    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+        watch.pause()
+        return
+    inbound_topics = {INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name}
+    tps = [tp for tp in app.consumer.assignment() if tp.topic in inbound_topics]
+    if not tps:
+        watch.pause()
+        return
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout=10)
+    except Exception:  # noqa: BLE001 - the broker unreachable is an outage, not a stalled consumer
+        watch.pause()
+        return
+    unread = watch.unread(ends, app.consumer._committed_offset)
+    stalled = watch.check(unread, time.monotonic())
+    if stalled is None:
+        return
+    behind = {tp: watch.positions[tp] for tp in tps if tp in watch.positions and ends.get(tp, 0) > watch.positions[tp]}
+    if behind:  # read again from what this worker really handled, whatever Faust committed
+        await app.consumer._thread.commit(behind)
+    _restart_in_place("worker_stalled_restarting", unread=unread, stalled_s=round(stalled, 1))
+
+
+def _restart_in_place(event: str, **details) -> NoReturn:
+    """A fresh process image: a new Faust app joins the group and resumes from the committed offsets."""
+    try:
+        state = consumer_state(app)
+    except Exception as exc:  # noqa: BLE001 - the restart matters more than the diagnostic
+        state = {"unavailable": repr(exc)}
+    log.error(event, restarts=RESTARTS, consumer=state, **details)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ["YINGJI_WORKER_RESTARTS"] = str(RESTARTS + 1)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
