@@ -506,6 +506,7 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[Fee
     included, in order; `drill run` sends exactly these to the live pipeline at N× real time.
     """
     states: dict[str, IncidentState] = {}
+    due_at: dict[str, datetime | None] = {}  # next_due_at of each state, kept as states change
     obs = Observed()
 
     def record(key: str, out: Any) -> None:
@@ -513,13 +514,15 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[Fee
         inc.events += out.events
         inc.decisions += out.decisions
         inc.notifications += out.notifications
-        states[key] = out.state
+        if out.state is not states.get(key):  # an unchanged state keeps its due time
+            states[key] = out.state
+            due_at[key] = next_due_at(out.state, plan)
 
     def advance(until: datetime, *, inclusive: bool) -> None:
         # An inject at the very minute of a due time goes first: a report filed at 10:00 for a
         # 10:00 deadline is on time (the lifecycle's own rule), so no breach may precede it.
         while True:
-            due = {k: t for k, s in states.items() if (t := next_due_at(s, plan)) is not None}
+            due = {k: t for k, t in due_at.items() if t is not None}
             if not due:
                 return
             now = min(due.values())

@@ -6,7 +6,7 @@ Pure: no I/O, no clock, no Kafka. The same function serves the live agents, dril
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from playbooks.plan import FACTS, Condition, IncidentType, Plan
 from topics.models import (
@@ -79,40 +79,98 @@ class _Context:
     grade: Grade
     level: ResponseLevel | None
     ended: bool = False
+    facts_sig: tuple | None = None  # what `holds` reads of the report, once per decision (see _signature)
 
 
 def holds(cond: Condition, ctx: _Context) -> bool:
+    """Every key the condition gives must hold; the first that fails decides."""
     r = ctx.report
-    checks: list[bool] = []
-    if cond.always is not None:
-        checks.append(cond.always)
-    if cond.grade_in is not None:
-        checks.append(ctx.grade in cond.grade_in)
-    if cond.level_in is not None:
-        checks.append(ctx.level is not None and ctx.level in cond.level_in)
-    if cond.category_in is not None:
-        checks.append(ctx.itype.category in cond.category_in)
-    if cond.subcategory_in is not None:
-        checks.append(ctx.itype.subcategory in cond.subcategory_in)
-    if cond.type_in is not None:
-        checks.append(ctx.itype.id in cond.type_in)
-    if cond.fact_positive is not None:
-        checks.append(any(fact_value(r, f) > 0 for f in cond.fact_positive))
-    if cond.flag is not None:
-        checks.append(any(getattr(r.flags, f) for f in cond.flag))
-    if cond.key_area_nonempty is not None:
-        checks.append(bool(r.location.key_area) == cond.key_area_nonempty)
-    if cond.key_area_contains is not None:
-        checks.append(any(area in cond.key_area_contains for area in r.location.key_area))
-    if cond.street_given is not None:
-        checks.append(bool(r.location.street) == cond.street_given)
-    if cond.ended is not None:
-        checks.append(ctx.ended == cond.ended)
-    if cond.any is not None:
-        checks.append(any(holds(c, ctx) for c in cond.any))
-    if cond.all is not None:
-        checks.append(all(holds(c, ctx) for c in cond.all))
-    return all(checks)
+    if cond.always is not None and not cond.always:
+        return False
+    if cond.grade_in is not None and ctx.grade not in cond.grade_in:
+        return False
+    if cond.level_in is not None and (ctx.level is None or ctx.level not in cond.level_in):
+        return False
+    if cond.category_in is not None and ctx.itype.category not in cond.category_in:
+        return False
+    if cond.subcategory_in is not None and ctx.itype.subcategory not in cond.subcategory_in:
+        return False
+    if cond.type_in is not None and ctx.itype.id not in cond.type_in:
+        return False
+    if cond.fact_positive is not None and not any(fact_value(r, f) > 0 for f in cond.fact_positive):
+        return False
+    if cond.flag is not None and not any(getattr(r.flags, f) for f in cond.flag):
+        return False
+    if cond.key_area_nonempty is not None and bool(r.location.key_area) != cond.key_area_nonempty:
+        return False
+    if cond.key_area_contains is not None and not any(a in cond.key_area_contains for a in r.location.key_area):
+        return False
+    if cond.street_given is not None and bool(r.location.street) != cond.street_given:
+        return False
+    if cond.ended is not None and ctx.ended != cond.ended:
+        return False
+    if cond.any is not None and not any(holds(c, ctx) for c in cond.any):
+        return False
+    if cond.all is not None and not all(holds(c, ctx) for c in cond.all):
+        return False
+    return True
+
+
+# Rule matching depends only on what `holds` reads: the type, grade, level, end, which facts are
+# positive, the flags, the key areas and whether a street is given. Reports that agree on those get
+# the same rules, so their (immutable) notices and reasons are computed once per plan version.
+_MEMO: dict[tuple, tuple] = {}
+_MEMO_LIMIT = 20_000
+
+
+_DERIVED = {"deaths_incl_missing": ("deaths", "missing"),
+            "serious_injuries_incl_poisoned": ("serious_injuries", "poisoned"),
+            "poisoned_or_serious_injuries": ("serious_injuries", "poisoned")}
+
+
+def _vocabulary(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    """The raw facts, flags and key areas any rule condition of the plan reads."""
+    facts: set[str] = set()
+    flags: set[str] = set()
+    areas: set[str] = set()
+
+    def walk(c: Condition) -> None:
+        for f in c.fact_positive or []:
+            facts.update(_DERIVED.get(f, (f,)))
+        flags.update(c.flag or [])
+        areas.update(c.key_area_contains or [])
+        for sub in (c.any or []) + (c.all or []):
+            walk(sub)
+
+    rules = [*plan.response.base_levels, *plan.response.raise_one_level, *plan.notifications, *plan.obligations]
+    for rule in rules:
+        walk(rule.when)
+    return tuple(sorted(facts)), tuple(sorted(flags)), frozenset(areas)
+
+
+def _report_signature(r: ReportFacts, plan: Plan) -> tuple:
+    facts, flags, areas = _memo((plan.version, "vocabulary"), lambda: _vocabulary(plan))
+    f = r.facts
+    key_area = r.location.key_area
+    return (
+        tuple((getattr(f, name) or 0) > 0 for name in facts),
+        tuple(getattr(r.flags, name) for name in flags),
+        bool(key_area), tuple(sorted({a for a in key_area if a in areas})), bool(r.location.street),
+    )
+
+
+def _signature(ctx: _Context, plan: Plan, *extra) -> tuple:
+    facts = ctx.facts_sig if ctx.facts_sig is not None else _report_signature(ctx.report, plan)
+    return (plan.version, ctx.itype.id, ctx.grade, ctx.level, ctx.ended, facts, *extra)
+
+
+def _memo(key: tuple, compute):
+    hit = _MEMO.get(key)
+    if hit is None:
+        if len(_MEMO) >= _MEMO_LIMIT:  # bounded: a stream of odd reports cannot grow it without end
+            _MEMO.clear()
+        hit = _MEMO[key] = compute()
+    return hit
 
 
 def grade_from_facts(report: ReportFacts, itype: IncidentType, plan: Plan) -> tuple[Grade, list[Reason]]:
@@ -179,6 +237,11 @@ def final_grade(computed: Grade, report: ReportFacts) -> tuple[Grade, list[Reaso
 
 
 def response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
+    level, triage, reasons = _memo(_signature(ctx, plan, "level"), lambda: _response_level(ctx, plan))
+    return level, triage, list(reasons)
+
+
+def _response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
     rules = sorted(plan.response.base_levels, key=lambda r: r.order)
     base = next((r for r in rules if holds(r.when, ctx)), None)
     if base is None:  # the plan's rules cover every grade; this guards a broken YAML edit
@@ -204,6 +267,11 @@ def response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, list
 
 
 def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
+    out, reasons = _memo(_signature(ctx, plan, "notices", street_id), lambda: _notices(ctx, plan, street_id))
+    return list(out), list(reasons)
+
+
+def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
     by_unit: dict[str, dict] = {}
     reasons: list[Reason] = []
     for rule in plan.notifications:
@@ -243,33 +311,39 @@ def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Noti
 
 
 def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligation]:
+    matched = _memo(_signature(ctx, plan, "obligations"),
+                    lambda: tuple(_obligation_template(rule, ctx.itype.lead_units[0], plan)
+                                  for rule in plan.obligations if holds(rule.when, ctx)))
     out = []
-    lead = ctx.itype.lead_units[0]
-    for rule in plan.obligations:
-        if not holds(rule.when, ctx):
-            continue
+    for rule, template in matched:
         start: datetime = basis_at if rule.counts_from == "basis_at" else getattr(ctx.report, rule.counts_from)
+        start = start.astimezone(timezone.utc)  # as the contract's validator would
         due = start + timedelta(minutes=rule.due_after_minutes)
-        owner = lead if rule.owner == "$lead" else rule.owner
-        recipient = lead if rule.recipient == "$lead" else rule.recipient
-        out.append(
-            Obligation(
-                kind=rule.kind,
-                label=rule.label,
-                owner_id=owner,
-                owner=plan.unit_name(owner),
-                recipient_id=recipient,
-                recipient=plan.unit_name(recipient),
-                counts_from=rule.counts_from,
-                starts_at=start,
-                due_at=due,
-                remind_at=due - timedelta(minutes=rule.remind_before_minutes),
-                escalation=rule.escalation,
-                rule=f"obligation.{rule.kind.value}",
-                section=rule.section,
-            )
-        )
+        # the template was validated once; only the times differ between reports
+        out.append(template.model_copy(update={
+            "starts_at": start, "due_at": due, "remind_at": due - timedelta(minutes=rule.remind_before_minutes)}))
     return out
+
+
+def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
+    owner = lead if rule.owner == "$lead" else rule.owner
+    recipient = lead if rule.recipient == "$lead" else rule.recipient
+    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    return rule, Obligation(
+        kind=rule.kind,
+        label=rule.label,
+        owner_id=owner,
+        owner=plan.unit_name(owner),
+        recipient_id=recipient,
+        recipient=plan.unit_name(recipient),
+        counts_from=rule.counts_from,
+        starts_at=epoch,
+        due_at=epoch,
+        remind_at=epoch,
+        escalation=rule.escalation,
+        rule=f"obligation.{rule.kind.value}",
+        section=rule.section,
+    )
 
 
 def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime) -> list[Obligation]:
@@ -279,6 +353,22 @@ def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, e
     ended = _Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True)
     before = {o.kind for o in obligations(live, plan, ended_at)}
     return [o for o in obligations(ended, plan, ended_at) if o.kind not in before]
+
+
+def _lead_reason(itype: IncidentType, plan: Plan) -> Reason:
+    return Reason(
+        rule="type.lead_units",
+        section="2.3.6",
+        text=f"{itype.category_name}·{itype.subcategory}·{itype.name}：处置主责部门 "
+        + "、".join(plan.unit_name(u) for u in itype.lead_units),
+    )
+
+
+def _commanders(itype: IncidentType, level: ResponseLevel, plan: Plan) -> tuple[Commander, ...]:
+    command = plan.response.commanders[level]
+    lead_name = plan.unit_name(itype.lead_units[0])
+    return tuple(Commander(role=c.role, who=c.who.replace("{lead}", lead_name), section=command.section)
+                 for c in command.roles)
 
 
 def decide(
@@ -299,29 +389,19 @@ def decide(
         raise ReportRejected(problems)
     itype = plan.find_type(report.type)
     assert itype is not None  # check_report guarantees it
-    reasons: list[Reason] = [
-        Reason(
-            rule="type.lead_units",
-            section="2.3.6",
-            text=f"{itype.category_name}·{itype.subcategory}·{itype.name}：处置主责部门 "
-            + "、".join(plan.unit_name(u) for u in itype.lead_units),
-        )
-    ]
+    reasons: list[Reason] = [_memo((plan.version, "lead", itype.id), lambda: _lead_reason(itype, plan))]
     computed, grade_reasons = grade_from_facts(report, itype, plan)
     grade, assert_reasons = final_grade(computed, report)
     reasons += grade_reasons + assert_reasons
 
-    ctx = _Context(report=report, itype=itype, grade=grade, level=None)
+    facts_sig = _report_signature(report, plan)
+    ctx = _Context(report=report, itype=itype, grade=grade, level=None, facts_sig=facts_sig)
     level, triage, level_reasons = response_level(ctx, plan)
     reasons += level_reasons
-    ctx = _Context(report=report, itype=itype, grade=grade, level=level)
+    ctx = _Context(report=report, itype=itype, grade=grade, level=level, facts_sig=facts_sig)
 
     command = plan.response.commanders[level]
-    lead_name = plan.unit_name(itype.lead_units[0])
-    commanders = [
-        Commander(role=c.role, who=c.who.replace("{lead}", lead_name), section=command.section)
-        for c in command.roles
-    ]
+    commanders = list(_memo((plan.version, "commanders", itype.id, level), lambda: _commanders(itype, level, plan)))
     street = report.location.street
     street_id = plan.streets[street].id if street else None
     notify, notify_reasons = notices(ctx, plan, street_id)

@@ -323,3 +323,56 @@ def test_extremes_are_refused_by_the_contract(over, field):
     with pytest.raises(ValidationError) as info:
         _report(**over)
     assert field in str(info.value)
+
+
+TWEAKS = st.one_of(
+    st.tuples(st.just("flags"), st.sampled_from(FLAGS)),
+    st.tuples(st.just("facts"), st.sampled_from(["deaths", "missing", "injuries", "serious_injuries", "poisoned",
+                                                   "evacuated", "direct_loss_yuan", "magnitude"])),
+    st.tuples(st.just("key_area"), st.sampled_from(KEY_AREAS)),
+    st.tuples(st.just("street"), STREETS),
+)
+
+
+def _twin(report: ReportFacts, tweak: tuple[str, Any]) -> ReportFacts:
+    """The report with one thing a rule may read changed."""
+    part, what = tweak
+    data = report.model_dump()
+    if part == "flags":
+        data["flags"][what] = not data["flags"][what]
+    elif part == "facts":
+        data["facts"][what] = 0 if data["facts"][what] else (5.5 if what == "magnitude" else 1)
+    elif part == "key_area":
+        areas = data["location"]["key_area"]
+        data["location"]["key_area"] = [a for a in areas if a != what] if what in areas else [*areas, what][:10]
+    else:
+        data["location"]["street"] = what
+    return ReportFacts.model_validate(data)
+
+
+@SETTINGS
+@given(report=reports, other=reports, tweak=TWEAKS, now=nows, scale=st.integers(2, 5), shift=st.integers(-600, 600))
+def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, scale, shift):
+    """The engine memoises rule matching by what the rules read. A report decided after any other,
+    or after a look-alike (other counts, same signs; other times; other id), is decided as by a cold
+    engine."""
+    from playbooks import engine
+
+    engine._MEMO.clear()
+    cold = decide(report, PLAN, now).model_dump(mode="json")
+    facts = {k: (v * scale if isinstance(v, int) and not isinstance(v, bool) and v * scale <= 10**8 else v)
+             for k, v in report.facts.model_dump().items()}
+    moved = timedelta(seconds=shift)
+    look_alike = report.model_copy(update={
+        "report_id": report.report_id + "-x", "facts": report.facts.model_validate(facts),
+        "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
+    engine._MEMO.clear()
+    decide(other, PLAN, now)
+    decide(look_alike, PLAN, now)
+    assert decide(report, PLAN, now).model_dump(mode="json") == cold
+    twin = _twin(report, tweak)
+    twin_cold = decide(twin, PLAN, now).model_dump(mode="json")
+    engine._MEMO.clear()
+    decide(report, PLAN, now)  # the memo now holds the report's rules: the twin must not get them
+    assert decide(twin, PLAN, now).model_dump(mode="json") == twin_cold
+    RAN["memo"] += 1
