@@ -23,7 +23,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=6,
         producer_acks=-1,
-        producer_linger=0.005,
+        producer_linger=settings.producer_linger_s,
         processing_guarantee="at_least_once",
         web_enabled=False,
         worker_redirect_stdouts=False,
