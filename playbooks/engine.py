@@ -120,7 +120,7 @@ def holds(cond: Condition, ctx: _Context) -> bool:
 # positive, the flags, the key areas and whether a street is given. Reports that agree on those get
 # the same rules, so their (immutable) notices and reasons are computed once per plan version.
 _MEMO: dict[tuple, tuple] = {}
-_MEMO_LIMIT = 20_000
+_MEMO_LIMIT = 50_000
 
 
 _DERIVED = {"deaths_incl_missing": ("deaths", "missing"),
@@ -271,13 +271,19 @@ def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Noti
     return list(out), list(reasons)
 
 
+def _matching_notification_rules(ctx: _Context, plan: Plan) -> tuple:
+    """The notification rules that hold, each with its reason: the street plays no part in matching."""
+    return tuple((rule, _memo((plan.version, "notify_reason", rule.id),
+                              lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
+                 for rule in plan.notifications if holds(rule.when, ctx))
+
+
 def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
     by_unit: dict[str, dict] = {}
     reasons: list[Reason] = []
-    for rule in plan.notifications:
-        if not holds(rule.when, ctx):
-            continue
-        reasons.append(Reason(rule=rule.id, section=rule.section, text=rule.text))
+    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
+    for rule, reason in matched:
+        reasons.append(reason)
         for ref in rule.units:
             ids = list(ctx.itype.lead_units) if ref == "$lead" else ([street_id] if ref == "$street" else [ref])
             for unit_id in ids:
