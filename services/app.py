@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=6,
         producer_acks=-1,
         producer_linger=settings.producer_linger_s,
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         processing_guarantee="at_least_once",
         web_enabled=False,
         worker_redirect_stdouts=False,
