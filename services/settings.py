@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
     log_level: str = "INFO"
-    consumer_max_fetch_bytes: int = Field(default=16 * 1024**2, description="most bytes a fetch returns per partition; table recovery reads the changelog with it (20,000 incidents: 1 MiB 34.7 s, 16 MiB 19.4 s, 64 MiB 20.4 s)")
+    consumer_max_fetch_bytes: int = Field(default=1024**2, description="most bytes a fetch returns per partition. Table recovery reads the changelog with it (20,000 incidents: 1 MiB 34.7 s, 16 MiB 19.4 s), but at 16 MiB a flood of due checks held new reports back for minutes (the fetcher served the commands backlog first), so it stays at 1 MiB")
     producer_linger_s: float = Field(default=0.0, description="how long the worker's producer waits to fill a batch (bench: 0 s 99/s, 1 ms 90/s, 5 ms 72/s)")
     fault_stall_after: int = Field(default=0, description="fault injection (tests): the first worker process stops taking records after this many; 0: never")
     fault_skip_after: int = Field(default=0, description="fault injection (tests): the first worker process drops five records after this many; 0: never")
