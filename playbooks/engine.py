@@ -57,13 +57,21 @@ def check_report(report: ReportFacts, plan: Plan) -> list[FieldProblem]:
     return problems
 
 
+# Derived facts and the counts they add up (production safety counts the missing with the dead and
+# acute poisoning with serious injury). The memo's signature relies on this: a derived fact is
+# positive exactly when one of its parts is.
+DERIVED_FACTS: dict[str, tuple[str, ...]] = {
+    "deaths_incl_missing": ("deaths", "missing"),
+    "serious_injuries_incl_poisoned": ("serious_injuries", "poisoned"),
+    "poisoned_or_serious_injuries": ("serious_injuries", "poisoned"),
+}
+
+
 def fact_value(report: ReportFacts, fact: str) -> float:
     f = report.facts
     match fact:
-        case "deaths_incl_missing":
-            return f.deaths + f.missing
-        case "serious_injuries_incl_poisoned" | "poisoned_or_serious_injuries":
-            return f.serious_injuries + f.poisoned
+        case _ if fact in DERIVED_FACTS:
+            return sum(getattr(f, part) for part in DERIVED_FACTS[fact])
         case "magnitude" | "interruption_hours":
             value = getattr(f, fact)
             return 0.0 if value is None else float(value)
@@ -123,11 +131,6 @@ _MEMO: dict[tuple, tuple] = {}
 _MEMO_LIMIT = 50_000
 
 
-_DERIVED = {"deaths_incl_missing": ("deaths", "missing"),
-            "serious_injuries_incl_poisoned": ("serious_injuries", "poisoned"),
-            "poisoned_or_serious_injuries": ("serious_injuries", "poisoned")}
-
-
 def _vocabulary(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
     """The raw facts, flags and key areas any rule condition of the plan reads."""
     facts: set[str] = set()
@@ -136,7 +139,7 @@ def _vocabulary(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], frozenset
 
     def walk(c: Condition) -> None:
         for f in c.fact_positive or []:
-            facts.update(_DERIVED.get(f, (f,)))
+            facts.update(DERIVED_FACTS.get(f, (f,)))
         flags.update(c.flag or [])
         areas.update(c.key_area_contains or [])
         for sub in (c.any or []) + (c.all or []):

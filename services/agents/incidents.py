@@ -51,7 +51,8 @@ STAGE = "incidents"
 log = structlog.get_logger("yingji", stage=STAGE)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
-inbound = app.topic(INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name, **RAW)
+INBOUND_TOPICS = (INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name)
+inbound = app.topic(*INBOUND_TOPICS, **RAW)
 commands_topic = app.topic(INCIDENT_COMMANDS.name, **RAW)
 decided_topic = app.topic(INCIDENTS_DECIDED.name, **RAW)
 notifications_topic = app.topic(NOTIFICATIONS_REQUESTED.name, **RAW)
@@ -118,6 +119,13 @@ schedule = DueSchedule()
 
 
 watch = StallWatch(stall_after_s=settings.stall_restart_s)
+WATCH_INTERVAL_S = 2.0
+RESTARTS = int(os.environ.get("YINGJI_WORKER_RESTARTS", "0"))  # in-place restarts of this worker so far
+
+
+def _settled() -> bool:
+    """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""
+    return not (app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set())
 
 
 @app.on_partitions_assigned.connect
@@ -259,7 +267,7 @@ async def sweep_due() -> None:
 
 
 async def _sweep() -> None:
-    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+    if not _settled():
         return
     if schedule.stale:
         count = schedule.rebuild(list(incidents.items()))
@@ -305,10 +313,6 @@ async def gauges() -> None:
         log.exception("gauges_failed")
 
 
-WATCH_INTERVAL_S = 2.0
-RESTARTS = int(os.environ.get("YINGJI_WORKER_RESTARTS", "0"))  # in-place restarts of this worker so far
-
-
 async def _inject_stall() -> None:
     """Fault injection for the watchdog's test: the agent stops taking records and never says why."""
     log.warning("fault_injected_stall", processed=watch.processed)
@@ -320,11 +324,10 @@ async def stall_watchdog() -> None:
     """Lag on this worker's inbound partitions and nothing processed for `stall_restart_s`: restart in place."""
     if settings.stall_restart_s <= 0:
         return
-    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+    if not _settled():
         watch.pause()
         return
-    inbound_topics = {INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name}
-    tps = [tp for tp in app.consumer.assignment() if tp.topic in inbound_topics]
+    tps = [tp for tp in app.consumer.assignment() if tp.topic in INBOUND_TOPICS]
     if not tps:
         watch.pause()
         return

@@ -19,49 +19,39 @@ from topics.catalog import INCIDENTS_DECIDED
 pytestmark = pytest.mark.e2e
 
 
-def test_stalled_worker_restarts_itself_and_decides_everything(stack):
+def run_with_fault(stack, fault: dict[str, str], n: int = 60) -> tuple[set[str], set[str], str, object]:
+    """A worker started with a fault injected; n reports posted; what was acknowledged and decided."""
     stack.kill_worker()
-    worker = stack.start_worker(env={"YINGJI_FAULT_STALL_AFTER": "20", "YINGJI_STALL_RESTART_S": "4"})
+    worker = stack.start_worker(env=fault)
     client = httpx.Client(base_url=stack.settings.api_url, timeout=30,
                           headers={"Authorization": f"Bearer {stack.token}"})
-    acked = []
-    for _ in range(60):
+    acked = set()
+    for _ in range(n):
         resp = client.post("/incidents", json=body())
         assert resp.status_code == 202, resp.text
-        acked.append(resp.json()["incident_id"])
+        acked.add(resp.json()["incident_id"])
+    client.close()
     deadline = time.monotonic() + 120
     while True:
         decided = {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
-        if set(acked) <= decided or time.monotonic() > deadline:
+        if acked <= decided or time.monotonic() > deadline:
             break
         time.sleep(1)
     log = (stack.settings.data_dir / "stack.log").read_text(encoding="utf-8", errors="replace")
+    return acked, decided, log, worker
+
+
+def test_stalled_worker_restarts_itself_and_decides_everything(stack):
+    acked, decided, log, worker = run_with_fault(stack, {"YINGJI_FAULT_STALL_AFTER": "20", "YINGJI_STALL_RESTART_S": "4"})
     assert "fault_injected_stall" in log
-    assert set(acked) <= decided, f"{len(set(acked) - decided)} of {len(acked)} never decided"
+    assert acked <= decided, f"{len(acked - decided)} of {len(acked)} never decided"
     assert "worker_stalled_restarting" in log
     assert worker.poll() is None, "the worker restarts in place: the same process keeps running"
-    client.close()
 
 
 def test_records_skipped_unseen_are_read_again_in_order(stack):
-    stack.kill_worker()
-    worker = stack.start_worker(env={"YINGJI_FAULT_SKIP_AFTER": "20"})
-    client = httpx.Client(base_url=stack.settings.api_url, timeout=30,
-                          headers={"Authorization": f"Bearer {stack.token}"})
-    acked = []
-    for _ in range(60):
-        resp = client.post("/incidents", json=body())
-        assert resp.status_code == 202, resp.text
-        acked.append(resp.json()["incident_id"])
-    deadline = time.monotonic() + 120
-    while True:
-        decided = {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
-        if set(acked) <= decided or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    log = (stack.settings.data_dir / "stack.log").read_text(encoding="utf-8", errors="replace")
+    acked, decided, log, worker = run_with_fault(stack, {"YINGJI_FAULT_SKIP_AFTER": "20"})
     assert log.count("fault_injected_skip") >= 1
-    assert set(acked) <= decided, f"{len(set(acked) - decided)} of {len(acked)} never decided"
+    assert acked <= decided, f"{len(acked - decided)} of {len(acked)} never decided"
     assert "records_skipped_restarting" in log
     assert worker.poll() is None
-    client.close()
