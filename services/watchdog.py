@@ -25,18 +25,30 @@ class StallWatch:
     positions: dict[Hashable, int] = field(default_factory=dict)  # partition -> next offset to process
     _mark: tuple[int, float] | None = None  # (processed, when) at the first check that saw lag
 
+    seen: dict[Hashable, int] = field(default_factory=dict)  # partition -> next offset to be handed over
+
     def note(self, tp: Hashable, offset: int) -> None:
+        """`offset` processed: its effects are on the broker."""
         self.positions[tp] = max(self.positions.get(tp, 0), offset + 1)  # a redelivery never moves it back
+        self.seen[tp] = max(self.seen.get(tp, 0), offset + 1)
         self.processed += 1
 
     def skipped(self, tp: Hashable, offset: int, committed: int | None) -> int | None:
-        """The offset expected next when `offset` jumps past it (records never handed over), else None."""
-        expected = self.positions.get(tp, committed)
-        return expected if expected is not None and offset > expected else None
+        """The offset expected next when `offset` jumps past it (records never handed over), else None.
+
+        A record handed over in order moves the expectation on, before it is processed: a batch's
+        records are checked one by one, then processed together.
+        """
+        expected = self.seen.get(tp, committed)
+        if expected is not None and offset > expected:
+            return expected
+        self.seen[tp] = max(self.seen.get(tp, 0), offset + 1)
+        return None
 
     def reassigned(self) -> None:
         """Positions from an earlier assignment say nothing now (another worker may have moved on)."""
         self.positions.clear()
+        self.seen.clear()
         self._mark = None
 
     def unread(self, ends: Mapping[Hashable, int], committed: Mapping[Hashable, int | None]) -> int:

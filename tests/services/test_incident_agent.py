@@ -3,7 +3,7 @@
 (services/agents/decide.py was folded into services/agents/incidents.py; a report now starts an incident.)
 
 The pattern of faust's docs/userguide/testing.rst: in-memory store, a finalized app, flow control resumed
-(`test_context` does that), every outbound `send` mocked by its own fixture; assertions on sends and
+(`test_context` does that), the producer replaced by a recorder that acknowledges at once; assertions on what was produced and
 table writes only.
 """
 
@@ -21,20 +21,20 @@ from cryptography.fernet import Fernet
 
 from playbooks.lifecycle import IncidentState
 from services import logs
-from services.agents.incidents import (
-    deadletter_topic,
-    decided_topic,
-    escalations_topic,
-    events_topic,
-    incident_lifecycle,
-    incidents,
-    notifications_topic,
-)
+from services.agents import incidents as incidents_module
+from services.agents.incidents import incident_lifecycle, incidents
 from services.app import app, runtime
 from services.clock import SimulatedClock
 from services.intake import accept
 from services.privacy import Sealer
-from topics.catalog import INCIDENTS_REPORTED
+from topics.catalog import (
+    DEAD_LETTERS,
+    ESCALATIONS,
+    INCIDENT_EVENTS,
+    INCIDENTS_DECIDED,
+    INCIDENTS_REPORTED,
+    NOTIFICATIONS_REQUESTED,
+)
 from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested, ReportSubmission
 
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)
@@ -59,45 +59,67 @@ async def test_app(monkeypatch):
     incidents.data.clear()
 
 
-def _acked_send() -> AsyncMock:
-    """`await topic.send(...)` returns a future the broker resolves; here it is resolved at once."""
+class Produced:
+    """Every record the agent handed to the producer, in order; the broker acknowledges each at once."""
 
-    async def send(*args, **kwargs):
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes]] = []
+
+    async def produce(self, topic: str, key: bytes, value: bytes):
+        self.records.append((topic, key, value))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
 
-    return AsyncMock(side_effect=send)
+
+class TopicSends:
+    """What was produced to one topic."""
+
+    def __init__(self, produced: Produced, topic: str):
+        self.produced, self.topic = produced, topic
+
+    @property
+    def records(self) -> list[tuple[bytes, bytes]]:
+        return [(key, value) for topic, key, value in self.produced.records if topic == self.topic]
+
+    @property
+    def call_count(self) -> int:
+        return len(self.records)
+
+    def assert_not_called(self) -> None:
+        assert not self.records, f"{len(self.records)} records produced to {self.topic}"
 
 
 @pytest.fixture
-def decided_send(test_app):
-    with patch.object(decided_topic, "send", _acked_send()) as mock:
-        yield mock
+def produced(test_app, monkeypatch):
+    recorder = Produced()
+    monkeypatch.setattr(incidents_module, "produce", recorder.produce)
+    return recorder
 
 
 @pytest.fixture
-def notifications_send(test_app):
-    with patch.object(notifications_topic, "send", _acked_send()) as mock:
-        yield mock
+def decided_send(produced):
+    return TopicSends(produced, INCIDENTS_DECIDED.name)
 
 
 @pytest.fixture
-def deadletter_send(test_app):
-    with patch.object(deadletter_topic, "send", _acked_send()) as mock:
-        yield mock
+def notifications_send(produced):
+    return TopicSends(produced, NOTIFICATIONS_REQUESTED.name)
 
 
 @pytest.fixture
-def events_send(test_app):
-    with patch.object(events_topic, "send", _acked_send()) as mock:
-        yield mock
+def deadletter_send(produced):
+    return TopicSends(produced, DEAD_LETTERS.name)
 
 
 @pytest.fixture
-def escalations_send(test_app):
-    with patch.object(escalations_topic, "send", _acked_send()) as mock:
-        yield mock
+def events_send(produced):
+    return TopicSends(produced, INCIDENT_EVENTS.name)
+
+
+@pytest.fixture
+def escalations_send(produced):
+    return TopicSends(produced, ESCALATIONS.name)
 
 
 @pytest.fixture
@@ -145,9 +167,9 @@ def reported(**over) -> IncidentReported:
     return accept(submission(**over), plan=runtime.plan, sealer=Sealer(Fernet.generate_key()), now=NOW)
 
 
-def sent(mock: AsyncMock, model):
-    """The records a mocked `send` was given, decoded with their contract; with their keys."""
-    return [(call.kwargs["key"], model.model_validate_json(call.kwargs["value"])) for call in mock.call_args_list]
+def sent(sends: TopicSends, model):
+    """The records produced to a topic, decoded with their contract; with their keys."""
+    return [(key, model.model_validate_json(value)) for key, value in sends.records]
 
 
 # --- tests ----------------------------------------------------------------------------------

@@ -57,8 +57,19 @@ def test_records_must_arrive_in_order_from_the_committed_offset():
     assert w.skipped("c", 0, committed=None) is None  # nothing committed yet: nothing to compare
     w.note("a", 4)
     assert w.skipped("a", 5, committed=4) is None
-    assert w.skipped("a", 9, committed=4) == 5
+    assert w.skipped("a", 9, committed=4) == 6
     w.note("a", 5)
     assert w.skipped("a", 3, committed=4) is None  # a redelivery is handled again (idempotent)
     w.note("a", 3)
     assert w.positions["a"] == 6
+
+
+def test_a_batch_is_checked_record_by_record_before_it_is_processed():
+    w = StallWatch(stall_after_s=30)
+    assert [w.skipped("a", o, committed=10) for o in (10, 11, 12)] == [None, None, None]
+    assert w.skipped("a", 14, committed=10) == 13  # 13 never handed over, though 10-12 are unprocessed
+    assert w.unread({"a": 15}, committed={"a": 10}) == 5  # nothing processed yet: the commit counts
+    for o in (10, 11, 12):
+        w.note("a", o)
+    assert w.unread({"a": 15}, committed={"a": 10}) == 2
+    assert w.skipped("a", 12, committed=10) is None  # a redelivery is no gap
