@@ -20,6 +20,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.replication_factor,
         broker_session_timeout=6,
+        consumer_group_instance_id=settings.group_instance_id,
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=6,
         producer_acks=-1,

@@ -13,6 +13,7 @@ not measure its figure prints none and the command exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import cProfile
 import json
@@ -764,6 +765,7 @@ async def _ingest(producer, bootstrap: str, records: list[tuple[bytes, bytes]], 
 def bench_deadlines(ctx: Context) -> None:
     from playbooks.lifecycle import start
     from playbooks.plan import load_plan
+    from services.table_codec import encode_state
     from topics.catalog import ESCALATIONS
     from topics.models import ReportFacts
 
@@ -810,7 +812,7 @@ def bench_deadlines(ctx: Context) -> None:
                     due_in_window += sum(t0 <= o.obligation.due_at.timestamp() < t0 + window
                                          for o in state.obligations.values() if o.pending)
                     if seeded:
-                        states.append((rec.incident_id, state.model_dump_json().encode()))
+                        states.append((rec.incident_id, encode_state(state, plan)))
                 async with Tap(phase.bootstrap, [(ESCALATIONS.name, ESCALATIONS.partitions)], on_breach):
                     if seeded:
                         phase.stack.kill_worker()
@@ -881,12 +883,13 @@ def _recovery_states(n: int, *, plan, prefix: str) -> Iterator[tuple[str, bytes]
     """IncidentState values from playbooks.lifecycle.start for 104 reports (every type, mixed facts), each
     reused with the incident id substituted: the bytes the worker would hold, 100,000 in seconds."""
     from playbooks.lifecycle import start
+    from services.table_codec import encode_state
 
     now = _now()
     templates = []
     for report in generate_reports(104, plan=plan, now=now, prefix=f"{prefix}T", seed=10):
         state = start(reported(report, now), plan, now).state
-        templates.append((report.report_id, state.model_dump_json()))
+        templates.append((report.report_id, encode_state(state, plan).decode()))
     for i in range(n):
         tmpl_id, body = templates[i % len(templates)]
         iid = f"{prefix}{i:07d}"
@@ -1073,6 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="small sizes: the harness in about a minute")
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"some of: {', '.join(NAMES)}")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"override one size, e.g. pipeline_incidents=5000 (of: {', '.join(Sizes.__dataclass_fields__)})")
     parser.add_argument("--out", type=Path, help="JSON file (default bench-results/bench-<timestamp>.json)")
     parser.add_argument("--seed", choices=("changelog", "produce"), default="changelog",
                         help="how deadlines/recovery fill the worker: its table's changelog (default) or "
@@ -1102,7 +1107,11 @@ def main(argv: list[str] | None = None) -> int:
     failures: dict[str, str] = {}
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="yingji-bench-") as work:
-        ctx = Context(sizes=SMOKE if args.smoke else FULL, smoke=args.smoke, work=Path(work), seed=args.seed,
+        sizes = SMOKE if args.smoke else FULL
+        for item in args.size:
+            name, _, value = item.partition("=")
+            sizes = dataclasses.replace(sizes, **{name: type(getattr(sizes, name))(value)})
+        ctx = Context(sizes=sizes, smoke=args.smoke, work=Path(work), seed=args.seed,
                       profile_dir=args.profile.resolve() if args.profile else None)
         for name in names:
             say(f"{name} …")

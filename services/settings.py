@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     worker_web_port: int = 6066
+    worker_instance_id: str = Field(default="", description="the worker's static group membership id: a restarted worker takes its partitions straight back instead of waiting for its old session to expire; empty: the host and worker port")
     app_id: str = Field(default="yingji", description="Faust application id (consumer group, changelogs)")
     topic_partitions: int = Field(default=4, description="partitions of the catalog's keyed topics")
     replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
     library_log_level: str = Field(default="WARNING", description="level of Faust's, aiokafka's and kafka-python's own logs")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024
+
+    @property
+    def group_instance_id(self) -> str:
+        return self.worker_instance_id or f"{socket.gethostname()}-{self.worker_web_port}"
 
     @property
     def local_bootstrap(self) -> str:

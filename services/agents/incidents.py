@@ -27,10 +27,11 @@ from faust.types import TP, EventT
 from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected
-from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, next_due_at, start
+from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, start
 from services import metrics
 from services.agents.deadletter import dead_letter, reason_label
 from services.app import app, runtime, settings
+from services.table_codec import Head, decode_head, decode_state, encode_state, head_of
 from services.watchdog import StallWatch, consumer_state
 from topics.catalog import (
     DEAD_LETTERS,
@@ -57,9 +58,12 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 INBOUND_TOPICS = (INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name)
 inbound = app.topic(*INBOUND_TOPICS, **RAW)
 
-# incident id -> IncidentState as JSON; keyed like the inbound topics, so co-partitioned with them.
+# incident id -> services.table_codec's bytes; keyed like the inbound topics, so co-partitioned with them.
+# value_type=bytes makes the changelog raw both ways: recovery hands back the bytes, parsing nothing.
 incidents = app.Table(
     "incidents",
+    key_type=str,
+    value_type=bytes,
     schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"),
 )
 
@@ -79,15 +83,13 @@ class DueSchedule:
         if when is not None:
             heapq.heappush(self.heap, (when, incident_id))
 
-    def track(self, state: IncidentState) -> None:
+    def track(self, incident_id: str, head: Head) -> None:
         """Live incidents only: a drill's due checks come from its runner on the drill's own clock."""
-        if not state.simulated_clock:
-            self.push(next_due_at(state, runtime.plan), state.incident_id)
-        if state.drill or state.end is not None:
-            self.summary.pop(state.incident_id, None)
+        self.push(head.due, incident_id)
+        if head.level is None:
+            self.summary.pop(incident_id, None)
         else:
-            kinds = tuple(k for k, ob in state.obligations.items() if ob.status == "open")
-            self.summary[state.incident_id] = (state.decision.response_level.value, kinds)
+            self.summary[incident_id] = (head.level, head.open_kinds)
 
     def pop_due(self, now: datetime) -> list[tuple[datetime, str]]:
         due: dict[str, datetime] = {}
@@ -101,11 +103,11 @@ class DueSchedule:
         self.summary = {}
         for incident_id, raw in states:
             try:
-                state = decode_state(raw)
-            except ValidationError:
+                head = decode_head(raw, runtime.plan)
+            except (ValidationError, ValueError):
                 log.error("unreadable_state", incident_id=incident_id)
                 continue
-            self.track(state)
+            self.track(incident_id, head)
         heapq.heapify(self.heap)
         self.stale = False
         return len(self.heap)
@@ -193,13 +195,6 @@ def _count(out: Outcome, accepted_at: datetime | None = None) -> None:
             metrics.ESCALATIONS.labels(step=str(event.details.get("step")), drill=drill).inc()
 
 
-def decode_state(raw: bytes | str | dict) -> IncidentState:
-    """Table values are JSON bytes; Faust's changelog recovery may hand them back already decoded."""
-    if isinstance(raw, dict):
-        return IncidentState.model_validate(raw)
-    return IncidentState.model_validate_json(raw)
-
-
 class Batch:
     """One batch of inbound records: their outputs, and the incidents' new states not yet written.
 
@@ -233,10 +228,10 @@ class Batch:
         for incident_id, (event, state) in self.states.items():
             token = _current_event.set(weakref.ref(event))  # the changelog partition is the record's
             try:
-                incidents[incident_id] = state.model_dump_json().encode()
+                incidents[incident_id] = encode_state(state, runtime.plan)
             finally:
                 _current_event.reset(token)
-            schedule.track(state)
+            schedule.track(incident_id, head_of(state, runtime.plan))
         for out, accepted_at in self.done:
             _count(out, accepted_at)
             for ev in out.events:

@@ -19,7 +19,6 @@ import pytest
 import structlog
 from cryptography.fernet import Fernet
 
-from playbooks.lifecycle import IncidentState
 from services import logs
 from services.agents import incidents as incidents_module
 from services.agents.incidents import incident_lifecycle, incidents
@@ -27,6 +26,7 @@ from services.app import app, runtime
 from services.clock import SimulatedClock
 from services.intake import accept
 from services.privacy import Sealer
+from services.table_codec import decode_state
 from topics.catalog import (
     DEAD_LETTERS,
     ESCALATIONS,
@@ -200,7 +200,7 @@ async def test_valid_report_is_decided_and_notifies_each_unit_once(
     assert all(n.incident_id == rec.incident_id for _, n in notes)
 
     deadletter_send.assert_not_called()
-    state = IncidentState.model_validate_json(incidents[rec.incident_id])
+    state = decode_state(incidents[rec.incident_id])
     assert state.report.report_id == rec.report.report_id
     assert rec.id in state.seen
 

@@ -1,0 +1,54 @@
+"""How an incident's state is stored in the worker's table: a one-line head, then the state as JSON.
+
+The head carries what the due schedule and the gauges need (the next due time; level and open
+obligations of a live incident). A restarted worker rebuilds its schedule from the heads alone,
+without validating every state: 100,000 open incidents take a fraction of a second instead of tens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from playbooks.lifecycle import IncidentState, next_due_at
+from playbooks.plan import Plan
+
+
+@dataclass(frozen=True)
+class Head:
+    due: datetime | None  # the live sweep's next due time; None for a drill on its own clock, or nothing due
+    level: str | None  # response level of a live, not ended incident; None otherwise (not on the gauges)
+    open_kinds: tuple[str, ...] = ()
+
+
+def head_of(state: IncidentState, plan: Plan) -> Head:
+    due = None if state.simulated_clock else next_due_at(state, plan)
+    if state.drill or state.end is not None:
+        return Head(due=due, level=None)
+    kinds = tuple(k for k, ob in state.obligations.items() if ob.status == "open")
+    return Head(due=due, level=state.decision.response_level.value, open_kinds=kinds)
+
+
+def encode_state(state: IncidentState, plan: Plan) -> bytes:
+    head = head_of(state, plan)
+    line = json.dumps([head.due.isoformat() if head.due else None, head.level, head.open_kinds], ensure_ascii=False)
+    return line.encode() + b"\n" + state.model_dump_json().encode()  # JSON escapes newlines: the first ends the head
+
+
+def _split(raw: bytes) -> tuple[bytes | None, bytes]:
+    head, sep, body = raw.partition(b"\n")
+    return (head, body) if sep else (None, raw)  # no head: a value written before heads existed
+
+
+def decode_state(raw: bytes) -> IncidentState:
+    return IncidentState.model_validate_json(_split(raw)[1])
+
+
+def decode_head(raw: bytes, plan: Plan) -> Head:
+    """The head alone when the value has one; else (an older value) computed from the whole state."""
+    line = _split(raw)[0]
+    if line is None:
+        return head_of(decode_state(raw), plan)
+    due, level, kinds = json.loads(line)
+    return Head(due=datetime.fromisoformat(due) if due else None, level=level, open_kinds=tuple(kinds))
