@@ -15,7 +15,8 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
-        store="memory://",  # tables recover from their changelog topics on the broker
+        store=settings.worker_store,  # either way the changelog on the broker is the truth
+        datadir=str(settings.worker_dir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.replication_factor,

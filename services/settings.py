@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     worker_web_port: int = 6066
+    worker_store: str = Field(default="rocksdb://", description="where the worker keeps its table: rocksdb:// on local disk under data_dir (a restarted worker reads only the changelog written since), or memory:// (it reads the whole changelog)")
     worker_instance_id: str = Field(default="", description="the worker's static group membership id: a restarted worker takes its partitions straight back instead of waiting for its old session to expire; empty: the host and worker port")
     app_id: str = Field(default="yingji", description="Faust application id (consumer group, changelogs)")
     topic_partitions: int = Field(default=4, description="partitions of the catalog's keyed topics")
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     @property
     def group_instance_id(self) -> str:
         return self.worker_instance_id or f"{socket.gethostname()}-{self.worker_web_port}"
+
+    @property
+    def worker_dir(self) -> Path:
+        """One worker's own local state (two workers never share a table store)."""
+        return self.data_dir / "worker" / self.app_id / self.group_instance_id
 
     @property
     def local_bootstrap(self) -> str:
