@@ -344,7 +344,7 @@ def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obli
         start = start.astimezone(timezone.utc)  # as the contract's validator would
         due = start + due_after
         # the template was validated once; only the times differ between reports
-        out.append(_evolve(template, {"starts_at": start, "due_at": due, "remind_at": due - remind_before}))
+        out.append(copy_with(template, {"starts_at": start, "due_at": due, "remind_at": due - remind_before}))
     return out
 
 
@@ -372,14 +372,15 @@ def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
             timedelta(minutes=rule.remind_before_minutes), template)
 
 
-_set = object.__setattr__
+_new, _set = object.__new__, object.__setattr__
 
 
-def _evolve(model: M, changes: dict) -> M:
-    """model.model_copy(update=changes) for a contract (frozen, no extra fields, no private
-    attributes) at half the cost: each decision is a copy of its template, as is each obligation."""
-    new = model.__class__.__new__(model.__class__)
-    _set(new, "__dict__", {**model.__dict__, **changes})
+def copy_with(model: M, changes: dict) -> M:
+    """model.model_copy(update=changes) for a model without extra fields or private attributes (every
+    contract and state here), at half the cost: each decision is a copy of its template, as is each
+    obligation, and each step of an incident's life starts from a copy of its state."""
+    new = _new(model.__class__)
+    _set(new, "__dict__", model.__dict__ | changes)
     _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_private__", None)
@@ -426,7 +427,7 @@ def decide(
     """
     template, matched = _memo(_report_key(report, plan), lambda: _decision_template(report, plan))
     d = template.__dict__
-    return _evolve(template, {
+    return copy_with(template, {
         "report_id": report.report_id,
         "obligations": _timed(matched, report, basis_at or report.received_at),
         **_caller_fields(incident_id, report, now),
