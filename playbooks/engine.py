@@ -278,25 +278,28 @@ def _response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, lis
 
 
 def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
-    out, reasons = _memo(_signature(ctx, plan, "notices", street_id), lambda: _notices(ctx, plan, street_id))
+    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
+    # Many signatures match the same rules: their notices are built once per rule set, type and street.
+    key = (plan.version, "notices", ctx.itype.id, street_id, *(i for i, _, _ in matched))
+    out, reasons = _memo(key, lambda: _notices(matched, ctx.itype, plan, street_id))
     return list(out), list(reasons)
 
 
 def _matching_notification_rules(ctx: _Context, plan: Plan) -> tuple:
-    """The notification rules that hold, each with its reason: the street plays no part in matching."""
-    return tuple((rule, _memo((plan.version, "notify_reason", rule.id),
-                              lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
-                 for rule in plan.notifications if holds(rule.when, ctx))
+    """The notification rules that hold, each with its place in the plan and its reason: the street
+    plays no part in matching."""
+    return tuple((i, rule, _memo((plan.version, "notify_reason", rule.id),
+                                 lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
+                 for i, rule in enumerate(plan.notifications) if holds(rule.when, ctx))
 
 
-def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
+def _notices(matched: tuple, itype: IncidentType, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
     by_unit: dict[str, dict] = {}
     reasons: list[Reason] = []
-    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
-    for rule, reason in matched:
+    for i, rule, reason in matched:
         reasons.append(reason)
         for ref in rule.units:
-            ids = list(ctx.itype.lead_units) if ref == "$lead" else ([street_id] if ref == "$street" else [ref])
+            ids = list(itype.lead_units) if ref == "$lead" else ([street_id] if ref == "$street" else [ref])
             for unit_id in ids:
                 if unit_id is None:
                     continue
@@ -305,23 +308,26 @@ def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Not
                     by_unit[unit_id] = {
                         "unit_id": unit_id,
                         "unit": plan.unit_name(unit_id),
+                        "rules": [i],
                         "why": [rule.text],
                         "rule": rule.id,
                         "section": rule.section,
                         "after_approval": rule.after_approval,
                     }
                 else:
+                    entry["rules"].append(i)
                     entry["why"].append(rule.text)
                     entry["after_approval"] = entry["after_approval"] and rule.after_approval
+    # A unit's notice follows from the unit and the rules that name it: built once per pair.
     out = [
-        Notice(
+        _memo((plan.version, "notice", e["unit_id"], *e["rules"]), lambda: Notice(
             unit_id=e["unit_id"],
             unit=e["unit"],
             why="；".join(e["why"]),
             rule=e["rule"],
             section=e["section"],
             after_approval=e["after_approval"],
-        )
+        ))
         for e in by_unit.values()
     ]
     return out, reasons
@@ -332,9 +338,10 @@ def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligatio
 
 
 def _matching_obligations(ctx: _Context, plan: Plan) -> tuple:
+    lead = ctx.itype.lead_units[0]
     return _memo(_signature(ctx, plan, "obligations"),
-                 lambda: tuple(_obligation_template(rule, ctx.itype.lead_units[0], plan)
-                               for rule in plan.obligations if holds(rule.when, ctx)))
+                 lambda: tuple(_memo((plan.version, "obligation", i, lead), lambda: _obligation_template(rule, lead, plan))
+                               for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
 
 
 def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obligation]:
