@@ -293,7 +293,8 @@ def _matching_notification_rules(ctx: _Context, plan: Plan) -> tuple:
                  for i, rule in enumerate(plan.notifications) if holds(rule.when, ctx))
 
 
-def _notices(matched: tuple, itype: IncidentType, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
+def _notices(matched: tuple, itype: IncidentType, plan: Plan,
+             street_id: str | None) -> tuple[list[Notice], list[Reason]]:
     by_unit: dict[str, dict] = {}
     reasons: list[Reason] = []
     for i, rule, reason in matched:
@@ -340,7 +341,8 @@ def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligatio
 def _matching_obligations(ctx: _Context, plan: Plan) -> tuple:
     lead = ctx.itype.lead_units[0]
     return _memo(_signature(ctx, plan, "obligations"),
-                 lambda: tuple(_memo((plan.version, "obligation", i, lead), lambda: _obligation_template(rule, lead, plan))
+                 lambda: tuple(_memo((plan.version, "obligation", i, lead),
+                                     lambda: _obligation_template(rule, lead, plan))
                                for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
 
 
