@@ -380,7 +380,7 @@ def load_scenario(path: Path | str, plan: Plan | None = None) -> Scenario:
 
 
 def _unit_known(plan: Plan, ref: str) -> bool:
-    return ref in plan.units or ref in plan.parties or any(u.name == ref for u in plan.units.values())
+    return ref in plan.units or ref in plan.parties or ref in plan.unit_ids_by_name
 
 
 def plan_problems(scenario: Scenario, plan: Plan) -> list[tuple[tuple, str]]:
@@ -481,7 +481,7 @@ def _command(state: IncidentState, inj: _Inject, index: int, now: datetime, plan
 def _unit_id(plan: Plan, ref: str | None) -> str | None:
     if ref is None or ref in plan.units or ref in plan.parties:
         return ref
-    return next((u.id for u in plan.units.values() if u.name == ref), ref)
+    return plan.unit_ids_by_name.get(ref, ref)
 
 
 def _reported(scenario: Scenario, inj: ReportInject, now: datetime, run: str) -> IncidentReported:

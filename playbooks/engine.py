@@ -7,20 +7,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar, get_origin
+
+from pydantic import BaseModel, ConfigDict
 
 from playbooks.plan import FACTS, Condition, IncidentType, Plan
 from topics.models import (
     GRADE_RANK,
     LEVEL_RANK,
     Commander,
+    Contract,
     Decision,
     Grade,
     Notice,
     Obligation,
     Reason,
+    RecordId,
     ReportFacts,
     ResponseLevel,
+    UtcDatetime,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -270,25 +278,29 @@ def _response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, lis
 
 
 def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
-    out, reasons = _memo(_signature(ctx, plan, "notices", street_id), lambda: _notices(ctx, plan, street_id))
+    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
+    # Many signatures match the same rules: their notices are built once per rule set, type and street.
+    key = (plan.version, "notices", ctx.itype.id, street_id, *(i for i, _, _ in matched))
+    out, reasons = _memo(key, lambda: _notices(matched, ctx.itype, plan, street_id))
     return list(out), list(reasons)
 
 
 def _matching_notification_rules(ctx: _Context, plan: Plan) -> tuple:
-    """The notification rules that hold, each with its reason: the street plays no part in matching."""
-    return tuple((rule, _memo((plan.version, "notify_reason", rule.id),
-                              lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
-                 for rule in plan.notifications if holds(rule.when, ctx))
+    """The notification rules that hold, each with its place in the plan and its reason: the street
+    plays no part in matching."""
+    return tuple((i, rule, _memo((plan.version, "notify_reason", rule.id),
+                                 lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
+                 for i, rule in enumerate(plan.notifications) if holds(rule.when, ctx))
 
 
-def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
+def _notices(matched: tuple, itype: IncidentType, plan: Plan,
+             street_id: str | None) -> tuple[list[Notice], list[Reason]]:
     by_unit: dict[str, dict] = {}
     reasons: list[Reason] = []
-    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
-    for rule, reason in matched:
+    for i, rule, reason in matched:
         reasons.append(reason)
         for ref in rule.units:
-            ids = list(ctx.itype.lead_units) if ref == "$lead" else ([street_id] if ref == "$street" else [ref])
+            ids = list(itype.lead_units) if ref == "$lead" else ([street_id] if ref == "$street" else [ref])
             for unit_id in ids:
                 if unit_id is None:
                     continue
@@ -297,48 +309,60 @@ def _notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Not
                     by_unit[unit_id] = {
                         "unit_id": unit_id,
                         "unit": plan.unit_name(unit_id),
+                        "rules": [i],
                         "why": [rule.text],
                         "rule": rule.id,
                         "section": rule.section,
                         "after_approval": rule.after_approval,
                     }
                 else:
+                    entry["rules"].append(i)
                     entry["why"].append(rule.text)
                     entry["after_approval"] = entry["after_approval"] and rule.after_approval
+    # A unit's notice follows from the unit and the rules that name it: built once per pair.
     out = [
-        Notice(
+        _memo((plan.version, "notice", e["unit_id"], *e["rules"]), lambda: Notice(
             unit_id=e["unit_id"],
             unit=e["unit"],
             why="；".join(e["why"]),
             rule=e["rule"],
             section=e["section"],
             after_approval=e["after_approval"],
-        )
+        ))
         for e in by_unit.values()
     ]
     return out, reasons
 
 
 def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligation]:
-    matched = _memo(_signature(ctx, plan, "obligations"),
-                    lambda: tuple(_obligation_template(rule, ctx.itype.lead_units[0], plan)
-                                  for rule in plan.obligations if holds(rule.when, ctx)))
+    return _timed(_matching_obligations(ctx, plan), ctx.report, basis_at)
+
+
+def _matching_obligations(ctx: _Context, plan: Plan) -> tuple:
+    lead = ctx.itype.lead_units[0]
+    return _memo(_signature(ctx, plan, "obligations"),
+                 lambda: tuple(_memo((plan.version, "obligation", i, lead),
+                                     lambda: _obligation_template(rule, lead, plan))
+                               for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
+
+
+def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obligation]:
     out = []
-    for rule, template in matched:
-        start: datetime = basis_at if rule.counts_from == "basis_at" else getattr(ctx.report, rule.counts_from)
+    for counts_from, due_after, remind_before, template in matched:
+        start: datetime = basis_at if counts_from == "basis_at" else getattr(report, counts_from)
         start = start.astimezone(timezone.utc)  # as the contract's validator would
-        due = start + timedelta(minutes=rule.due_after_minutes)
+        due = start + due_after
         # the template was validated once; only the times differ between reports
-        out.append(template.model_copy(update={
-            "starts_at": start, "due_at": due, "remind_at": due - timedelta(minutes=rule.remind_before_minutes)}))
+        out.append(copy_with(template, {"starts_at": start, "due_at": due, "remind_at": due - remind_before}))
     return out
 
 
 def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
+    """The rule's obligation without its times, validated once, and the offsets that time it."""
     owner = lead if rule.owner == "$lead" else rule.owner
     recipient = lead if rule.recipient == "$lead" else rule.recipient
     epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    return rule, Obligation(
+    template = Obligation(
         kind=rule.kind,
         label=rule.label,
         owner_id=owner,
@@ -353,6 +377,23 @@ def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
         rule=f"obligation.{rule.kind.value}",
         section=rule.section,
     )
+    return (rule.counts_from, timedelta(minutes=rule.due_after_minutes),
+            timedelta(minutes=rule.remind_before_minutes), template)
+
+
+_new, _set = object.__new__, object.__setattr__
+
+
+def copy_with(model: M, changes: dict) -> M:
+    """model.model_copy(update=changes) for a model without extra fields or private attributes (every
+    contract and state here), at half the cost: each decision is a copy of its template, as is each
+    obligation, and each step of an incident's life starts from a copy of its state."""
+    new = _new(model.__class__)
+    _set(new, "__dict__", model.__dict__ | changes)
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime) -> list[Obligation]:
@@ -393,6 +434,49 @@ def decide(
     basis_at: the time of the record this decision answers (the report's received_at, or the
     follow-up's filing time); obligations that count from it (the city report) start there.
     """
+    template, matched = _memo(_report_key(report, plan), lambda: _decision_template(report, plan))
+    d = template.__dict__
+    return copy_with(template, {
+        "report_id": report.report_id,
+        "obligations": _timed(matched, report, basis_at or report.received_at),
+        **_caller_fields(incident_id, report, now),
+        **{name: list(d[name]) for name in _DECISION_LISTS},  # each decision its own lists, as if validated
+    })
+
+
+class _CallerFields(Contract):
+    """What decide() takes from its caller into the decision, checked by the decision's own rules."""
+
+    model_config = ConfigDict(title="Decision")  # so a refusal reads as it would from Decision itself
+    incident_id: RecordId
+    decided_at: UtcDatetime
+
+
+def _caller_fields(incident_id: str | None, report: ReportFacts, now: datetime) -> dict:
+    # The common case needs no validator: the report's id is a record id already, and the contract
+    # would keep a UTC time as it is.
+    if incident_id is None and type(now) is datetime and now.tzinfo is timezone.utc:
+        return {"incident_id": report.report_id, "decided_at": now}
+    caller = _CallerFields(incident_id=incident_id or report.report_id, decided_at=now)
+    return {"incident_id": caller.incident_id, "decided_at": caller.decided_at}
+
+
+_DECISION_LISTS = tuple(name for name, f in Decision.model_fields.items()
+                        if get_origin(f.annotation) is list and name != "obligations")
+
+
+def _report_key(report: ReportFacts, plan: Plan) -> tuple:
+    """Everything of a report a decision reads but its ids and times. A zero is keyed by how it
+    prints: -0.0 == 0.0, yet a grade reason would print the sign."""
+    loc = report.location
+    return (plan.version, "decision", report.type, loc.street, tuple(loc.key_area),
+            tuple(v if v else repr(v) for v in report.facts.__dict__.values()),
+            tuple(report.flags.__dict__.values()), report.asserted_grade, report.asserted_by)
+
+
+def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple]:
+    """The decision on this report, validated, and the obligations it opens, not yet timed. Its ids,
+    times and obligations are placeholders that decide() replaces for each report."""
     problems = check_report(report, plan)
     if problems:
         raise ReportRejected(problems)
@@ -415,8 +499,8 @@ def decide(
     street_id = plan.streets[street].id if street else None
     notify, notify_reasons = notices(ctx, plan, street_id)
     reasons += notify_reasons
-    return Decision(
-        incident_id=incident_id or report.report_id,
+    decision = Decision(
+        incident_id=report.report_id,
         report_id=report.report_id,
         type_id=itype.id,
         type_name=itype.name,
@@ -434,8 +518,9 @@ def decide(
         triage_by_district_office=triage,
         needs_approval_for_city_report=any(n.after_approval for n in notify),
         notify=notify,
-        obligations=obligations(ctx, plan, basis_at or report.received_at),
+        obligations=[],
         reasons=reasons,
-        decided_at=now,
+        decided_at=report.received_at,
         plan_version=plan.version,
     )
+    return decision, _matching_obligations(ctx, plan)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from playbooks.engine import decide, obligations_at_end
+from playbooks.engine import copy_with, decide, obligations_at_end
 from playbooks.plan import Plan
 from topics.models import (
     GRADE_RANK,
@@ -365,9 +365,8 @@ def _due(em: _Emitter, plan: Plan) -> None:
 def _copy(state: IncidentState) -> IncidentState:
     """A copy safe to change: only the mutable parts are copied (report, decision and obligations'
     records are frozen and shared), which keeps a step cheap — a deep copy cost 75% of a drill eval."""
-    return state.model_copy(update={
-        "obligations": {k: ob.model_copy(update={"steps_done": list(ob.steps_done)})
-                        for k, ob in state.obligations.items()},
+    return copy_with(state, {
+        "obligations": {k: copy_with(ob, {"steps_done": list(ob.steps_done)}) for k, ob in state.obligations.items()},
         "notified": list(state.notified),
         "seen": list(state.seen),
     })

@@ -285,6 +285,14 @@ class Plan(PlanModel):
         return index
 
     @cached_property
+    def unit_ids_by_name(self) -> dict[str, str]:
+        """Each unit name to the first unit of that name, as a scan of `units` would find it."""
+        index: dict[str, str] = {}
+        for u in self.units.values():
+            index.setdefault(u.name, u.id)
+        return index
+
+    @cached_property
     def streets(self) -> dict[str, Unit]:
         return {u.name: u for u in self.units.values() if u.kind == "street"}
 

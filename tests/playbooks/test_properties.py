@@ -325,12 +325,16 @@ def test_extremes_are_refused_by_the_contract(over, field):
     assert field in str(info.value)
 
 
+LOOK_ALIKE_MAX = {"magnitude": 10, "interruption_hours": 100_000, "direct_loss_yuan": 1e15}  # the contract's bounds
 TWEAKS = st.one_of(
     st.tuples(st.just("flags"), st.sampled_from(FLAGS)),
     st.tuples(st.just("facts"), st.sampled_from(["deaths", "missing", "injuries", "serious_injuries", "poisoned",
-                                                   "evacuated", "direct_loss_yuan", "magnitude"])),
+                                                   "evacuated", "direct_loss_yuan", "magnitude", "interruption_hours"])),
     st.tuples(st.just("key_area"), st.sampled_from(KEY_AREAS)),
     st.tuples(st.just("street"), STREETS),
+    st.tuples(st.just("type"), TYPES),
+    st.tuples(st.just("asserted_grade"), st.none() | st.sampled_from(list(Grade))),
+    st.tuples(st.just("asserted_by"), st.none() | st.sampled_from(["属地街道", "区应急办"])),
 )
 
 
@@ -341,26 +345,30 @@ def _twin(report: ReportFacts, tweak: tuple[str, Any]) -> ReportFacts:
     if part == "flags":
         data["flags"][what] = not data["flags"][what]
     elif part == "facts":
-        data["facts"][what] = 0 if data["facts"][what] else (5.5 if what == "magnitude" else 1)
+        data["facts"][what] = 0 if data["facts"][what] else {"magnitude": 5.5, "interruption_hours": 7.0}.get(what, 1)
     elif part == "key_area":
         areas = data["location"]["key_area"]
         data["location"]["key_area"] = [a for a in areas if a != what] if what in areas else [*areas, what][:10]
-    else:
+    elif part == "street":
         data["location"]["street"] = what
+    else:
+        data[part] = what
     return ReportFacts.model_validate(data)
 
 
 @SETTINGS
+@example(report=_report(type="rail_transit_incident", facts={"interruption_hours": 3.0}), other=_report(),
+         tweak=("facts", "interruption_hours"), now=datetime(2026, 1, 1, tzinfo=UTC), scale=3, shift=0)
 @given(report=reports, other=reports, tweak=TWEAKS, now=nows, scale=st.integers(2, 5), shift=st.integers(-600, 600))
 def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, scale, shift):
     """The engine memoises rule matching by what the rules read. A report decided after any other,
-    or after a look-alike (other counts, same signs; other times; other id), is decided as by a cold
+    or after a look-alike (other amounts, same signs; other times; other id), is decided as by a cold
     engine."""
     from playbooks import engine
 
     engine._MEMO.clear()
     cold = decide(report, PLAN, now).model_dump(mode="json")
-    facts = {k: (v * scale if isinstance(v, int) and not isinstance(v, bool) and v * scale <= 10**8 else v)
+    facts = {k: (v * scale if isinstance(v, (int, float)) and v * scale <= LOOK_ALIKE_MAX.get(k, 10**8) else v)
              for k, v in report.facts.model_dump().items()}
     moved = timedelta(seconds=shift)
     look_alike = report.model_copy(update={
@@ -371,8 +379,34 @@ def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, s
     decide(look_alike, PLAN, now)
     assert decide(report, PLAN, now).model_dump(mode="json") == cold
     twin = _twin(report, tweak)
+    engine._MEMO.clear()
     twin_cold = decide(twin, PLAN, now).model_dump(mode="json")
     engine._MEMO.clear()
     decide(report, PLAN, now)  # the memo now holds the report's rules: the twin must not get them
     assert decide(twin, PLAN, now).model_dump(mode="json") == twin_cold
     RAN["memo"] += 1
+
+
+@SETTINGS
+@given(report=reports, first_now=nows, now=nows, tz=OFFSETS, shift=st.integers(-600, 600),
+       iid=st.none() | st.from_regex(r"[A-Za-z0-9._:\-]{1,40}", fullmatch=True), basis=st.none() | INSTANTS)
+def test_memoised_decision_takes_ids_and_times_from_its_own_report(report, first_now, now, tz, shift, iid, basis):
+    """The engine memoises a whole decision by what the rules read of the report. A report that
+    differs only in its id and times, decided after the first for another incident, at another
+    `now` (in any offset) and basis, is decided as by a cold engine; and as if its decision had
+    been validated from the caller's incident id and `now`."""
+    from playbooks import engine
+
+    moved = timedelta(seconds=shift)
+    same = _valid({**report.model_dump(), "report_id": report.report_id + "-y",
+                   "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
+    now = now.astimezone(tz)
+    engine._MEMO.clear()
+    cold = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
+    engine._MEMO.clear()
+    decide(report, PLAN, first_now)
+    warm = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
+    assert warm.model_dump(mode="json") == cold.model_dump(mode="json")
+    validated = Decision(**{**warm.__dict__, "incident_id": iid or same.report_id, "decided_at": now})
+    assert warm.model_dump_json() == validated.model_dump_json()
+    RAN["memo_decision"] += 1
