@@ -226,12 +226,13 @@ class Batch:
         """Outputs acknowledged, then the states written (each on its own record's partition)."""
         await self.outbox.send()
         for incident_id, (event, state) in self.states.items():
+            head = head_of(state, runtime.plan)
             token = _current_event.set(weakref.ref(event))  # the changelog partition is the record's
             try:
-                incidents[incident_id] = encode_state(state, runtime.plan)
+                incidents[incident_id] = encode_state(state, runtime.plan, head)
             finally:
                 _current_event.reset(token)
-            schedule.track(incident_id, head_of(state, runtime.plan))
+            schedule.track(incident_id, head)
         for out, accepted_at in self.done:
             _count(out, accepted_at)
             for ev in out.events:

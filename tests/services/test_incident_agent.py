@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import warnings
 from datetime import datetime, timezone
 from unittest.mock import AsyncMock, patch
 
 import pytest
 import structlog
 from cryptography.fernet import Fernet
+from faust.exceptions import AlreadyConfiguredWarning
 
 from services import logs
 from services.agents import incidents as incidents_module
@@ -50,8 +52,10 @@ SUMMARY = "李四家厨房燃气管道爆炸，楼道里有人受困"
 async def test_app(monkeypatch):
     """The module-level app, made testable on this test's running loop."""
     app.loop = asyncio.get_running_loop()
-    if app.conf.store.scheme != "memory":  # create_app passes it already; tables open their store lazily
-        app.conf.store = "memory://"
+    if app.conf.store.scheme != "memory":  # no rocksdb files of a unit test under .data; tables open it lazily
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)  # the app exists; its table not yet
+            app.conf.store = "memory://"
     app.finalize()
     monkeypatch.setattr(runtime, "clock", SimulatedClock(start=NOW, speed=0.0))
     incidents.data.clear()
