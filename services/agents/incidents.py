@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import os
 import sys
 import time
 import weakref
 from datetime import datetime
-from typing import Awaitable, NoReturn
+from typing import Awaitable, Iterator, NoReturn
 
 import faust
 import structlog
@@ -338,11 +339,25 @@ async def sweep_due() -> None:
         schedule.stale = True
 
 
+def _table_items() -> Iterator[tuple[str, bytes]]:
+    """This worker's incidents, raw. On rocksdb straight from its active partitions' databases:
+    Faust's own items() decodes every key through its codec registry (100,000 incidents: about 8 s
+    of a restart, against 2 s)."""
+    store = incidents.data
+    if not hasattr(store, "_dbs_for_actives"):  # memory://
+        yield from incidents.items()
+        return
+    for db in store._dbs_for_actives():
+        for key, value in db.items():
+            if key != store.offset_key:
+                yield json.loads(key), value
+
+
 async def _sweep() -> None:
     if not _settled():
         return
     if schedule.stale:
-        count = schedule.rebuild(list(incidents.items()))
+        count = schedule.rebuild(list(_table_items()))
         log.info("schedule_rebuilt", incidents=count)
     now = runtime.clock.now()
     outbox = Outbox()
