@@ -786,7 +786,7 @@ def bench_deadlines(ctx: Context) -> None:
                 body = json.loads(msg.value)
                 if body["kind"] == "breach":
                     breaches.append((body["details"]["detection_lag_s"], _ts(body["recorded_at"]) - _ts(body["at"]),
-                                     received - _ts(body["at"]), body["obligation"]))
+                                     received - _ts(body["at"]), body["obligation"], body["incident_id"]))
 
         async def run() -> dict[str, Any]:
             producer = await _producer(phase.bootstrap)
@@ -859,8 +859,12 @@ def bench_deadlines(ctx: Context) -> None:
     if missing:
         notes.append(f"{missing} of {res['due']} breaches not seen {drain_s:.0f}s after the window: "
                      f"figures are lower bounds")
-    elif seen_ids > res["due"]:
-        notes.append(f"{seen_ids - res['due']} breaches more than due (repeats)")
+    repeats = seen_ids - len({b[4] for b in phone})
+    if repeats:
+        notes.append(f"{repeats} breaches repeated (the same incident's phone_report twice)")
+    if len({b[4] for b in phone}) > res["due"]:
+        notes.append(f"{len({b[4] for b in phone}) - res['due']} more incidents breached than counted due in "
+                     f"the window (a due time on its edge)")
     note = "; ".join(notes)
     lags = [b[0] for b in phone] + bounds or [float("nan")]
     recorded = [b[1] for b in phone] + bounds or [float("nan")]
