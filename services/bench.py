@@ -765,7 +765,7 @@ async def _ingest(producer, bootstrap: str, records: list[tuple[bytes, bytes]], 
 def bench_deadlines(ctx: Context) -> None:
     from playbooks.lifecycle import start
     from playbooks.plan import load_plan
-    from services.table_codec import encode_state
+    from services.table_codec import encode_state, head_of
     from topics.catalog import ESCALATIONS
     from topics.models import ReportFacts
 
@@ -812,7 +812,7 @@ def bench_deadlines(ctx: Context) -> None:
                     due_in_window += sum(t0 <= o.obligation.due_at.timestamp() < t0 + window
                                          for o in state.obligations.values() if o.pending)
                     if seeded:
-                        states.append((rec.incident_id, encode_state(state, plan)))
+                        states.append((rec.incident_id, encode_state(state, head_of(state, plan))))
                 async with Tap(phase.bootstrap, [(ESCALATIONS.name, ESCALATIONS.partitions)], on_breach):
                     if seeded:
                         phase.stack.kill_worker()
@@ -887,13 +887,13 @@ def _recovery_states(n: int, *, plan, prefix: str) -> Iterator[tuple[str, bytes]
     """IncidentState values from playbooks.lifecycle.start for 104 reports (every type, mixed facts), each
     reused with the incident id substituted: the bytes the worker would hold, 100,000 in seconds."""
     from playbooks.lifecycle import start
-    from services.table_codec import encode_state
+    from services.table_codec import encode_state, head_of
 
     now = _now()
     templates = []
     for report in generate_reports(104, plan=plan, now=now, prefix=f"{prefix}T", seed=10):
         state = start(reported(report, now), plan, now).state
-        templates.append((report.report_id, encode_state(state, plan).decode()))
+        templates.append((report.report_id, encode_state(state, head_of(state, plan)).decode()))
     for i in range(n):
         tmpl_id, body = templates[i % len(templates)]
         iid = f"{prefix}{i:07d}"

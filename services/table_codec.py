@@ -30,9 +30,8 @@ def head_of(state: IncidentState, plan: Plan) -> Head:
     return Head(due=due, level=state.decision.response_level.value, open_kinds=kinds)
 
 
-def encode_state(state: IncidentState, plan: Plan, head: Head | None = None) -> bytes:
-    """`head`: the state's own, when the caller computed it already."""
-    head = head or head_of(state, plan)
+def encode_state(state: IncidentState, head: Head) -> bytes:
+    """`head`: head_of(state), which the caller needs too (the schedule tracks it)."""
     line = json.dumps([head.due.isoformat() if head.due else None, head.level, head.open_kinds], ensure_ascii=False)
     return line.encode() + b"\n" + state.model_dump_json().encode()  # JSON escapes newlines: the first ends the head
 

@@ -211,6 +211,9 @@ class Batch:
         self.done: list[tuple[Outcome, datetime | None]] = []
         self.taken: list[EventT] = []
 
+    def known(self, incident_id: str) -> bool:
+        return incident_id in self.states or incident_id in incidents
+
     def load(self, incident_id: str) -> IncidentState | None:
         if incident_id in self.states:
             return self.states[incident_id][1]
@@ -230,7 +233,7 @@ class Batch:
             head = head_of(state, runtime.plan)
             token = _current_event.set(weakref.ref(event))  # the changelog partition is the record's
             try:
-                incidents[incident_id] = encode_state(state, runtime.plan, head)
+                incidents[incident_id] = encode_state(state, head)
             finally:
                 _current_event.reset(token)
             schedule.track(incident_id, head)
@@ -245,7 +248,7 @@ class Batch:
 def handle_record(batch: Batch, event: EventT, topic: str, raw: bytes) -> None:
     if topic == INCIDENTS_REPORTED.name:
         rec = IncidentReported.model_validate_json(raw)
-        if batch.load(rec.incident_id) is not None:
+        if batch.known(rec.incident_id):  # a report read again: no need to decode its state
             metrics.DUPLICATES.labels(stage=STAGE).inc()
             return
         now = rec.sim_now or runtime.clock.now()  # a drill brings its simulated clock's time

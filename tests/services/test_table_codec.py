@@ -27,7 +27,7 @@ def _state(**over):
 
 def test_a_value_reads_back_as_the_same_state_and_its_head():
     state = _state()
-    raw = encode_state(state, PLAN)
+    raw = encode_state(state, head_of(state, PLAN))
     assert decode_state(raw) == state
     head = decode_head(raw, PLAN)
     assert head == head_of(state, PLAN)
@@ -51,7 +51,7 @@ def test_a_value_without_head_written_by_an_older_worker_still_reads():
 
 def test_the_head_line_ends_at_the_first_newline_whatever_the_state_holds():
     state = _state(summary="第一行\n第二行")
-    raw = encode_state(state, PLAN)
+    raw = encode_state(state, head_of(state, PLAN))
     assert raw.count(b"\n") == 1
     assert decode_state(raw) == state
     assert isinstance(decode_head(raw, PLAN), Head)
