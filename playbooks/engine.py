@@ -350,7 +350,8 @@ def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obli
     out = []
     for counts_from, due_after, remind_before, template in matched:
         start: datetime = basis_at if counts_from == "basis_at" else getattr(report, counts_from)
-        start = start.astimezone(timezone.utc)  # as the contract's validator would
+        if start.tzinfo is not timezone.utc:
+            start = start.astimezone(timezone.utc)  # as the contract's validator would
         due = start + due_after
         # the template was validated once; only the times differ between reports
         out.append(copy_with(template, {"starts_at": start, "due_at": due, "remind_at": due - remind_before}))
@@ -388,9 +389,15 @@ def copy_with(model: M, changes: dict) -> M:
     """model.model_copy(update=changes) for a model without extra fields or private attributes (every
     contract and state here), at half the cost: each decision is a copy of its template, as is each
     obligation, and each step of an incident's life starts from a copy of its state."""
-    new = _new(model.__class__)
+    cls = model.__class__
+    new = _new(cls)
     _set(new, "__dict__", model.__dict__ | changes)
-    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    fields_set = model.__pydantic_fields_set__
+    # A frozen model's set never changes after validation, so copies may share it (a template has
+    # every field set: the common case); a state's copy gets its own.
+    if not (cls.model_config.get("frozen") and changes.keys() <= fields_set):
+        fields_set = fields_set | changes.keys()
+    _set(new, "__pydantic_fields_set__", fields_set)
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_private__", None)
     return new
@@ -434,14 +441,15 @@ def decide(
     basis_at: the time of the record this decision answers (the report's received_at, or the
     follow-up's filing time); obligations that count from it (the city report) start there.
     """
-    template, matched = _memo(_report_key(report, plan), lambda: _decision_template(report, plan))
+    key = _report_key(report, plan)
+    hit = _MEMO.get(key)
+    template, matched = hit if hit is not None else _memo(key, lambda: _decision_template(report, plan))
     d = template.__dict__
-    return copy_with(template, {
-        "report_id": report.report_id,
-        "obligations": _timed(matched, report, basis_at or report.received_at),
-        **_caller_fields(incident_id, report, now),
-        **{name: list(d[name]) for name in _DECISION_LISTS},  # each decision its own lists, as if validated
-    })
+    changes = {name: list(d[name]) for name in _DECISION_LISTS}  # each decision its own lists, as if validated
+    changes["report_id"] = report.report_id
+    changes["obligations"] = _timed(matched, report, basis_at or report.received_at)
+    changes.update(_caller_fields(incident_id, report, now))
+    return copy_with(template, changes)
 
 
 class _CallerFields(Contract):
@@ -470,7 +478,7 @@ def _report_key(report: ReportFacts, plan: Plan) -> tuple:
     prints: -0.0 == 0.0, yet a grade reason would print the sign."""
     loc = report.location
     return (plan.version, "decision", report.type, loc.street, tuple(loc.key_area),
-            tuple(v if v else repr(v) for v in report.facts.__dict__.values()),
+            tuple([v if v else repr(v) for v in report.facts.__dict__.values()]),
             tuple(report.flags.__dict__.values()), report.asserted_grade, report.asserted_by)
 
 

@@ -1,0 +1,42 @@
+"""copy_with: the engine's and lifecycle's cheap model_copy(update=...), against pydantic's own."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from playbooks.engine import copy_with, decide
+from playbooks.lifecycle import start
+from tests.playbooks.conftest import NOW as T
+from tests.playbooks.conftest import make_report
+from topics.models import IncidentReported, Location
+
+
+def _reported(plan):
+    report = make_report()
+    return IncidentReported(id=report.report_id, incident_id=report.report_id, report=report, accepted_at=T)
+
+
+def test_a_frozen_copy_reads_as_model_copy_does(plan):
+    ob = decide(make_report(), plan, T).obligations[0]
+    later = datetime(2026, 12, 2, tzinfo=timezone.utc)
+    mine, theirs = copy_with(ob, {"due_at": later}), ob.model_copy(update={"due_at": later})
+    assert mine == theirs and mine.model_fields_set == theirs.model_fields_set
+    assert mine.model_dump_json() == theirs.model_dump_json()
+    assert ob.due_at != later  # the template is untouched
+
+
+def test_a_frozen_copy_given_a_field_its_template_left_unset_counts_it_set():
+    loc = Location(street="梨园镇")
+    assert loc.model_fields_set == {"street"}
+    copy = copy_with(loc, {"address": "九棵树"})
+    assert copy.model_fields_set == loc.model_copy(update={"address": "九棵树"}).model_fields_set == {"street", "address"}
+    assert loc.model_fields_set == {"street"}
+
+
+def test_a_mutable_state_copy_has_its_own_fields_set(plan):
+    state = start(_reported(plan), plan, T).state
+    copy = copy_with(state, {"seq": state.seq})
+    assert copy.model_fields_set is not state.model_fields_set
+    copy.approval_requested_at = T  # a state is changed in place step by step: the original must not see it
+    assert "approval_requested_at" in copy.model_fields_set
+    assert state.approval_requested_at is None
