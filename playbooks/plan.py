@@ -349,6 +349,28 @@ def _check_refs(plan: Plan) -> None:
         raise PlanError("; ".join(problems))
 
 
+def _check_unique(units, types, response, notifications, obligations) -> None:
+    """Ids are how decisions name their rules and how the plan's maps are keyed: a repeated one would
+    silently replace the first (a unit, a type) or make a decision's reasons ambiguous (a rule)."""
+    problems: list[str] = []
+
+    def once(where: str, ids: list[str]) -> None:
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                problems.append(f"{where}: duplicate id {i!r}")
+            seen.add(i)
+
+    once("units.yaml: units", [u.id for u in units])
+    once("incident_types.yaml: types", [t.id for t in types])
+    once("response.yaml + notifications.yaml: rules",
+         [r.id for r in (*response.base_levels, *response.raise_one_level, *notifications)])
+    # an incident holds one obligation per kind (IncidentState.obligations is keyed by it)
+    once("obligations.yaml: obligations", [ob.kind.value for ob in obligations.obligations])
+    if problems:
+        raise PlanError("; ".join(problems))
+
+
 def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     units = _load_yaml(data_dir / "units.yaml", UnitsFile).units
     types = _load_yaml(data_dir / "incident_types.yaml", TypesFile).types
@@ -359,6 +381,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     digest = hashlib.sha256()
     for name in sorted(p.name for p in data_dir.glob("*.yaml")):
         digest.update((data_dir / name).read_bytes())
+    _check_unique(units, types, response, notifications, obligations)
     plan = Plan(
         units={u.id: u for u in units},
         types={t.id: t for t in types},
