@@ -6,6 +6,7 @@ Pure: no I/O, no clock, no Kafka. The same function serves the live agents, dril
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar, get_origin
 
@@ -178,8 +179,9 @@ def _signature(ctx: _Context, plan: Plan, *extra) -> tuple:
 def _memo(key: tuple, compute):
     hit = _MEMO.get(key)
     if hit is None:
-        if len(_MEMO) >= _MEMO_LIMIT:  # bounded: a stream of odd reports cannot grow it without end
-            _MEMO.clear()
+        if len(_MEMO) >= _MEMO_LIMIT:  # bounded: a stream of odd reports cannot grow it without end;
+            for old in list(islice(_MEMO, _MEMO_LIMIT // 2)):  # the older half goes, the recent stays warm
+                del _MEMO[old]
         hit = _MEMO[key] = compute()
     return hit
 

@@ -1,4 +1,4 @@
-"""copy_with: the engine's and lifecycle's cheap model_copy(update=...), against pydantic's own."""
+"""What the engine reuses between decisions: cheap copies of validated templates, and a bounded memo."""
 
 from __future__ import annotations
 
@@ -40,3 +40,17 @@ def test_a_mutable_state_copy_has_its_own_fields_set(plan):
     copy.approval_requested_at = T  # a state is changed in place step by step: the original must not see it
     assert "approval_requested_at" in copy.model_fields_set
     assert state.approval_requested_at is None
+
+
+def test_a_full_memo_drops_its_older_half_and_keeps_deciding(plan, monkeypatch):
+    from playbooks import engine
+
+    monkeypatch.setattr(engine, "_MEMO_LIMIT", 40)
+    engine._MEMO.clear()
+    reports = [make_report(report_id=f"m-{i}", facts={"injuries": i}) for i in range(60)]
+    cold = [decide(r, plan, T).model_dump_json() for r in reports]
+    assert len(engine._MEMO) <= 40
+    newest = engine._report_key(reports[-1], plan)
+    assert newest in engine._MEMO  # the recent stay warm
+    assert [decide(r, plan, T).model_dump_json() for r in reports] == cold
+    engine._MEMO.clear()
