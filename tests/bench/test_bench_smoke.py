@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 EXPECTED = {
     "engine.decisions": "decisions/s",
+    "engine.decisions_first_seen": "decisions/s",
     "pipeline.throughput": "incidents/s",
     "pipeline.bare_aiokafka": "records/s",
     "pipeline.bare_faust": "records/s",
