@@ -49,6 +49,9 @@ def cmd_worker(_: argparse.Namespace) -> int:
     # the worker's own metrics (incidents, breaches, escalations, lag) on loopback, for Prometheus
     start_http_server(settings.worker_web_port, addr="127.0.0.1", registry=REGISTRY)
     settings.worker_dir.mkdir(parents=True, exist_ok=True)  # its table store (rocksdb://)
+    from services import gcwatch
+
+    gcwatch.watch()
 
     class YingjiWorker(Worker):
         def _on_sigusr1(self) -> None:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected
 from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, start
-from services import metrics
+from services import gcwatch, metrics
 from services.agents.deadletter import dead_letter, reason_label
 from services.app import app, runtime, settings
 from services.table_codec import Head, decode_head, decode_state, encode_state, head_of
@@ -362,6 +362,7 @@ async def _sweep() -> None:
     if schedule.stale:
         count = schedule.rebuild(list(_table_items()))
         log.info("schedule_rebuilt", incidents=count)
+        gcwatch.settle()
     now = runtime.clock.now()
     outbox = Outbox()
     for when, incident_id in schedule.pop_due(now):

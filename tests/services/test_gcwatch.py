@@ -1,0 +1,35 @@
+"""The worker's garbage-collection watch: each pause measured, the start-up heap frozen once."""
+
+from __future__ import annotations
+
+import gc
+
+from services import gcwatch, metrics
+
+
+def _count(generation: str) -> float:
+    return metrics.REGISTRY.get_sample_value("yingji_gc_pause_seconds_count", {"generation": generation}) or 0.0
+
+
+def test_each_collection_is_measured_by_generation():
+    gcwatch.watch()
+    gcwatch.watch()  # idempotent: one callback
+    try:
+        assert gc.callbacks.count(gcwatch._on_gc) == 1
+        before = _count("2")
+        gc.collect()
+        assert _count("2") == before + 1
+    finally:
+        gc.callbacks.remove(gcwatch._on_gc)
+
+
+def test_settle_freezes_once(monkeypatch):
+    monkeypatch.setattr(gcwatch, "_frozen", False)
+    try:
+        gcwatch.settle()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        gcwatch.settle()
+        assert gc.get_freeze_count() == frozen  # a second rebalance freezes nothing more
+    finally:
+        gc.unfreeze()
