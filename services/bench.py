@@ -841,14 +841,23 @@ def bench_deadlines(ctx: Context) -> None:
                         ready = time.time()
                     say(f"deadlines: worker holds {open_obligations} open obligations, "
                         f"{t0 - time.time():.1f}s before the window opens")
+                    async def probe_mid_window() -> float:
+                        """A duty officer's new report while the breaches fall due: seconds to its decision."""
+                        await asyncio.sleep(max(0.0, t0 + window / 2 - time.time()))
+                        sent = time.time()
+                        return await _probe(phase, plan, producer, f"{prefix}probe") - sent
+
+                    probing = asyncio.create_task(probe_mid_window())
                     with PySpy(ctx, phase.stack.worker.pid, "deadlines-worker-window"):
                         await _until(lambda: len(breaches) >= due_in_window,
                                      max(1.0, t0 + window + drain_s - time.time()))
+                    new_report_s = await probing
                     await asyncio.sleep(1)  # a repeated breach would arrive here
                     cut_off = time.time()
             finally:
                 await producer.stop()
             return {"t0": t0, "ready": ready, "seed": seed, "open": open_obligations, "due": due_in_window,
+                    "new_report_s": new_report_s,
                     "cut_off": cut_off, "due_times": [t0 + window * i / n_inc for i in range(n_inc)]}
 
         res = asyncio.run(run())
@@ -892,6 +901,8 @@ def bench_deadlines(ctx: Context) -> None:
     ctx.rows.append(Row("deadlines.recorded_minus_at_p99", percentile(recorded, 99), "s", "", None, {
         "measured": "breach recorded_at - at", "p50": round(percentile(recorded, 50), 3),
         "max": round(max(recorded), 3)}, note))
+    ctx.rows.append(Row("deadlines.new_report_s", res["new_report_s"], "s", "", None, {
+        "measured": "a new report produced halfway through the window -> its decision received"}))
     ctx.rows.append(Row("deadlines.visible_lag_p99", percentile(visible, 99), "s", "", None, {
         "measured": "harness receives the breach (escalations topic) - at", "p50": round(percentile(visible, 50), 3),
         "max": round(max(visible), 3)}, note))
@@ -914,10 +925,25 @@ def _recovery_states(n: int, *, plan, prefix: str) -> Iterator[tuple[str, bytes]
         yield iid, body.replace(tmpl_id, iid).encode()
 
 
+async def _probe(phase: Phase, plan, producer, report_id: str) -> float:
+    """A new report produced now; the wall time its decision was received."""
+    from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
+
+    seen: list[float] = []
+    report = generate_reports(1, plan=plan, now=_now(), prefix=report_id, seed=11)[0]
+    key = report.report_id.encode()
+    async with Tap(phase.bootstrap, [(INCIDENTS_DECIDED.name, INCIDENTS_DECIDED.partitions)],
+                   lambda m, t: seen.append(t) if m.key == key else None):
+        await producer.send_and_wait(INCIDENTS_REPORTED.name, key=key,
+                                     value=reported(report, _now()).model_dump_json().encode())
+        if not await _until(lambda: bool(seen), 600, step=0.01):
+            raise RuntimeError(f"no decision for probe {report_id} within 600s")
+    return seen[0]
+
+
 def bench_recovery(ctx: Context) -> None:
     from playbooks.plan import load_plan
     from services.broker import rss_bytes
-    from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 
     plan = load_plan()
     n = ctx.sizes.recovery_incidents
@@ -925,19 +951,6 @@ def bench_recovery(ctx: Context) -> None:
         settings = _worker_settings(phase)
         prefix = f"r-{phase.run}-"
         phase.stack.start_worker()
-
-        async def probe(producer, tag: str) -> float:
-            """A new report produced now; the wall time its decision was received."""
-            seen: list[float] = []
-            report = generate_reports(1, plan=plan, now=_now(), prefix=f"{prefix}{tag}", seed=11)[0]
-            key = report.report_id.encode()
-            async with Tap(phase.bootstrap, [(INCIDENTS_DECIDED.name, INCIDENTS_DECIDED.partitions)],
-                           lambda m, t: seen.append(t) if m.key == key else None):
-                await producer.send_and_wait(INCIDENTS_REPORTED.name, key=key,
-                                             value=reported(report, _now()).model_dump_json().encode())
-                if not await _until(lambda: bool(seen), 600, step=0.01):
-                    raise RuntimeError(f"no decision for probe {tag} within 600s")
-            return seen[0]
 
         async def run() -> dict[str, Any]:
             producer = await _producer(phase.bootstrap)
@@ -956,7 +969,7 @@ def bench_recovery(ctx: Context) -> None:
                     records = [(r.report_id.encode(), reported(r, accepted).model_dump_json().encode())
                                for r in reports]
                     seed = {"ingest_s": round(await _ingest(producer, phase.bootstrap, records, max(600, n / 20)), 1)}
-                await probe(producer, "before")
+                await _probe(phase, plan, producer, f"{prefix}before")
                 say("recovery: probe decided; SIGKILL and restart")
                 await asyncio.sleep(2)  # the probe's table write is on the changelog
                 rss = rss_bytes(phase.stack.worker.pid)
@@ -965,7 +978,7 @@ def bench_recovery(ctx: Context) -> None:
                 restarted = time.time()
                 phase.stack.start_worker()
                 with PySpy(ctx, phase.stack.worker.pid, "recovery-worker-restart"):
-                    served = await probe(producer, "after")  # produced at once: waits while the worker recovers
+                    served = await _probe(phase, plan, producer, f"{prefix}after")  # produced at once: waits while the worker recovers
                     say(f"recovery: serving again after {served - restarted:.1f}s")
                     if not await _until(lambda: _rebuilt(phase, offset, n + 1) is not None, 600, step=0.1):
                         raise RuntimeError(f"restarted worker never logged schedule_rebuilt with incidents>={n + 1}")

@@ -32,6 +32,7 @@ EXPECTED = {
     "deadlines.lag_max": "s",
     "deadlines.recorded_minus_at_p99": "s",
     "deadlines.visible_lag_p99": "s",
+    "deadlines.new_report_s": "s",
     "recovery.serve_s": "s",
     "recovery.tables_s": "s",
     "drills.sim_hours": "sim-h/s",
