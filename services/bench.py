@@ -226,14 +226,14 @@ def bench_engine(ctx: Context) -> None:
     if prof:
         prof.disable()
         prof.dump_stats(str(ctx.profile_dir / "engine.prof"))
-    from playbooks.engine import _MEMO
+    from playbooks.engine import _DECISIONS, _MEMO
 
     cold, *warms = (len(reports) / t for t in passes)
     warm = statistics.median(warms)
     ctx.rows.append(Row("engine.decisions", warm, "decisions/s", ">= 50000", warm >= 50_000, {
         "reports": len(reports), "types": len({plan.find_type(r.type).id for r in reports}),
         "warm_passes": len(warms), "figure": "median warm pass", "warm_min": round(min(warms)),
-        "warm_max": round(max(warms)), "cold_pass_decisions_per_s": round(cold), "memo_entries": len(_MEMO),
+        "warm_max": round(max(warms)), "cold_pass_decisions_per_s": round(cold), "memo_entries": {"decisions": len(_DECISIONS), "rules": len(_MEMO)},
         "grades": grades, "function": "playbooks.engine.decide", "process": "in-process, 1 thread"}))
     ctx.rows.append(Row("engine.decisions_first_seen", cold, "decisions/s", "", None, {
         "reports": len(reports), "figure": "first pass: each report decided as never seen before",

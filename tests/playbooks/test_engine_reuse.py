@@ -45,12 +45,13 @@ def test_a_mutable_state_copy_has_its_own_fields_set(plan):
 def test_a_full_memo_drops_its_older_half_and_keeps_deciding(plan, monkeypatch):
     from playbooks import engine
 
-    monkeypatch.setattr(engine, "_MEMO_LIMIT", 40)
-    engine._MEMO.clear()
+    monkeypatch.setattr(engine._DECISIONS, "limit", 40)
+    monkeypatch.setattr(engine._MEMO, "limit", 40)
+    engine.clear_memos()
     reports = [make_report(report_id=f"m-{i}", facts={"injuries": i}) for i in range(60)]
     cold = [decide(r, plan, T).model_dump_json() for r in reports]
-    assert len(engine._MEMO) <= 40
-    newest = engine._report_key(reports[-1], plan)
-    assert newest in engine._MEMO  # the recent stay warm
+    assert len(engine._DECISIONS) <= 40 and len(engine._MEMO) <= 40
+    assert engine._report_key(reports[-1], plan) in engine._DECISIONS  # the recent stay warm
+    assert engine._report_key(reports[0], plan) not in engine._DECISIONS
     assert [decide(r, plan, T).model_dump_json() for r in reports] == cold
-    engine._MEMO.clear()
+    engine.clear_memos()
