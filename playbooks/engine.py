@@ -6,8 +6,8 @@ Pure: no I/O, no clock, no Kafka. The same function serves the live agents, dril
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import islice
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 from typing import TypeVar, get_origin
 
 from pydantic import BaseModel, ConfigDict
@@ -136,8 +136,9 @@ def holds(cond: Condition, ctx: _Context) -> bool:
 class _Memo(dict):
     """Results by key, bounded: when full, the older half goes and the recent stay warm.
 
-    Bounded small on purpose: a full garbage collection walks every entry, and at 50,000 entries a
-    worker stopped for 250-450 ms at each one (in-process, 30,000 new incidents; 10,000: 45-75 ms)."""
+    Bounded small on purpose: a full garbage collection walks every entry. Deciding 30,000 new
+    incidents in-process, one memo of 50,000 entries made each full collection 87-370 ms; these two
+    of 10,000 make it 81-201 ms."""
 
     def __init__(self, limit: int):
         super().__init__()

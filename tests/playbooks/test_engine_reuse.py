@@ -29,7 +29,8 @@ def test_a_frozen_copy_given_a_field_its_template_left_unset_counts_it_set():
     loc = Location(street="梨园镇")
     assert loc.model_fields_set == {"street"}
     copy = copy_with(loc, {"address": "九棵树"})
-    assert copy.model_fields_set == loc.model_copy(update={"address": "九棵树"}).model_fields_set == {"street", "address"}
+    theirs = loc.model_copy(update={"address": "九棵树"})
+    assert copy.model_fields_set == theirs.model_fields_set == {"street", "address"}
     assert loc.model_fields_set == {"street"}
 
 
