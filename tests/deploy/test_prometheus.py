@@ -29,9 +29,10 @@ METRICS = {
     "yingji_obligations_open",
     "yingji_incidents_open",
     "yingji_consumer_lag",
+    "yingji_gc_pause_seconds",
     "up",
 }
-HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds"}
+HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds"}
 # The board's summary: each of these must be on the dashboard.
 DASHBOARD_MUST_SHOW = METRICS - {"yingji_notifications_total", "yingji_duplicate_reports_total"}
 
