@@ -44,6 +44,10 @@ INCIDENTS_OPEN = Gauge(
 CONSUMER_LAG = Gauge(
     "yingji_consumer_lag", "Records not yet consumed by the worker, by topic", ["topic"], registry=REGISTRY
 )
+DUE_CHECKS = Gauge(
+    "yingji_due_checks", "Due checks of this worker: sent and not yet handled (in_flight), or due and waiting",
+    ["state"], registry=REGISTRY,
+)
 GC_PAUSE = Histogram(
     "yingji_gc_pause_seconds", "Python garbage collection pauses of this process", ["generation"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),

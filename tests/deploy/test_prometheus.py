@@ -30,6 +30,7 @@ METRICS = {
     "yingji_incidents_open",
     "yingji_consumer_lag",
     "yingji_gc_pause_seconds",
+    "yingji_due_checks",
     "up",
 }
 HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds"}

@@ -303,3 +303,22 @@ async def test_log_lines_bind_the_incident_and_hold_no_personal_data(
     assert any(line.get("event") == "dead_letter" for line in lines)
     for secret in (REPORTER_NAME, REPORTER_PHONE, SUMMARY, rec.private_sealed):
         assert secret not in err
+
+
+async def test_a_handled_due_check_makes_room_for_the_next_and_a_drills_does_not(agent, monkeypatch):
+    from topics.catalog import INCIDENT_COMMANDS
+    from topics.models import DueCheck, IncidentCommand
+
+    rec = reported()
+    await process(agent, rec.model_dump_json().encode())
+    monkeypatch.setattr(incidents_module.schedule, "in_flight", 3)
+
+    def due_check(cid: str, sim_now=None) -> bytes:
+        return IncidentCommand(id=cid, incident_id=rec.incident_id, sim_now=sim_now, drill=sim_now is not None,
+                               body=DueCheck(id=cid, incident_id=rec.incident_id, at=NOW)).model_dump_json().encode()
+
+    await process(agent, due_check("due.1"), INCIDENT_COMMANDS.name)
+    assert incidents_module.schedule.in_flight == 2
+    # a drill's due check comes from its runner, never from this sweep
+    await process(agent, due_check("due.2", sim_now=NOW), INCIDENT_COMMANDS.name)
+    assert incidents_module.schedule.in_flight == 2
