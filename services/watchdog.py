@@ -23,9 +23,8 @@ class StallWatch:
     stall_after_s: float
     processed: int = 0
     positions: dict[Hashable, int] = field(default_factory=dict)  # partition -> next offset to process
-    _mark: tuple[int, float] | None = None  # (processed, when) at the first check that saw lag
-
     seen: dict[Hashable, int] = field(default_factory=dict)  # partition -> next offset to be handed over
+    _mark: tuple[int, float] | None = None  # (processed, when) at the first check that saw lag
 
     def note(self, tp: Hashable, offset: int) -> None:
         """`offset` processed: its effects are on the broker."""

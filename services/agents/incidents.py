@@ -74,7 +74,7 @@ ESCALATION_KINDS = {EventKind.BREACH, EventKind.ESCALATION}
 class DueSchedule:
     """Min-heap of (next due time, incident id) for this worker's incidents; derived, never the truth."""
 
-    def __init__(self, in_flight_max: int = 2000) -> None:
+    def __init__(self, in_flight_max: int) -> None:
         self.heap: list[tuple[datetime, str]] = []
         self.stale = True
         # Due checks sent and not yet handled, bounded: a flood of them waits here, earliest first,
@@ -388,11 +388,8 @@ async def _sweep() -> None:
     now = runtime.clock.now()
     outbox = Outbox()
     for when, incident_id in schedule.pop_due(now):
-        cmd = IncidentCommand(
-            id=f"due.{incident_id}.{when.timestamp():.3f}",
-            incident_id=incident_id,
-            body=DueCheck(id=f"due.{incident_id}.{when.timestamp():.3f}", incident_id=incident_id, at=now),
-        )
+        cid = f"due.{incident_id}.{when.timestamp():.3f}"
+        cmd = IncidentCommand(id=cid, incident_id=incident_id, body=DueCheck(id=cid, incident_id=incident_id, at=now))
         outbox.add(INCIDENT_COMMANDS.name, incident_id, cmd.model_dump_json().encode())
     await outbox.send()
 

@@ -55,7 +55,7 @@ def test_a_rebuild_forgets_the_checks_in_flight():
 
 
 def test_an_ended_incident_leaves_the_gauges_but_its_due_time_stays():
-    s = DueSchedule()
+    s = DueSchedule(in_flight_max=100)
     s.track("i0", _head(0))
     assert s.summary == {"i0": ("三级", ("phone_report",))}
     s.track("i0", Head(due=None, level=None, open_kinds=()))
