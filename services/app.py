@@ -7,6 +7,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
+from services.consumer_fetch import set_fetch_max_wait
 from services.metrics import REGISTRY
 from services.settings import Settings, get_settings
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings) -> faust.App:
         worker_redirect_stdouts=False,
         table_standby_replicas=0,
     )
+    set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
     # Faust's own sensors (consumer, commit, send, rebalance) in the same registry as ours
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "yingji_faust"))
     return app

@@ -349,7 +349,9 @@ FAUST_KEYS = ("broker_session_timeout", "broker_heartbeat_interval", "broker_reb
 
 
 def _faust_conf(app) -> dict[str, str]:
-    return {k: str(getattr(app.conf, k)) for k in FAUST_KEYS}
+    from services.consumer_fetch import fetch_max_wait_ms
+
+    return {**{k: str(getattr(app.conf, k)) for k in FAUST_KEYS}, "consumer_fetch_max_wait_ms": str(fetch_max_wait_ms(app))}
 
 
 def _worker_settings(phase: Phase) -> dict[str, Any]:
@@ -365,11 +367,17 @@ def bare_faust_app(bootstrap: str, app_id: str):
     The pipeline phase records whether these still match the worker's."""
     import faust
 
-    return faust.App(app_id, broker=[f"kafka://{hp}" for hp in bootstrap.split(",")], store="memory://",
-                     autodiscover=False, topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6,
-                     broker_heartbeat_interval=1, broker_rebalance_timeout=6, producer_acks=-1, producer_linger=0.005,
-                     processing_guarantee="at_least_once", web_enabled=False, worker_redirect_stdouts=False,
-                     table_standby_replicas=0)
+    from services.consumer_fetch import set_fetch_max_wait
+    from services.settings import get_settings
+
+    worker = get_settings()
+    app = faust.App(app_id, broker=[f"kafka://{hp}" for hp in bootstrap.split(",")], store="memory://",
+                    autodiscover=False, topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6,
+                    broker_heartbeat_interval=1, broker_rebalance_timeout=6, producer_acks=-1,
+                    producer_linger=worker.producer_linger_s, processing_guarantee="at_least_once",
+                    web_enabled=False, worker_redirect_stdouts=False, table_standby_replicas=0)
+    set_fetch_max_wait(app, worker.consumer_fetch_max_wait_ms)
+    return app
 
 
 def _create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30) -> None:

@@ -37,10 +37,11 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
     log_level: str = "INFO"
     consumer_max_fetch_bytes: int = Field(default=1024**2, description="most bytes a fetch returns per partition. Table recovery reads the changelog with it (20,000 incidents: 1 MiB 34.7 s, 16 MiB 19.4 s), but at 16 MiB a flood of due checks held new reports back for minutes (the fetcher served the commands backlog first), so it stays at 1 MiB")
+    consumer_fetch_max_wait_ms: int = Field(default=100, ge=1, description="longest the broker holds the worker's fetch when it has nothing new: also how long new reports can wait unseen when a fetch went out for idle partitions only (services/consumer_fetch.py). Faust's own: 1,500 ms")
     producer_linger_s: float = Field(default=0.0, description="how long the worker's producer waits to fill a batch (bench: 0 s 99/s, 1 ms 90/s, 5 ms 72/s)")
     worker_batch_max: int = Field(default=500, description="most inbound records the worker handles as one batch: one wait for the broker's acknowledgements per batch")
     worker_batch_within_s: float = Field(default=0.005, description="how long the worker waits to fill a batch before handling what it has")
-    due_checks_in_flight_max: int = Field(default=2000, ge=1, description="most due checks a worker's sweep has sent and its agent not yet handled: a flood of them (deadlines missed during an outage, a storm of breaches) waits in the worker's schedule, earliest first, not on the commands topic ahead of new reports")
+    due_checks_in_flight_max: int = Field(default=500, ge=1, description="most due checks a worker's sweep has sent and its agent not yet handled: a flood of them (deadlines missed during an outage, a storm of breaches) waits in the worker's schedule, earliest first, not on the commands topic ahead of new reports")
     fault_stall_after: int = Field(default=0, description="fault injection (tests): the first worker process stops taking records after this many; 0: never")
     fault_skip_after: int = Field(default=0, description="fault injection (tests): the first worker process drops five records after this many; 0: never")
     stall_restart_s: float = Field(default=30.0, description="worker restarts itself after this long with lag and no progress; 0: never")
