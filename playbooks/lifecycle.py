@@ -418,3 +418,17 @@ def next_due_at(state: IncidentState, plan: Plan) -> datetime | None:
                     times.append(ob.due_at + timedelta(minutes=step.after_minutes))
                     break
     return min(times) if times else None
+
+
+def sweep_due_at(state: IncidentState, plan: Plan) -> datetime | None:
+    """When the live service must next check this incident: None for a drill on its own simulated
+    clock, whose runner sends its due checks."""
+    return None if state.simulated_clock else next_due_at(state, plan)
+
+
+def live_summary(state: IncidentState) -> tuple[str, tuple[str, ...]] | None:
+    """What the command center counts of an incident while it is live (not a drill, not ended): its
+    response level and the kinds of its open obligations; None once it is not live."""
+    if state.drill or state.end is not None:
+        return None
+    return state.decision.response_level.value, tuple(k for k, ob in state.obligations.items() if ob.status == "open")

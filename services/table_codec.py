@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from playbooks.lifecycle import IncidentState, next_due_at
+from playbooks.lifecycle import IncidentState, live_summary, sweep_due_at
 from playbooks.plan import Plan
 
 
@@ -23,11 +23,12 @@ class Head:
 
 
 def head_of(state: IncidentState, plan: Plan) -> Head:
-    due = None if state.simulated_clock else next_due_at(state, plan)
-    if state.drill or state.end is not None:
+    due = sweep_due_at(state, plan)
+    live = live_summary(state)
+    if live is None:
         return Head(due=due, level=None)
-    kinds = tuple(k for k, ob in state.obligations.items() if ob.status == "open")
-    return Head(due=due, level=state.decision.response_level.value, open_kinds=kinds)
+    level, kinds = live
+    return Head(due=due, level=level, open_kinds=kinds)
 
 
 def encode_state(state: IncidentState, head: Head) -> bytes:

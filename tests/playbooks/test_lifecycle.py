@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
+from playbooks.lifecycle import IncidentState, check_due, handle, live_summary, next_due_at, start, sweep_due_at
 from tests.playbooks.conftest import make_report
 from topics.models import (
     ApprovalRecorded,
@@ -194,3 +194,33 @@ def test_due_check_command_acts_on_what_is_due(plan):
 def test_state_round_trips_as_json(plan):
     st = check_due(opened(plan, facts={"deaths": 3}), plan, RECEIVED + 11 * M).state
     assert IncidentState.model_validate_json(st.model_dump_json()) == st
+
+
+def test_a_live_incident_is_counted_with_its_level_and_open_obligations(plan):  # 4.1.3, 4.2
+    st = opened(plan)
+    met = handle(st, filed(st, "phone_report", RECEIVED + 2 * M), plan, RECEIVED + 2 * M).state
+    level = st.decision.response_level.value
+    assert live_summary(st) == (level, ("phone_report", "written_report", "detailed_report"))
+    assert live_summary(met) == (level, ("written_report", "detailed_report"))
+    missed = check_due(st, plan, RECEIVED + 11 * M).state  # a missed obligation is not open: it is chased
+    assert "phone_report" not in live_summary(missed)[1]
+
+
+@pytest.mark.parametrize("change", [{"drill": True}, {"end": "ended"}], ids=["drill", "ended-4.8.2"])
+def test_a_drill_or_an_ended_incident_is_not_counted(plan, change):
+    st = opened(plan)
+    if change.get("end"):
+        t = RECEIVED + 3 * 60 * M
+        body = EndRecorded(id="e1", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                           ended_at=t, recorded_by="指挥员乙")
+        st = handle(st, cmd(st, body), plan, t).state
+        assert st.end is not None
+    else:
+        st = st.model_copy(update=change)
+    assert live_summary(st) is None
+
+
+def test_the_live_sweep_leaves_a_drill_on_its_own_clock_alone(plan):
+    st = opened(plan)
+    assert sweep_due_at(st, plan) == next_due_at(st, plan) == RECEIVED + 5 * M
+    assert sweep_due_at(st.model_copy(update={"simulated_clock": True}), plan) is None
