@@ -322,3 +322,63 @@ async def test_a_handled_due_check_makes_room_for_the_next_and_a_drills_does_not
     # a drill's due check comes from its runner, never from this sweep
     await process(agent, due_check("due.2", sim_now=NOW), INCIDENT_COMMANDS.name)
     assert incidents_module.schedule.in_flight == 2
+
+
+# --- one batch of several records: handle_batch itself ----------------------------------------
+
+
+class _Message:
+    """What handle_batch reads of a Faust message."""
+
+    def __init__(self, topic: str, offset: int):
+        from faust.types import TP
+
+        self.topic, self.offset, self.partition = topic, offset, 0
+        self.tp = TP(topic, 0)
+
+
+class _Event:
+    def __init__(self, topic: str, offset: int, value: bytes):
+        self.message = _Message(topic, offset)
+        self.value = value
+
+
+@pytest.fixture
+def batch_of_two(test_app, monkeypatch):
+    """Two reports as one batch; what happened, in order: records handled, records produced, the commit."""
+    steps: list[str] = []
+    handle_record = incidents_module.handle_record
+
+    def handled(batch, event, topic, raw):
+        steps.append(f"handled {event.message.offset}")
+        return handle_record(batch, event, topic, raw)
+
+    async def commit(self):  # the real one writes the table: here, only the acknowledgements are awaited
+        await self.outbox.send()
+        steps.append("committed")
+
+    monkeypatch.setattr(incidents_module, "handle_record", handled)
+    monkeypatch.setattr(incidents_module.Batch, "commit", commit)
+    monkeypatch.setattr(incidents_module.watch, "skipped", lambda *_: None)
+    events = [_Event(INCIDENTS_REPORTED.name, i, reported().model_dump_json().encode()) for i in range(2)]
+    return events, steps
+
+
+async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_nothing(batch_of_two, monkeypatch):
+    events, steps = batch_of_two
+
+    async def produce(topic: str, key: bytes, value: bytes):
+        raise ConnectionError("broker gone")
+
+    class Restarted(Exception):
+        pass
+
+    async def restart(event: str, **details):
+        steps.append(event)
+        raise Restarted
+
+    monkeypatch.setattr(incidents_module, "produce", produce)
+    monkeypatch.setattr(incidents_module, "_restart_in_place", restart)
+    with pytest.raises(Restarted):
+        await incidents_module.handle_batch(events)
+    assert steps == ["handled 0", "handled 1", "batch_send_failed_restarting"]  # both read again by the new process
