@@ -5,7 +5,7 @@ import asyncio
 import faust
 import pytest
 
-from services.consumer_fetch import set_fetch_max_wait
+from services.consumer_fetch import FAUST_FETCH_MAX_WAIT_MS, fetch_max_wait_ms, set_fetch_max_wait
 
 
 def _worker_consumer(app: faust.App):
@@ -27,7 +27,7 @@ def _worker_consumer(app: faust.App):
 def test_faust_alone_waits_1500_ms():
     # the reason the setting exists; if Faust changes this, services/consumer_fetch.py may go
     app = faust.App("fetch-test-plain", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
-    assert _worker_consumer(app)._fetch_max_wait_ms == 1500
+    assert _worker_consumer(app)._fetch_max_wait_ms == FAUST_FETCH_MAX_WAIT_MS == fetch_max_wait_ms(app) == 1500
 
 
 @pytest.mark.parametrize("wait_ms", [1, 100, 500])
@@ -35,7 +35,7 @@ def test_the_worker_consumer_waits_what_is_set(wait_ms):
     app = faust.App(f"fetch-test-{wait_ms}", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
     set_fetch_max_wait(app, wait_ms)
     consumer = _worker_consumer(app)
-    assert consumer._fetch_max_wait_ms == wait_ms
+    assert consumer._fetch_max_wait_ms == wait_ms == fetch_max_wait_ms(app)
     assert consumer._group_id == f"fetch-test-{wait_ms}"  # still Faust's own consumer, settings and all
 
 
