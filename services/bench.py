@@ -111,6 +111,17 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a live process so far (/proc), or nan."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     if proc.poll() is not None:
         return
@@ -363,6 +374,7 @@ def _worker_settings(phase: Phase) -> dict[str, Any]:
     from services.app import app
 
     return {**_faust_conf(app), "app_id": phase.settings.app_id, "worker": "python -m services.cli worker",
+            "due_checks_per_tick": phase.settings.due_checks_per_tick,
             "broker_start_s": round(phase.broker_start_s, 1)}
 
 
@@ -883,16 +895,20 @@ def bench_deadlines(ctx: Context) -> None:
                         return await _probe(phase, plan, producer, f"{prefix}probe") - sent
 
                     probing = asyncio.create_task(probe_mid_window())
+                    pids = {"worker": phase.stack.worker.pid, "broker": phase.stack.broker.pid}
+                    await asyncio.sleep(max(0.0, t0 - time.time()))
+                    cpu_open = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     with PySpy(ctx, phase.stack.worker.pid, "deadlines-worker-window"):
                         await _until(lambda: len(breaches) >= due_in_window,
                                      max(1.0, t0 + window + drain_s - time.time()))
+                    cpu = {name: cpu_seconds(pid) - cpu_open[name] for name, pid in pids.items()}
                     new_report_s = await probing
                     await asyncio.sleep(1)  # a repeated breach would arrive here
                     cut_off = time.time()
             finally:
                 await producer.stop()
             return {"t0": t0, "ready": ready, "seed": seed, "open": open_obligations, "due": due_in_window,
-                    "new_report_s": new_report_s,
+                    "new_report_s": new_report_s, "cpu": cpu,
                     "cut_off": cut_off, "due_times": [t0 + window * i / n_inc for i in range(n_inc)]}
 
         res = asyncio.run(run())
@@ -939,6 +955,11 @@ def bench_deadlines(ctx: Context) -> None:
     ctx.rows.append(Row("deadlines.visible_lag_p99", percentile(visible, 99), "s", "", None, {
         "measured": "harness receives the breach (escalations topic) - at", "p50": round(percentile(visible, 50), 3),
         "max": round(max(visible), 3)}, note))
+    per_breach = {name: 1000 * secs / max(1, seen_ids) for name, secs in res["cpu"].items()}
+    ctx.rows.append(Row("deadlines.worker_cpu_per_breach", per_breach["worker"], "ms", "", None, {
+        "measured": "worker process CPU (user+system, /proc) from the window's opening to the last breach received, "
+                    "per breach", "broker_ms": round(per_breach["broker"], 2),
+        "worker_cpu_s": round(res["cpu"]["worker"], 1), "broker_cpu_s": round(res["cpu"]["broker"], 1)}))
     ctx.rows.append(Row("deadlines.new_report_s", res["new_report_s"], "s", "", None, {
         "measured": "a new report produced halfway through the window -> its decision received"}))
 

@@ -45,7 +45,7 @@ CONSUMER_LAG = Gauge(
     "yingji_consumer_lag", "Records not yet consumed by the worker, by topic", ["topic"], registry=REGISTRY
 )
 DUE_CHECKS = Gauge(
-    "yingji_due_checks", "Due checks of this worker: sent and not yet handled (in_flight), or due and waiting",
+    "yingji_due_checks", "Due checks of this worker: incidents due and not yet checked (waiting); partitions with a due tick sent and not yet handled (ticks_in_flight)",
     ["state"], registry=REGISTRY,
 )
 GC_PAUSE = Histogram(

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(default=0.0, description="how long the worker's producer waits to fill a batch (bench: 0 s 99/s, 1 ms 90/s, 5 ms 72/s)")
     worker_batch_max: int = Field(default=500, description="most inbound records the worker handles as one batch: one wait for the broker's acknowledgements per batch")
     worker_batch_within_s: float = Field(default=0.005, description="how long the worker waits to fill a batch before handling what it has")
-    due_checks_in_flight_max: int = Field(default=500, ge=1, description="most due checks a worker's sweep has sent and its agent not yet handled: a flood of them (deadlines missed during an outage, a storm of breaches) waits in the worker's schedule, earliest first, not on the commands topic ahead of new reports")
+    due_checks_per_tick: int = Field(default=100, ge=1, description="most due incidents the worker checks for one partition's tick, earliest first; the rest wait in its schedule, not on a topic, and the next tick follows at once. A batch holds at most one tick per partition, so a new report waits behind at most partitions x this many checks")
     fault_stall_after: int = Field(default=0, description="fault injection (tests): the first worker process stops taking records after this many; 0: never")
     fault_skip_after: int = Field(default=0, description="fault injection (tests): the first worker process drops five records after this many; 0: never")
     stall_restart_s: float = Field(default=30.0, description="worker restarts itself after this long with lag and no progress; 0: never")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from topics.models import (
     DeadLetter,
+    DueTick,
     IncidentCommand,
     IncidentDecided,
     IncidentEvent,
@@ -40,6 +41,7 @@ class TopicSpec:
 
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
+_DAY_MS = 24 * 3600 * 1000
 _YEAR_MS = 365 * 24 * 3600 * 1000
 
 INCIDENTS_REPORTED = TopicSpec(
@@ -87,6 +89,16 @@ INCIDENT_COMMANDS = TopicSpec(
     model=IncidentCommand,
     description="What changes an open incident: reports filed, approvals, the end, due checks.",
 )
+DUE_TICKS = TopicSpec(
+    name="yingji.incidents.due",
+    key="partition",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_DAY_MS,
+    model=DueTick,
+    description="Internal: the sweep's tick for a partition with incidents due; no key, sent to that partition "
+    "(co-partitioned with the incidents' topics and table). A tick read again checks again: checks are idempotent.",
+)
 INCIDENT_EVENTS = TopicSpec(
     name="yingji.incidents.events",
     key="incident_id",
@@ -130,6 +142,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     NOTIFICATIONS_REQUESTED,
     DRILL_NOTIFICATIONS,
     INCIDENT_COMMANDS,
+    DUE_TICKS,
     INCIDENT_EVENTS,
     ESCALATIONS,
     USERS,

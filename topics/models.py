@@ -409,6 +409,19 @@ class DueCheck(Contract):
     at: UtcDatetime
 
 
+class DueTick(Contract):
+    """Internal: a worker's sweep found incidents of this partition with something due by `at`.
+
+    One record per partition, not one per incident: whoever owns the partition when it reads the tick
+    checks that partition's due incidents, a bounded number at a time (topic incidents.due).
+    """
+
+    id: RecordId
+    partition: int = Field(ge=0, le=10_000, description="the partition this tick is on, and whose incidents it checks")
+    at: UtcDatetime
+    schema_version: int = SCHEMA_VERSION
+
+
 class IncidentCommand(Contract):
     """Everything that changes an open incident (topic incidents.commands, key incident_id)."""
 

@@ -19,12 +19,13 @@ import sys
 import time
 import weakref
 from datetime import datetime
-from typing import Awaitable, Iterator, NoReturn
+from typing import Awaitable, Iterable, Iterator, NoReturn
 
 import faust
 import structlog
 from faust.streams import _current_event
 from faust.types import TP, EventT
+from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected
@@ -37,6 +38,7 @@ from services.watchdog import StallWatch, consumer_state
 from topics.catalog import (
     DEAD_LETTERS,
     DRILL_NOTIFICATIONS,
+    DUE_TICKS,
     ESCALATIONS,
     INCIDENT_COMMANDS,
     INCIDENT_EVENTS,
@@ -46,6 +48,7 @@ from topics.catalog import (
 )
 from topics.models import (
     DueCheck,
+    DueTick,
     EventKind,
     IncidentCommand,
     IncidentDecided,
@@ -56,7 +59,7 @@ STAGE = "incidents"
 log = structlog.get_logger("yingji", stage=STAGE)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
-INBOUND_TOPICS = (INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name)
+INBOUND_TOPICS = (INCIDENTS_REPORTED.name, INCIDENT_COMMANDS.name, DUE_TICKS.name)
 inbound = app.topic(*INBOUND_TOPICS, **RAW)
 
 # incident id -> services.table_codec's bytes; keyed like the inbound topics, so co-partitioned with them.
@@ -72,70 +75,89 @@ ESCALATION_KINDS = {EventKind.BREACH, EventKind.ESCALATION}
 
 
 class DueSchedule:
-    """Min-heap of (next due time, incident id) for this worker's incidents; derived, never the truth."""
+    """Per partition, a min-heap of (next due time, incident id) of this worker's incidents; derived from
+    the table, never the truth.
 
-    def __init__(self, in_flight_max: int) -> None:
-        self.heap: list[tuple[datetime, str]] = []
+    The sweep sends one tick per partition with something due (`yingji.incidents.due`), not one record
+    per incident; the agent, reading the tick, checks up to `per_tick` of that partition's due
+    incidents, earliest first, and sends the next tick itself while more are due. A flood of them
+    (deadlines missed during an outage, a storm of breaches) waits here, not on a topic ahead of new
+    reports: a batch holds at most one tick per partition.
+    """
+
+    TICK_LOST_S = 30.0  # a tick sent and never handled (its partition moved, say) is sent again after this
+
+    def __init__(self, per_tick: int) -> None:
+        self.heaps: dict[int, list[tuple[datetime, str]]] = {}
         self.stale = True
-        # Due checks sent and not yet handled, bounded: a flood of them waits here, earliest first,
-        # instead of on the commands topic, where a new report read after it waits for all of it.
-        # Enough in flight keeps the agent busy: (checks handled per second) x (sweep -> agent round
-        # trip). bench deadlines, 15,000 breaches in 30 s, a new report's decision halfway through:
-        # 3.7-5.3 s at 2,000, 1.0 s at 500, 0.6 s at 250, breach p99 9-13 s for all three. (While
-        # the consumer's fetches could stall 1.5 s, services/consumer_fetch.py, 500 starved the agent.)
-        self.in_flight = 0
-        self.in_flight_max = in_flight_max
+        self.per_tick = per_tick
+        self.ticking: dict[int, float] = {}  # partition -> when (monotonic) its tick in flight was sent
         # incident id -> (level, open obligation kinds) of live, not ended incidents: feeds the gauges
         self.summary: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def push(self, when: datetime | None, incident_id: str) -> None:
+    def push(self, partition: int, when: datetime | None, incident_id: str) -> None:
         if when is not None:
-            heapq.heappush(self.heap, (when, incident_id))
+            heapq.heappush(self.heaps.setdefault(partition, []), (when, incident_id))
 
-    def track(self, incident_id: str, head: Head) -> None:
+    def track(self, partition: int, incident_id: str, head: Head) -> None:
         """Live incidents only: a drill's due checks come from its runner on the drill's own clock."""
-        self.push(head.due, incident_id)
+        self.push(partition, head.due, incident_id)
         if head.level is None:
             self.summary.pop(incident_id, None)
         else:
             self.summary[incident_id] = (head.level, head.open_kinds)
 
-    def pop_due(self, now: datetime) -> list[tuple[datetime, str]]:
-        """Incidents with something due by `now`, earliest first, as many as there is room in flight
-        for; each counts in flight until `checked`."""
+    def due_now(self, partition: int, now: datetime) -> bool:
+        heap = self.heaps.get(partition)
+        return bool(heap) and heap[0][0] <= now
+
+    def to_tick(self, now: datetime, mono: float) -> list[int]:
+        """Partitions with something due by `now` and no tick in flight; each counts in flight from here."""
+        out = [p for p in self.heaps
+               if self.due_now(p, now) and (p not in self.ticking or mono - self.ticking[p] >= self.TICK_LOST_S)]
+        for p in out:
+            self.ticking[p] = mono
+        return out
+
+    def pop_due(self, partition: int, now: datetime) -> list[tuple[datetime, str]]:
+        """The partition's incidents with something due by `now`, earliest first, each once, at most
+        `per_tick` of them."""
+        heap = self.heaps.get(partition, [])
         due: dict[str, datetime] = {}
-        room = self.in_flight_max - self.in_flight
-        while self.heap and self.heap[0][0] <= now and len(due) < room:
-            when, incident_id = heapq.heappop(self.heap)
+        while heap and heap[0][0] <= now and len(due) < self.per_tick:
+            when, incident_id = heapq.heappop(heap)
             due.setdefault(incident_id, when)
-        self.in_flight += len(due)
         return [(when, iid) for iid, when in due.items()]
 
-    def checked(self) -> None:
-        """A due check of this worker's sweep handled (or dead-lettered): room for the next."""
-        self.in_flight = max(0, self.in_flight - 1)
+    def ticked(self, partition: int, mono: float, again: bool) -> None:
+        """A tick of `partition` handled; `again`: its handler sent the next one."""
+        if again:
+            self.ticking[partition] = mono
+        else:
+            self.ticking.pop(partition, None)
 
     def waiting(self, now: datetime) -> int:
-        """Incidents due by `now` and not yet sent a check (a scan: for the gauges, every few seconds)."""
-        return len({iid for when, iid in self.heap if when <= now})
+        """Incidents due by `now` and not yet checked (a scan: for the gauges, every few seconds)."""
+        return len({iid for heap in self.heaps.values() for when, iid in heap if when <= now})
 
-    def rebuild(self, states) -> int:
-        self.heap = []
+    def rebuild(self, states: Iterable[tuple[int, str, bytes]]) -> int:
+        self.heaps = {}
         self.summary = {}
-        self.in_flight = 0  # checks sent before a rebalance may be handled by another worker, or twice
-        for incident_id, raw in states:
+        self.ticking = {}  # ticks sent before a rebalance may be handled by another worker, or twice
+        for partition, incident_id, raw in states:
             try:
                 head = decode_head(raw, runtime.plan)
             except (ValidationError, ValueError):
                 log.error("unreadable_state", incident_id=incident_id)
                 continue
-            self.track(incident_id, head)
-        heapq.heapify(self.heap)
+            self.track(partition, incident_id, head)
+        for heap in self.heaps.values():
+            heapq.heapify(heap)
         self.stale = False
-        return len(self.heap)
+        return sum(len(heap) for heap in self.heaps.values())
 
 
-schedule = DueSchedule(in_flight_max=settings.due_checks_in_flight_max)
+schedule = DueSchedule(per_tick=settings.due_checks_per_tick)
 
 
 watch = StallWatch(stall_after_s=settings.stall_restart_s)
@@ -163,10 +185,11 @@ class Outbox:
     """
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes]] = []
+        self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
 
-    def add(self, topic: str, key: str, value: bytes) -> None:
-        self.records.append((topic, key.encode(), value))
+    def add(self, topic: str, key: str | None, value: bytes, partition: int | None = None) -> None:
+        """`partition`: None for the producer's partitioner on the key."""
+        self.records.append((topic, None if key is None else key.encode(), value, partition))
 
     def add_outcome(self, out: Outcome) -> None:
         for decision in out.decisions:
@@ -190,14 +213,14 @@ class Outbox:
     async def send(self) -> None:
         """Hand every record to the producer, then wait until the broker has them all."""
         records, self.records = self.records, []
-        futures = [await produce(topic, key, value) for topic, key, value in records]
+        futures = [await produce(topic, key, value, partition) for topic, key, value, partition in records]
         if futures:
             await asyncio.gather(*futures)
 
 
-async def produce(topic: str, key: bytes, value: bytes) -> Awaitable:
+async def produce(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Awaitable:
     """One record to the producer; the future resolves when the broker acknowledges it."""
-    return await app.producer.send(topic, key, value, None, None, None)
+    return await app.producer.send(topic, key, value, partition, None, None)
 
 
 def _count(out: Outcome, accepted_at: datetime | None = None) -> None:
@@ -257,7 +280,7 @@ class Batch:
                 incidents[incident_id] = encode_state(state, head)
             finally:
                 _current_event.reset(token)
-            schedule.track(incident_id, head)
+            schedule.track(event.message.partition, incident_id, head)
         for out, accepted_at in self.done:
             _count(out, accepted_at)
             for ev in out.events:
@@ -275,9 +298,10 @@ def handle_record(batch: Batch, event: EventT, topic: str, raw: bytes) -> None:
         now = rec.sim_now or runtime.clock.now()  # a drill brings its simulated clock's time
         batch.record(event, start(rec, runtime.plan, now), rec.accepted_at)
         return
+    if topic == DUE_TICKS.name:
+        check_partition(batch, event, DueTick.model_validate_json(raw))
+        return
     cmd = IncidentCommand.model_validate_json(raw)
-    if isinstance(cmd.body, DueCheck) and cmd.sim_now is None:  # a drill's come from its runner
-        schedule.checked()
     state = batch.load(cmd.incident_id)
     if state is None:
         raise ReportRejected.single("incident_id", f"no incident {cmd.incident_id!r}")
@@ -290,6 +314,44 @@ def handle_record(batch: Batch, event: EventT, topic: str, raw: bytes) -> None:
         out = handle(state, cmd, runtime.plan, now)
     if not out.empty:
         batch.record(event, out, None)
+
+
+def check_partition(batch: Batch, event: EventT, tick: DueTick) -> None:
+    """A tick: check this partition's due incidents, a bounded number; send the next tick if more are due.
+
+    Each state is written on the tick's own partition, which is the incident's: the schedule keeps
+    each incident under the partition its records arrive on."""
+    partition = event.message.partition
+    if tick.partition != partition:
+        raise ReportRejected.single("partition", f"a tick for partition {tick.partition} read on partition {partition}")
+    if schedule.stale:  # being rebuilt after a rebalance: the rebuilt schedule sends its own ticks
+        return
+    now = runtime.clock.now()
+    due = schedule.pop_due(partition, now)
+    again = schedule.due_now(partition, now)
+    if again:  # sent now, not with the batch: it is read while this batch is handled, and the agent never waits for it
+        asyncio.ensure_future(_send_tick(partition, now))
+    schedule.ticked(partition, time.monotonic(), again)
+    for _when, incident_id in due:
+        state = batch.load(incident_id)
+        if state is None or state.simulated_clock:  # gone with a rebalance; a drill's clock is its runner's
+            continue
+        out = check_due(state, runtime.plan, now)
+        if not out.empty:
+            batch.record(event, out, None)
+
+
+async def _send_tick(partition: int, now: datetime) -> None:
+    """A lost tick is sent again by the sweep after DueSchedule.TICK_LOST_S: say so, never raise."""
+    try:
+        await (await produce(DUE_TICKS.name, None, _tick(partition, now), partition))
+    except Exception:  # noqa: BLE001 - a task's exception would go unseen
+        log.exception("tick_send_failed", partition=partition)
+
+
+def _tick(partition: int, now: datetime) -> bytes:
+    tid = f"tick.{partition}.{now.timestamp():.6f}"
+    return DueTick(id=tid, partition=partition, at=now).model_dump_json().encode()
 
 
 def dead_letter_record(batch: Batch, raw: bytes, message, error: Exception) -> None:
@@ -365,18 +427,28 @@ async def sweep_due() -> None:
         schedule.stale = True
 
 
-def _table_items() -> Iterator[tuple[str, bytes]]:
-    """This worker's incidents, raw. On rocksdb straight from its active partitions' databases:
-    Faust's own items() decodes every key through its codec registry (100,000 incidents: about 8 s
-    of a restart, against 2 s)."""
+def _table_items() -> Iterator[tuple[int, str, bytes]]:
+    """This worker's incidents, raw, each with its partition. On rocksdb straight from its active
+    partitions' databases: Faust's own items() decodes every key through its codec registry
+    (100,000 incidents: about 8 s of a restart, against 2 s)."""
     store = incidents.data
-    if not hasattr(store, "_dbs_for_actives"):  # memory://
-        yield from incidents.items()
+    if not hasattr(store, "_dbs"):  # memory://: one dict; the partition is the producers' partitioner's
+        for key, value in incidents.items():
+            yield partition_of(key), key, value
         return
-    for db in store._dbs_for_actives():
+    actives = app.assignor.assigned_actives()
+    topic = incidents.changelog_topic_name
+    for partition, db in list(store._dbs.items()):
+        if TP(topic, partition) not in actives:
+            continue
         for key, value in db.items():
             if key != store.offset_key:
-                yield json.loads(key), value
+                yield partition, json.loads(key), value
+
+
+def partition_of(incident_id: str) -> int:
+    """The partition of an incident's records: the default partitioner (murmur2) of every producer here."""
+    return (murmur2(incident_id.encode()) & 0x7FFFFFFF) % INCIDENTS_REPORTED.partitions
 
 
 async def _sweep() -> None:
@@ -388,10 +460,8 @@ async def _sweep() -> None:
         gcwatch.settle()
     now = runtime.clock.now()
     outbox = Outbox()
-    for when, incident_id in schedule.pop_due(now):
-        cid = f"due.{incident_id}.{when.timestamp():.3f}"
-        cmd = IncidentCommand(id=cid, incident_id=incident_id, body=DueCheck(id=cid, incident_id=incident_id, at=now))
-        outbox.add(INCIDENT_COMMANDS.name, incident_id, cmd.model_dump_json().encode())
+    for partition in schedule.to_tick(now, time.monotonic()):
+        outbox.add(DUE_TICKS.name, None, _tick(partition, now), partition)
     await outbox.send()
 
 
@@ -412,7 +482,7 @@ async def gauges() -> None:
             metrics.OBLIGATIONS_OPEN.labels(kind=kind).set(open_obligations.get(kind, 0))
         for level in ("一级", "二级", "三级"):
             metrics.INCIDENTS_OPEN.labels(level=level).set(open_incidents.get(level, 0))
-        metrics.DUE_CHECKS.labels(state="in_flight").set(schedule.in_flight)
+        metrics.DUE_CHECKS.labels(state="ticks_in_flight").set(len(schedule.ticking))
         metrics.DUE_CHECKS.labels(state="waiting").set(schedule.waiting(runtime.clock.now()))
         lag: dict[str, int] = {}
         monitor = app.monitor

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from unittest.mock import AsyncMock, patch
 
 import pytest
@@ -69,7 +69,7 @@ class Produced:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes]] = []
 
-    async def produce(self, topic: str, key: bytes, value: bytes):
+    async def produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
         self.records.append((topic, key, value))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
@@ -305,23 +305,60 @@ async def test_log_lines_bind_the_incident_and_hold_no_personal_data(
         assert secret not in err
 
 
-async def test_a_handled_due_check_makes_room_for_the_next_and_a_drills_does_not(agent, monkeypatch):
-    from topics.catalog import INCIDENT_COMMANDS
-    from topics.models import DueCheck, IncidentCommand
+@pytest.fixture
+def fresh_schedule(monkeypatch):
+    """A schedule of two checks per tick, already built (the sweep's rebuild needs a running worker)."""
+    from services.agents.incidents import DueSchedule
 
-    rec = reported()
-    await process(agent, rec.model_dump_json().encode())
-    monkeypatch.setattr(incidents_module.schedule, "in_flight", 3)
+    schedule = DueSchedule(per_tick=2)
+    schedule.stale = False
+    monkeypatch.setattr(incidents_module, "schedule", schedule)
+    return schedule
 
-    def due_check(cid: str, sim_now=None) -> bytes:
-        return IncidentCommand(id=cid, incident_id=rec.incident_id, sim_now=sim_now, drill=sim_now is not None,
-                               body=DueCheck(id=cid, incident_id=rec.incident_id, at=NOW)).model_dump_json().encode()
 
-    await process(agent, due_check("due.1"), INCIDENT_COMMANDS.name)
-    assert incidents_module.schedule.in_flight == 2
-    # a drill's due check comes from its runner, never from this sweep
-    await process(agent, due_check("due.2", sim_now=NOW), INCIDENT_COMMANDS.name)
-    assert incidents_module.schedule.in_flight == 2
+def tick(partition: int = 0, at: datetime = NOW) -> bytes:
+    from topics.models import DueTick
+
+    return DueTick(id=f"tick.{partition}.{at.timestamp()}", partition=partition, at=at).model_dump_json().encode()
+
+
+async def test_a_tick_checks_its_partitions_due_incidents_a_few_at_a_time_and_sends_the_next(
+    agent, fresh_schedule, produced, escalations_send
+):
+    from topics.catalog import DUE_TICKS
+    from topics.models import DueTick, IncidentEvent
+
+    recs = [reported() for _ in range(3)]
+    for rec in recs:
+        await process(agent, rec.model_dump_json().encode())
+    assert fresh_schedule.waiting(NOW) == 0  # received now: nothing due yet
+    runtime.clock.advance(timedelta(minutes=11))  # phone reports (10 minutes) missed
+    later = runtime.clock.now()
+    assert fresh_schedule.to_tick(later, mono=1.0) == [0]
+
+    await process(agent, tick(0, later), DUE_TICKS.name)
+    breached = {e.incident_id for _, e in sent(escalations_send, IncidentEvent) if e.kind.value == "breach"}
+    assert len(breached) == 2 and breached < {r.incident_id for r in recs}  # two per tick, earliest first
+    [(_, _, next_tick)] = [(t, k, v) for t, k, v in produced.records if t == DUE_TICKS.name]
+    assert DueTick.model_validate_json(next_tick).partition == 0
+    assert fresh_schedule.ticking  # the next tick is in flight: the sweep sends none
+
+    await process(agent, next_tick, DUE_TICKS.name)
+    breached = {e.incident_id for _, e in sent(escalations_send, IncidentEvent) if e.kind.value == "breach"}
+    assert breached == {r.incident_id for r in recs}
+    assert [t for t, _, _ in produced.records].count(DUE_TICKS.name) == 1  # nothing more due: no third tick
+    assert fresh_schedule.ticking == {}
+
+    await process(agent, next_tick, DUE_TICKS.name)  # a tick read again changes nothing
+    assert sum(1 for _, e in sent(escalations_send, IncidentEvent) if e.kind.value == "breach") == 3
+
+
+async def test_a_tick_on_the_wrong_partition_is_dead_lettered_naming_the_field(agent, fresh_schedule, deadletter_send):
+    from topics.catalog import DUE_TICKS
+
+    await process(agent, tick(partition=3), DUE_TICKS.name)  # the test context reads everything on partition 0
+    [(_, letter)] = sent(deadletter_send, DeadLetter)
+    assert letter.source_topic == DUE_TICKS.name and letter.fields == ["partition"]
 
 
 # --- one batch of several records: handle_batch itself ----------------------------------------
@@ -367,7 +404,7 @@ def batch_of_two(test_app, monkeypatch):
 async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_nothing(batch_of_two, monkeypatch):
     events, steps = batch_of_two
 
-    async def produce(topic: str, key: bytes, value: bytes):
+    async def produce(topic: str, key: bytes | None, value: bytes, partition: int | None = None):
         raise ConnectionError("broker gone")
 
     class Restarted(Exception):
