@@ -335,6 +335,19 @@ class Phase:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def start_workers(self, timeout: float = 180) -> None:
+        """settings.worker_processes workers; back once each has its partitions (its schedule_rebuilt line)."""
+        offset = self.log_size()
+        self.stack.start_workers()
+        deadline = time.monotonic() + timeout
+        while _rebuilt(self, offset, 0) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.settings.worker_processes} workers not all assigned within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def worker_cpu_s(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.stack.workers)
+
     def spawn(self, args: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "services.bench", *args], env=self.stack.env, stdout=self.log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
@@ -374,7 +387,7 @@ def _worker_settings(phase: Phase) -> dict[str, Any]:
     from services.app import app
 
     return {**_faust_conf(app), "app_id": phase.settings.app_id, "worker": "python -m services.cli worker",
-            "due_checks_per_tick": phase.settings.due_checks_per_tick,
+            "due_checks_per_tick": phase.settings.due_checks_per_tick, "worker_processes": phase.settings.worker_processes,
             "broker_start_s": round(phase.broker_start_s, 1)}
 
 
@@ -613,8 +626,11 @@ async def _baseline(phase: Phase, kind: str, records: list[tuple[bytes, bytes]],
     """Start a bare processor in a subprocess, warm it up, then time N records from produce to consumed."""
     src, dst = BASELINE_TOPICS[kind]
     _create_topics(phase.bootstrap, [src, dst], partitions=4)
-    proc = phase.spawn(["--serve-baseline", kind, "--bootstrap", phase.bootstrap, "--src", src, "--dst", dst,
-                        "--app-id", f"{phase.settings.app_id}-{kind}"])
+    group = f"{phase.settings.app_id}-{kind}"
+    # as many processes as the service has workers, so the ratio compares like with like
+    procs = [phase.spawn(["--serve-baseline", kind, "--bootstrap", phase.bootstrap, "--src", src, "--dst", dst,
+                          "--app-id", group]) for _ in range(phase.settings.worker_processes)]
+    proc = procs[0]
     seen: dict[str, Any] = {"warm": False, "n": 0}
 
     def on_record(msg, _t: float) -> None:
@@ -630,6 +646,8 @@ async def _baseline(phase: Phase, kind: str, records: list[tuple[bytes, bytes]],
             await producer.send_and_wait(src, key=b"warm", value=b"{}")
             if not await _until(lambda: seen["warm"] or proc.poll() is not None, 120) or not seen["warm"]:
                 raise RuntimeError(f"bare {kind} processor never passed a record through")
+            if not await asyncio.to_thread(_group_has, phase.bootstrap, group, len(procs), 120):
+                raise RuntimeError(f"bare {kind} processors: {len(procs)} never all in group {group}")
             warm_s = time.monotonic() - warm_start
             with PySpy(phase.ctx, proc.pid, f"pipeline-bare-{kind}"):
                 start = time.monotonic()
@@ -638,8 +656,27 @@ async def _baseline(phase: Phase, kind: str, records: list[tuple[bytes, bytes]],
                 elapsed = time.monotonic() - start
     finally:
         await producer.stop()
-        _stop_group(proc)
-    return {"records": seen["n"], "complete": done, "elapsed_s": elapsed, "warm_up_s": warm_s}
+        for p in procs:
+            _stop_group(p)
+    return {"records": seen["n"], "complete": done, "elapsed_s": elapsed, "warm_up_s": warm_s,
+            "processes": len(procs)}
+
+
+def _group_has(bootstrap: str, group: str, members: int, timeout: float) -> bool:
+    """The consumer group is Stable with `members` members (every process has its partitions)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-group-probe")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            desc = admin.describe_groups([group]).get(group, {})
+            if desc.get("group_state") == "Stable" and len(desc.get("members") or []) >= members:
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        admin.close()
 
 
 PIPELINE_TIMEOUT_S = 300  # throughput over the decisions consumed by then, marked INCOMPLETE
@@ -655,7 +692,7 @@ def bench_pipeline(ctx: Context) -> None:
     try:
         with Phase(ctx, "pipeline") as phase:
             settings = _worker_settings(phase)
-            phase.stack.start_worker()
+            phase.start_workers()
 
             async def run() -> None:
                 producer = await _producer(phase.bootstrap)
@@ -711,7 +748,7 @@ def _pipeline_rows(ctx: Context, res: dict[str, Any], n: int, settings: dict[str
         aio_rate = aio["records"] / aio["elapsed_s"]
         ctx.rows.append(Row("pipeline.bare_aiokafka", aio_rate, "records/s", "", None, {
             "records": n, "loop": "aiokafka getmany -> send each -> await the batch's acks -> commit (subprocess)",
-            "producer": PRODUCER_SETTINGS, "wall_s": round(aio["elapsed_s"], 2)},
+            "producer": PRODUCER_SETTINGS, "wall_s": round(aio["elapsed_s"], 2), "processes": aio["processes"]},
             "" if aio["complete"] else f"INCOMPLETE: {aio['records']}/{n}"))
     if "faust" in res:
         fst = res["faust"]
@@ -720,7 +757,8 @@ def _pipeline_rows(ctx: Context, res: dict[str, Any], n: int, settings: dict[str
         differs = sorted(k for k in FAUST_KEYS if settings and bare_conf[k] != settings[k])
         ctx.rows.append(Row("pipeline.bare_faust", faust_rate, "records/s", "", None, {
             "records": n, "agent": "raw bytes pass-through, await topic.send (subprocess, own app id)",
-            "faust": bare_conf, "settings_differing_from_worker": differs, "wall_s": round(fst["elapsed_s"], 2)},
+            "faust": bare_conf, "settings_differing_from_worker": differs, "wall_s": round(fst["elapsed_s"], 2),
+            "processes": fst["processes"]},
             "" if fst["complete"] else f"INCOMPLETE: {fst['records']}/{n}"))
     if rate is not None and faust_rate:
         ratio = rate / faust_rate
@@ -789,20 +827,27 @@ async def _seed_changelog(producer, phase: Phase, items: Iterator[tuple[str, byt
 
 
 def _rebuilt(phase: Phase, offset: int, at_least: int) -> dict | None:
-    """The worker's `schedule_rebuilt` log line (tables recovered, due schedule rebuilt) after offset."""
+    """Every worker's `schedule_rebuilt` log line (tables recovered, due schedule rebuilt) after offset,
+    their latest ones together holding >= at_least incidents: the last of them, `incidents` their sum."""
+    latest: dict[str, dict] = {}
     for line in phase.log_lines_from(offset):
-        if line.get("event") == "schedule_rebuilt" and int(line.get("incidents", 0)) >= at_least:
-            return line
-    return None
+        if line.get("event") == "schedule_rebuilt":
+            latest[line.get("worker", "")] = line
+    if len(latest) < phase.settings.worker_processes:
+        return None
+    total = sum(int(line.get("incidents", 0)) for line in latest.values())
+    if total < at_least:
+        return None
+    return {**max(latest.values(), key=lambda line: line["timestamp"]), "incidents": total}
 
 
 async def _start_and_recover(phase: Phase, at_least: int, timeout: float = 600) -> tuple[float, dict]:
-    """Start the worker; wall time of the start and the schedule_rebuilt line saying >= at_least incidents."""
+    """Start the workers; wall time of the start and their schedule_rebuilt lines saying >= at_least incidents."""
     offset = phase.log_size()
     started = time.time()
-    phase.stack.start_worker()
+    phase.stack.start_workers()
     if not await _until(lambda: _rebuilt(phase, offset, at_least) is not None, timeout, step=0.1):
-        raise RuntimeError(f"worker never logged schedule_rebuilt with incidents>={at_least} within {timeout:.0f}s")
+        raise RuntimeError(f"workers never logged schedule_rebuilt with incidents>={at_least} within {timeout:.0f}s")
     return started, _rebuilt(phase, offset, at_least)
 
 
@@ -835,7 +880,7 @@ def bench_deadlines(ctx: Context) -> None:
     seeded = ctx.seed == "changelog"
     with Phase(ctx, "deadlines") as phase:
         settings = _worker_settings(phase)
-        phase.stack.start_worker()
+        phase.start_workers()
         prefix = f"d-{phase.run}-"
         breaches: list[tuple[float, float, float, str]] = []
         drain_s = 120.0  # after the window closes, breaches still missing count as "at least this late"
@@ -875,7 +920,7 @@ def bench_deadlines(ctx: Context) -> None:
                         states.append((rec.incident_id, encode_state(state, head_of(state, plan))))
                 async with Tap(phase.bootstrap, [(ESCALATIONS.name, ESCALATIONS.partitions)], on_breach):
                     if seeded:
-                        phase.stack.kill_worker()
+                        phase.stack.kill_workers()
                         seed = await _seed_changelog(producer, phase, iter(states))
                         del states
                         say(f"deadlines: seeded {seed}; starting the worker on it")
@@ -895,13 +940,14 @@ def bench_deadlines(ctx: Context) -> None:
                         return await _probe(phase, plan, producer, f"{prefix}probe") - sent
 
                     probing = asyncio.create_task(probe_mid_window())
-                    pids = {"worker": phase.stack.worker.pid, "broker": phase.stack.broker.pid}
+                    pids = {"broker": phase.stack.broker.pid}
                     await asyncio.sleep(max(0.0, t0 - time.time()))
-                    cpu_open = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                    cpu_open = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"workers": phase.worker_cpu_s()}
                     with PySpy(ctx, phase.stack.worker.pid, "deadlines-worker-window"):
                         await _until(lambda: len(breaches) >= due_in_window,
                                      max(1.0, t0 + window + drain_s - time.time()))
                     cpu = {name: cpu_seconds(pid) - cpu_open[name] for name, pid in pids.items()}
+                    cpu["workers"] = phase.worker_cpu_s() - cpu_open["workers"]
                     new_report_s = await probing
                     await asyncio.sleep(1)  # a repeated breach would arrive here
                     cut_off = time.time()
@@ -956,10 +1002,11 @@ def bench_deadlines(ctx: Context) -> None:
         "measured": "harness receives the breach (escalations topic) - at", "p50": round(percentile(visible, 50), 3),
         "max": round(max(visible), 3)}, note))
     per_breach = {name: 1000 * secs / max(1, seen_ids) for name, secs in res["cpu"].items()}
-    ctx.rows.append(Row("deadlines.worker_cpu_per_breach", per_breach["worker"], "ms", "", None, {
-        "measured": "worker process CPU (user+system, /proc) from the window's opening to the last breach received, "
-                    "per breach", "broker_ms": round(per_breach["broker"], 2),
-        "worker_cpu_s": round(res["cpu"]["worker"], 1), "broker_cpu_s": round(res["cpu"]["broker"], 1)}))
+    ctx.rows.append(Row("deadlines.worker_cpu_per_breach", per_breach["workers"], "ms", "", None, {
+        "measured": "the workers' CPU (user+system, /proc, all worker processes) from the window's opening to the "
+                    "last breach received, per breach", "broker_ms": round(per_breach["broker"], 2),
+        "workers_cpu_s": round(res["cpu"]["workers"], 1), "broker_cpu_s": round(res["cpu"]["broker"], 1),
+        "worker_processes": settings.get("worker_processes")}))
     ctx.rows.append(Row("deadlines.new_report_s", res["new_report_s"], "s", "", None, {
         "measured": "a new report produced halfway through the window -> its decision received"}))
 
@@ -1006,14 +1053,14 @@ def bench_recovery(ctx: Context) -> None:
     with Phase(ctx, "recovery") as phase:
         settings = _worker_settings(phase)
         prefix = f"r-{phase.run}-"
-        phase.stack.start_worker()
+        phase.start_workers()
 
         async def run() -> dict[str, Any]:
             producer = await _producer(phase.bootstrap)
             try:
                 await _warm_up(producer, phase.bootstrap)  # group joined; the table's changelog exists
                 if ctx.seed == "changelog":
-                    phase.stack.kill_worker()
+                    phase.stack.kill_workers()
                     seed = await _seed_changelog(producer, phase, _recovery_states(n, plan=plan, prefix=prefix))
                     say(f"recovery: seeded {seed}; starting the worker on it")
                     started, line = await _start_and_recover(phase, n)  # recovers the seeded table
@@ -1028,16 +1075,16 @@ def bench_recovery(ctx: Context) -> None:
                 await _probe(phase, plan, producer, f"{prefix}before")
                 say("recovery: probe decided; SIGKILL and restart")
                 await asyncio.sleep(2)  # the probe's table write is on the changelog
-                rss = rss_bytes(phase.stack.worker.pid)
-                phase.stack.kill_worker()  # SIGKILL: no shutdown, no final commit
+                rss = sum(rss_bytes(p.pid) for p in phase.stack.workers)
+                phase.stack.kill_workers()  # SIGKILL: no shutdown, no final commit
                 offset = phase.log_size()
                 restarted = time.time()
-                phase.stack.start_worker()
+                phase.stack.start_workers()
                 with PySpy(ctx, phase.stack.worker.pid, "recovery-worker-restart"):
                     served = await _probe(phase, plan, producer, f"{prefix}after")  # produced at once: waits while the worker recovers
                     say(f"recovery: serving again after {served - restarted:.1f}s")
                     if not await _until(lambda: _rebuilt(phase, offset, n + 1) is not None, 600, step=0.1):
-                        raise RuntimeError(f"restarted worker never logged schedule_rebuilt with incidents>={n + 1}")
+                        raise RuntimeError(f"restarted workers never logged schedule_rebuilt with incidents>={n + 1}")
                 line = _rebuilt(phase, offset, n + 1)
             finally:
                 await producer.stop()
@@ -1046,7 +1093,8 @@ def bench_recovery(ctx: Context) -> None:
 
         res = asyncio.run(run())
     common = {"open_incidents": res["incidents_logged"], "seed": ctx.seed, "seeding": res["seed"],
-              "kill": "SIGKILL (LocalStack.kill_worker)", "worker_rss_mb_before_kill": round(res["rss"] / 1e6),
+              "kill": "SIGKILL of every worker (LocalStack.kill_workers)",
+              "workers_rss_mb_before_kill": round(res["rss"] / 1e6),
               "worker": settings}
     ctx.rows.append(Row("recovery.serve_s", res["serve_s"], "s", "<= 10", res["serve_s"] <= 10, {
         **common, "measured": "restart -> decision received for a report produced at the restart"}))

@@ -172,7 +172,7 @@ def cmd_run(_: argparse.Namespace) -> int:
             print(f"starting local Apache Kafka (data in {s.data_dir / 'kafka'}) …", flush=True)
         stack.start_broker()
         admin_token = ensure_admin(s.bootstrap, now=WallClock().now(), data_dir=s.data_dir)
-        stack.start_worker()
+        stack.start_workers()
         stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
@@ -185,21 +185,25 @@ def cmd_run(_: argparse.Namespace) -> int:
             print("    add people: yingji user add NAME --role duty_officer|commander|drill_controller|viewer",
                   flush=True)
             print(f"    sign in: {s.api_url}/login  (or: Authorization: Bearer TOKEN)", flush=True)
-        print("Ctrl-C stops the API, the worker and the broker.", flush=True)
+        print(f"  workers:   {len(stack.workers)} (metrics on 127.0.0.1:{s.worker_web_port}"
+              f"{'-' + str(s.worker_web_port + len(stack.workers) - 1) if len(stack.workers) > 1 else ''})", flush=True)
+        print("Ctrl-C stops the API, the workers and the broker.", flush=True)
         restarts: list[float] = []
         while not stopping:
             if stack.api is not None and stack.api.poll() is not None:
                 print("the API exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
-            if stack.worker is not None and stack.worker.poll() is not None:
+            for index, worker in enumerate(stack.workers):
+                if worker.poll() is None:
+                    continue
                 # e.g. the broker was away while the worker started: restart it, a few times a minute at most
                 restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
                 if len(restarts) > 5:
-                    print("the worker keeps exiting; stopping everything", file=sys.stderr, flush=True)
+                    print("the workers keep exiting; stopping everything", file=sys.stderr, flush=True)
                     return 1
-                print(f"the worker exited ({stack.worker.returncode}); restarting it", file=sys.stderr, flush=True)
+                print(f"worker {index} exited ({worker.returncode}); restarting it", file=sys.stderr, flush=True)
                 time.sleep(2)
-                stack.start_worker()
+                stack.start_worker_at(index)
             time.sleep(0.3)
         return 0
     finally:

@@ -61,6 +61,35 @@ class LocalStack:
         self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"], env=env)
         return self.worker
 
+    def start_workers(self) -> list[subprocess.Popen]:
+        """settings.worker_processes workers in one group; worker i serves metrics on worker_web_port + i."""
+        self.start_worker()
+        for index in range(1, self.settings.worker_processes):
+            self.start_worker_at(index)
+        return self.workers
+
+    def start_worker_at(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Worker `index` (0 is `worker`), started again in its place when it is there already."""
+        if index == 0:
+            return self.start_worker(env=env)
+        proc = self._spawn([sys.executable, "-m", "services.cli", "worker"],
+                           env={"YINGJI_WORKER_WEB_PORT": str(self.settings.worker_web_port + index), **(env or {})})
+        while len(self.extra_workers) < index:
+            self.extra_workers.append(None)  # type: ignore[arg-type] - filled just below
+        self.extra_workers[index - 1] = proc
+        return proc
+
+    @property
+    def workers(self) -> list[subprocess.Popen]:
+        return [p for p in (self.worker, *self.extra_workers) if p is not None]
+
+    def kill_workers(self) -> None:
+        """Every worker SIGKILLed, as a crash of the machine's workers would."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
     def start_second_worker(self, metrics_port: int) -> subprocess.Popen:
         """Another worker in the same group: partitions (and their tables) are rebalanced between them."""
         self.extra_workers.append(self._spawn([sys.executable, "-m", "services.cli", "worker"],
@@ -91,10 +120,10 @@ class LocalStack:
             self.worker.wait(timeout=10)
 
     def children(self) -> list[subprocess.Popen]:
-        return [p for p in (self.worker, self.api) if p is not None]
+        return [p for p in (*self.workers, self.api) if p is not None]
 
     def stop(self) -> None:
-        for proc in (self.api, self.worker, *self.extra_workers):
+        for proc in (self.api, *self.workers):
             if proc is not None:
                 _stop(proc)
         if self.broker is not None:

@@ -456,7 +456,7 @@ async def _sweep() -> None:
         return
     if schedule.stale:
         count = schedule.rebuild(list(_table_items()))
-        log.info("schedule_rebuilt", incidents=count)
+        log.info("schedule_rebuilt", incidents=count, worker=settings.group_instance_id)
         gcwatch.settle()
     now = runtime.clock.now()
     outbox = Outbox()
