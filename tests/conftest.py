@@ -32,8 +32,19 @@ class Service:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen
-    worker_metrics: str = ""
+    worker_metrics: list[str] = field(default_factory=list)  # one URL per worker `yingji run` started
     tokens: dict[str, str] = field(default_factory=dict)
+
+    def worker_metrics_text(self, timeout: float = 30) -> str:
+        """Every worker's exposition, one after the other: a sum over lines sums over the workers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return "\n".join(httpx.get(url, timeout=10).text for url in self.worker_metrics)
+            except httpx.ConnectError:  # a worker still starting (or restarting)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def client(self, role: str = "duty_officer") -> httpx.Client:
         """An HTTP client signed in as a user of that role ('anonymous': none)."""
@@ -72,7 +83,11 @@ def unique_id(prefix: str = "t") -> str:
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
     data_dir = tmp_path_factory.mktemp("yingji-data")
-    kafka_port, controller_port, api_port, worker_port = free_port(), free_port(), free_port(), free_port()
+    kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
+    workers = Settings().worker_processes  # what `yingji run` starts here: worker i serves worker_port + i
+    worker_port = free_port()
+    while {worker_port + i for i in range(workers)} & {kafka_port, controller_port, api_port}:
+        worker_port = free_port()
     env = {
         **os.environ,
         "YINGJI_DATA_DIR": str(data_dir),
@@ -90,7 +105,7 @@ def service(tmp_path_factory) -> Service:
     )
     api = f"http://127.0.0.1:{api_port}"
     svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc,
-                  worker_metrics=f"http://127.0.0.1:{worker_port}/metrics")
+                  worker_metrics=[f"http://127.0.0.1:{worker_port + i}/metrics" for i in range(workers)])
     deadline = time.monotonic() + 120
     while "yingji API:" not in svc.logs():
         if proc.poll() is not None or time.monotonic() > deadline:

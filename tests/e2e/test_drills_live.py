@@ -39,7 +39,7 @@ def expectations(evaluation: dict) -> list[tuple]:
 @pytest.fixture(scope="module")
 def drill_runs(service):
     """Every shipped scenario started at once on the live service, at 3600× real time."""
-    live_before = httpx.get(service.worker_metrics, timeout=5).text
+    live_before = service.worker_metrics_text()
     runs = {}
     with service.client("drill_controller") as c:
         for path in DRILLS:
@@ -83,7 +83,7 @@ def test_drills_stay_apart_from_live_traffic(service, drill_runs):
         assert not [i for i in live_view if drill_ids(i)]
         drill_view = v.get("/incidents", params={"drill": "true", "limit": 5000}).json()["incidents"]
         assert len([i for i in drill_view if drill_ids(i)]) >= 24 + 5
-    after = httpx.get(service.worker_metrics, timeout=5).text
+    after = service.worker_metrics_text()
     for name in ("yingji_incidents_total", "yingji_obligation_breaches_total", "yingji_escalations_total"):
         assert metric_sum(after, name, "true") > metric_sum(live_before, name, "true"), name
     # live series moved only by live traffic, which this module sent none of: drill counts stay out

@@ -17,13 +17,15 @@ pytestmark = pytest.mark.e2e
 LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
 
 
-def scrape(url: str, **kw) -> dict[tuple[str, frozenset], float]:
-    out = {}
-    for line in httpx.get(url, timeout=10, **kw).text.splitlines():
+def scrape(text: str) -> dict[tuple[str, frozenset], float]:
+    """Samples by name and labels, summed over the workers' expositions in `text`."""
+    out: dict[tuple[str, frozenset], float] = {}
+    for line in text.splitlines():
         m = LINE.match(line)
         if m:
             labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group("labels") or ""))
-            out[(m.group("name"), labels)] = float(m.group("value"))
+            key = (m.group("name"), labels)
+            out[key] = out.get(key, 0.0) + float(m.group("value"))
     return out
 
 
@@ -33,7 +35,7 @@ def value(samples, name: str, **labels) -> float:
 
 
 def test_metrics_after_a_run(service):
-    before = scrape(service.worker_metrics)
+    before = scrape(service.worker_metrics_text())
     now = datetime.now(timezone.utc)
     posted = []
     with service.client() as c:
@@ -50,7 +52,7 @@ def test_metrics_after_a_run(service):
     producer.close()
     deadline = time.monotonic() + 20
     while True:
-        after = scrape(service.worker_metrics)
+        after = scrape(service.worker_metrics_text())
         done = (value(after, "yingji_incidents_total", category="accident_disaster", grade="一般", level="二级",
                       drill="false") - value(before, "yingji_incidents_total", category="accident_disaster",
                                               grade="一般", level="二级", drill="false") >= 3
@@ -76,7 +78,7 @@ def test_metrics_after_a_run(service):
     assert sum(value(after, "yingji_incidents_open", level=lv) for lv in ("一级", "二级", "三级")) >= 4
     assert ("yingji_consumer_lag", frozenset({("topic", INCIDENTS_REPORTED.name)})) in after
     assert any(n.startswith("yingji_faust_") for n, _ in after)  # Faust's own sensors, same registry
-    text = httpx.get(service.worker_metrics, timeout=10).text
+    text = service.worker_metrics_text()
     for name in posted:  # no unbounded ids in labels
         assert name not in text
     # the API's /metrics needs a signed-in user
