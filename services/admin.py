@@ -6,8 +6,15 @@ import time
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
-from topics.catalog import CATALOG
+from topics.catalog import CATALOG, INCIDENTS_REPORTED
+
+
+def partition_of(incident_id: str, partitions: int = INCIDENTS_REPORTED.partitions) -> int:
+    """The partition of an incident's records (and so of its table entry): the default partitioner's
+    murmur2 of the key, as every producer here uses it."""
+    return (murmur2(incident_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | None = None, timeout: float = 60) -> list[str]:

@@ -335,15 +335,18 @@ class Phase:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def start_workers(self, timeout: float = 180) -> None:
-        """settings.worker_processes workers; back once each has its partitions (its schedule_rebuilt line)."""
+    def start_workers(self, at_least: int = 0, timeout: float = 600) -> dict:
+        """settings.worker_processes workers; back once each has its partitions and together they hold
+        at least `at_least` incidents: their `_rebuilt` line."""
         offset = self.log_size()
         self.stack.start_workers()
         deadline = time.monotonic() + timeout
-        while _rebuilt(self, offset, 0) is None:
+        while (line := _rebuilt(self, offset, at_least)) is None:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.settings.worker_processes} workers not all assigned within {timeout:.0f}s")
+                raise RuntimeError(f"{self.settings.worker_processes} workers never logged schedule_rebuilt with "
+                                   f"incidents>={at_least} within {timeout:.0f}s")
             time.sleep(0.1)
+        return line
 
     def worker_cpu_s(self) -> float:
         return sum(cpu_seconds(p.pid) for p in self.stack.workers)
@@ -810,15 +813,12 @@ def _changelog(phase: Phase) -> str:
 async def _seed_changelog(producer, phase: Phase, items: Iterator[tuple[str, bytes]]) -> dict[str, float]:
     """Table entries keyed as the agent writes them (JSON key), on the partition of the incident's
     source partition (the default partitioner's murmur2 of the incident id), as Faust does."""
-    from kafka.partitioner.default import murmur2
+    from services.admin import partition_of
 
-    from topics.catalog import INCIDENTS_REPORTED
-
-    parts = INCIDENTS_REPORTED.partitions
     records, partitions, size, start = [], [], 0, time.monotonic()
     for iid, value in items:
         records.append((json.dumps(iid).encode(), value))
-        partitions.append((murmur2(iid.encode()) & 0x7FFFFFFF) % parts)
+        partitions.append(partition_of(iid))
         size += len(value)
     computed = time.monotonic() - start
     await _produce_all(producer, _changelog(phase), records, partitions)
@@ -841,14 +841,10 @@ def _rebuilt(phase: Phase, offset: int, at_least: int) -> dict | None:
     return {**max(latest.values(), key=lambda line: line["timestamp"]), "incidents": total}
 
 
-async def _start_and_recover(phase: Phase, at_least: int, timeout: float = 600) -> tuple[float, dict]:
+async def _start_and_recover(phase: Phase, at_least: int) -> tuple[float, dict]:
     """Start the workers; wall time of the start and their schedule_rebuilt lines saying >= at_least incidents."""
-    offset = phase.log_size()
     started = time.time()
-    phase.stack.start_workers()
-    if not await _until(lambda: _rebuilt(phase, offset, at_least) is not None, timeout, step=0.1):
-        raise RuntimeError(f"workers never logged schedule_rebuilt with incidents>={at_least} within {timeout:.0f}s")
-    return started, _rebuilt(phase, offset, at_least)
+    return started, await asyncio.to_thread(phase.start_workers, at_least)
 
 
 async def _ingest(producer, bootstrap: str, records: list[tuple[bytes, bytes]], timeout: float) -> float:
@@ -940,14 +936,13 @@ def bench_deadlines(ctx: Context) -> None:
                         return await _probe(phase, plan, producer, f"{prefix}probe") - sent
 
                     probing = asyncio.create_task(probe_mid_window())
-                    pids = {"broker": phase.stack.broker.pid}
                     await asyncio.sleep(max(0.0, t0 - time.time()))
-                    cpu_open = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"workers": phase.worker_cpu_s()}
+                    cpu_open = {"broker": cpu_seconds(phase.stack.broker.pid), "workers": phase.worker_cpu_s()}
                     with PySpy(ctx, phase.stack.worker.pid, "deadlines-worker-window"):
                         await _until(lambda: len(breaches) >= due_in_window,
                                      max(1.0, t0 + window + drain_s - time.time()))
-                    cpu = {name: cpu_seconds(pid) - cpu_open[name] for name, pid in pids.items()}
-                    cpu["workers"] = phase.worker_cpu_s() - cpu_open["workers"]
+                    cpu = {"broker": cpu_seconds(phase.stack.broker.pid) - cpu_open["broker"],
+                           "workers": phase.worker_cpu_s() - cpu_open["workers"]}
                     new_report_s = await probing
                     await asyncio.sleep(1)  # a repeated breach would arrive here
                     cut_off = time.time()

@@ -185,8 +185,8 @@ def cmd_run(_: argparse.Namespace) -> int:
             print("    add people: yingji user add NAME --role duty_officer|commander|drill_controller|viewer",
                   flush=True)
             print(f"    sign in: {s.api_url}/login  (or: Authorization: Bearer TOKEN)", flush=True)
-        print(f"  workers:   {len(stack.workers)} (metrics on 127.0.0.1:{s.worker_web_port}"
-              f"{'-' + str(s.worker_web_port + len(stack.workers) - 1) if len(stack.workers) > 1 else ''})", flush=True)
+        ports = ", ".join(str(s.worker_web_port + i) for i in range(len(stack.workers)))
+        print(f"  workers:   {len(stack.workers)} (metrics on 127.0.0.1, ports {ports})", flush=True)
         print("Ctrl-C stops the API, the workers and the broker.", flush=True)
         restarts: list[float] = []
         while not stopping:

@@ -31,6 +31,13 @@ def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.wait(timeout=5)
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL, as a crash would: no clean shutdown, no final commit."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 class LocalStack:
     def __init__(self, settings: Settings, *, log: IO[bytes] | None = None):
         self.settings = settings
@@ -57,8 +64,11 @@ class LocalStack:
                                      controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
         create_topics(s.bootstrap, replication=s.replication_factor)
 
+    def _spawn_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self._spawn([sys.executable, "-m", "services.cli", "worker"], env=env)
+
     def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
-        self.worker = self._spawn([sys.executable, "-m", "services.cli", "worker"], env=env)
+        self.worker = self._spawn_worker(env)
         return self.worker
 
     def start_workers(self) -> list[subprocess.Popen]:
@@ -72,11 +82,11 @@ class LocalStack:
         """Worker `index` (0 is `worker`), started again in its place when it is there already."""
         if index == 0:
             return self.start_worker(env=env)
-        proc = self._spawn([sys.executable, "-m", "services.cli", "worker"],
-                           env={"YINGJI_WORKER_WEB_PORT": str(self.settings.worker_web_port + index), **(env or {})})
-        while len(self.extra_workers) < index:
-            self.extra_workers.append(None)  # type: ignore[arg-type] - filled just below
-        self.extra_workers[index - 1] = proc
+        proc = self._spawn_worker({"YINGJI_WORKER_WEB_PORT": str(self.settings.worker_web_port + index), **(env or {})})
+        if index <= len(self.extra_workers):
+            self.extra_workers[index - 1] = proc
+        else:  # started in order by start_workers
+            self.extra_workers.append(proc)
         return proc
 
     @property
@@ -86,14 +96,11 @@ class LocalStack:
     def kill_workers(self) -> None:
         """Every worker SIGKILLed, as a crash of the machine's workers would."""
         for proc in self.workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            _kill(proc)
 
     def start_second_worker(self, metrics_port: int) -> subprocess.Popen:
         """Another worker in the same group: partitions (and their tables) are rebalanced between them."""
-        self.extra_workers.append(self._spawn([sys.executable, "-m", "services.cli", "worker"],
-                                              env={"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
+        self.extra_workers.append(self._spawn_worker({"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
         return self.extra_workers[-1]
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:
@@ -114,10 +121,9 @@ class LocalStack:
         raise RuntimeError(f"API did not answer at {s.api_url} within {timeout:.0f}s")
 
     def kill_worker(self) -> None:
-        """SIGKILL, as a crash would: no clean shutdown, no final commit."""
-        if self.worker and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGKILL)
-            self.worker.wait(timeout=10)
+        """The first worker SIGKILLed."""
+        if self.worker:
+            _kill(self.worker)
 
     def children(self) -> list[subprocess.Popen]:
         return [p for p in (*self.workers, self.api) if p is not None]

@@ -87,7 +87,7 @@ INCIDENT_COMMANDS = TopicSpec(
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentCommand,
-    description="What changes an open incident: reports filed, approvals, the end, due checks.",
+    description="What changes an open incident: reports filed, approvals, the end, a drill's due checks.",
 )
 DUE_TICKS = TopicSpec(
     name="yingji.incidents.due",

@@ -25,12 +25,12 @@ import faust
 import structlog
 from faust.streams import _current_event
 from faust.types import TP, EventT
-from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected
 from playbooks.lifecycle import IncidentState, Outcome, check_due, handle, start
 from services import gcwatch, metrics
+from services.admin import partition_of
 from services.agents.deadletter import dead_letter, reason_label
 from services.app import app, runtime, settings
 from services.table_codec import Head, decode_head, decode_state, encode_state, head_of
@@ -444,11 +444,6 @@ def _table_items() -> Iterator[tuple[int, str, bytes]]:
         for key, value in db.items():
             if key != store.offset_key:
                 yield partition, json.loads(key), value
-
-
-def partition_of(incident_id: str) -> int:
-    """The partition of an incident's records: the default partitioner (murmur2) of every producer here."""
-    return (murmur2(incident_id.encode()) & 0x7FFFFFFF) % INCIDENTS_REPORTED.partitions
 
 
 async def _sweep() -> None:

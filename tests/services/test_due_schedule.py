@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from aiokafka.partitioner import DefaultPartitioner  # what Faust's producer (and the API's, drills') use
 
-from services.agents.incidents import DueSchedule, partition_of
+from services.admin import partition_of
+from services.agents.incidents import DueSchedule
 from services.table_codec import Head
 from topics.catalog import INCIDENTS_REPORTED
 
@@ -47,11 +48,17 @@ def test_a_flood_leaves_per_tick_at_a_time_earliest_first():
     assert not s.due_now(0, now) and s.waiting(now) == 0
 
 
-def test_partitions_are_checked_apart():
+def _three_partitions(b_on: int) -> DueSchedule:
+    """"a" due now on partition 0, "b" due now on `b_on`, "c" on partition 2, due in a minute."""
     s = DueSchedule(per_tick=100)
     s.track(0, "a", _head(0))
-    s.track(3, "b", _head(0))
+    s.track(b_on, "b", _head(0))
     s.track(2, "c", _head(60))
+    return s
+
+
+def test_partitions_are_checked_apart():
+    s = _three_partitions(b_on=3)
     now = T0 + timedelta(seconds=1)
     assert _ids(s.pop_due(3, now)) == ["b"]
     assert _ids(s.pop_due(2, now)) == []  # not yet due
@@ -60,10 +67,7 @@ def test_partitions_are_checked_apart():
 
 
 def test_one_tick_in_flight_per_partition_until_handled_or_lost():
-    s = DueSchedule(per_tick=100)
-    s.track(0, "a", _head(0))
-    s.track(1, "b", _head(0))
-    s.track(2, "c", _head(60))
+    s = _three_partitions(b_on=1)
     now = T0 + timedelta(seconds=1)
     assert sorted(s.to_tick(now, mono=100.0)) == [0, 1]
     assert s.to_tick(now, mono=100.1) == []  # in flight: not sent twice
