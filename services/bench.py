@@ -35,13 +35,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from services.settings import REPO_ROOT, Settings
+from services.settings import REPO_ROOT, Settings, get_settings
 
 NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills")
 BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drills" / "busy-night.yaml"
 # Bench-only topics for the baselines (not part of the service, so not in the catalog).
 BASELINE_TOPICS = {"aiokafka": ("bench.aiokafka.in", "bench.aiokafka.out"),
                    "faust": ("bench.faust.in", "bench.faust.out")}
+# One worker per core unless YINGJI_WORKERS says otherwise: the phases start them and wait until each
+# holds its partitions before any traffic, so no worker joins while records flow.
+BENCH_WORKERS = get_settings().workers if "workers" in get_settings().model_fields_set else 0
 TABLE_NAME = "incidents"  # services/agents/incidents.py's table; Faust names its changelog <app id>-<table>-changelog
 
 
@@ -308,7 +311,8 @@ class Phase:
         self.run = uuid.uuid4().hex[:8]
         self.settings = Settings(
             bootstrap_servers="", data_dir=self.dir, kafka_port=free_port(), kafka_controller_port=free_port(),
-            api_port=free_port(), worker_web_port=free_port(), app_id=f"bench-{name}-{self.run}", log_json=True)
+            api_port=free_port(), worker_web_port=free_port(), app_id=f"bench-{name}-{self.run}", log_json=True,
+            workers=BENCH_WORKERS)
         self.log_path = self.dir / "stack.log"
         self.log: IO[bytes] = self.log_path.open("ab")
         self.stack = _stack_class()(self.settings, log=self.log)

@@ -29,6 +29,10 @@ from topics.models import IncidentReported
 log = structlog.get_logger("yingji", stage="drill")
 SETTLE_S = 3.0  # quiet time after the last record before scoring (1 s was too short on a loaded machine)
 SETTLE_MAX_S = 60.0
+# A command is sent once its incident is decided: the report and its commands travel on two topics,
+# and a worker that has just been given their partitions may read the command first (it would be
+# dead-lettered, "no incident"). Each record carries its simulated time, so waiting changes no outcome.
+DECIDED_WAIT_S = 30.0
 
 
 @dataclass
@@ -76,6 +80,17 @@ def _observed(view: IncidentView, scenario: Scenario, run_id: str) -> Observed:
     return Observed.from_records(scenario, records, run=run_id)
 
 
+async def _decided(view: IncidentView, iid: str) -> None:
+    """Until the view holds the incident's decision, at most DECIDED_WAIT_S (then the command goes anyway,
+    and a dead letter says why)."""
+    deadline = time.monotonic() + DECIDED_WAIT_S
+    while time.monotonic() < deadline:
+        state = view.incidents.get(iid)
+        if state is not None and state.decisions:
+            return
+        await asyncio.sleep(0.01)
+
+
 def _count(view: IncidentView, ids: set[str]) -> int:
     return sum(len(s.events) + len(s.notifications) for i, s in view.incidents.items() if i in ids)
 
@@ -94,6 +109,8 @@ async def run_drill(run: DrillRun, *, plan: Plan, producer: AIOKafkaProducer, vi
                 await asyncio.sleep(wait)
             run.sim_now = sim_at.isoformat()
             topic = INCIDENTS_REPORTED if isinstance(rec, IncidentReported) else INCIDENT_COMMANDS
+            if topic is INCIDENT_COMMANDS:
+                await _decided(view, rec.incident_id)
             stamped = rec.model_copy(update={"sim_now": sim_at})
             await producer.send_and_wait(topic.name, key=rec.incident_id.encode(),
                                          value=stamped.model_dump_json().encode())

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     worker_web_port: int = 6066
-    workers: int = Field(default=0, ge=0, description="worker processes `yingji run` (and bench) starts, in one consumer group: the partitions, and so the incidents, are shared between them; worker i serves its metrics on worker_web_port + i. A worker is one Python process, one core at most: on 2 cores, bench deadlines (555 breaches/s) had a breach p99 of 19.4 s with one worker and 0.69-1.9 s with two. 0: one per core, at most topic_partitions")
+    workers: int = Field(default=1, ge=0, description="worker processes `yingji run` starts, in one consumer group: the partitions, and so the incidents, are shared between them; worker i serves its metrics on worker_web_port + i. A worker is one Python process, one core at most: on 2 cores, bench deadlines (555 breaches/s) had a breach p99 of 19.4 s with one worker and 0.69-1.9 s with two. 0: one per core, at most topic_partitions. Default 1: with two, a worker joining while records flow made Faust skip records (the watchdog restarts it in place, resetting its counters) in one of three test runs")
     worker_store: str = Field(default="rocksdb://", description="where the worker keeps its table: rocksdb:// on local disk under data_dir (a restarted worker reads only the changelog written since), or memory:// (it reads the whole changelog)")
     worker_instance_id: str = Field(default="", description="the worker's static group membership id: a restarted worker takes its partitions straight back instead of waiting for its old session to expire; empty: the host and worker port")
     app_id: str = Field(default="yingji", description="Faust application id (consumer group, changelogs)")

@@ -164,6 +164,6 @@ def test_scrape_jobs_are_the_api_and_the_worker():
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert jobs["yingji-api"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
-    assert jobs["yingji-worker"]["static_configs"][0]["targets"] == ["127.0.0.1:6066", "127.0.0.1:6067"]
+    assert jobs["yingji-worker"]["static_configs"][0]["targets"] == ["127.0.0.1:6066"]
     assert all(j.get("metrics_path", "/metrics") == "/metrics" for j in jobs.values())
     assert config["rule_files"] == ["alerts.yml"]
