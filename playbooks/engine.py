@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
-from typing import TypeVar, get_origin
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -477,9 +477,12 @@ def decide(
     template, matched = hit if hit is not None else _DECISIONS.get_or_compute(
         key, lambda: _decision_template(report, plan))
     d = template.__dict__
-    changes = {name: list(d[name]) for name in _DECISION_LISTS}  # each decision its own lists, as if validated
-    changes["report_id"] = report.report_id
-    changes["obligations"] = _timed(matched, report, basis_at or report.received_at)
+    # each decision its own lists, as if validated (spelled out: a dict comprehension over the names
+    # cost a sixth of a warm decision)
+    changes = {"lead_unit_ids": d["lead_unit_ids"].copy(), "lead_units": d["lead_units"].copy(),
+               "commanders": d["commanders"].copy(), "notify": d["notify"].copy(), "reasons": d["reasons"].copy(),
+               "report_id": report.report_id,
+               "obligations": _timed(matched, report, basis_at or report.received_at)}
     changes.update(_caller_fields(incident_id, report, now))
     return copy_with(template, changes)
 
@@ -501,8 +504,7 @@ def _caller_fields(incident_id: str | None, report: ReportFacts, now: datetime) 
     return {"incident_id": caller.incident_id, "decided_at": caller.decided_at}
 
 
-_DECISION_LISTS = tuple(name for name, f in Decision.model_fields.items()
-                        if get_origin(f.annotation) is list and name != "obligations")
+
 
 
 def _report_key(report: ReportFacts, plan: Plan) -> tuple:

@@ -56,3 +56,17 @@ def test_a_full_memo_drops_its_older_half_and_keeps_deciding(plan, monkeypatch):
     assert engine._report_key(reports[0], plan) not in engine._DECISIONS
     assert [decide(r, plan, T).model_dump_json() for r in reports] == cold
     engine.clear_memos()
+
+
+def test_every_list_of_a_decision_is_its_own(plan):
+    """decide() copies its memoised template's lists by name: a list field added to Decision must be
+    copied too, or one caller's append would show in every later decision of a like report."""
+    from topics.models import Decision
+
+    first, second = decide(make_report(report_id="own-1"), plan, T), decide(make_report(report_id="own-2"), plan, T)
+    lists = [name for name, value in first.__dict__.items() if isinstance(value, list)]
+    assert set(lists) == {name for name in Decision.model_fields if isinstance(getattr(second, name), list)}
+    assert len(lists) >= 6
+    for name in lists:
+        assert getattr(first, name) is not getattr(second, name), name
+        assert getattr(first, name) == getattr(second, name) or name == "obligations", name
