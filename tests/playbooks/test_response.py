@@ -21,6 +21,16 @@ LEVELS = [
     P({}, "三级", "level.general", id="4.3.2-一般-quiet"),
     P({"facts": {"evacuated": 100}}, "三级", "level.general", id="4.3.2-一般-evacuation-only"),
     P({"type": "food_safety_incident"}, "三级", "level.undetermined", id="4.1.3-未判明-三级"),
+    P({"type": "food_safety_incident", "facts": {"deaths": 5}}, "二级", "level.undetermined_casualties_or_multi_agency",
+      id="4.3.3-未判明-dead-二级"),
+    P({"type": "food_safety_incident", "facts": {"poisoned": 2}}, "二级",
+      "level.undetermined_casualties_or_multi_agency", id="4.3.3-未判明-poisoned-二级"),
+    P({"type": "food_safety_incident", "flags": {"multi_agency": True}}, "二级",
+      "level.undetermined_casualties_or_multi_agency", id="4.3.3-未判明-multi-agency-二级"),
+    P({"type": "food_safety_incident", "facts": {"evacuated": 100}}, "三级", "level.undetermined",
+      id="4.1.3-未判明-evacuation-only-三级"),
+    P({"type": "food_safety_incident", "facts": {"deaths": 1}, "flags": {"sensitive": True}}, "一级", "raise.sensitive",
+      id="4.3.1-未判明-二级→一级"),
     # 4.3.1: one level higher if sensitive, in a key area or during a major event
     P({"flags": {"sensitive": True}}, "二级", "raise.sensitive", id="4.3.1-sensitive-三级→二级"),
     P({"location": {"key_area": ["人员密集场所"]}}, "二级", "raise.key_area", id="4.3.1-key-area-三级→二级"),
@@ -49,6 +59,7 @@ def test_undetermined_is_marked_for_triage(plan):
     decision = decide(make_report("food_safety_incident"), plan, NOW)
     assert decision.grade.value == "未判明"
     assert decision.triage_by_district_office
+    assert decide(make_report("food_safety_incident", facts={"deaths": 5}), plan, NOW).triage_by_district_office
     assert not decide(make_report(), plan, NOW).triage_by_district_office
 
 
