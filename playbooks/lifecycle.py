@@ -52,10 +52,19 @@ class ObligationState(State):
     breach_detected_at: datetime | None = None
     steps_done: list[int] = []
     closed_reason: str | None = None
+    # How many times it was opened: a grade that goes down and back up owes the report again (4.1.3),
+    # and the new opening's reminders and escalations are new notices, not repeats of the first's.
+    opened: int = 1
 
     @property
     def pending(self) -> bool:
         return self.status in ("open", "missed")
+
+    @property
+    def notice_key(self) -> str:
+        """The obligation's part of its notices' dedup keys: the kind, then the opening after the first."""
+        kind = self.obligation.kind.value
+        return kind if self.opened == 1 else f"{kind}.open{self.opened}"
 
 
 class IncidentState(State):
@@ -170,7 +179,8 @@ def _request_approval(em: _Emitter, decision: Decision) -> None:
 
 
 def _open(em: _Emitter, ob: Obligation) -> None:
-    em.state.obligations[ob.kind.value] = ObligationState(obligation=ob)
+    before = em.state.obligations.get(ob.kind.value)
+    em.state.obligations[ob.kind.value] = ObligationState(obligation=ob, opened=before.opened + 1 if before else 1)
     em.event(
         EventKind.OBLIGATION_OPENED,
         f"{ob.label}：{ob.owner}→{ob.recipient}，应于{ob.due_at.isoformat()}前",
@@ -248,7 +258,8 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     _route(em, new)
     wanted = {ob.kind.value: ob for ob in new.obligations}
     for kind, ob in wanted.items():
-        if kind not in st.obligations:
+        # owed again after a regrade had closed it (较大→一般→较大): opened anew, due from this filing
+        if kind not in st.obligations or (st.obligations[kind].status == "closed" and st.end is None):
             _open(em, ob)
     for kind, ob_state in st.obligations.items():
         if kind != ReportKind.EVALUATION_REPORT.value and kind not in wanted and ob_state.pending:
@@ -334,7 +345,7 @@ def _due(em: _Emitter, plan: Plan) -> None:
             ob_state.reminded = True
             em.event(EventKind.REMINDER, f"{ob.label}将于{ob.due_at.isoformat()}到期，请{ob.owner}报送",
                      section=ob.section, obligation=kind)
-            em.notify(key=f"{st.incident_id}.{kind}.reminder", unit_id=ob.owner_id, unit=ob.owner,
+            em.notify(key=f"{st.incident_id}.{ob_state.notice_key}.reminder", unit_id=ob.owner_id, unit=ob.owner,
                       why=f"提醒：{ob.label}即将到期", rule=ob.rule, section=ob.section, kind="reminder",
                       role="值班员")
         if ob_state.status == "open" and ob.due_at <= now:
@@ -355,7 +366,7 @@ def _due(em: _Emitter, plan: Plan) -> None:
                 for i, r in enumerate(step.notify):
                     unit_id = ob.owner_id if r.unit == "$owner" else r.unit
                     names.append(f"{_unit(plan, unit_id)}{r.role}")
-                    em.notify(key=f"{st.incident_id}.{kind}.step{step.step}.{unit_id}.r{i}", unit_id=unit_id,
+                    em.notify(key=f"{st.incident_id}.{ob_state.notice_key}.step{step.step}.{unit_id}.r{i}", unit_id=unit_id,
                               unit=_unit(plan, unit_id), role=r.role, kind="escalation",
                               why=f"{ob.label}逾期未报，逐级督办（第{step.step}级）", rule=ob.rule, section="5.5.2")
                 em.event(EventKind.ESCALATION, f"第{step.step}级督办：{'、'.join(names)}", at=step_at,

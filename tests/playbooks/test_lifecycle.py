@@ -132,6 +132,38 @@ def test_regrade_down_closes_what_is_no_longer_owed(plan):  # 4.3.1
     assert "phone_report" in out.state.obligations  # none vanish
 
 
+def test_regrade_down_then_up_owes_the_city_report_again_with_its_own_notices(plan):  # 4.1.3, 4.3.1
+    st = opened(plan, facts={"deaths": 3})  # 较大: the city report is owed
+    assert st.obligations["city_report"].status == "open"
+    down, up = RECEIVED + 20 * M, RECEIVED + 40 * M
+    st = handle(st, filed(st, "followup", down, followup=FollowupFacts(facts={"deaths": 1})), plan, down).state
+    assert st.obligations["city_report"].status == "closed"
+    out = handle(st, filed(st, "followup", up, followup=FollowupFacts(facts={"deaths": 12})), plan, up)
+    again = out.state.obligations["city_report"]
+    assert out.state.decision.grade.value == "重大"
+    assert again.status == "open" and again.opened == 2
+    assert again.obligation.due_at == up + 60 * M  # counts from the filing that raised it again
+    assert "city_report" in {e.obligation for e in out.events if e.kind.value == "obligation_opened"}
+    missed = check_due(out.state, plan, up + 61 * M)
+    assert any(e.kind.value == "breach" and e.obligation == "city_report" for e in missed.events)
+    keys = [n.dedup_key for n in missed.notifications if ".city_report." in n.dedup_key]
+    assert keys and all(".city_report.open2." in k for k in keys)  # not taken for the first opening's notices
+
+
+def test_an_ended_incident_owes_nothing_again_on_a_later_followup(plan):  # 4.8.2
+    st = opened(plan, facts={"deaths": 3})
+    t = RECEIVED + 20 * M
+    st = handle(st, filed(st, "followup", t - M, followup=FollowupFacts(facts={"deaths": 1})), plan, t - M).state
+    st = handle(st, cmd(st, EndRecorded(id="end-1", incident_id=st.incident_id, authority="district_committee",
+                                        decided_by="区应急委", ended_at=t, recorded_by="指挥员乙")), plan, t).state
+    assert st.end is not None
+    closed = {k for k, o in st.obligations.items() if o.status == "closed"}
+    assert "city_report" in closed
+    out = handle(st, filed(st, "followup", t + M, followup=FollowupFacts(facts={"deaths": 4})), plan, t + M)
+    assert {k for k, o in out.state.obligations.items() if o.status == "closed"} >= closed
+    assert all(o.opened == 1 for o in out.state.obligations.values())
+
+
 def test_approval_sends_the_city_report_notice_once(plan):  # 4.1.3
     st = opened(plan, facts={"deaths": 3})
     t = RECEIVED + 20 * M
