@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from playbooks.engine import ReportRejected
 from playbooks.plan import Plan, load_plan
-from services import metrics
+from services import logs, metrics
 from services import pages
 from services.clock import Clock, WallClock
 from playbooks.drill import ScenarioError, parse_scenario
@@ -94,6 +94,8 @@ def unavailable(reason: str) -> JSONResponse:
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
+    logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
     plan = plan or load_plan()
     clock = clock or WallClock()
     sealer = Sealer.from_file(settings.key_file)

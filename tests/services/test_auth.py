@@ -98,3 +98,19 @@ def test_cookie_sign_in_works_like_a_bearer_token(api):
         assert client.get("/incidents").status_code == 200
     finally:
         client.cookies.clear()
+
+
+def test_the_api_process_scrubs_personal_data_from_its_log_lines(tmp_path, capsys):
+    """The API runs as its own process (uvicorn --factory): create_app installs the same scrubbing
+    processor as the worker, so a log line that binds a reporter's phone never prints it."""
+    import structlog
+
+    structlog.reset_defaults()  # as a fresh process starts
+    try:
+        create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1", log_json=True))
+        structlog.get_logger().info("probe", phone="13800000000", reporter={"name": "张三"})
+        err = capsys.readouterr().err
+    finally:
+        structlog.reset_defaults()  # the logger it made writes to this test's captured stderr
+    assert "probe" in err
+    assert "13800000000" not in err and "张三" not in err
