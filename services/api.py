@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     )
     api.state.view = view
     api.state.users = users
+    api.state.sealer = sealer
 
     @api.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"error": "invalid report", "fields": _field_errors(exc.errors())})
 
-    @api.post("/incidents", status_code=202, response_model=Accepted, responses={422: {}, 503: {}})
+    @api.post("/incidents", status_code=202, response_model=Accepted, responses={409: {}, 422: {}, 503: {}})
     async def raise_incident(submission: ReportSubmission, user: UserRecord = require("incident.raise")) -> Any:
         """Accept a report: answered 202 only once the broker acknowledged it (acks=all)."""
         try:
@@ -165,6 +166,15 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         except ReportRejected as exc:
             fields = [{"field": p.field, "message": p.message} for p in exc.problems]
             return JSONResponse(status_code=422, content={"error": "invalid report", "fields": fields})
+        known = view.incidents.get(record.incident_id)
+        if known is not None and known.reported is not None:
+            # A retry of the same report (its 202 lost) is answered again and not sent twice; another
+            # report under a used id would never be decided (the worker keeps the first), so say so.
+            first = known.reported
+            if first.report == record.report and _same_private(first.private_sealed, submission):
+                return Accepted(incident_id=first.incident_id, report_id=first.report.report_id)
+            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
+                {"field": "report_id", "message": f"{record.incident_id!r} was reported already, with other content"}]})
         producer: AIOKafkaProducer | None = state["producer"]
         if producer is None:
             return unavailable("broker not reachable yet")
@@ -182,10 +192,23 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         log.info("accepted", incident_id=record.incident_id, type=record.report.type)
         return Accepted(incident_id=record.incident_id, report_id=record.report.report_id)
 
+    def _same_private(sealed: str | None, submission: ReportSubmission) -> bool:
+        if sealed is None:
+            return sealer.seal(submission.private_details()) is None  # neither has any
+        try:
+            return sealer.open(sealed) == submission.private_details()
+        except ValueError:  # sealed with another key: cannot tell, so not the same
+            return False
+
     async def publish_command(incident_id: IncidentId, body) -> Any:
         incident = view.incidents.get(incident_id)
         if incident is None or incident.reported is None:
             raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")
+        if incident.reported.report.drill:
+            # a drill's incident moves on its drill's simulated clock: the worker would dead-letter a
+            # command without one, so refuse it here, where the caller sees why
+            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
+                {"field": "incident_id", "message": f"{incident_id!r} is a drill's incident: its scenario files its reports"}]})
         cmd = IncidentCommand(id=body.id, incident_id=incident_id, drill=incident.reported.report.drill, body=body)
         producer: AIOKafkaProducer | None = state["producer"]
         if producer is None:
@@ -205,7 +228,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return f"{prefix}-{uuid.uuid4().hex[:20]}"
 
     @api.post("/incidents/{incident_id}/reports", status_code=202, response_model=CommandAccepted,
-              responses={404: {}, 422: {}, 503: {}})
+              responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def file_report(incident_id: IncidentId, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
         """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
         body = ReportFiled(
@@ -216,7 +239,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return await publish_command(incident_id, body)
 
     @api.post("/incidents/{incident_id}/approvals", status_code=202, response_model=CommandAccepted,
-              responses={404: {}, 422: {}, 503: {}})
+              responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def approve(incident_id: IncidentId, req: ApprovalRequest, user: UserRecord = require("incident.approve")) -> Any:
         """区应急委主任或副主任's approval to report a 较大+ event to 市应急办 (4.1.3)."""
         body = ApprovalRecorded(id=command_id("a"), incident_id=incident_id, approver=req.approver,
@@ -224,7 +247,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return await publish_command(incident_id, body)
 
     @api.post("/incidents/{incident_id}/end", status_code=202, response_model=CommandAccepted,
-              responses={404: {}, 422: {}, 503: {}})
+              responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def end(incident_id: IncidentId, req: EndRequest, user: UserRecord = require("incident.end")) -> Any:
         """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
         body = EndRecorded(id=command_id("x"), incident_id=incident_id, authority=req.authority,

@@ -120,7 +120,9 @@ class IncidentView:
             if topic == INCIDENTS_REPORTED.name:
                 rec = IncidentReported.model_validate_json(value)
                 incident_id = rec.incident_id
-                self._state(incident_id).reported = rec
+                state = self._state(incident_id)
+                if state.reported is None:  # the worker decides the first report of an id, so the view keeps it
+                    state.reported = rec
             elif topic == INCIDENTS_DECIDED.name:
                 dec = IncidentDecided.model_validate_json(value)
                 incident_id = dec.incident_id

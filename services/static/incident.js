@@ -39,8 +39,13 @@
   function renderActions() {
     const d = incident.decision;
     const ended = incident.status === 'ended';
+    // a drill's incident moves on its drill's clock: its scenario files its reports (the API says 409)
+    const live = !incident.drill;
     const buttons = [];
-    if (config.can_file && d) {
+    if (!live && (config.can_file || config.can_approve || config.can_end)) {
+      buttons.push(el('span', { class: 'hint', 'data-role': 'drill-note', text: '演练事件：报送、批准和结束由演练脚本按模拟时钟产生' }));
+    }
+    if (config.can_file && d && live) {
       const kinds = ['phone_report', 'written_report', 'detailed_report'];
       for (const o of incident.obligations || []) if (!kinds.includes(o.kind) && o.status !== 'closed') kinds.push(o.kind);
       if (!ended) kinds.push('followup');
@@ -53,10 +58,10 @@
           onclick: () => reportForm(kind) }));
       }
     }
-    if (config.can_approve && d && d.needs_approval_for_city_report && !ended && !events.some((e) => e.kind === 'approved')) {
+    if (config.can_approve && live && d && d.needs_approval_for_city_report && !ended && !events.some((e) => e.kind === 'approved')) {
       buttons.push(el('button', { type: 'button', 'data-action': 'approve', text: '批准向市应急办报告', onclick: approvalForm }));
     }
-    if (config.can_end && d && !ended) {
+    if (config.can_end && live && d && !ended) {
       buttons.push(el('button', { type: 'button', class: 'danger', 'data-action': 'end', text: '应急结束', onclick: endForm }));
     }
     if (config.can_private) {

@@ -83,10 +83,20 @@ def test_same_report_twice_yields_nothing_new(service):
         wait_decided(c, rid)
         first_decided = len(of_incident(service.read_topic(INCIDENTS_DECIDED.name), rid))
         first_notes = len(of_incident(service.read_topic(NOTIFICATIONS_REQUESTED.name), rid))
-        again = c.post("/incidents", json=report(rid))
+        again = c.post("/incidents", json=report(rid))  # a client's retry, its first 202 lost
         assert again.status_code == 202 and again.json()["incident_id"] == rid
+        other = c.post("/incidents", json=report(rid, facts={"deaths": 0}, reporter={"name": "李四", "phone": PHONE}))
+        assert other.status_code == 409 and other.json()["fields"][0]["field"] == "report_id"
+        private = c.get(f"/incidents/{rid}/private").json()
+    assert NAME in json.dumps(private, ensure_ascii=False)  # the first reporter stays
+    stored = of_incident(service.read_topic(INCIDENTS_REPORTED.name), rid)
+    assert len(stored) == 1  # the retry was answered, not sent again
+    # the same record on the topic again (a producer's retry): the worker decides it once
+    producer = KafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
+    producer.send(INCIDENTS_REPORTED.name, key=rid.encode(), value=json.dumps(stored[0]).encode()).get(timeout=10)
+    producer.close()
     time.sleep(2.0)
-    assert len(of_incident(service.read_topic(INCIDENTS_REPORTED.name), rid)) == 2  # both reports stored
+    assert len(of_incident(service.read_topic(INCIDENTS_REPORTED.name), rid)) == 2
     assert len(of_incident(service.read_topic(INCIDENTS_DECIDED.name), rid)) == first_decided == 1
     assert len(of_incident(service.read_topic(NOTIFICATIONS_REQUESTED.name), rid)) == first_notes
 

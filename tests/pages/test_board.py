@@ -310,7 +310,7 @@ def test_a_viewer_watches_the_board_but_gets_no_raise_form(service, context):
 
 
 @pytest.mark.e2e
-def test_drills_are_marked_and_filtered_never_mixed_in_silently(service, context):
+def test_drills_are_marked_and_filtered_never_mixed_in_silently(service, context, browser):
     """A drill incident as the drill runner sends it (report.drill = true on the reported topic)."""
     from kafka import KafkaProducer
     from playwright.sync_api import expect
@@ -356,6 +356,17 @@ def test_drills_are_marked_and_filtered_never_mixed_in_silently(service, context
     expect(drill_row).to_be_visible()
     expect(live_row).to_be_visible()
     shot(page, "15-board-all-view")
+
+    # a duty officer files on a live incident's page; a drill's incident says its scenario files
+    officer_context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai")
+    officer = officer_context.new_page()
+    sign_in(officer, service, "duty_officer", f"/incidents/{live}/page")
+    expect(officer.locator("[data-action=phone_report]")).to_be_visible(timeout=5000)
+    officer.goto(service.api + f"/incidents/{drill_id}/page")
+    expect(officer.locator("[data-role=drill-note]")).to_be_visible(timeout=5000)
+    expect(officer.locator("[data-action=phone_report]")).to_have_count(0)
+    expect(officer.locator("[data-action=followup]")).to_have_count(0)
+    officer_context.close()
 
 
 @pytest.mark.e2e

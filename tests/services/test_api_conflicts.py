@@ -1,0 +1,76 @@
+"""What the API refuses before anything reaches the broker: a used report id with other content, and a
+command on a drill's incident. No broker here: an accepted request would answer 503."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from playbooks.plan import load_plan
+from services.api import create_app
+from services.intake import accept
+from services.settings import Settings
+from services.users import new_token, user_record
+from topics.catalog import INCIDENTS_REPORTED
+from topics.models import ReportSubmission, Role
+
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+BODY = {
+    "type": "燃气事故", "occurred_at": "2026-11-26T09:15:00+08:00", "received_at": "2026-11-26T09:20:00+08:00",
+    "location": {"street": "梨园镇"}, "facts": {"deaths": 3}, "reporter": {"name": "王某", "phone": "13800000000"},
+}
+FILING = {"kind": "phone_report", "unit_id": "district_urban_management_commission",
+          "filed_at": "2026-11-26T09:25:00+08:00", "filed_by": "值班员甲"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("conflicts"), bootstrap_servers="127.0.0.1:1"))
+    token = new_token()
+    app.state.users.apply(user_record("officer", Role.DUTY_OFFICER, token, now=NOW, by="test"))
+    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})  # no lifespan: no broker
+    return app, client
+
+
+def known(app, report_id: str, *, drill: bool = False, **over) -> None:
+    """As if the API had produced it and read it back from the reported topic."""
+    sub = ReportSubmission.model_validate({**BODY, **over, "report_id": report_id})
+    rec = accept(sub, plan=load_plan(), sealer=app.state.sealer, now=NOW, drill=drill)
+    app.state.view.apply(INCIDENTS_REPORTED.name, rec.model_dump_json().encode())
+
+
+def test_a_retry_of_the_same_report_is_answered_again_without_a_broker(api):
+    app, client = api
+    known(app, "r-retry-1")
+    resp = client.post("/incidents", json={**BODY, "report_id": "r-retry-1"})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["incident_id"] == "r-retry-1"
+
+
+@pytest.mark.parametrize("change", [{"facts": {"deaths": 0}}, {"reporter": {"name": "李四", "phone": "13800000000"}}],
+                         ids=["facts", "reporter"])
+def test_a_used_report_id_with_other_content_is_a_conflict_naming_it(api, change):
+    app, client = api
+    known(app, "r-used-1")
+    resp = client.post("/incidents", json={**BODY, **change, "report_id": "r-used-1"})
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["fields"][0]["field"] == "report_id"
+
+
+def test_the_view_keeps_the_first_report_of_an_id(api):
+    app, _ = api
+    known(app, "r-first-1")
+    known(app, "r-first-1", facts={"deaths": 0})
+    assert app.state.view.incidents["r-first-1"].reported.report.facts.deaths == 3
+
+
+def test_a_command_on_a_drill_incident_is_refused_naming_it(api):
+    app, client = api
+    known(app, "r-drill-1", drill=True)
+    resp = client.post("/incidents/r-drill-1/reports", json=FILING)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["fields"][0]["field"] == "incident_id"
+    known(app, "r-live-1")
+    assert client.post("/incidents/r-live-1/reports", json=FILING).status_code == 503  # live: on to the broker
