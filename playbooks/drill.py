@@ -39,6 +39,8 @@ from pydantic import (
 from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
 from playbooks.plan import Plan
 from topics.models import (
+    EARLIEST,
+    LATEST,
     ApprovalRecorded,
     Decision,
     EndRecorded,
@@ -221,6 +223,11 @@ class Scenario(DrillModel):
         problems: list[str] = []
         if self.duration <= timedelta(0):
             problems.append("duration: must be positive")
+        # every record a drill makes carries its simulated times, and those take 2000-2100 only
+        if not EARLIEST <= self.start < LATEST:
+            problems.append("start: must be between 2000-01-01 and 2100-01-01")
+        elif self.duration > timedelta(0) and not self.start + self.duration < LATEST:
+            problems.append("duration: the drill must end before 2100-01-01")
         reported: set[str] = set()
         for i, inj in self.ordered():
             if not timedelta(0) <= inj.at <= self.duration:

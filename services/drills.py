@@ -98,11 +98,11 @@ def _count(view: IncidentView, ids: set[str]) -> int:
 async def run_drill(run: DrillRun, *, plan: Plan, producer: AIOKafkaProducer, view: IncidentView) -> None:
     scenario = run.scenario
     feed: list = []
-    replay(scenario, plan, run=run.run_id, feed=feed)  # the schedule of moments, not the outcome
-    run.total = len(feed)
     ids = {incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects}
     wall0 = time.monotonic()
-    try:
+    try:  # a failure anywhere, the replay included, must end the run as failed, not leave it running
+        replay(scenario, plan, run=run.run_id, feed=feed)  # the schedule of moments, not the outcome
+        run.total = len(feed)
         for sim_at, rec in feed:
             wait = wall0 + (sim_at - scenario.start).total_seconds() / run.speed - time.monotonic()
             if wait > 0:
