@@ -42,6 +42,7 @@ from topics.models import (
     NewUserRequest,
     ReportFiled,
     ReportSubmission,
+    Role,
     UserRecord,
 )
 
@@ -300,19 +301,29 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
                                 headers={"Retry-After": RETRY_AFTER_S}) from exc
         users.apply(rec)
 
-    @api.post("/users", status_code=201)
-    async def add_user(req: NewUserRequest, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
+    @api.post("/users", status_code=201, responses={409: {}})
+    async def add_user(req: NewUserRequest, admin: UserRecord = require("users.manage")) -> Any:
         """A new user; the token is shown in this answer only."""
+        existing = users.by_name.get(req.name)
+        if existing is not None and not existing.revoked:
+            # re-adding would silently replace a person's token and role: revoke first, on purpose
+            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
+                {"field": "name", "message": f"{req.name!r} is a user already; revoke it first for a new token or role"}]})
         token = new_token()
         await produce_user(user_record(req.name, req.role, token, now=clock.now(), by=admin.name))
         log.info("user_added", user=req.name, role=req.role.value, by=admin.name)
         return {"name": req.name, "role": req.role.value, "token": token}
 
-    @api.delete("/users/{name}", status_code=200)
-    async def revoke_user(name: UserName, admin: UserRecord = require("users.manage")) -> dict[str, Any]:
+    @api.delete("/users/{name}", status_code=200, responses={404: {}, 409: {}})
+    async def revoke_user(name: UserName, admin: UserRecord = require("users.manage")) -> Any:
         old = users.by_name.get(name)
         if old is None:
             raise HTTPException(status_code=404, detail=f"name: no user {name!r}")
+        others = [r for r in users.by_name.values() if r.role is Role.ADMIN and not r.revoked and r.name != name]
+        if old.role is Role.ADMIN and not old.revoked and not others:
+            # with no admin left nobody could add or revoke anyone through the API
+            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
+                {"field": "name", "message": f"{name!r} is the last admin; add another admin first"}]})
         await produce_user(user_record(name, old.role, new_token(), now=clock.now(), by=admin.name, revoked=True))
         log.info("user_revoked", user=name, by=admin.name)
         return {"name": name, "revoked": True}

@@ -74,3 +74,29 @@ def test_a_command_on_a_drill_incident_is_refused_naming_it(api):
     assert resp.json()["fields"][0]["field"] == "incident_id"
     known(app, "r-live-1")
     assert client.post("/incidents/r-live-1/reports", json=FILING).status_code == 503  # live: on to the broker
+
+
+@pytest.fixture
+def admin_api(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"))
+    token = new_token()
+    app.state.users.apply(user_record("admin", Role.ADMIN, token, now=NOW, by="test"))
+    app.state.users.apply(user_record("zhang", Role.DUTY_OFFICER, new_token(), now=NOW, by="test"))
+    return app, TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_adding_a_user_who_exists_is_a_conflict_not_a_silent_new_token(admin_api):
+    app, client = admin_api
+    resp = client.post("/users", json={"name": "zhang", "role": "viewer"})
+    assert resp.status_code == 409 and resp.json()["fields"][0]["field"] == "name"
+    assert app.state.users.by_name["zhang"].role is Role.DUTY_OFFICER
+    app.state.users.apply(user_record("zhang", Role.DUTY_OFFICER, new_token(), now=NOW, by="test", revoked=True))
+    assert client.post("/users", json={"name": "zhang", "role": "viewer"}).status_code == 503  # revoked: on to the broker
+
+
+def test_the_last_admin_cannot_be_revoked(admin_api):
+    app, client = admin_api
+    resp = client.delete("/users/admin")
+    assert resp.status_code == 409 and resp.json()["fields"][0]["field"] == "name"
+    app.state.users.apply(user_record("admin2", Role.ADMIN, new_token(), now=NOW, by="test"))
+    assert client.delete("/users/admin").status_code == 503  # another admin: on to the broker
