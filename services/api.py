@@ -225,6 +225,19 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         log.info("command_accepted", incident_id=incident_id, command=body.command)
         return CommandAccepted(incident_id=incident_id, command_id=cmd.id)
 
+    filing_units = {*plan.units, *plan.parties, *(street.id for street in plan.streets.values())}
+
+    def _filing_problems(req: FileReportRequest) -> list[dict[str, str]]:
+        """What the plan must know of a filing: its unit, and a follow-up's street."""
+        problems = []
+        if req.unit_id not in filing_units:
+            problems.append({"field": "unit_id", "message": f"{req.unit_id!r} is not a unit of the plan (units.yaml)"})
+        location = req.followup.location if req.followup else None
+        if location is not None and location.street and location.street not in plan.streets:
+            problems.append({"field": "followup.location.street",
+                             "message": f"{location.street!r} is not one of the district's 22 streets and townships"})
+        return problems
+
     def command_id(prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:20]}"
 
@@ -232,6 +245,9 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
               responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def file_report(incident_id: IncidentId, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
         """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
+        problems = _filing_problems(req)
+        if problems:  # the worker would dead-letter it after our 202: the caller must hear it now
+            return JSONResponse(status_code=422, content={"error": "invalid report", "fields": problems})
         body = ReportFiled(
             id=command_id("f"), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
             filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,

@@ -100,3 +100,24 @@ def test_the_last_admin_cannot_be_revoked(admin_api):
     assert resp.status_code == 409 and resp.json()["fields"][0]["field"] == "name"
     app.state.users.apply(user_record("admin2", Role.ADMIN, new_token(), now=NOW, by="test"))
     assert client.delete("/users/admin").status_code == 503  # another admin: on to the broker
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"unit_id": "no-such-unit"}, "unit_id"),
+    ({"kind": "followup", "followup": {"location": {"street": "火星街道"}}}, "followup.location.street"),
+], ids=["unit", "followup-street"])
+def test_a_filing_the_plan_does_not_know_is_422_naming_the_field(api, change, field):
+    app, client = api
+    known(app, "r-filing-1")
+    resp = client.post("/incidents/r-filing-1/reports", json={**FILING, **change})
+    assert resp.status_code == 422, resp.text
+    assert [f["field"] for f in resp.json()["fields"]] == [field]
+
+
+@pytest.mark.parametrize("unit_id", ["district_emergency_office", "street_zhongcang"], ids=["unit", "street"])
+def test_a_filing_by_a_unit_or_street_of_the_plan_goes_on_to_the_broker(api, unit_id):
+    app, client = api
+    known(app, "r-filing-2")
+    plan = load_plan()
+    assert unit_id in plan.units or unit_id in {s.id for s in plan.streets.values()}
+    assert client.post("/incidents/r-filing-2/reports", json={**FILING, "unit_id": unit_id}).status_code == 503
