@@ -279,6 +279,12 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     ob_state = st.obligations.get(cmd.kind.value)
     if ob_state is None or not ob_state.pending:
         return  # a report nobody owed, or filed again: on the timeline, nothing else changes
+    if cmd.kind is ReportKind.CITY_REPORT and st.decision.needs_approval_for_city_report and (
+            st.approval is None or cmd.filed_at < st.approval.approved_at):
+        # 4.1.3: reported to 市应急办 only once 区应急委主任或副主任 approved; before that it does not count
+        em.event(EventKind.REJECTED, "向市应急办报告须经区应急委主任或副主任批准后报送：未计为已报", section="4.1.3",
+                 obligation=cmd.kind.value, by=cmd.recorded_by or cmd.filed_by)
+        return
     ob = ob_state.obligation
     ob_state.filed_at, ob_state.filed_by = cmd.filed_at, cmd.filed_by
     if cmd.filed_at <= ob.due_at:

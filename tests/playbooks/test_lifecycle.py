@@ -177,6 +177,22 @@ def test_approval_sends_the_city_report_notice_once(plan):  # 4.1.3
     assert not again.notifications
 
 
+def test_a_city_report_filed_before_approval_does_not_count(plan):  # 4.1.3 报请…批准后…向市应急办报告
+    st = opened(plan, facts={"deaths": 3})
+    early = RECEIVED + 10 * M
+    out = handle(st, filed(st, "city_report", early), plan, early)
+    rejected = [e for e in out.events if e.kind.value == "rejected"]
+    assert len(rejected) == 1 and rejected[0].obligation == "city_report" and rejected[0].section == "4.1.3"
+    assert out.state.obligations["city_report"].status == "open"
+    t = RECEIVED + 20 * M
+    approval = ApprovalRecorded(id="a-city", incident_id=st.incident_id, approver="李某", approver_role="deputy_director",
+                                approved_at=t, recorded_by="指挥员乙")
+    st = handle(out.state, cmd(out.state, approval), plan, t).state
+    out = handle(st, filed(st, "city_report", t + 5 * M), plan, t + 5 * M)
+    assert "obligation_met" in kinds(out) and "rejected" not in kinds(out)
+    assert out.state.obligations["city_report"].status == "met"
+
+
 def test_approval_refused_for_general_events(plan):
     st = opened(plan)
     body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
