@@ -57,7 +57,10 @@ def check_report(report: ReportFacts, plan: Plan) -> list[FieldProblem]:
     """What the contract alone cannot check: the type and the street must be the plan's own."""
     problems = []
     if plan.find_type(report.type) is None:
-        problems.append(FieldProblem("type", f"unknown incident type {report.type!r}: not in table 2.3.6"))
+        near = plan.nearest_type_names(report.type)
+        hint = f"; nearest: {'、'.join(near)}" if near else ""
+        problems.append(FieldProblem(
+            "type", f"unknown incident type {report.type!r}: not in table 2.3.6{hint}; 其他 (other) if none fits (2.3.3)"))
     street = report.location.street
     if street and street not in plan.streets:
         problems.append(
@@ -446,7 +449,7 @@ def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, e
 def _lead_reason(itype: IncidentType, plan: Plan) -> Reason:
     return Reason(
         rule="type.lead_units",
-        section="2.3.6",
+        section=itype.section,
         text=f"{itype.category_name}·{itype.subcategory}·{itype.name}：处置主责部门 "
         + "、".join(plan.unit_name(u) for u in itype.lead_units),
     )

@@ -6,6 +6,7 @@ path inside it, not when a rule first fires.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from functools import cached_property
@@ -60,15 +61,22 @@ class Unit(PlanModel):
 
 class IncidentType(PlanModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    seq: int = Field(ge=1, le=52)
+    seq: int = Field(ge=0, le=52, description="row of table 2.3.6; 0 for the one type outside it (其他)")
     name: str
     note: str | None = None
-    category: Literal["natural_disaster", "accident_disaster", "public_health", "social_security"]
+    category: Literal["natural_disaster", "accident_disaster", "public_health", "social_security", "unlisted"]
     category_name: str
     subcategory: str
     lead_units: list[str] = Field(min_length=1)
     lead_units_open_ended: bool = False
     grading_family: str | None = None
+    section: str = Field(default="2.3.6", description="where the plan names its lead units")
+
+    @model_validator(mode="after")
+    def _in_the_table_or_not(self) -> "IncidentType":
+        if (self.seq == 0) != (self.category == "unlisted"):
+            raise ValueError(f"types[{self.id}]: seq 0 and category unlisted go together (the type outside table 2.3.6)")
+        return self
 
 
 # --- conditions -----------------------------------------------------------------------------
@@ -251,7 +259,14 @@ class UnitsFile(PlanModel):
 
 
 class TypesFile(PlanModel):
-    types: list[IncidentType]
+    types: list[IncidentType]  # table 2.3.6, rows 1-52
+    unlisted: IncidentType  # 其他 (2.3.3): what matches no row
+
+    @model_validator(mode="after")
+    def _one_outside(self) -> "TypesFile":
+        if any(t.seq == 0 for t in self.types) or self.unlisted.seq != 0:
+            raise ValueError("types: rows 1-52 of table 2.3.6; unlisted: the one type outside it, seq 0")
+        return self
 
 
 # --- the plan -------------------------------------------------------------------------------
@@ -298,6 +313,13 @@ class Plan(PlanModel):
 
     def find_type(self, text: str) -> IncidentType | None:
         return self.type_index.get(text.strip()) or self.type_index.get(normalise_type_name(text))
+
+    def nearest_type_names(self, text: str, n: int = 3) -> list[str]:
+        """The type names (or ids) closest to a text that matches none, for the error that refuses it."""
+        wanted = normalise_type_name(text)
+        names = difflib.get_close_matches(wanted, [t.name for t in self.types.values()], n=n, cutoff=0.4)
+        ids = difflib.get_close_matches(wanted.lower(), list(self.types), n=n, cutoff=0.6)
+        return (names + [self.types[i].name for i in ids if self.types[i].name not in names])[:n]
 
     def unit_name(self, unit_id: str) -> str:
         if unit_id in self.units:
@@ -373,7 +395,8 @@ def _check_unique(units, types, response, notifications, obligations) -> None:
 
 def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     units = _load_yaml(data_dir / "units.yaml", UnitsFile).units
-    types = _load_yaml(data_dir / "incident_types.yaml", TypesFile).types
+    types_file = _load_yaml(data_dir / "incident_types.yaml", TypesFile)
+    types = [*types_file.types, types_file.unlisted]
     grading = _load_yaml(data_dir / "grading.yaml", GradingFile).families
     response = _load_yaml(data_dir / "response.yaml", ResponseFile)
     notifications = _load_yaml(data_dir / "notifications.yaml", NotificationsFile).rules
