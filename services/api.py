@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -80,6 +80,8 @@ def _field_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":  # its loc is a character position, not a field
+            loc, msg = [], f"{msg} at character {err.get('loc', ('', '?'))[-1]}"
         path = ".".join(loc)
         if not path and ": " in msg:  # model-level checks name their field at the start
             path, msg = msg.split(": ", 1)
@@ -280,10 +282,11 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
 
     @api.get("/incidents")
     async def list_incidents(
-        drill: bool | None = None, limit: int = 500, _: UserRecord = require("incident.read")
+        drill: bool | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        _: UserRecord = require("incident.read"),
     ) -> dict[str, Any]:
         items = [s.as_json() for s in view.incidents.values() if drill is None or s.as_json()["drill"] == drill]
-        return {"count": len(items), "incidents": items[-max(1, min(limit, 5000)) :]}
+        return {"count": len(items), "incidents": items[-limit:]}
 
     @api.get("/incidents/{incident_id}")
     async def get_incident(incident_id: IncidentId, _: UserRecord = require("incident.read")) -> dict[str, Any]:

@@ -121,3 +121,18 @@ def test_a_filing_by_a_unit_or_street_of_the_plan_goes_on_to_the_broker(api, uni
     plan = load_plan()
     assert unit_id in plan.units or unit_id in {s.id for s in plan.streets.values()}
     assert client.post("/incidents/r-filing-2/reports", json={**FILING, "unit_id": unit_id}).status_code == 503
+
+
+def test_a_body_that_is_not_json_names_no_field_but_says_where(api):
+    _, client = api
+    resp = client.post("/incidents", content=b'{"type": ', headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    [problem] = resp.json()["fields"]
+    assert problem["field"] == "(body)" and "JSON" in problem["message"] and "character" in problem["message"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "5001"])
+def test_a_list_limit_out_of_range_is_422_naming_it(api, limit):
+    _, client = api
+    resp = client.get(f"/incidents?limit={limit}")
+    assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "query.limit"
