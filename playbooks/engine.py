@@ -559,7 +559,8 @@ def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple
         lead_units=[plan.unit_name(u) for u in itype.lead_units],
         commanders=commanders,
         field_hq=command.field_hq,
-        under_city_command=command.under_city_command,
+        under_city_command=command.under_city_command and (
+            command.city_command_grades is None or grade in command.city_command_grades),
         triage_by_district_office=triage,
         needs_approval_for_city_report=any(n.after_approval for n in notify),
         notify=notify,

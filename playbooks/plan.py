@@ -172,6 +172,8 @@ class LevelCommand(PlanModel):
     section: str
     field_hq: bool
     under_city_command: bool
+    # the grades the city commands (2.1.1: the district commands 一般 events itself, even raised to 一级)
+    city_command_grades: list[Grade] | None = None
     roles: list[CommanderRole]
 
 

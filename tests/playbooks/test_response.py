@@ -69,6 +69,9 @@ COMMANDERS = [
       id="4.3.3-二级-district-leader-and-field-hq"),
     P({"facts": {"deaths": 5}}, "一级", [("总指挥", "区应急委主要领导"), ("执行总指挥", "区城市管理委行政一把手")], True, True,
       id="4.3.4-一级-committee-leader-under-city"),
+    P({"facts": {"injuries": 1}, "flags": {"sensitive": True}}, "一级",
+      [("总指挥", "区应急委主要领导"), ("执行总指挥", "区城市管理委行政一把手")], True, False,
+      id="2.1.1-一般-raised-to-一级-commanded-by-the-district"),
 ]
 
 
