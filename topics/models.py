@@ -485,6 +485,11 @@ class IncidentEvent(Contract):
 
 # --- HTTP bodies of the incident's life ------------------------------------------------------
 
+# A client's id for one request: the command it becomes is named after it, so a retry (a lost 202,
+# a double click) is the same command, and the incident applies it once.
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")]
+REQUEST_ID = Field(default=None, description="the client's id for this request: sent again, it is applied once")
+
 
 class FileReportRequest(Contract):
     """POST /incidents/{id}/reports: a report filed by a unit (its content is sealed)."""
@@ -495,6 +500,7 @@ class FileReportRequest(Contract):
     filed_by: ShortText = Field(min_length=1)
     content: LongText = ""
     followup: FollowupFacts | None = None
+    request_id: RequestId | None = REQUEST_ID
 
     @model_validator(mode="after")
     def _followup_facts(self) -> "FileReportRequest":
@@ -511,6 +517,7 @@ class ApprovalRequest(Contract):
     approver: ShortText = Field(min_length=1)
     approver_role: Literal["director", "deputy_director"]
     approved_at: InputDatetime
+    request_id: RequestId | None = REQUEST_ID
 
 
 class EndRequest(Contract):
@@ -519,6 +526,7 @@ class EndRequest(Contract):
     authority: Literal["district_committee", "city"]
     decided_by: ShortText = Field(min_length=1)
     ended_at: InputDatetime
+    request_id: RequestId | None = REQUEST_ID
 
 
 # --- users ----------------------------------------------------------------------------------

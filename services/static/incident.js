@@ -87,8 +87,11 @@
   }
   const nowInput = () => input('datetime-local', YJ.localInput(YJ.now()), { step: 1 });
 
+  // one id per form opened: a submit sent again (no answer seen, a double click) is applied once
+  const newRequestId = () => `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 12)}`;
   function openPanel(title, fields, submitText, send) {
     okBox.hidden = true;
+    const requestId = newRequestId();
     const form = el('form', { noValidate: true, autocomplete: 'off' }, el('h2', { text: title }),
       el('div', { class: 'grid' }, fields.filter((f) => !f.wide)), fields.filter((f) => f.wide),
       el('div', { class: 'actions' }, el('button', { type: 'submit', text: submitText }),
@@ -100,7 +103,7 @@
       button.disabled = true;
       try {
         const [path, body] = send(form);
-        const resp = await YJ.api(path, { method: 'POST', json: body });
+        const resp = await YJ.api(path, { method: 'POST', json: { ...body, request_id: requestId } });
         if (resp.status === 202) {
           panel.hidden = true;
           okBox.textContent = `${title}：已提交，正在处理…（${YJ.time(YJ.now())}）`;

@@ -134,3 +134,23 @@ def test_commands_on_unknown_incidents_and_bad_bodies(service):
         r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "x",
                                                      "filed_at": "2026-11-22T09:00:00", "filed_by": "值班员"})
         assert r.status_code == 422 and r.json()["fields"][0]["field"] == "filed_at"
+
+
+def test_a_filing_sent_again_with_its_request_id_is_applied_once(service):
+    """A lost 202 or a double click: the client sends the same request (same request_id) again."""
+    with service.client() as c:
+        iid = raise_incident(c)
+        wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        body = {"kind": "followup", "unit_id": "district_emergency_bureau", "filed_at": iso(datetime.now(timezone.utc)),
+                "filed_by": "值班员", "followup": {"facts": {"injuries": 2}}, "request_id": unique_id("req")}
+        first, again = c.post(f"/incidents/{iid}/reports", json=body), c.post(f"/incidents/{iid}/reports", json=body)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["command_id"] == again.json()["command_id"]
+        wait_for(c, iid, lambda b: b["decision"]["response_level"] == "二级")
+        other = c.post(f"/incidents/{iid}/reports", json={**body, "request_id": unique_id("req")})
+        assert other.status_code == 202
+        deadline = time.monotonic() + 5
+        while timeline_kinds(c, iid).count("report_filed") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # long enough for a second copy of the first to show, were it applied
+        assert timeline_kinds(c, iid).count("report_filed") == 2  # the first once, the other once
