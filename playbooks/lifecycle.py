@@ -58,7 +58,12 @@ class ObligationState(State):
 
     @property
     def pending(self) -> bool:
-        return self.status in ("open", "missed")
+        return self.status in ("open", "missed") and self.closed_reason is None
+
+    @property
+    def escalating(self) -> bool:
+        """Missed and still chased: an end or a regrade stops the chase, never the 漏报 on record."""
+        return self.status == "missed" and self.closed_reason is None
 
     @property
     def notice_key(self) -> str:
@@ -259,13 +264,22 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     wanted = {ob.kind.value: ob for ob in new.obligations}
     for kind, ob in wanted.items():
         # owed again after a regrade had closed it (较大→一般→较大): opened anew, due from this filing
-        if kind not in st.obligations or (st.obligations[kind].status == "closed" and st.end is None):
+        if kind not in st.obligations or (st.obligations[kind].closed_reason is not None and st.end is None):
             _open(em, ob)
     for kind, ob_state in st.obligations.items():
         if kind != ReportKind.EVALUATION_REPORT.value and kind not in wanted and ob_state.pending:
-            ob_state.status, ob_state.closed_reason = "closed", f"等级调整为{new.grade.value}后不再需要"
-            em.event(EventKind.OBLIGATION_CLOSED, f"{ob_state.obligation.label}：{ob_state.closed_reason}",
-                     section="4.3.1", obligation=kind)
+            _close(em, kind, ob_state, f"等级调整为{new.grade.value}后不再需要", "4.3.1")
+
+
+def _close(em: _Emitter, kind: str, ob_state: ObligationState, why: str, section: str) -> None:
+    """No longer owed. One missed stays missed (5.5.2: a 漏报 is on record for good), its chase stops."""
+    ob_state.closed_reason = why
+    missed = ob_state.status == "missed"
+    if not missed:
+        ob_state.status = "closed"
+    em.event(EventKind.OBLIGATION_CLOSED,
+             f"{ob_state.obligation.label}：{why}" + ("；漏报记录保留，停止督办" if missed else ""),
+             section=section, obligation=kind, still_missed=missed)
 
 
 def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
@@ -274,6 +288,10 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.recorded_by or cmd.filed_by,
              section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
     if cmd.kind is ReportKind.FOLLOWUP:
+        if st.end is not None:  # 4.8.2: the response is over; the follow-up stays on the timeline
+            em.event(EventKind.REJECTED, "应急已结束：续报已记录，不再调整等级和响应", section="4.8.2",
+                     by=cmd.recorded_by or cmd.filed_by)
+            return
         _regrade(em, cmd, plan)
         return
     ob_state = st.obligations.get(cmd.kind.value)
@@ -287,15 +305,20 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
         return
     ob = ob_state.obligation
     ob_state.filed_at, ob_state.filed_by = cmd.filed_at, cmd.filed_by
-    if cmd.filed_at <= ob.due_at:
+    if cmd.filed_at <= ob.due_at and ob_state.status == "open":
         ob_state.status = "met"
         em.event(EventKind.OBLIGATION_MET, f"{ob.label}按时报送", at=cmd.filed_at, section=ob.section,
                  obligation=ob.kind.value, by=cmd.filed_by)
         return
-    minutes = round((cmd.filed_at - ob.due_at).total_seconds() / 60, 1)
+    # The breach is on record: nothing had come in by the due time. A filing that says it was made
+    # before then cannot undo that (5.5.2 迟报/瞒报); it is late as of when it reached the service.
+    backdated = cmd.filed_at <= ob.due_at
+    at = em.now if backdated else cmd.filed_at
+    minutes = round((at - ob.due_at).total_seconds() / 60, 1)
     ob_state.status, ob_state.minutes_late = "late", minutes
-    em.event(EventKind.OBLIGATION_LATE, f"{ob.label}迟报 {minutes:g} 分钟", at=cmd.filed_at,
-             section="5.5.2", obligation=ob.kind.value, by=cmd.filed_by, minutes_late=minutes)
+    note = f"（填报时间{cmd.filed_at.isoformat()}早于到期时间，但到期时未收到，已记漏报；按收到时间计）" if backdated else ""
+    em.event(EventKind.OBLIGATION_LATE, f"{ob.label}迟报 {minutes:g} 分钟{note}", at=at,
+             section="5.5.2", obligation=ob.kind.value, by=cmd.filed_by, minutes_late=minutes, backdated=backdated)
 
 
 def _approve(em: _Emitter, cmd: ApprovalRecorded) -> None:
@@ -331,9 +354,7 @@ def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
              at=cmd.ended_at, section="4.8.2", by=cmd.recorded_by, authority=cmd.authority)
     for kind, ob_state in st.obligations.items():
         if ob_state.pending:
-            ob_state.status, ob_state.closed_reason = "closed", "事件已结束"
-            em.event(EventKind.OBLIGATION_CLOSED, f"{ob_state.obligation.label}：事件已结束", section="4.8.2",
-                     obligation=kind)
+            _close(em, kind, ob_state, "事件已结束", "4.8.2")
     for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at):
         _open(em, ob)
 
@@ -362,7 +383,7 @@ def _due(em: _Emitter, plan: Plan) -> None:
             late_note = f"（检测滞后 {lag:.1f} 秒）" if lag > LATE_DETECTION_S else ""
             em.event(EventKind.BREACH, f"{ob.label}逾期未报（漏报）{late_note}", at=ob.due_at, section="5.5.2",
                      obligation=kind, detection_lag_s=round(lag, 3), detected_late=lag > LATE_DETECTION_S)
-        if ob_state.status == "missed":
+        if ob_state.escalating:
             for step in plan.escalation_chains[ob.escalation]:
                 step_at = ob.due_at + timedelta(minutes=step.after_minutes)
                 if step.step in ob_state.steps_done or step_at > now:
@@ -429,7 +450,7 @@ def next_due_at(state: IncidentState, plan: Plan) -> datetime | None:
             times.append(ob.due_at)
             if not ob_state.reminded and ob.remind_at < ob.due_at:
                 times.append(ob.remind_at)
-        elif ob_state.status == "missed":
+        elif ob_state.escalating:
             for step in plan.escalation_chains[ob.escalation]:
                 if step.step not in ob_state.steps_done:
                     times.append(ob.due_at + timedelta(minutes=step.after_minutes))

@@ -54,8 +54,8 @@ class IncidentState:
                 EventKind.BREACH: "missed",
                 EventKind.OBLIGATION_CLOSED: "closed",
             }.get(event.kind)
-            if status:
-                self.obligations[key]["status"] = status
+            if status and not (event.kind is EventKind.OBLIGATION_CLOSED and event.details.get("still_missed")):
+                self.obligations[key]["status"] = status  # a 漏报 closed by the end or a regrade stays missed
             if event.kind is EventKind.OBLIGATION_LATE:
                 self.obligations[key]["minutes_late"] = event.details.get("minutes_late")
             if event.kind is EventKind.ESCALATION:

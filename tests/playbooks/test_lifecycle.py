@@ -193,6 +193,56 @@ def test_a_city_report_filed_before_approval_does_not_count(plan):  # 4.1.3 报�
     assert out.state.obligations["city_report"].status == "met"
 
 
+def test_a_filing_backdated_past_a_recorded_breach_is_late_not_on_time(plan):  # 5.5.2 迟报, rules 瞒报
+    st = check_due(opened(plan), plan, RECEIVED + 25 * M).state  # phone report missed at +10, chased
+    assert st.obligations["phone_report"].status == "missed"
+    now = RECEIVED + 26 * M
+    out = handle(st, filed(st, "phone_report", RECEIVED + 8 * M), plan, now)  # claims +8
+    assert "obligation_met" not in kinds(out)
+    late = next(e for e in out.events if e.kind.value == "obligation_late")
+    assert late.details["backdated"] is True and late.details["minutes_late"] == 16.0  # as of when it came in
+    assert out.state.obligations["phone_report"].status == "late"
+
+
+def test_a_breach_stays_on_record_when_the_incident_ends_and_its_chase_stops(plan):  # 5.5.2, 4.8.2
+    st = check_due(opened(plan), plan, RECEIVED + 10 * M).state  # phone report missed, step 1 sent
+    t = RECEIVED + 12 * M
+    end = EndRecorded(id="end-m", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                      ended_at=t, recorded_by="指挥员乙")
+    out = handle(st, cmd(st, end), plan, t)
+    phone = out.state.obligations["phone_report"]
+    assert phone.status == "missed" and phone.closed_reason == "事件已结束"
+    closed = next(e for e in out.events if e.kind.value == "obligation_closed" and e.obligation == "phone_report")
+    assert closed.details["still_missed"] is True
+    assert out.state.obligations["written_report"].status == "closed"  # open ones close as before
+    later = check_due(out.state, plan, RECEIVED + 60 * M)
+    assert not [e for e in later.events if e.kind.value == "escalation"]  # step 2 never comes
+
+
+def test_a_downgrade_keeps_a_missed_report_missed(plan):  # 4.3.1, 5.5.2
+    st = check_due(opened(plan, facts={"deaths": 10}), plan, RECEIVED + 61 * M).state
+    assert st.obligations["city_report"].status == "missed"
+    t = RECEIVED + 62 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 1})), plan, t)
+    assert out.state.decision.grade.value == "一般"
+    city = out.state.obligations["city_report"]
+    assert city.status == "missed" and city.closed_reason  # no longer owed, its 漏报 kept, its chase over
+    assert out.state.obligations["public_release"].status == "closed"  # open, no longer owed
+    assert not [e for e in check_due(out.state, plan, t + 120 * M).events if e.obligation == "city_report"]
+
+
+def test_a_followup_after_the_end_is_recorded_but_changes_nothing(plan):  # 4.8.2
+    st = opened(plan)
+    t = RECEIVED + 20 * M
+    end = EndRecorded(id="end-f", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                      ended_at=t, recorded_by="指挥员乙")
+    st = handle(st, cmd(st, end), plan, t).state
+    out = handle(st, filed(st, "followup", t + M, followup=FollowupFacts(facts={"deaths": 5})), plan, t + M)
+    assert kinds(out) == ["report_filed", "rejected"]
+    assert out.state.decision.grade.value == "一般" and not out.decisions
+    assert "city_report" not in out.state.obligations
+
+
 def test_approval_refused_for_general_events(plan):
     st = opened(plan)
     body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
