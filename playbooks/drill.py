@@ -237,6 +237,8 @@ class Scenario(DrillModel):
                     problems.append(f"injects.{i}.incident: {inj.incident!r} is already reported; use a followup")
                 if inj.occurred is not None and inj.occurred > inj.at:
                     problems.append(f"injects.{i}.occurred: must not be after the report is received (`at`)")
+                elif inj.occurred is not None and EARLIEST <= self.start < LATEST and self.start + inj.occurred < EARLIEST:
+                    problems.append(f"injects.{i}.occurred: must not fall before 2000-01-01")
                 reported.add(inj.incident)
             elif inj.incident not in reported:
                 problems.append(f"injects.{i}.incident: {inj.incident!r} is not reported by an earlier inject")

@@ -8,6 +8,8 @@ Every step is idempotent: a command seen twice, or a due check run twice, change
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -52,6 +54,10 @@ class ObligationState(State):
     breach_detected_at: datetime | None = None
     steps_done: list[int] = []
     closed_reason: str | None = None
+    # A city report filed before the approval was recorded, and when it came in: counted once an
+    # approval dated no later than its filing is recorded (approved by phone, recorded afterwards).
+    held: ReportFiled | None = None
+    held_arrived_at: datetime | None = None
     # How many times it was opened: a grade that goes down and back up owes the report again (4.1.3),
     # and the new opening's reminders and escalations are new notices, not repeats of the first's.
     opened: int = 1
@@ -139,6 +145,7 @@ class _Emitter:
 
     def notify(self, *, key: str, unit_id: str, unit: str, why: str, rule: str, section: str,
                kind: str = "routing", role: str | None = None) -> None:
+        key = _fit_record_id(key)
         if key in self.state.notified:
             return
         self.state.notified.append(key)
@@ -158,6 +165,17 @@ class _Emitter:
                 requested_at=self.now,
             )
         )
+
+
+RECORD_ID_MAX = 120  # topics.models.RecordId
+
+
+def _fit_record_id(key: str) -> str:
+    """A notice key within a record id's length: a long incident id with a long unit and rule would
+    pass it, and the notice would fail validation. Past it, the tail becomes its digest (still stable)."""
+    if len(key) <= RECORD_ID_MAX:
+        return key
+    return f"{key[:RECORD_ID_MAX - 33]}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def _route(em: _Emitter, decision: Decision) -> None:
@@ -299,10 +317,19 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
         return  # a report nobody owed, or filed again: on the timeline, nothing else changes
     if cmd.kind is ReportKind.CITY_REPORT and st.decision.needs_approval_for_city_report and (
             st.approval is None or cmd.filed_at < st.approval.approved_at):
-        # 4.1.3: reported to 市应急办 only once 区应急委主任或副主任 approved; before that it does not count
-        em.event(EventKind.REJECTED, "向市应急办报告须经区应急委主任或副主任批准后报送：未计为已报", section="4.1.3",
-                 obligation=cmd.kind.value, by=cmd.recorded_by or cmd.filed_by)
+        # 4.1.3: reported to 市应急办 only once 区应急委主任或副主任 approved; until an approval dated no
+        # later than this filing is recorded, it does not count
+        if st.approval is None:
+            ob_state.held, ob_state.held_arrived_at = cmd, em.now
+        em.event(EventKind.REJECTED, "向市应急办报告须经区应急委主任或副主任批准后报送：未计为已报"
+                 + ("（记录批准时如批准时间不晚于本次报送，则计入）" if st.approval is None else ""),
+                 section="4.1.3", obligation=cmd.kind.value, by=cmd.recorded_by or cmd.filed_by)
         return
+    _count_filing(em, ob_state, cmd, arrived_at=em.now)
+
+
+def _count_filing(em: _Emitter, ob_state: ObligationState, cmd: ReportFiled, *, arrived_at: datetime) -> None:
+    """An owed report filed: on time, or late by how much."""
     ob = ob_state.obligation
     ob_state.filed_at, ob_state.filed_by = cmd.filed_at, cmd.filed_by
     if cmd.filed_at <= ob.due_at and ob_state.status == "open":
@@ -313,7 +340,7 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     # The breach is on record: nothing had come in by the due time. A filing that says it was made
     # before then cannot undo that (5.5.2 迟报/瞒报); it is late as of when it reached the service.
     backdated = cmd.filed_at <= ob.due_at
-    at = em.now if backdated else cmd.filed_at
+    at = arrived_at if backdated else cmd.filed_at
     minutes = round((at - ob.due_at).total_seconds() / 60, 1)
     ob_state.status, ob_state.minutes_late = "late", minutes
     note = f"（填报时间{cmd.filed_at.isoformat()}早于到期时间，但到期时未收到，已记漏报；按收到时间计）" if backdated else ""
@@ -336,6 +363,12 @@ def _approve(em: _Emitter, cmd: ApprovalRecorded) -> None:
              at=cmd.approved_at, section="4.1.3", by=cmd.recorded_by, approver=cmd.approver,
              waited_minutes=waited)
     _route(em, st.decision)
+    city = st.obligations.get(ReportKind.CITY_REPORT.value)
+    if city is not None and city.held is not None:
+        held, arrived = city.held, city.held_arrived_at or em.now
+        city.held = city.held_arrived_at = None
+        if city.pending and held.filed_at >= cmd.approved_at:  # filed after the approval it waited for
+            _count_filing(em, city, held, arrived_at=arrived)
 
 
 def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:

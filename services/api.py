@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -240,8 +241,12 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
                              "message": f"{location.street!r} is not one of the district's 22 streets and townships"})
         return problems
 
-    def command_id(prefix: str, request_id: str | None) -> str:
-        return f"{prefix}-{request_id or uuid.uuid4().hex[:20]}"
+    def command_id(prefix: str, req: FileReportRequest | ApprovalRequest | EndRequest) -> str:
+        """A request with a client's request_id names its command by that id and its content: sent again
+        as it was, the same command (applied once); edited, another."""
+        if req.request_id is None:
+            return f"{prefix}-{uuid.uuid4().hex[:20]}"
+        return f"{prefix}-{hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:24]}"
 
     @api.post("/incidents/{incident_id}/reports", status_code=202, response_model=CommandAccepted,
               responses={404: {}, 409: {}, 422: {}, 503: {}})
@@ -251,7 +256,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         if problems:  # the worker would dead-letter it after our 202: the caller must hear it now
             return JSONResponse(status_code=422, content={"error": "invalid report", "fields": problems})
         body = ReportFiled(
-            id=command_id("f", req.request_id), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
+            id=command_id("f", req), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
             filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
             recorded_by=user.name,
         )
@@ -261,7 +266,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
               responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def approve(incident_id: IncidentId, req: ApprovalRequest, user: UserRecord = require("incident.approve")) -> Any:
         """区应急委主任或副主任's approval to report a 较大+ event to 市应急办 (4.1.3)."""
-        body = ApprovalRecorded(id=command_id("a", req.request_id), incident_id=incident_id, approver=req.approver,
+        body = ApprovalRecorded(id=command_id("a", req), incident_id=incident_id, approver=req.approver,
                                 approver_role=req.approver_role, approved_at=req.approved_at, recorded_by=user.name)
         return await publish_command(incident_id, body)
 
@@ -269,7 +274,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
               responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def end(incident_id: IncidentId, req: EndRequest, user: UserRecord = require("incident.end")) -> Any:
         """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
-        body = EndRecorded(id=command_id("x", req.request_id), incident_id=incident_id, authority=req.authority,
+        body = EndRecorded(id=command_id("x", req), incident_id=incident_id, authority=req.authority,
                            decided_by=req.decided_by, ended_at=req.ended_at, recorded_by=user.name)
         return await publish_command(incident_id, body)
 

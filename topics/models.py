@@ -167,7 +167,9 @@ class ReportFacts(Contract):
 class ReportSubmission(Contract):
     """The report contract a duty officer submits (HTTP body, CLI file). report_id is optional."""
 
-    report_id: RecordId | None = None
+    # Shorter than a record id: the incident's own ids (its events, its decisions, a drill's due
+    # checks) add up to 14 characters to it.
+    report_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")] | None = None
     type: ShortText
     occurred_at: InputDatetime
     received_at: InputDatetime
@@ -488,7 +490,7 @@ class IncidentEvent(Contract):
 # A client's id for one request: the command it becomes is named after it, so a retry (a lost 202,
 # a double click) is the same command, and the incident applies it once.
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")]
-REQUEST_ID = Field(default=None, description="the client's id for this request: sent again, it is applied once")
+REQUEST_ID = Field(default=None, description="the client's id for this request: sent again unchanged, it is applied once")
 
 
 class FileReportRequest(Contract):

@@ -147,8 +147,9 @@ def test_a_filing_sent_again_with_its_request_id_is_applied_once(service):
         assert first.status_code == again.status_code == 202
         assert first.json()["command_id"] == again.json()["command_id"]
         wait_for(c, iid, lambda b: b["decision"]["response_level"] == "二级")
-        other = c.post(f"/incidents/{iid}/reports", json={**body, "request_id": unique_id("req")})
-        assert other.status_code == 202
+        # the same request_id on an edited request (sent again after an error, changed): applied too
+        other = c.post(f"/incidents/{iid}/reports", json={**body, "followup": {"facts": {"injuries": 3}}})
+        assert other.status_code == 202 and other.json()["command_id"] != first.json()["command_id"]
         deadline = time.monotonic() + 5
         while timeline_kinds(c, iid).count("report_filed") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -141,6 +141,9 @@ INVALID = [
                  id="start-before-2000"),
     pytest.param(_bad("start: 2026-11-22T09:00:00+08:00", "start: 2099-12-31T23:00:00+00:00"), 7, "duration",
                  id="ends-after-2100"),
+    pytest.param(_bad("start: 2026-11-22T09:00:00+08:00\n", "start: 2000-01-01T00:00:00+00:00\n").replace(
+        "    type: 燃气事故\n", '    type: 燃气事故\n    occurred: "-00:05"\n'), 13, "injects.0.occurred",
+        id="occurred-before-2000"),
     pytest.param(_bad("    type: 燃气事故", "    type: 燃汽事故"), 12, "injects.0.type", id="unknown-type"),
     pytest.param(_bad("{street: 梨园镇}", "{street: 梨园乡}"), 13, "injects.0.location.street", id="unknown-street"),
     pytest.param(_bad("kind: phone_report}", "kind: phone}"), 14, "injects.1.kind", id="unknown-report-kind"),

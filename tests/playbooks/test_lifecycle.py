@@ -243,6 +243,29 @@ def test_a_followup_after_the_end_is_recorded_but_changes_nothing(plan):  # 4.8.
     assert "city_report" not in out.state.obligations
 
 
+def test_a_city_report_filed_before_its_approval_was_recorded_counts_once_it_is(plan):  # 4.1.3
+    st = opened(plan, facts={"deaths": 3})  # the director approves by phone at +10; it is recorded at +20
+    filed_at = RECEIVED + 15 * M
+    out = handle(st, filed(st, "city_report", filed_at), plan, filed_at)
+    assert "rejected" in kinds(out) and out.state.obligations["city_report"].status == "open"
+    t = RECEIVED + 20 * M
+    approval = ApprovalRecorded(id="a-phone", incident_id=st.incident_id, approver="李某", approver_role="director",
+                                approved_at=RECEIVED + 10 * M, recorded_by="指挥员乙")
+    out = handle(out.state, cmd(out.state, approval), plan, t)
+    assert "approved" in kinds(out) and "obligation_met" in kinds(out)
+    assert out.state.obligations["city_report"].status == "met"
+    assert out.state.obligations["city_report"].filed_at == filed_at
+
+
+def test_a_city_report_filed_before_its_approval_is_not_counted_by_it(plan):  # 4.1.3
+    st = opened(plan, facts={"deaths": 3})
+    out = handle(st, filed(st, "city_report", RECEIVED + 5 * M), plan, RECEIVED + 5 * M)
+    approval = ApprovalRecorded(id="a-late", incident_id=st.incident_id, approver="李某", approver_role="director",
+                                approved_at=RECEIVED + 10 * M, recorded_by="指挥员乙")
+    out = handle(out.state, cmd(out.state, approval), plan, RECEIVED + 12 * M)
+    assert "obligation_met" not in kinds(out) and out.state.obligations["city_report"].status == "open"
+
+
 def test_approval_refused_for_general_events(plan):
     st = opened(plan)
     body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
@@ -322,3 +345,20 @@ def test_the_live_sweep_leaves_a_drill_on_its_own_clock_alone(plan):
     st = opened(plan)
     assert sweep_due_at(st, plan) == next_due_at(st, plan) == RECEIVED + 5 * M
     assert sweep_due_at(st.model_copy(update={"simulated_clock": True}), plan) is None
+
+
+def test_the_longest_report_id_accepted_lives_through_routing_breach_and_escalation(plan):
+    """ReportSubmission takes report ids up to 100 characters; the notices keyed on them (incident,
+    unit and rule, up to 80 more characters) still fit a record id."""
+    from topics.models import ReportSubmission
+
+    rid = "r" * 100
+    ReportSubmission(report_id=rid, type="燃气事故", occurred_at=OCCURRED, received_at=RECEIVED)
+    report = make_report(report_id=rid, facts={"deaths": 3}, flags={"foreign_involved": True})
+    rec = IncidentReported(id=rid, incident_id=rid, report=report, accepted_at=RECEIVED)
+    out = start(rec, plan, RECEIVED)
+    later = check_due(out.state, plan, RECEIVED + 3 * 60 * M)  # every breach and escalation step
+    keys = [n.dedup_key for n in [*out.notifications, *later.notifications]]
+    assert any(n.kind == "escalation" for n in later.notifications)
+    assert max(map(len, keys)) <= 120 and len(set(keys)) == len(keys)
+    assert check_due(out.state, plan, RECEIVED + 3 * 60 * M).notifications == later.notifications  # stable keys

@@ -136,3 +136,9 @@ def test_a_list_limit_out_of_range_is_422_naming_it(api, limit):
     _, client = api
     resp = client.get(f"/incidents?limit={limit}")
     assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "query.limit"
+
+
+def test_a_report_id_too_long_for_the_ids_made_from_it_is_422_naming_it(api):
+    _, client = api
+    resp = client.post("/incidents", json={**BODY, "report_id": "r" * 101})
+    assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "report_id"
