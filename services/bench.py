@@ -303,7 +303,7 @@ class Phase:
     """A fresh broker (temp dir, free ports) and, on request, the worker, for one benchmark."""
 
     def __init__(self, ctx: Context, name: str):
-        from services.broker import free_port
+        from services.broker import free_port, free_port_run
 
         self.ctx = ctx
         self.name = name
@@ -311,7 +311,7 @@ class Phase:
         self.run = uuid.uuid4().hex[:8]
         self.settings = Settings(
             bootstrap_servers="", data_dir=self.dir, kafka_port=free_port(), kafka_controller_port=free_port(),
-            api_port=free_port(), worker_web_port=free_port(), app_id=f"bench-{name}-{self.run}", log_json=True,
+            api_port=free_port(), worker_web_port=free_port_run(4), app_id=f"bench-{name}-{self.run}", log_json=True,
             workers=BENCH_WORKERS)
         self.log_path = self.dir / "stack.log"
         self.log: IO[bytes] = self.log_path.open("ab")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from services.broker import free_port
+from services.broker import free_port, free_port_run
 from services.settings import Settings
 from services.stack import LocalStack
 from services.users import new_token, publish_user, user_record
@@ -85,9 +85,7 @@ def service(tmp_path_factory) -> Service:
     data_dir = tmp_path_factory.mktemp("yingji-data")
     kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
     workers = Settings().worker_processes  # what `yingji run` starts here: worker i serves worker_port + i
-    worker_port = free_port()
-    while {worker_port + i for i in range(workers)} & {kafka_port, controller_port, api_port}:
-        worker_port = free_port()
+    worker_port = free_port_run(workers)  # below the range free_port draws from: no overlap with those
     env = {
         **os.environ,
         "YINGJI_DATA_DIR": str(data_dir),
@@ -140,7 +138,7 @@ def service(tmp_path_factory) -> Service:
 def stack(tmp_path):
     """Broker, worker and API as separate processes, so a test can kill one of them."""
     settings = Settings(data_dir=tmp_path, kafka_port=free_port(), kafka_controller_port=free_port(),
-                        api_port=free_port(), worker_web_port=free_port(), app_id=unique_id("stack"))
+                        api_port=free_port(), worker_web_port=free_port_run(1), app_id=unique_id("stack"))
     log = (tmp_path / "stack.log").open("wb")
     st = LocalStack(settings, log=log)
     st.start_broker()
