@@ -86,6 +86,7 @@ class IncidentState(State):
     decision: Decision
     obligations: dict[str, ObligationState]
     notified: list[str] = []
+    routed: list[str] = []  # units told of it so far, in order: the end is sent to each (4.8.2)
     approval: ApprovalRecorded | None = None
     approval_requested_at: datetime | None = None
     end: EndRecorded | None = None
@@ -192,6 +193,8 @@ def _route(em: _Emitter, decision: Decision) -> None:
             section=notice.section,
             kind="approved_report" if notice.after_approval else "routing",
         )
+        if notice.unit_id not in em.state.routed:
+            em.state.routed.append(notice.unit_id)
 
 
 def _request_approval(em: _Emitter, decision: Decision) -> None:
@@ -388,6 +391,10 @@ def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
     for kind, ob_state in st.obligations.items():
         if ob_state.pending:
             _close(em, kind, ob_state, "事件已结束", "4.8.2")
+    # 4.8.2: "并将情况及时通知参与事件处置的各相关部门": every unit told of it, the lead units first
+    for unit_id in dict.fromkeys([*st.decision.lead_unit_ids, *st.routed]):
+        em.notify(key=f"{st.incident_id}.{unit_id}.end", unit_id=unit_id, unit=_unit(plan, unit_id),
+                  why=f"应急结束：{cmd.decided_by}", rule="end.notify_participants", section="4.8.2", kind="end")
     for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at):
         _open(em, ob)
 
@@ -439,6 +446,7 @@ def _copy(state: IncidentState) -> IncidentState:
     return copy_with(state, {
         "obligations": {k: copy_with(ob, {"steps_done": list(ob.steps_done)}) for k, ob in state.obligations.items()},
         "notified": list(state.notified),
+        "routed": list(state.routed),
         "seen": list(state.seen),
     })
 

@@ -266,6 +266,20 @@ def test_a_city_report_filed_before_its_approval_is_not_counted_by_it(plan):  # 
     assert "obligation_met" not in kinds(out) and out.state.obligations["city_report"].status == "open"
 
 
+def test_the_end_is_sent_to_every_unit_that_took_part_once(plan):  # 4.8.2 通知参与事件处置的各相关部门
+    st = opened(plan)
+    routed = {n.unit_id for n in start(IncidentReported(id=st.incident_id, incident_id=st.incident_id,
+                                                        report=st.report, accepted_at=RECEIVED), plan, RECEIVED).notifications}
+    t = RECEIVED + 30 * M
+    body = EndRecorded(id="end-n", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                       ended_at=t, recorded_by="指挥员乙")
+    out = handle(st, cmd(st, body), plan, t)
+    ends = [n for n in out.notifications if n.kind == "end"]
+    assert {n.unit_id for n in ends} == routed | set(st.decision.lead_unit_ids)
+    assert len(ends) == len({n.dedup_key for n in ends}) and all(n.section == "4.8.2" for n in ends)
+    assert not [n for n in handle(out.state, cmd(out.state, body), plan, t).notifications if n.kind == "end"]
+
+
 def test_approval_refused_for_general_events(plan):
     st = opened(plan)
     body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
