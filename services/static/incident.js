@@ -49,12 +49,16 @@
       const kinds = ['phone_report', 'written_report', 'detailed_report'];
       for (const o of incident.obligations || []) if (!kinds.includes(o.kind) && o.status !== 'closed') kinds.push(o.kind);
       if (!ended) kinds.push('followup');
+      const approved = events.some((e) => e.kind === 'approved');
       for (const kind of kinds) {
         const st = obligationState(kind);
         const done = st && (st.status === 'met' || st.status === 'late');
-        if (ended && !(st && (st.status === 'open' || st.status === 'missed'))) continue;
-        buttons.push(el('button', { type: 'button', class: done ? 'secondary' : '', 'data-action': kind,
-          text: `${kind === 'followup' ? '续报（新情况）' : `报送${YJ.REPORT_KIND[kind] || kind}`}${done ? '（已报）' : ''}`,
+        // after the end only what the end opened is owed (a 漏报 stays on record, filing it changes nothing)
+        if (ended && !(st && st.status === 'open')) continue;
+        // 4.1.3: the city is told once 区应急委 approved; a report filed before does not count until then
+        const waits = kind === 'city_report' && d.needs_approval_for_city_report && !approved && !done;
+        buttons.push(el('button', { type: 'button', class: done || waits ? 'secondary' : '', 'data-action': kind,
+          text: `${kind === 'followup' ? '续报（新情况）' : `报送${YJ.REPORT_KIND[kind] || kind}`}${done ? '（已报）' : ''}${waits ? '（须先经区应急委批准）' : ''}`,
           onclick: () => reportForm(kind) }));
       }
     }

@@ -366,6 +366,13 @@ def test_drills_are_marked_and_filtered_never_mixed_in_silently(service, context
     expect(officer.locator("[data-role=drill-note]")).to_be_visible(timeout=5000)
     expect(officer.locator("[data-action=phone_report]")).to_have_count(0)
     expect(officer.locator("[data-action=followup]")).to_have_count(0)
+    # a 较大 incident owes the city report, which waits for 区应急委's approval (4.1.3): the page says so
+    with service.client("duty_officer") as api:
+        large = api.post("/incidents", json={"report_id": unique_id("board-large"), "type": "gas_accident",
+                                             "occurred_at": now.isoformat(), "received_at": now.isoformat(),
+                                             "location": {"street": "宋庄镇"}, "facts": {"deaths": 3}}).json()["incident_id"]
+    officer.goto(service.api + f"/incidents/{large}/page")
+    expect(officer.locator("[data-action=city_report]")).to_contain_text("须先经区应急委批准", timeout=5000)
     officer_context.close()
 
 
