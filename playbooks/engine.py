@@ -19,6 +19,7 @@ from topics.models import (
     Commander,
     Contract,
     Decision,
+    FileReportRequest,
     Grade,
     Notice,
     Obligation,
@@ -61,12 +62,26 @@ def check_report(report: ReportFacts, plan: Plan) -> list[FieldProblem]:
         hint = f"; nearest: {'、'.join(near)}" if near else ""
         problems.append(FieldProblem(
             "type", f"unknown incident type {report.type!r}: not in table 2.3.6{hint}; 其他 (other) if none fits (2.3.3)"))
-    street = report.location.street
-    if street and street not in plan.streets:
-        problems.append(
-            FieldProblem("location.street", f"{street!r} is not one of the district's 22 streets and townships")
-        )
+    problems += _street_problems(report.location.street, "location.street", plan)
     return problems
+
+
+def check_filing(req: FileReportRequest, plan: Plan) -> list[FieldProblem]:
+    """What the plan must know of a filing: its unit (a unit, party or street of the plan), and a
+    follow-up's street."""
+    problems = []
+    if req.unit_id not in plan.units and req.unit_id not in plan.parties:  # streets are units of the plan
+        problems.append(FieldProblem("unit_id", f"{req.unit_id!r} is not a unit of the plan (units.yaml)"))
+    location = req.followup.location if req.followup else None
+    if location is not None:
+        problems += _street_problems(location.street, "followup.location.street", plan)
+    return problems
+
+
+def _street_problems(street: str | None, field: str, plan: Plan) -> list[FieldProblem]:
+    if street and street not in plan.streets:
+        return [FieldProblem(field, f"{street!r} is not one of the district's 22 streets and townships")]
+    return []
 
 
 # Derived facts and the counts they add up (production safety counts the missing with the dead and

@@ -9,7 +9,6 @@ Every step is idempotent: a command seen twice, or a due check run twice, change
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -30,6 +29,7 @@ from topics.models import (
     IncidentEvent,
     IncidentReported,
     NotificationRequested,
+    RECORD_ID_MAX,
     Obligation,
     ReportFacts,
     ReportFiled,
@@ -166,9 +166,6 @@ class _Emitter:
                 requested_at=self.now,
             )
         )
-
-
-RECORD_ID_MAX = 120  # topics.models.RecordId
 
 
 def _fit_record_id(key: str) -> str:

@@ -302,6 +302,11 @@ class Plan(PlanModel):
         return index
 
     @cached_property
+    def table_types(self) -> list[IncidentType]:
+        """The 52 rows of table 2.3.6, without 其他 (2.3.3) outside it."""
+        return [t for t in self.types.values() if t.seq]
+
+    @cached_property
     def unit_ids_by_name(self) -> dict[str, str]:
         """Each unit name to the first unit of that name, as a scan of `units` would find it."""
         index: dict[str, str] = {}

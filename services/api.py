@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from playbooks.engine import ReportRejected
+from playbooks.engine import FieldProblem, ReportRejected, check_filing
 from playbooks.plan import Plan, load_plan
 from services import logs, metrics
 from services import pages
@@ -41,6 +41,7 @@ from topics.models import (
     FileReportRequest,
     IncidentCommand,
     NewUserRequest,
+    PrivateDetails,
     ReportFiled,
     ReportSubmission,
     Role,
@@ -88,6 +89,18 @@ def _field_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             path, msg = msg.split(": ", 1)
         out.append({"field": path or "(body)", "message": msg})
     return out
+
+
+def _problem_fields(problems: list[FieldProblem]) -> list[dict[str, str]]:
+    return [{"field": p.field, "message": p.message} for p in problems]
+
+
+def invalid(problems: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"error": "invalid report", "fields": problems})
+
+
+def conflict(field: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"error": "conflict", "fields": [{"field": field, "message": message}]})
 
 
 def unavailable(reason: str) -> JSONResponse:
@@ -159,8 +172,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return await call_next(request)
 
     @api.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": "invalid report", "fields": _field_errors(exc.errors())})
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid(_field_errors(exc.errors()))
 
     @api.post("/incidents", status_code=202, response_model=Accepted, responses={409: {}, 422: {}, 503: {}})
     async def raise_incident(submission: ReportSubmission, user: UserRecord = require("incident.raise")) -> Any:
@@ -168,8 +181,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         try:
             record = accept(submission, plan=plan, sealer=sealer, now=clock.now(), raised_by=user.name)
         except ReportRejected as exc:
-            fields = [{"field": p.field, "message": p.message} for p in exc.problems]
-            return JSONResponse(status_code=422, content={"error": "invalid report", "fields": fields})
+            return invalid(_problem_fields(exc.problems))
         known = view.incidents.get(record.incident_id)
         if known is not None and known.reported is not None:
             # A retry of the same report (its 202 lost) is answered again and not sent twice; another
@@ -177,8 +189,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
             first = known.reported
             if first.report == record.report and _same_private(first.private_sealed, submission):
                 return Accepted(incident_id=first.incident_id, report_id=first.report.report_id)
-            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
-                {"field": "report_id", "message": f"{record.incident_id!r} was reported already, with other content"}]})
+            return conflict("report_id", f"{record.incident_id!r} was reported already, with other content")
         producer: AIOKafkaProducer | None = state["producer"]
         if producer is None:
             return unavailable("broker not reachable yet")
@@ -197,8 +208,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         return Accepted(incident_id=record.incident_id, report_id=record.report.report_id)
 
     def _same_private(sealed: str | None, submission: ReportSubmission) -> bool:
-        if sealed is None:
-            return sealer.seal(submission.private_details()) is None  # neither has any
+        if sealed is None:  # sealing leaves nothing when there is nothing private
+            return submission.private_details() == PrivateDetails()
         try:
             return sealer.open(sealed) == submission.private_details()
         except ValueError:  # sealed with another key: cannot tell, so not the same
@@ -211,8 +222,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         if incident.reported.report.drill:
             # a drill's incident moves on its drill's simulated clock: the worker would dead-letter a
             # command without one, so refuse it here, where the caller sees why
-            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
-                {"field": "incident_id", "message": f"{incident_id!r} is a drill's incident: its scenario files its reports"}]})
+            return conflict("incident_id", f"{incident_id!r} is a drill's incident: its scenario files its reports")
         cmd = IncidentCommand(id=body.id, incident_id=incident_id, drill=incident.reported.report.drill, body=body)
         producer: AIOKafkaProducer | None = state["producer"]
         if producer is None:
@@ -228,19 +238,6 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         log.info("command_accepted", incident_id=incident_id, command=body.command)
         return CommandAccepted(incident_id=incident_id, command_id=cmd.id)
 
-    filing_units = {*plan.units, *plan.parties, *(street.id for street in plan.streets.values())}
-
-    def _filing_problems(req: FileReportRequest) -> list[dict[str, str]]:
-        """What the plan must know of a filing: its unit, and a follow-up's street."""
-        problems = []
-        if req.unit_id not in filing_units:
-            problems.append({"field": "unit_id", "message": f"{req.unit_id!r} is not a unit of the plan (units.yaml)"})
-        location = req.followup.location if req.followup else None
-        if location is not None and location.street and location.street not in plan.streets:
-            problems.append({"field": "followup.location.street",
-                             "message": f"{location.street!r} is not one of the district's 22 streets and townships"})
-        return problems
-
     def command_id(prefix: str, req: FileReportRequest | ApprovalRequest | EndRequest) -> str:
         """A request with a client's request_id names its command by that id and its content: sent again
         as it was, the same command (applied once); edited, another."""
@@ -252,9 +249,9 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
               responses={404: {}, 409: {}, 422: {}, 503: {}})
     async def file_report(incident_id: IncidentId, req: FileReportRequest, user: UserRecord = require("incident.file")) -> Any:
         """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
-        problems = _filing_problems(req)
+        problems = check_filing(req, plan)
         if problems:  # the worker would dead-letter it after our 202: the caller must hear it now
-            return JSONResponse(status_code=422, content={"error": "invalid report", "fields": problems})
+            return invalid(_problem_fields(problems))
         body = ReportFiled(
             id=command_id("f", req), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
             filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
@@ -331,8 +328,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         existing = users.by_name.get(req.name)
         if existing is not None and not existing.revoked:
             # re-adding would silently replace a person's token and role: revoke first, on purpose
-            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
-                {"field": "name", "message": f"{req.name!r} is a user already; revoke it first for a new token or role"}]})
+            return conflict("name", f"{req.name!r} is a user already; revoke it first for a new token or role")
         token = new_token()
         await produce_user(user_record(req.name, req.role, token, now=clock.now(), by=admin.name))
         log.info("user_added", user=req.name, role=req.role.value, by=admin.name)
@@ -343,11 +339,9 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         old = users.by_name.get(name)
         if old is None:
             raise HTTPException(status_code=404, detail=f"name: no user {name!r}")
-        others = [r for r in users.by_name.values() if r.role is Role.ADMIN and not r.revoked and r.name != name]
-        if old.role is Role.ADMIN and not old.revoked and not others:
+        if old.role is Role.ADMIN and not old.revoked and not users.has_admin(besides=name):
             # with no admin left nobody could add or revoke anyone through the API
-            return JSONResponse(status_code=409, content={"error": "conflict", "fields": [
-                {"field": "name", "message": f"{name!r} is the last admin; add another admin first"}]})
+            return conflict("name", f"{name!r} is the last admin; add another admin first")
         await produce_user(user_record(name, old.role, new_token(), now=clock.now(), by=admin.name, revoked=True))
         log.info("user_revoked", user=name, by=admin.name)
         return {"name": name, "revoked": True}

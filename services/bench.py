@@ -171,7 +171,7 @@ def generate_reports(n: int, *, plan, now: datetime, prefix: str, seed: int = 8)
     from topics.models import Facts, Flags, Location, ReportFacts
 
     rng = random.Random(seed)
-    types = [t for t in plan.types.values() if t.seq]  # the table's 52 (其他 is outside it)
+    types = plan.table_types
     streets = list(plan.streets)
     out = []
     for i in range(n):
@@ -876,7 +876,7 @@ def bench_deadlines(ctx: Context) -> None:
     plan = load_plan()
     n_inc = math.ceil(ctx.sizes.open_obligations / 3)  # each incident opens 3; counted below from the states
     window = ctx.sizes.deadline_window_s
-    types = [t for t in plan.types.values() if t.seq]  # the table's 52 (其他 is outside it)
+    types = plan.table_types
     seeded = ctx.seed == "changelog"
     with Phase(ctx, "deadlines") as phase:
         settings = _worker_settings(phase)

@@ -514,7 +514,7 @@ def _raise_page(user: UserRecord) -> HTMLResponse:
 <div class="form-ok" id="form-ok" role="status" hidden></div>
 <form id="raise-form" novalidate autocomplete="off">
 <fieldset><legend>事件</legend><div class="grid">
-{field("type", "事件类型 *", f'<select id="type" name="type"><option value="">— 请选择 —</option>{types}</select>', f"预案表2.3.6，共{sum(1 for t in plan.types.values() if t.seq)}类；都不符合时选“其他”（2.3.3）")}
+{field("type", "事件类型 *", f'<select id="type" name="type"><option value="">— 请选择 —</option>{types}</select>', f"预案表2.3.6，共{len(plan.table_types)}类；都不符合时选“其他”（2.3.3）")}
 {field("occurred_at", "事发时间 *", '<input id="occurred_at" name="occurred_at" type="datetime-local" step="1">')}
 {field("received_at", "接报时间 *", '<input id="received_at" name="received_at" type="datetime-local" step="1">', "默认当前时间")}
 {field("location.street", "属地街道乡镇", f'<select id="location.street" name="location.street"><option value="">— 未明确 —</option>{streets}</select>')}

@@ -59,8 +59,9 @@ class UserDirectory:
             return None
         return rec
 
-    def has_admin(self) -> bool:
-        return any(r.role is Role.ADMIN and not r.revoked for r in self.by_name.values())
+    def has_admin(self, *, besides: str | None = None) -> bool:
+        """An active admin, other than `besides` if given."""
+        return any(r.role is Role.ADMIN and not r.revoked and r.name != besides for r in self.by_name.values())
 
     async def follow(self, bootstrap: str) -> None:
         while True:

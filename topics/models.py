@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=4000)]
-RecordId = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
+RECORD_ID_MAX = 120
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=RECORD_ID_MAX, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
