@@ -40,6 +40,9 @@ def _create_topic(bootstrap: str, topic: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        deadline = time.monotonic() + 10  # the metadata may trail the creation's answer by a moment
+        while topic not in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert topic in admin.list_topics()
     finally:
         admin.close()
