@@ -45,7 +45,7 @@ BASELINE_TOPICS = {"aiokafka": ("bench.aiokafka.in", "bench.aiokafka.out"),
 # One worker per core unless YINGJI_WORKERS says otherwise: the phases start them and wait until each
 # holds its partitions before any traffic, so no worker joins while records flow.
 BENCH_WORKERS = get_settings().workers if "workers" in get_settings().model_fields_set else 0
-TABLE_NAME = "incidents"  # services/agents/incidents.py's table; Faust names its changelog <app id>-<table>-changelog
+from services.worker.root import TABLE_NAME  # noqa: E402 - Faust names its changelog <app id>-<table>-changelog
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ def bench_drills(ctx: Context) -> None:
 
 
 def _stack_class():
-    from services.stack import LocalStack
+    from services.local.stack import LocalStack
 
     class BenchStack(LocalStack):
         """LocalStack whose worker gets this phase's app id and JSON logs."""
@@ -303,7 +303,7 @@ class Phase:
     """A fresh broker (temp dir, free ports) and, on request, the worker, for one benchmark."""
 
     def __init__(self, ctx: Context, name: str):
-        from services.broker import free_port, free_port_run
+        from services.local.kafka import free_port, free_port_run
 
         self.ctx = ctx
         self.name = name
@@ -383,15 +383,17 @@ FAUST_KEYS = ("broker_session_timeout", "broker_heartbeat_interval", "broker_reb
 
 
 def _faust_conf(app) -> dict[str, str]:
-    from services.consumer_fetch import fetch_max_wait_ms
+    from services.worker.consumer_fetch import fetch_max_wait_ms
 
     return {**{k: str(getattr(app.conf, k)) for k in FAUST_KEYS},
             "consumer_fetch_max_wait_ms": str(fetch_max_wait_ms(app))}
 
 
 def _worker_settings(phase: Phase) -> dict[str, Any]:
-    """The worker's Faust settings as services/app.py builds them (its app id is this phase's)."""
-    from services.app import app
+    """The worker's Faust settings as services/worker/faust_app.py builds them (its app id is this phase's)."""
+    from services.worker.faust_app import build_app
+
+    app = build_app(phase.settings, sensors=False)
 
     return {**_faust_conf(app), "app_id": phase.settings.app_id, "worker": "python -m services.cli worker",
             "due_checks_per_tick": phase.settings.due_checks_per_tick, "worker_processes": phase.settings.worker_processes,
@@ -399,21 +401,13 @@ def _worker_settings(phase: Phase) -> dict[str, Any]:
 
 
 def bare_faust_app(bootstrap: str, app_id: str):
-    """The worker's Faust settings (services/app.py) and nothing else: no sensors, no tables.
-    The pipeline phase records whether these still match the worker's."""
-    import faust
-
-    from services.consumer_fetch import set_fetch_max_wait
+    """The worker's Faust configuration (services/worker/faust_app.py, the same function) and nothing
+    else: no sensors, no tables, no static membership (several baseline processes share one group)."""
     from services.settings import get_settings
+    from services.worker.faust_app import build_app
 
-    worker = get_settings()
-    app = faust.App(app_id, broker=[f"kafka://{hp}" for hp in bootstrap.split(",")], store="memory://",
-                    autodiscover=False, topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6,
-                    broker_heartbeat_interval=1, broker_rebalance_timeout=6, producer_acks=-1,
-                    producer_linger=worker.producer_linger_s, processing_guarantee="at_least_once",
-                    web_enabled=False, worker_redirect_stdouts=False, table_standby_replicas=0)
-    set_fetch_max_wait(app, worker.consumer_fetch_max_wait_ms)
-    return app
+    settings = get_settings().model_copy(update={"bootstrap_servers": bootstrap})
+    return build_app(settings, app_id=app_id, store="memory://", sensors=False, consumer_group_instance_id=None)
 
 
 def _create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30) -> None:
@@ -817,7 +811,7 @@ def _changelog(phase: Phase) -> str:
 async def _seed_changelog(producer, phase: Phase, items: Iterator[tuple[str, bytes]]) -> dict[str, float]:
     """Table entries keyed as the agent writes them (JSON key), on the partition of the incident's
     source partition (the default partitioner's murmur2 of the incident id), as Faust does."""
-    from services.admin import partition_of
+    from services.kafka_topics import partition_of
 
     records, partitions, size, start = [], [], 0, time.monotonic()
     for iid, value in items:
@@ -869,7 +863,7 @@ async def _ingest(producer, bootstrap: str, records: list[tuple[bytes, bytes]], 
 def bench_deadlines(ctx: Context) -> None:
     from playbooks.lifecycle import start
     from playbooks.plan import load_plan
-    from services.table_codec import encode_state, head_of
+    from services.worker.table_codec import encode_state, head_of
     from topics.catalog import ESCALATIONS
     from topics.models import ReportFacts
 
@@ -1014,7 +1008,7 @@ def _recovery_states(n: int, *, plan, prefix: str) -> Iterator[tuple[str, bytes]
     """IncidentState values from playbooks.lifecycle.start for 104 reports (every type, mixed facts), each
     reused with the incident id substituted: the bytes the worker would hold, 100,000 in seconds."""
     from playbooks.lifecycle import start
-    from services.table_codec import encode_state, head_of
+    from services.worker.table_codec import encode_state, head_of
 
     now = _now()
     templates = []
@@ -1045,7 +1039,7 @@ async def _probe(phase: Phase, plan, producer, report_id: str) -> float:
 
 def bench_recovery(ctx: Context) -> None:
     from playbooks.plan import load_plan
-    from services.broker import rss_bytes
+    from services.local.kafka import rss_bytes
 
     plan = load_plan()
     n = ctx.sizes.recovery_incidents
@@ -1176,7 +1170,7 @@ def render(rows: list[Row]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    from services.broker import LIB_DIR
+    from services.local.kafka import LIB_DIR
 
     jars = sorted(LIB_DIR.glob("kafka_2.13-*.jar"))
     versions = {}

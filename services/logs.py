@@ -1,4 +1,8 @@
-"""structlog: JSON when not on a terminal, readable on one; personal data scrubbed on every line."""
+"""structlog: JSON when not on a terminal, readable on one; personal data scrubbed on every line.
+
+Each line is handed to the stream in one write, newline included, and flushed (structlog's
+WriteLogger): processes sharing a log file never glue one line into another. (PrintLogger's print()
+writes the text and the newline separately; unbuffered, two workers' lines interleaved mid-line.)"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def configure(*, json: bool | None = None, level: str = "INFO", library_level: s
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.getLevelName(library_level.upper()), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     due_checks_per_tick: int = Field(default=100, ge=1, description="most due incidents the worker checks for one partition's tick, earliest first; the rest wait in its schedule, not on a topic, and the next tick follows at once. A batch holds at most one tick per partition, so a new report waits behind at most partitions x this many checks")
     fault_stall_after: int = Field(default=0, description="fault injection (tests): the first worker process stops taking records after this many; 0: never")
     fault_skip_after: int = Field(default=0, description="fault injection (tests): the first worker process drops five records after this many; 0: never")
+    worker_restarts: int = Field(default=0, ge=0, description="in-place restarts of this worker process so far (set by the watchdog's restart, not by hand); fault injections act only before the first")
     stall_restart_s: float = Field(default=30.0, description="worker restarts itself after this long with lag and no progress; 0: never")
     library_log_level: str = Field(default="WARNING", description="level of Faust's, aiokafka's and kafka-python's own logs")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from services.broker import free_port, free_port_run
+from services.local.kafka import free_port, free_port_run
 from services.settings import Settings
-from services.stack import LocalStack
+from services.local.stack import LocalStack
 from services.users import new_token, publish_user, user_record
 from topics.models import Role
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from services.broker import free_port_run, port_is_free
+from services.local.kafka import free_port_run, port_is_free
 
 
 def test_a_run_of_free_ports_lies_below_the_outgoing_range_and_is_free():

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from services.broker import LocalKafka, PortInUseError, free_port
+from services.local.kafka import LocalKafka, PortInUseError, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -92,7 +92,7 @@ def test_broker_restart_loses_nothing_acknowledged(stack):
 def test_rebalance_to_a_second_worker_keeps_one_breach_each(stack):
     """A second worker joins while obligations fall due: partitions move, tables are recovered on the
     new owner, and still each due obligation yields exactly one breach, no step sent twice."""
-    from services.broker import free_port
+    from services.local.kafka import free_port
 
     client = httpx.Client(base_url=stack.settings.api_url, timeout=15,
                           headers={"Authorization": f"Bearer {stack.token}"})

@@ -5,7 +5,7 @@ import asyncio
 import faust
 import pytest
 
-from services.consumer_fetch import FAUST_FETCH_MAX_WAIT_MS, fetch_max_wait_ms, set_fetch_max_wait
+from services.worker.consumer_fetch import FAUST_FETCH_MAX_WAIT_MS, fetch_max_wait_ms, set_fetch_max_wait
 
 
 def _worker_consumer(app: faust.App):
@@ -47,7 +47,12 @@ def test_too_late_once_the_consumer_is_made():
         set_fetch_max_wait(app, 100)
 
 
-def test_the_service_app_uses_the_setting():
-    from services.app import app, settings
+def test_the_worker_app_uses_the_setting(tmp_path):
+    from services.settings import Settings
+    from services.worker.faust_app import build_app
 
+    settings = Settings(data_dir=tmp_path)
+    app = build_app(settings, sensors=False)
     assert _worker_consumer(app)._fetch_max_wait_ms == settings.consumer_fetch_max_wait_ms == 100
+    app = build_app(Settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=250), sensors=False)
+    assert _worker_consumer(app)._fetch_max_wait_ms == 250

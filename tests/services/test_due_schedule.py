@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from aiokafka.partitioner import DefaultPartitioner  # what Faust's producer (and the API's, drills') use
 
-from services.admin import partition_of
-from services.agents.incidents import DueSchedule
-from services.table_codec import Head
+from playbooks.plan import load_plan
+from services.kafka_topics import partition_of
+from services.worker.schedule import DueSchedule
+from services.worker.table_codec import Head
 from topics.catalog import INCIDENTS_REPORTED
 
 T0 = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)
@@ -89,7 +90,7 @@ def test_a_rebuild_forgets_the_ticks_in_flight_and_keeps_each_incidents_partitio
     s = _schedule(2)
     s.to_tick(T0 + timedelta(minutes=1), mono=1.0)
     raw = b'["2026-11-22T01:30:00+00:00", "\xe4\xb8\x89\xe7\xba\xa7", ["phone_report"]]\n{}'
-    assert s.rebuild([(2, "x", raw), (1, "y", raw)]) == 2
+    assert s.rebuild([(2, "x", raw), (1, "y", raw)], load_plan()) == 2
     assert s.ticking == {}
     assert _ids(s.pop_due(2, T0)) == ["x"] and _ids(s.pop_due(1, T0)) == ["y"] and _ids(s.pop_due(0, T0)) == []
 

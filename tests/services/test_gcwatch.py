@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 
-from services import gcwatch, metrics
+from services import metrics
+from services.worker.gcwatch import GcWatch
 
 
 def _count(generation: str) -> float:
@@ -12,24 +13,26 @@ def _count(generation: str) -> float:
 
 
 def test_each_collection_is_measured_by_generation():
-    gcwatch.watch()
-    gcwatch.watch()  # idempotent: one callback
+    watch = GcWatch()
+    watch.watch()
+    watch.watch()  # idempotent: one callback
     try:
-        assert gc.callbacks.count(gcwatch._on_gc) == 1
+        assert gc.callbacks.count(watch._on_gc) == 1
         before = _count("2")
         gc.collect()
         assert _count("2") == before + 1
     finally:
-        gc.callbacks.remove(gcwatch._on_gc)
+        watch.unwatch()
+    assert watch._on_gc not in gc.callbacks
 
 
-def test_settle_freezes_once(monkeypatch):
-    monkeypatch.setattr(gcwatch, "_frozen", False)
+def test_settle_freezes_once():
+    watch = GcWatch()
     try:
-        gcwatch.settle()
+        watch.settle()
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        gcwatch.settle()
+        watch.settle()
         assert gc.get_freeze_count() == frozen  # a second rebalance freezes nothing more
     finally:
         gc.unfreeze()

@@ -1,10 +1,9 @@
 """The decide step of the `incidents` agent under Faust's `agent.test_context()`: what it sends, what it stores.
 
-(services/agents/decide.py was folded into services/agents/incidents.py; a report now starts an incident.)
-
-The pattern of faust's docs/userguide/testing.rst: in-memory store, a finalized app, flow control resumed
-(`test_context` does that), the producer replaced by a recorder that acknowledges at once; assertions on what was produced and
-table writes only.
+The pattern of faust's docs/userguide/testing.rst, through the worker's composition root: a worker built
+with an in-memory store, a simulated clock and a producer replaced by a recorder that acknowledges at
+once; a finalized app, flow control resumed (`test_context` does that); assertions on what was produced
+and table writes only.
 """
 
 from __future__ import annotations
@@ -12,23 +11,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import warnings
 from datetime import datetime, timedelta, timezone
 from unittest.mock import AsyncMock, patch
 
 import pytest
 import structlog
 from cryptography.fernet import Fernet
-from faust.exceptions import AlreadyConfiguredWarning
 
+from playbooks.plan import load_plan
 from services import logs
-from services.agents import incidents as incidents_module
-from services.agents.incidents import incident_lifecycle, incidents
-from services.app import app, runtime
 from services.clock import SimulatedClock
 from services.intake import accept
 from services.privacy import Sealer
-from services.table_codec import decode_state
+from services.settings import Settings
+from services.worker import incidents as incidents_module
+from services.worker import outbox as outbox_module
+from services.worker.root import Worker, build_worker
+from services.worker.schedule import DueSchedule
+from services.worker.table_codec import decode_state
 from topics.catalog import (
     DEAD_LETTERS,
     ESCALATIONS,
@@ -48,19 +48,23 @@ SUMMARY = "李四家厨房燃气管道爆炸，楼道里有人受困"
 # --- fixtures -------------------------------------------------------------------------------
 
 
+PLAN = load_plan()
+
+
 @pytest.fixture
-async def test_app(monkeypatch):
-    """The module-level app, made testable on this test's running loop."""
-    app.loop = asyncio.get_running_loop()
-    if app.conf.store.scheme != "memory":  # no rocksdb files of a unit test under .data; tables open it lazily
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AlreadyConfiguredWarning)  # the app exists; its table not yet
-            app.conf.store = "memory://"
-    app.finalize()
-    monkeypatch.setattr(runtime, "clock", SimulatedClock(start=NOW, speed=0.0))
-    incidents.data.clear()
-    yield app
-    incidents.data.clear()
+def produced() -> "Produced":
+    return Produced()
+
+
+@pytest.fixture
+async def worker(produced, tmp_path) -> Worker:
+    """A worker from the composition root, on this test's running loop: nothing of it touches a broker."""
+    settings = Settings(data_dir=tmp_path, app_id="yingji-test", stall_restart_s=0)
+    built = build_worker(settings, plan=PLAN, clock=SimulatedClock(start=NOW, speed=0.0), store="memory://",
+                         produce=produced.produce, sensors=False)
+    built.app.loop = asyncio.get_running_loop()
+    built.app.finalize()
+    return built
 
 
 class Produced:
@@ -95,13 +99,6 @@ class TopicSends:
 
 
 @pytest.fixture
-def produced(test_app, monkeypatch):
-    recorder = Produced()
-    monkeypatch.setattr(incidents_module, "produce", recorder.produce)
-    return recorder
-
-
-@pytest.fixture
 def decided_send(produced):
     return TopicSends(produced, INCIDENTS_DECIDED.name)
 
@@ -127,8 +124,8 @@ def escalations_send(produced):
 
 
 @pytest.fixture
-async def agent(decided_send, notifications_send, deadletter_send, events_send, escalations_send):
-    async with incident_lifecycle.test_context() as wrapper:
+async def agent(worker, decided_send, notifications_send, deadletter_send, events_send, escalations_send):
+    async with worker.agent.test_context() as wrapper:
         yield wrapper
 
 
@@ -168,7 +165,7 @@ def submission(**over) -> ReportSubmission:
 
 
 def reported(**over) -> IncidentReported:
-    return accept(submission(**over), plan=runtime.plan, sealer=Sealer(Fernet.generate_key()), now=NOW)
+    return accept(submission(**over), plan=PLAN, sealer=Sealer(Fernet.generate_key()), now=NOW)
 
 
 def sent(sends: TopicSends, model):
@@ -180,7 +177,7 @@ def sent(sends: TopicSends, model):
 
 
 async def test_valid_report_is_decided_and_notifies_each_unit_once(
-    agent, decided_send, notifications_send, deadletter_send
+    agent, worker, decided_send, notifications_send, deadletter_send
 ):
     rec = reported()
 
@@ -204,7 +201,7 @@ async def test_valid_report_is_decided_and_notifies_each_unit_once(
     assert all(n.incident_id == rec.incident_id for _, n in notes)
 
     deadletter_send.assert_not_called()
-    state = decode_state(incidents[rec.incident_id])
+    state = decode_state(worker.table[rec.incident_id])
     assert state.report.report_id == rec.report.report_id
     assert rec.id in state.seen
 
@@ -224,7 +221,7 @@ async def test_same_record_twice_sends_nothing_the_second_time(
 
 
 async def test_invalid_bytes_go_to_dead_letters_and_the_agent_lives_on(
-    agent, decided_send, notifications_send, deadletter_send
+    agent, worker, decided_send, notifications_send, deadletter_send
 ):
     raw = b"\xff{not json"
 
@@ -246,11 +243,11 @@ async def test_invalid_bytes_go_to_dead_letters_and_the_agent_lives_on(
     [(_, decided)] = sent(decided_send, IncidentDecided)
     assert decided.incident_id == rec.incident_id
     assert deadletter_send.call_count == 1
-    assert rec.incident_id in incidents
+    assert rec.incident_id in worker.table
 
 
 async def test_unknown_type_is_dead_lettered_naming_the_field(
-    agent, decided_send, notifications_send, deadletter_send
+    agent, worker, decided_send, notifications_send, deadletter_send
 ):
     record = {
         "id": "r-unknown-type",
@@ -275,7 +272,7 @@ async def test_unknown_type_is_dead_lettered_naming_the_field(
     assert base64.b64decode(dl.original_b64) == raw
     decided_send.assert_not_called()
     notifications_send.assert_not_called()
-    assert "r-unknown-type" not in incidents
+    assert "r-unknown-type" not in worker.table
 
 
 @pytest.fixture
@@ -306,14 +303,11 @@ async def test_log_lines_bind_the_incident_and_hold_no_personal_data(
 
 
 @pytest.fixture
-def fresh_schedule(monkeypatch):
+def fresh_schedule(worker):
     """A schedule of two checks per tick, already built (the sweep's rebuild needs a running worker)."""
-    from services.agents.incidents import DueSchedule
-
-    schedule = DueSchedule(per_tick=2)
-    schedule.stale = False
-    monkeypatch.setattr(incidents_module, "schedule", schedule)
-    return schedule
+    worker.schedule = DueSchedule(per_tick=2)
+    worker.schedule.stale = False
+    return worker.schedule
 
 
 def tick(partition: int = 0, at: datetime = NOW) -> bytes:
@@ -323,7 +317,7 @@ def tick(partition: int = 0, at: datetime = NOW) -> bytes:
 
 
 async def test_a_tick_checks_its_partitions_due_incidents_a_few_at_a_time_and_sends_the_next(
-    agent, fresh_schedule, produced, escalations_send
+    agent, worker, fresh_schedule, produced, escalations_send
 ):
     from topics.catalog import DUE_TICKS
     from topics.models import DueTick, IncidentEvent
@@ -332,8 +326,8 @@ async def test_a_tick_checks_its_partitions_due_incidents_a_few_at_a_time_and_se
     for rec in recs:
         await process(agent, rec.model_dump_json().encode())
     assert fresh_schedule.waiting(NOW) == 0  # received now: nothing due yet
-    runtime.clock.advance(timedelta(minutes=11))  # phone reports (10 minutes) missed
-    later = runtime.clock.now()
+    worker.clock.advance(timedelta(minutes=11))  # phone reports (10 minutes) missed
+    later = worker.clock.now()
     assert fresh_schedule.to_tick(later, mono=1.0) == [0]
 
     await process(agent, tick(0, later), DUE_TICKS.name)
@@ -381,27 +375,27 @@ class _Event:
 
 
 @pytest.fixture
-def batch_of_two(test_app, monkeypatch):
+def batch_of_two(worker, monkeypatch):
     """Two reports as one batch; what happened, in order: records handled, records produced, the commit."""
     steps: list[str] = []
-    handle_record = incidents_module.handle_record
+    on_report = incidents_module.on_report
 
-    def handled(batch, event, topic, raw):
+    def handled(worker_, batch, event, raw):
         steps.append(f"handled {event.message.offset}")
-        return handle_record(batch, event, topic, raw)
+        return on_report(worker_, batch, event, raw)
 
     async def commit(self):  # the real one writes the table: here, only the acknowledgements are awaited
         await self.outbox.send()
         steps.append("committed")
 
-    monkeypatch.setattr(incidents_module, "handle_record", handled)
-    monkeypatch.setattr(incidents_module.Batch, "commit", commit)
-    monkeypatch.setattr(incidents_module.watch, "skipped", lambda *_: None)
+    monkeypatch.setitem(incidents_module.HANDLERS, INCIDENTS_REPORTED.name, handled)
+    monkeypatch.setattr(outbox_module.Batch, "commit", commit)
+    monkeypatch.setattr(worker.watch, "skipped", lambda *_: None)
     events = [_Event(INCIDENTS_REPORTED.name, i, reported().model_dump_json().encode()) for i in range(2)]
     return events, steps
 
 
-async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_nothing(batch_of_two, monkeypatch):
+async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_nothing(worker, batch_of_two, monkeypatch):
     events, steps = batch_of_two
 
     async def produce(topic: str, key: bytes | None, value: bytes, partition: int | None = None):
@@ -414,8 +408,8 @@ async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_noth
         steps.append(event)
         raise Restarted
 
-    monkeypatch.setattr(incidents_module, "produce", produce)
-    monkeypatch.setattr(incidents_module, "_restart_in_place", restart)
+    monkeypatch.setattr(worker, "produce_override", produce)
+    monkeypatch.setattr(worker, "restart_in_place", restart)
     with pytest.raises(Restarted):
-        await incidents_module.handle_batch(events)
+        await incidents_module.handle_batch(worker, events)
     assert steps == ["handled 0", "handled 1", "batch_send_failed_restarting"]  # both read again by the new process

@@ -10,7 +10,7 @@ from playbooks.lifecycle import next_due_at, start
 from playbooks.plan import load_plan
 from services.intake import accept
 from services.privacy import Sealer
-from services.table_codec import Head, decode_head, decode_state, encode_state, head_of
+from services.worker.table_codec import Head, decode_head, decode_state, encode_state, head_of
 from topics.models import ReportSubmission
 
 PLAN = load_plan()

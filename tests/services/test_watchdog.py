@@ -1,6 +1,6 @@
 """The worker's stall watchdog: lag and no progress for the limit is a stall; anything else is not."""
 
-from services.watchdog import StallWatch
+from services.worker.watchdog import StallWatch
 
 
 def test_lag_without_progress_for_the_limit_is_a_stall():

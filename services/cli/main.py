@@ -14,21 +14,9 @@ from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected, decide
 from playbooks.plan import load_plan
+from services.cli.messages import EXIT_INVALID, validation_messages
 from topics.models import ReportSubmission
 
-EXIT_INVALID = 2
-
-
-def validation_messages(exc: ValidationError) -> list[str]:
-    """One line per bad field, named by its dotted path."""
-    out = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(report)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if ": " in msg and path == "(report)":
-            path, msg = msg.split(": ", 1)
-        out.append(f"{path}: {msg}")
-    return out
 
 
 def _documents(text: str) -> Iterator[tuple[int, str]]:
@@ -84,16 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that need the broker; imported lazily so `classify` stays quick."""
-    from services import commands, drill_cli
+    from services.cli import drill, service
 
-    commands.register(sub)
-    drill_cli.register(sub)
+    service.register(sub)
+    drill.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

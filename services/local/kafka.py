@@ -8,7 +8,7 @@ without the scripts.
     with LocalKafka(Path("/tmp/kafka"), port=9092) as kafka:
         use(kafka.bootstrap)
 
-    python -m services.broker --data-dir /tmp/kafka --port 9092
+    python -m services.local.kafka --data-dir /tmp/kafka --port 9092
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # services/local/kafka.py -> the repository
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J2_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.yaml"
 LIB_DIR = REPO_ROOT / ".kafka" / "lib"
@@ -376,7 +376,7 @@ class LocalKafka:
     def _write_properties(self) -> None:
         body = "".join(f"{k}={v}\n" for k, v in self._properties().items())
         tmp = self.properties_file.with_suffix(".tmp")
-        tmp.write_text("# written by services/broker.py on every start; edits are lost\n" + body)
+        tmp.write_text("# written by services/local/kafka.py on every start; edits are lost\n" + body)
         tmp.replace(self.properties_file)
 
     def _cluster_id(self) -> str:
@@ -514,12 +514,12 @@ class LocalKafka:
 
 
 # ---------------------------------------------------------------------------------------------
-# python -m services.broker
+# python -m services.local.kafka
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.broker",
+        prog="python -m services.local.kafka",
         description="Run a local Apache Kafka node (KRaft) in the foreground until Ctrl-C.")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=9092)

@@ -13,8 +13,8 @@ from typing import IO
 
 import httpx
 
-from services.admin import create_topics
-from services.broker import LocalKafka
+from services.kafka_topics import create_topics
+from services.local.kafka import LocalKafka
 from services.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""`yingji` commands that need the service: run everything locally, the worker alone, submit a report."""
+"""`yingji` commands that need the service: run everything locally, the worker alone, topics, users, submit a report."""
 
 from __future__ import annotations
 
@@ -35,40 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    from faust import Worker
+    from services.settings import get_settings
+    from services.worker.main import run_worker
 
-    from services import logs
-    from services.app import app, settings
-    from services.watchdog import consumer_state
-
-    logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
-    from prometheus_client import start_http_server
-
-    from services.metrics import REGISTRY
-
-    # the worker's own metrics (incidents, breaches, escalations, lag) on loopback, for Prometheus
-    start_http_server(settings.worker_web_port, addr="127.0.0.1", registry=REGISTRY)
-    settings.worker_dir.mkdir(parents=True, exist_ok=True)  # its table store (rocksdb://)
-    from services import gcwatch
-
-    gcwatch.watch()
-
-    class YingjiWorker(Worker):
-        def _on_sigusr1(self) -> None:
-            """`kill -USR1 PID`: mode prints every task's stack; we add the consumer's state."""
-            super()._on_sigusr1()
-            try:
-                print("consumer_state", json.dumps(consumer_state(app)), file=sys.stderr, flush=True)
-            except Exception as exc:  # noqa: BLE001 - a diagnostic must not take the worker down
-                print("consumer_state unavailable", repr(exc), file=sys.stderr, flush=True)
-
-    worker = YingjiWorker(app, loglevel="warning", redirect_stdouts=False, override_logging=False, quiet=True)
-    worker.execute_from_commandline()
-    return 0
+    return run_worker(get_settings())
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
-    from services.admin import create_topics
+    from services.kafka_topics import create_topics
     from services.settings import get_settings
 
     s = get_settings()
@@ -119,7 +93,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from playbooks.engine import ReportRejected
     from playbooks.plan import load_plan
-    from services.cli import EXIT_INVALID, validation_messages
+    from services.cli.messages import EXIT_INVALID, validation_messages
     from services.clock import WallClock
     from services.intake import accept
     from services.privacy import Sealer
@@ -154,7 +128,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_run(_: argparse.Namespace) -> int:
     from services.clock import WallClock
     from services.settings import get_settings
-    from services.stack import LocalStack
+    from services.local.stack import LocalStack
     from services.users import ensure_admin
 
     s = get_settings()

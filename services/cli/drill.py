@@ -12,8 +12,8 @@ import sys
 
 from playbooks.drill import ScenarioError, evaluate, load_scenario, to_json, to_markdown
 from playbooks.plan import load_plan
+from services.cli.messages import EXIT_INVALID
 
-EXIT_INVALID = 2  # as `classify`: the input named a bad field
 EXIT_FAILED = 1  # --strict: the drill ran and some expectation was not met
 
 

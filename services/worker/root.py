@@ -1,0 +1,116 @@
+"""The worker's composition root: settings, clock, plan, Faust app, table, schedule and watchdog wired
+in one place, with overrides for tests. Nothing here runs at import time.
+
+    worker = build_worker(get_settings())            # `yingji worker` (services/worker/main.py)
+    worker = build_worker(settings, store="memory://", clock=SimulatedClock(...), produce=recorder)  # tests
+
+The agent and the timers are module-level functions of their own files, taking the worker; they are
+registered on the app here, each under its stable name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from playbooks.plan import Plan, load_plan
+from services.clock import Clock, WallClock
+from services.settings import Settings
+from services.worker import gauges, incidents, schedule, watchdog
+from services.worker.faust_app import build_app
+from services.worker.gcwatch import GcWatch
+from services.worker.outbox import Outbox, Produce
+from services.worker.schedule import DueSchedule
+from services.worker.watchdog import Faults, StallWatch
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+TABLE_NAME = "incidents"  # Faust names its changelog <app id>-incidents-changelog
+
+
+@dataclass
+class Worker:
+    """Everything one worker process's agent and timers share."""
+
+    settings: Settings
+    app: faust.App
+    plan: Plan
+    clock: Clock
+    table: Any  # faust Table: incident id -> services/worker/table_codec.py's bytes
+    schedule: DueSchedule
+    watch: StallWatch
+    faults: Faults
+    gc: GcWatch
+    produce_override: Produce | None = None
+    agent: Any = None  # the registered `incident_lifecycle` agent
+    inbound_topics: frozenset[str] = field(default_factory=frozenset)
+
+    async def produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
+        """One record to the producer; the returned future resolves when the broker acknowledges it."""
+        if self.produce_override is not None:
+            return await self.produce_override(topic, key, value, partition)
+        return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.produce)
+
+    def settled(self) -> bool:
+        """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""
+        app = self.app
+        return not (app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set())
+
+    async def restart_in_place(self, event: str, **details: Any):
+        await watchdog.restart_in_place(self, event, **details)
+
+
+def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock | None = None,
+                 store: str | None = None, produce: Produce | None = None, sensors: bool = True) -> Worker:
+    """The worker, its agent and timers registered on a new Faust app; nothing started.
+
+    `sensors=False`: Faust's Prometheus sensors left out (they register in the process's one registry,
+    so a test that builds several workers in one process leaves them out)."""
+    app = build_app(settings, store=store, sensors=sensors)
+    # incident id -> bytes; keyed like the inbound topics, so co-partitioned with them. value_type=bytes
+    # makes the changelog raw both ways: recovery hands back the bytes, parsing nothing.
+    table = app.Table(TABLE_NAME, key_type=str, value_type=bytes,
+                      schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
+    worker = Worker(
+        settings=settings, app=app, plan=plan or load_plan(), clock=clock or WallClock(), table=table,
+        schedule=DueSchedule(per_tick=settings.due_checks_per_tick),
+        watch=StallWatch(stall_after_s=settings.stall_restart_s),
+        faults=Faults(skip_after=settings.fault_skip_after, stall_after=settings.fault_stall_after,
+                      armed=settings.worker_restarts == 0),
+        gc=GcWatch(), produce_override=produce,
+        inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
+    )
+    _register(worker)
+    return worker
+
+
+def _register(worker: Worker) -> None:
+    app = worker.app
+    inbound = app.topic(*(spec.name for spec in incidents.INBOUND), **RAW)
+
+    async def incident_lifecycle(stream):
+        await incidents.incident_lifecycle(worker, stream)
+
+    worker.agent = app.agent(inbound, name="services.worker.incidents.incident_lifecycle")(incident_lifecycle)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_, assigned, **kwargs) -> None:  # noqa: ARG001 - signal signature
+        worker.schedule.stale = True
+        worker.watch.reassigned()
+
+    async def sweep_due() -> None:
+        await schedule.sweep_due(worker)
+
+    async def refresh_gauges() -> None:
+        await gauges.refresh_gauges(worker)
+
+    async def stall_watchdog() -> None:
+        await watchdog.stall_watchdog(worker)
+
+    app.timer(interval=schedule.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
+    app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)
+    app.timer(interval=watchdog.WATCH_INTERVAL_S, name="stall_watchdog")(stall_watchdog)
