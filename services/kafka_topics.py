@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from topics.catalog import CATALOG, INCIDENTS_REPORTED
 
@@ -18,16 +17,11 @@ def partition_of(incident_id: str, partitions: int = INCIDENTS_REPORTED.partitio
 
 
 def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | None = None, timeout: float = 60) -> list[str]:
-    """Idempotent: topics that exist already are left alone. Returns the names created now."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="yingji-admin", request_timeout_ms=10000)
-            break
-        except KafkaError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    """Idempotent: topics that exist already are left alone. Returns the names created now.
+    A cluster not answering yet (a broker still starting) is tried again for up to `timeout` seconds."""
+    connect = Retrying(retry=retry_if_exception_type(KafkaError), wait=wait_fixed(0.5),
+                       stop=stop_after_delay(timeout), reraise=True)
+    admin = connect(KafkaAdminClient, bootstrap_servers=bootstrap, client_id="yingji-admin", request_timeout_ms=10000)
     try:
         existing = set(admin.list_topics())
         wanted = [

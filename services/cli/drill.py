@@ -68,15 +68,14 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import json
-    import os
-    import time
     from pathlib import Path
 
     import httpx
+    from tenacity import Retrying, retry_if_result, wait_fixed
 
     from services.settings import get_settings
 
-    token = args.token or os.environ.get("YINGJI_TOKEN")
+    token = args.token or get_settings().token.get_secret_value()
     if not token:
         print("token: give --token or set YINGJI_TOKEN (a drill_controller's token)", file=sys.stderr)
         return EXIT_INVALID
@@ -95,11 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         run_id = resp.json()["run_id"]
         print(f"drill {run_id} running at {args.speed:g}× …", file=sys.stderr)
-        while True:
-            body = client.get(f"/drills/{run_id}").json()
-            if body["status"] != "running":
-                break
-            time.sleep(0.5)
+        poll = Retrying(retry=retry_if_result(lambda b: b["status"] == "running"), wait=wait_fixed(0.5))
+        body = poll(lambda: client.get(f"/drills/{run_id}").json())
     if body["status"] != "done":
         print(f"drill failed: {body.get('error')}", file=sys.stderr)
         return EXIT_FAILED
