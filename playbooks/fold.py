@@ -64,6 +64,7 @@ class ObligationFold:
     """One obligation as its events tell it, from its latest opening."""
 
     kind: str
+    label: str  # as its opening names it (the text before "：")
     status: ObligationStatus
     due_at: datetime | None
     owner: str | None
@@ -140,7 +141,7 @@ class IncidentFold:
         if e.kind is EventKind.OBLIGATION_OPENED:
             due = e.details.get("due_at")
             self.obligations[kind] = ObligationFold(
-                kind=kind, status=after, due_at=datetime.fromisoformat(str(due)) if due else None,
+                kind=kind, label=e.reason.split("：")[0], status=after, due_at=datetime.fromisoformat(str(due)) if due else None,
                 owner=_text(e.details.get("owner")), section=e.section, opened=ob.opened + 1 if ob else 1)
             return
         assert ob is not None  # only an opening moves from "not owed"

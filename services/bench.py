@@ -259,7 +259,8 @@ def bench_engine(ctx: Context) -> None:
 
 
 def bench_drills(ctx: Context) -> None:
-    from playbooks.drill import evaluate, load_scenario
+    from playbooks.drill.evaluation import evaluate
+    from playbooks.drill.scenario import load_scenario
     from playbooks.plan import load_plan
 
     plan = load_plan()
@@ -279,7 +280,7 @@ def bench_drills(ctx: Context) -> None:
     rate = runs * sim_hours / elapsed
     ctx.rows.append(Row("drills.sim_hours", rate, "sim-h/s", ">= 1000", rate >= 1000, {
         "scenario": BUSIEST_SCENARIO.name, "injects": len(scenario.injects), "sim_hours_per_run": sim_hours,
-        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluate"}))
+        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluation.evaluate"}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from playbooks.drill import ScenarioError, evaluate, load_scenario, to_json, to_markdown
+from playbooks.drill.evaluation import evaluate, to_json, to_markdown
+from playbooks.drill.scenario import ScenarioError, load_scenario
 from playbooks.plan import load_plan
 
 EXIT_INVALID = 2  # as `classify`: the input named a bad field
@@ -42,7 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drills/)")
+    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drill/scenarios/)")
     drill_sub = drill.add_subparsers(dest="drill_command", required=True)
 
     p = drill_sub.add_parser("validate", help="check a scenario; exit 2 naming the line and field when invalid")

@@ -11,25 +11,19 @@ from datetime import timedelta
 
 import pytest
 
-from playbooks.drill import (
-    DRILLS_DIR,
-    SCHEMA_PATH,
-    Observed,
+from playbooks.drill.evaluation import evaluate, score, to_json, to_markdown
+from playbooks.drill.replay import Observed, replay
+from playbooks.drill.scenario import (
+    SCENARIOS_DIR,
     ScenarioError,
-    evaluate,
     format_offset,
     load_scenario,
     parse_offset,
     parse_scenario,
-    replay,
-    schema_text,
-    score,
-    to_json,
-    to_markdown,
 )
 from services import drill_cli
 
-SHIPPED = sorted(DRILLS_DIR.glob("*.yaml"))
+SHIPPED = sorted(SCENARIOS_DIR.glob("*.yaml"))
 MINIMAL = """\
 id: tiny
 name: 最小演练
@@ -75,14 +69,14 @@ def test_same_scenario_same_report(path, plan):
 
 
 def test_every_drill_record_is_marked_as_a_drill(plan):
-    obs = replay(load_scenario(DRILLS_DIR / "earthquake-m52.yaml", plan), plan)
+    obs = replay(load_scenario(SCENARIOS_DIR / "earthquake-m52.yaml", plan), plan)
     records = [r for inc in obs.incidents.values() for r in (*inc.events, *inc.notifications)]
     assert records and all(r.drill for r in records)
 
 
 def test_score_reads_records_gathered_from_topics_as_well(plan):
     """`drill run` gathers events, decisions and notifications off the topics: shuffled, some twice."""
-    scenario = load_scenario(DRILLS_DIR / "chemical-leak.yaml", plan)
+    scenario = load_scenario(SCENARIOS_DIR / "chemical-leak.yaml", plan)
     obs = replay(scenario, plan, run="r1")
     records = [r for inc in obs.incidents.values() for r in (*inc.events, *inc.decisions, *inc.notifications)]
     rng = random.Random(7)
@@ -93,7 +87,7 @@ def test_score_reads_records_gathered_from_topics_as_well(plan):
 
 
 def test_a_wrong_expectation_fails(tmp_path, plan):
-    text = (DRILLS_DIR / "gas-explosion.yaml").read_text(encoding="utf-8")
+    text = (SCENARIOS_DIR / "gas-explosion.yaml").read_text(encoding="utf-8")
     wrong = text.replace("phone_report: missed", "phone_report: met").replace("response_level: 二级", "response_level: 一级")
     path = tmp_path / "wrong.yaml"
     path.write_text(wrong, encoding="utf-8")
@@ -169,7 +163,7 @@ def test_invalid_scenario_is_refused_naming_line_and_field(tmp_path, plan, capsy
 
 
 def test_cli_validate_and_eval(capsys):
-    path = str(DRILLS_DIR / "flood-sub-center.yaml")
+    path = str(SCENARIOS_DIR / "flood-sub-center.yaml")
     assert drill_cli.main(["drill", "validate", path]) == 0
     assert "ok" in capsys.readouterr().out
     assert drill_cli.main(["drill", "eval", path]) == 0
@@ -180,7 +174,7 @@ def test_cli_validate_and_eval(capsys):
 
 
 def test_busy_night_evaluates_quickly(plan):
-    scenario = load_scenario(DRILLS_DIR / "busy-night.yaml", plan)
+    scenario = load_scenario(SCENARIOS_DIR / "busy-night.yaml", plan)
     began = time.perf_counter()
     ev = evaluate(scenario, plan)
     took = time.perf_counter() - began
@@ -198,13 +192,9 @@ def test_offsets_round_trip_and_clock_faces_stay_strings():
     assert scenario.duration == timedelta(hours=10)
 
 
-def test_scenario_schema_is_current():
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "stale: run `python -m playbooks.drill`"
-
-
 def test_busy_night_yaml_is_what_its_generator_writes():
-    spec = importlib.util.spec_from_file_location("busy_night", DRILLS_DIR / "busy_night.py")
+    spec = importlib.util.spec_from_file_location("busy_night", SCENARIOS_DIR / "busy_night.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert (DRILLS_DIR / "busy-night.yaml").read_text(encoding="utf-8") == module.render(), \
-        "stale: run `python playbooks/drills/busy_night.py`"
+    assert (SCENARIOS_DIR / "busy-night.yaml").read_text(encoding="utf-8") == module.render(), \
+        "stale: run `python playbooks/drill/scenarios/busy_night.py`"
