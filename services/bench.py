@@ -243,7 +243,7 @@ def bench_engine(ctx: Context) -> None:
     if prof:
         prof.disable()
         prof.dump_stats(str(ctx.profile_dir / "engine.prof"))
-    from playbooks.engine import _DECISIONS, _MEMO
+    from playbooks.memo import DECISIONS, RULES
 
     cold, *warms = (len(reports) / t for t in passes)
     warm = statistics.median(warms)
@@ -251,7 +251,7 @@ def bench_engine(ctx: Context) -> None:
         "reports": len(reports), "types": len({plan.find_type(r.type).id for r in reports}),
         "warm_passes": len(warms), "figure": "median warm pass", "warm_min": round(min(warms)),
         "warm_max": round(max(warms)), "cold_pass_decisions_per_s": round(cold),
-        "memo_entries": {"decisions": len(_DECISIONS), "rules": len(_MEMO)},
+        "memo_entries": {"decisions": len(DECISIONS), "rules": len(RULES)},
         "grades": grades, "function": "playbooks.engine.decide", "process": "in-process, 1 thread"}))
     ctx.rows.append(Row("engine.decisions_first_seen", cold, "decisions/s", "", None, {
         "reports": len(reports), "figure": "first pass: each report decided as never seen before",

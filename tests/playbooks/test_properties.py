@@ -364,9 +364,9 @@ def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, s
     """The engine memoises rule matching by what the rules read. A report decided after any other,
     or after a look-alike (other amounts, same signs; other times; other id), is decided as by a cold
     engine."""
-    from playbooks import engine
+    from playbooks import memo
 
-    engine.clear_memos()
+    memo.clear_memos()
     cold = decide(report, PLAN, now).model_dump(mode="json")
     facts = {k: (v * scale if isinstance(v, (int, float)) and v * scale <= LOOK_ALIKE_MAX.get(k, 10**8) else v)
              for k, v in report.facts.model_dump().items()}
@@ -374,14 +374,14 @@ def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, s
     look_alike = report.model_copy(update={
         "report_id": report.report_id + "-x", "facts": report.facts.model_validate(facts),
         "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
-    engine.clear_memos()
+    memo.clear_memos()
     decide(other, PLAN, now)
     decide(look_alike, PLAN, now)
     assert decide(report, PLAN, now).model_dump(mode="json") == cold
     twin = _twin(report, tweak)
-    engine.clear_memos()
+    memo.clear_memos()
     twin_cold = decide(twin, PLAN, now).model_dump(mode="json")
-    engine.clear_memos()
+    memo.clear_memos()
     decide(report, PLAN, now)  # the memo now holds the report's rules: the twin must not get them
     assert decide(twin, PLAN, now).model_dump(mode="json") == twin_cold
     RAN["memo"] += 1
@@ -395,15 +395,15 @@ def test_memoised_decision_takes_ids_and_times_from_its_own_report(report, first
     differs only in its id and times, decided after the first for another incident, at another
     `now` (in any offset) and basis, is decided as by a cold engine; and as if its decision had
     been validated from the caller's incident id and `now`."""
-    from playbooks import engine
+    from playbooks import memo
 
     moved = timedelta(seconds=shift)
     same = _valid({**report.model_dump(), "report_id": report.report_id + "-y",
                    "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
     now = now.astimezone(tz)
-    engine.clear_memos()
+    memo.clear_memos()
     cold = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
-    engine.clear_memos()
+    memo.clear_memos()
     decide(report, PLAN, first_now)
     warm = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
     assert warm.model_dump(mode="json") == cold.model_dump(mode="json")
