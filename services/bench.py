@@ -38,7 +38,7 @@ from typing import IO, Any, Callable, Iterator
 from services.settings import REPO_ROOT, Settings, get_settings
 
 NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills")
-BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drills" / "busy-night.yaml"
+BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drill" / "scenarios" / "busy-night.yaml"
 # Bench-only topics for the baselines (not part of the service, so not in the catalog).
 BASELINE_TOPICS = {"aiokafka": ("bench.aiokafka.in", "bench.aiokafka.out"),
                    "faust": ("bench.faust.in", "bench.faust.out")}
