@@ -38,7 +38,7 @@ from typing import IO, Any, Callable, Iterator
 from services.settings import REPO_ROOT, Settings, get_settings
 
 NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills")
-BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drills" / "busy-night.yaml"
+BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drill" / "scenarios" / "busy-night.yaml"
 # Bench-only topics for the baselines (not part of the service, so not in the catalog).
 BASELINE_TOPICS = {"aiokafka": ("bench.aiokafka.in", "bench.aiokafka.out"),
                    "faust": ("bench.faust.in", "bench.faust.out")}
@@ -243,7 +243,7 @@ def bench_engine(ctx: Context) -> None:
     if prof:
         prof.disable()
         prof.dump_stats(str(ctx.profile_dir / "engine.prof"))
-    from playbooks.engine import _DECISIONS, _MEMO
+    from playbooks.memo import DECISIONS, RULES
 
     cold, *warms = (len(reports) / t for t in passes)
     warm = statistics.median(warms)
@@ -251,7 +251,7 @@ def bench_engine(ctx: Context) -> None:
         "reports": len(reports), "types": len({plan.find_type(r.type).id for r in reports}),
         "warm_passes": len(warms), "figure": "median warm pass", "warm_min": round(min(warms)),
         "warm_max": round(max(warms)), "cold_pass_decisions_per_s": round(cold),
-        "memo_entries": {"decisions": len(_DECISIONS), "rules": len(_MEMO)},
+        "memo_entries": {"decisions": len(DECISIONS), "rules": len(RULES)},
         "grades": grades, "function": "playbooks.engine.decide", "process": "in-process, 1 thread"}))
     ctx.rows.append(Row("engine.decisions_first_seen", cold, "decisions/s", "", None, {
         "reports": len(reports), "figure": "first pass: each report decided as never seen before",
@@ -259,7 +259,8 @@ def bench_engine(ctx: Context) -> None:
 
 
 def bench_drills(ctx: Context) -> None:
-    from playbooks.drill import evaluate, load_scenario
+    from playbooks.drill.evaluation import evaluate
+    from playbooks.drill.scenario import load_scenario
     from playbooks.plan import load_plan
 
     plan = load_plan()
@@ -279,7 +280,7 @@ def bench_drills(ctx: Context) -> None:
     rate = runs * sim_hours / elapsed
     ctx.rows.append(Row("drills.sim_hours", rate, "sim-h/s", ">= 1000", rate >= 1000, {
         "scenario": BUSIEST_SCENARIO.name, "injects": len(scenario.injects), "sim_hours_per_run": sim_hours,
-        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluate"}))
+        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluation.evaluate"}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from playbooks.drill import ScenarioError, evaluate, load_scenario, to_json, to_markdown
+from playbooks.drill.evaluation import evaluate, to_json, to_markdown
+from playbooks.drill.scenario import ScenarioError, load_scenario
 from playbooks.plan import load_plan
 from services.cli.messages import EXIT_INVALID
 
@@ -42,7 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drills/)")
+    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drill/scenarios/)")
     drill_sub = drill.add_subparsers(dest="drill_command", required=True)
 
     p = drill_sub.add_parser("validate", help="check a scenario; exit 2 naming the line and field when invalid")
@@ -102,15 +103,3 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(body["evaluation"], ensure_ascii=False, indent=2) + "\n" if args.json else body["markdown"])
     failed = body["evaluation"]["totals"]["failed"]
     return EXIT_FAILED if args.strict and failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry until services/cli.py calls register()."""
-    parser = argparse.ArgumentParser(prog="yingji")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
