@@ -19,7 +19,6 @@ from topics.models import (
     Commander,
     Contract,
     Decision,
-    FileReportRequest,
     Grade,
     Notice,
     Obligation,
@@ -29,6 +28,7 @@ from topics.models import (
     ResponseLevel,
     UtcDatetime,
 )
+from topics.requests import FileReportRequest
 
 M = TypeVar("M", bound=BaseModel)
 

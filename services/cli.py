@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from playbooks.engine import ReportRejected, decide
 from playbooks.plan import load_plan
-from topics.models import ReportSubmission
+from topics.requests import ReportSubmission
 
 EXIT_INVALID = 2
 

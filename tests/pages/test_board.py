@@ -17,9 +17,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from services import pages
-from services.api import create_app
-from services.auth import PERMISSIONS
+from services.web.app import create_app
+from services.web.permissions import PERMISSIONS
+from services.web.routes import board, pages, signin
 from services.settings import Settings
 from services.users import new_token, user_record
 from tests.conftest import unique_id
@@ -46,7 +46,7 @@ def app_client(tmp_path_factory):
 
 
 PUBLIC_PAGES = {"/login", "/logout"}
-PAGE_ROUTES = [r for r in pages.build_router().routes if isinstance(r, APIRoute)]
+PAGE_ROUTES = [r for router in (pages.router, signin.router, board.router) for r in router.routes if isinstance(r, APIRoute)]
 
 
 def permission_of(route: APIRoute) -> str | None:
