@@ -16,8 +16,10 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -53,12 +55,30 @@ def _plausible(value: datetime) -> datetime:
     return value
 
 
+def _written_time(value: object) -> object:
+    """A time as people and JSON write it: text (ISO 8601) or a datetime, not a bare number that
+    pydantic would read as seconds since 1970."""
+    if isinstance(value, (int, float)):
+        raise ValueError("must be a date and time with its timezone (ISO 8601 text)")
+    return value
+
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-InputDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc), AfterValidator(_plausible)]
+InputDatetime = Annotated[AwareDatetime, BeforeValidator(_written_time), AfterValidator(_to_utc), AfterValidator(_plausible)]
+
+
+def _json_number(value: object) -> object:
+    """A count or amount is a JSON number, as the exported schemas say: not "3", not true (pydantic
+    would read both as numbers); 3.0 is the integer 3, as in JSON Schema."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a number")
+    return value
+
+
 # Counts of people and money have physical bounds; finite, so they survive JSON and float maths.
-People = Annotated[int, Field(ge=0, le=100_000_000)]
-Yuan = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Hours = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+People = Annotated[int, Field(ge=0, le=100_000_000), BeforeValidator(_json_number)]
+Yuan = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False), BeforeValidator(_json_number)]
+Hours = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False), BeforeValidator(_json_number)]
 
 
 class Contract(BaseModel):
@@ -130,16 +150,16 @@ class Facts(Contract):
     poisoned: People = 0
     direct_loss_yuan: Yuan = 0
     evacuated: People = 0
-    magnitude: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] | None = None
+    magnitude: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False), BeforeValidator(_json_number)] | None = None
     interruption_hours: Hours | None = None
 
 
 class Flags(Contract):
-    sensitive: bool = False
-    major_event: bool = False
-    multi_agency: bool = False
-    may_escalate: bool = False
-    foreign_involved: bool = False
+    sensitive: StrictBool = False
+    major_event: StrictBool = False
+    multi_agency: StrictBool = False
+    may_escalate: StrictBool = False
+    foreign_involved: StrictBool = False
 
 
 class Reporter(Contract):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from playbooks.plan import Plan, load_plan
 from services import logs
@@ -46,8 +46,11 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
-    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the package, not from a CDN
+    # FastAPIOffline: /docs loads Swagger UI from the package, not from a CDN. No /redoc: ReDoc's
+    # bundle still fetches its logo from one.
     app = FastAPIOffline(
+        redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator either
         title="yingji 应急",
         version="0.1.0",
         description="通州区突发事件总体应急预案（2022）: incidents raised, graded, routed and tracked.",
@@ -119,8 +122,18 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
         return invalid([{"field": "(body)", "message": "the body is not UTF-8 text"}])
     if exc.status_code == 405:
-        allowed = sorted({method for route in request.app.router.routes
+        allowed = sorted({method for route in _routes(request.app.router.routes)
                           if route.matches(request.scope)[0] is Match.PARTIAL
                           for method in (getattr(route, "methods", None) or ())})
         exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(allowed)})
     return await http_exception_handler(request, exc)
+
+
+def _routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes, those of included routers too (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        else:
+            yield route
