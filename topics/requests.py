@@ -42,6 +42,9 @@ ClientId = Annotated[str, StringConstraints(min_length=1, max_length=CLIENT_ID_M
 # a double click) is the same command, and the incident applies it once.
 REQUEST_ID = Field(default=None, description="the client's id for this request: sent again unchanged, it is applied once")
 RECEIVED_AFTER_OCCURRED = "received_at: must not be before occurred_at"
+# Who did something, by name: text with something in it besides spaces (contracts strip whitespace,
+# so " " would be empty), as the schema says with its pattern.
+Who = Annotated[ShortText, StringConstraints(min_length=1, pattern=r"\S")]
 
 
 class ReportSubmission(Contract):
@@ -83,7 +86,7 @@ class FileReportRequest(Contract):
     kind: ReportKind
     unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
     filed_at: InputDatetime
-    filed_by: ShortText = Field(min_length=1)
+    filed_by: Who
     content: LongText = ""
     followup: FollowupFacts | None = None
     request_id: ClientId | None = REQUEST_ID
@@ -120,7 +123,7 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 class ApprovalRequest(Contract):
     """POST /incidents/{id}/approvals: 区应急委主任或副主任 approved the report to 市应急办 (4.1.3)."""
 
-    approver: ShortText = Field(min_length=1)
+    approver: Who
     approver_role: ApproverRole
     approved_at: InputDatetime
     request_id: ClientId | None = REQUEST_ID
@@ -130,7 +133,7 @@ class EndRequest(Contract):
     """POST /incidents/{id}/end: 应急结束 (4.8.2)."""
 
     authority: EndAuthority
-    decided_by: ShortText = Field(min_length=1)
+    decided_by: Who
     ended_at: InputDatetime
     request_id: ClientId | None = REQUEST_ID
 
