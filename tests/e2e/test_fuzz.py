@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SEEN: Counter = Counter()
-# Per operation and phase, so the two runs below stay near a minute each on 2 cores beside the
-# worker (40: 80 s each, some 2,000 cases over the 14 operations).
+# Per operation and phase. 25: 22-50 s a run on 2 cores beside the worker, some 1,650 cases over the
+# 14 operations (40: 80 s a run, some 2,000 cases).
 CONTRACT_MAX_EXAMPLES = 25
 
 

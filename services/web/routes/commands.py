@@ -12,13 +12,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from playbooks.engine import check_filing
+from services.view import IncidentView
 from services.web.answers import conflict, invalid, problem_fields, responses
 from services.web.auth import require
+from services.web.publisher import Publisher
 from services.web.routes.incidents import known_incident
 from services.web.routes.params import IncidentId
 from services.web.state import PlanDep, PublisherDep, SealerDep, ViewDep
-from services.view import IncidentView
-from services.web.publisher import Publisher
 from topics.catalog import INCIDENT_COMMANDS
 from topics.models import ApprovalRecorded, EndRecorded, IncidentCommand, ReportFiled, UserRecord
 from topics.requests import ApprovalRequest, EndRequest, FileReportRequest
