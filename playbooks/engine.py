@@ -22,7 +22,6 @@ from topics.models import (
     Commander,
     Contract,
     Decision,
-    FileReportRequest,
     Grade,
     Notice,
     Obligation,
@@ -32,6 +31,7 @@ from topics.models import (
     ResponseLevel,
     UtcDatetime,
 )
+from topics.requests import FileReportRequest
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from playbooks.engine import ReportRejected, check_report
 from playbooks.plan import Plan
 from services.privacy import Sealer
-from topics.models import IncidentReported, ReportSubmission
+from topics.models import IncidentReported
+from topics.requests import ReportSubmission
 
 
 def new_report_id() -> str:

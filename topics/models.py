@@ -1,8 +1,9 @@
-"""Record contracts: every record that crosses a topic, plus the report a duty officer submits.
+"""Record contracts: every record that crosses a topic, and the types they are made of.
 
 Records are frozen pydantic v2 models that refuse unknown fields. Times must carry a timezone;
 they travel as ISO 8601 (UTC on the wire is the producer's habit, any offset is accepted).
 Personal data of the reporter never travels in plain text: the API seals it before producing.
+What people send (HTTP bodies, the CLI's report file) is in topics.requests.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -25,8 +28,13 @@ SCHEMA_VERSION = 1
 
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=4000)]
+# An id travels in keys, paths and file names: ASCII letters, digits and . _ : - only.
+ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 RECORD_ID_MAX = 120
-RecordId = Annotated[str, StringConstraints(min_length=1, max_length=RECORD_ID_MAX, pattern=r"^[A-Za-z0-9._:\-]+$")]
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=RECORD_ID_MAX, pattern=ID_PATTERN)]
+USER_NAME_MAX = 64
+USER_NAME_PATTERN = r"^[A-Za-z0-9._\-]+$"
+UserName = Annotated[str, StringConstraints(min_length=1, max_length=USER_NAME_MAX, pattern=USER_NAME_PATTERN)]
 
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -47,12 +55,30 @@ def _plausible(value: datetime) -> datetime:
     return value
 
 
+def _written_time(value: object) -> object:
+    """A time as people and JSON write it: text (ISO 8601) or a datetime, not a bare number that
+    pydantic would read as seconds since 1970."""
+    if isinstance(value, (int, float)):
+        raise ValueError("must be a date and time with its timezone (ISO 8601 text)")
+    return value
+
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-InputDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc), AfterValidator(_plausible)]
+InputDatetime = Annotated[AwareDatetime, BeforeValidator(_written_time), AfterValidator(_to_utc), AfterValidator(_plausible)]
+
+
+def _json_number(value: object) -> object:
+    """A count or amount is a JSON number, as the exported schemas say: not "3", not true (pydantic
+    would read both as numbers); 3.0 is the integer 3, as in JSON Schema."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a number")
+    return value
+
+
 # Counts of people and money have physical bounds; finite, so they survive JSON and float maths.
-People = Annotated[int, Field(ge=0, le=100_000_000)]
-Yuan = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
-Hours = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+People = Annotated[int, Field(ge=0, le=100_000_000), BeforeValidator(_json_number)]
+Yuan = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False), BeforeValidator(_json_number)]
+Hours = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False), BeforeValidator(_json_number)]
 
 
 class Contract(BaseModel):
@@ -124,16 +150,16 @@ class Facts(Contract):
     poisoned: People = 0
     direct_loss_yuan: Yuan = 0
     evacuated: People = 0
-    magnitude: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] | None = None
+    magnitude: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False), BeforeValidator(_json_number)] | None = None
     interruption_hours: Hours | None = None
 
 
 class Flags(Contract):
-    sensitive: bool = False
-    major_event: bool = False
-    multi_agency: bool = False
-    may_escalate: bool = False
-    foreign_involved: bool = False
+    sensitive: StrictBool = False
+    major_event: StrictBool = False
+    multi_agency: StrictBool = False
+    may_escalate: StrictBool = False
+    foreign_involved: StrictBool = False
 
 
 class Reporter(Contract):
@@ -163,38 +189,6 @@ class ReportFacts(Contract):
         if self.received_at < self.occurred_at:
             raise ValueError("received_at: must not be before occurred_at")
         return self
-
-
-class ReportSubmission(Contract):
-    """The report contract a duty officer submits (HTTP body, CLI file). report_id is optional."""
-
-    # Shorter than a record id: the incident's own ids (its events, its decisions, a drill's due
-    # checks) add up to 14 characters to it.
-    report_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")] | None = None
-    type: ShortText
-    occurred_at: InputDatetime
-    received_at: InputDatetime
-    location: Location = Field(default_factory=Location)
-    facts: Facts = Field(default_factory=Facts)
-    flags: Flags = Field(default_factory=Flags)
-    asserted_grade: Grade | None = None
-    asserted_by: ShortText | None = None
-    source: ShortText = ""
-    summary: LongText = ""
-    reporter: Reporter = Field(default_factory=Reporter)
-
-    @model_validator(mode="after")
-    def _received_after_occurred(self) -> "ReportSubmission":
-        if self.received_at < self.occurred_at:
-            raise ValueError("received_at: must not be before occurred_at")
-        return self
-
-    def facts_only(self, *, report_id: str, drill: bool = False) -> ReportFacts:
-        data = self.model_dump(exclude={"reporter", "report_id", "summary"})
-        return ReportFacts(report_id=report_id, drill=drill, **data)
-
-    def private_details(self) -> "PrivateDetails":
-        return PrivateDetails(reporter=self.reporter, summary=self.summary)
 
 
 class PrivateDetails(Contract):
@@ -379,6 +373,10 @@ class ReportFiled(Contract):
     recorded_by: ShortText = ""
 
 
+ApproverRole = Literal["director", "deputy_director"]  # 区应急委主任或副主任 (4.1.3)
+EndAuthority = Literal["district_committee", "city"]  # who decides 应急结束 (4.8.2)
+
+
 class ApprovalRecorded(Contract):
     """区应急委主任或副主任 approved reporting a 较大+ event to 市应急办 (4.1.3)."""
 
@@ -386,7 +384,7 @@ class ApprovalRecorded(Contract):
     id: RecordId
     incident_id: RecordId
     approver: ShortText
-    approver_role: Literal["director", "deputy_director"]
+    approver_role: ApproverRole
     approved_at: UtcDatetime
     recorded_by: ShortText
 
@@ -397,7 +395,7 @@ class EndRecorded(Contract):
     command: Literal["end_recorded"] = "end_recorded"
     id: RecordId
     incident_id: RecordId
-    authority: Literal["district_committee", "city"]
+    authority: EndAuthority
     decided_by: ShortText
     ended_at: UtcDatetime
     recorded_by: ShortText
@@ -486,52 +484,6 @@ class IncidentEvent(Contract):
     schema_version: int = SCHEMA_VERSION
 
 
-# --- HTTP bodies of the incident's life ------------------------------------------------------
-
-# A client's id for one request: the command it becomes is named after it, so a retry (a lost 202,
-# a double click) is the same command, and the incident applies it once.
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")]
-REQUEST_ID = Field(default=None, description="the client's id for this request: sent again unchanged, it is applied once")
-
-
-class FileReportRequest(Contract):
-    """POST /incidents/{id}/reports: a report filed by a unit (its content is sealed)."""
-
-    kind: ReportKind
-    unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
-    filed_at: InputDatetime
-    filed_by: ShortText = Field(min_length=1)
-    content: LongText = ""
-    followup: FollowupFacts | None = None
-    request_id: RequestId | None = REQUEST_ID
-
-    @model_validator(mode="after")
-    def _followup_facts(self) -> "FileReportRequest":
-        if self.kind is ReportKind.FOLLOWUP and self.followup is None:
-            raise ValueError("followup: a follow-up report (续报) carries its new facts here")
-        if self.kind is not ReportKind.FOLLOWUP and self.followup is not None:
-            raise ValueError("followup: only a follow-up report carries new facts")
-        return self
-
-
-class ApprovalRequest(Contract):
-    """POST /incidents/{id}/approvals: 区应急委主任或副主任 approved the report to 市应急办 (4.1.3)."""
-
-    approver: ShortText = Field(min_length=1)
-    approver_role: Literal["director", "deputy_director"]
-    approved_at: InputDatetime
-    request_id: RequestId | None = REQUEST_ID
-
-
-class EndRequest(Contract):
-    """POST /incidents/{id}/end: 应急结束 (4.8.2)."""
-
-    authority: Literal["district_committee", "city"]
-    decided_by: ShortText = Field(min_length=1)
-    ended_at: InputDatetime
-    request_id: RequestId | None = REQUEST_ID
-
-
 # --- users ----------------------------------------------------------------------------------
 
 
@@ -548,15 +500,10 @@ class UserRecord(Contract):
     itself is shown once when made and never stored."""
 
     id: RecordId
-    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+    name: UserName
     role: Role
     token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     revoked: bool = False
     changed_at: UtcDatetime
     changed_by: ShortText
     schema_version: int = SCHEMA_VERSION
-
-
-class NewUserRequest(Contract):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
-    role: Role

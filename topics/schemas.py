@@ -8,14 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from topics.catalog import CATALOG
-from topics.models import (
-    ApprovalRequest,
-    Decision,
-    EndRequest,
-    FileReportRequest,
-    NewUserRequest,
-    ReportSubmission,
-)
+from topics.models import Decision
+from topics.requests import ApprovalRequest, EndRequest, FileReportRequest, NewUserRequest, ReportSubmission
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 

@@ -1,6 +1,6 @@
 """`yingji drill validate|eval SCENARIO`: check a drill scenario, or evaluate it in-process.
 
-`eval` needs no broker: the pure engine on the scenario's own simulated clock (playbooks/drill.py).
+`eval` needs no broker: the pure engine on the scenario's own simulated clock (playbooks/drill/).
 `register(sub)` adds the `drill` command to the main CLI's subparsers and returns the drill
 subcommands, so `drill run` can join them there.
 """

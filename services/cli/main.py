@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from playbooks.engine import ReportRejected, decide
 from playbooks.plan import load_plan
 from services.cli.messages import EXIT_INVALID, validation_messages
-from topics.models import ReportSubmission
+from topics.requests import ReportSubmission
 
 
 

@@ -99,7 +99,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from services.privacy import Sealer
     from services.settings import get_settings
     from topics.catalog import INCIDENTS_REPORTED
-    from topics.models import ReportSubmission
+    from topics.requests import ReportSubmission
 
     s = get_settings()
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")

@@ -105,7 +105,7 @@ class LocalStack:
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:
         s = self.settings
-        self.api = self._spawn([sys.executable, "-m", "uvicorn", "--factory", "services.api:create_app",
+        self.api = self._spawn([sys.executable, "-m", "uvicorn", "--factory", "services.web.app:create_app",
                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
                                 "--no-access-log", "--timeout-graceful-shutdown", "5"])
         api = self.api

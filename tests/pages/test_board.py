@@ -17,9 +17,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from services import pages
-from services.api import create_app
-from services.auth import PERMISSIONS
+from services.web.app import create_app
+from services.web.permissions import PERMISSIONS
+from services.web.routes import board, pages, signin
 from services.settings import Settings
 from services.users import new_token, user_record
 from tests.conftest import unique_id
@@ -27,8 +27,6 @@ from topics.models import Role
 
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 BEIJING = ZoneInfo("Asia/Shanghai")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--lang=zh-CN"]
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 
@@ -46,7 +44,7 @@ def app_client(tmp_path_factory):
 
 
 PUBLIC_PAGES = {"/login", "/logout"}
-PAGE_ROUTES = [r for r in pages.build_router().routes if isinstance(r, APIRoute)]
+PAGE_ROUTES = [r for router in (pages.router, signin.router, board.router) for r in router.routes if isinstance(r, APIRoute)]
 
 
 def permission_of(route: APIRoute) -> str | None:
@@ -108,28 +106,6 @@ def test_the_event_stream_only_answers_clients_that_ask_for_one(app_client):
 
 
 # --- in the browser, on the running service --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright import sync_api as playwright_api
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def context(browser):
-    ctx = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-    errors: list[str] = []
-    ctx.on("weberror", lambda e: errors.append(str(e.error)))
-    yield ctx
-    ctx.close()
-    assert errors == [], f"JavaScript errors on the pages: {errors}"
 
 
 def shot(page, name: str, *, full_page: bool = False) -> None:

@@ -364,7 +364,7 @@ def test_the_live_sweep_leaves_a_drill_on_its_own_clock_alone(plan):
 def test_the_longest_report_id_accepted_lives_through_routing_breach_and_escalation(plan):
     """ReportSubmission takes report ids up to 100 characters; the notices keyed on them (incident,
     unit and rule, up to 80 more characters) still fit a record id."""
-    from topics.models import ReportSubmission
+    from topics.requests import ReportSubmission
 
     rid = "r" * 100
     ReportSubmission(report_id=rid, type="燃气事故", occurred_at=OCCURRED, received_at=RECEIVED)

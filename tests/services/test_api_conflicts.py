@@ -9,12 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from playbooks.plan import load_plan
-from services.api import create_app
+from services.web.app import create_app
 from services.intake import accept
 from services.settings import Settings
 from services.users import new_token, user_record
 from topics.catalog import INCIDENTS_REPORTED
-from topics.models import ReportSubmission, Role
+from topics.models import Role
+from topics.requests import ReportSubmission
 
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 BODY = {

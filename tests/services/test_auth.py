@@ -8,8 +8,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from services.api import create_app
-from services.auth import PERMISSIONS
+from services.web.app import create_app
+from services.web.permissions import PERMISSIONS
 from services.settings import Settings
 from services.users import new_token, user_record
 from topics.models import Role

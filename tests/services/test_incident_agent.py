@@ -37,7 +37,8 @@ from topics.catalog import (
     INCIDENTS_REPORTED,
     NOTIFICATIONS_REQUESTED,
 )
-from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested, ReportSubmission
+from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested
+from topics.requests import ReportSubmission
 
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)
 REPORTER_NAME = "张三丰"

@@ -11,7 +11,7 @@ from playbooks.plan import load_plan
 from services.intake import accept
 from services.privacy import Sealer
 from services.worker.table_codec import Head, decode_head, decode_state, encode_state, head_of
-from topics.models import ReportSubmission
+from topics.requests import ReportSubmission
 
 PLAN = load_plan()
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)

@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from topics.catalog import CATALOG
-from topics.models import IncidentReported, ReportSubmission
+from topics.models import IncidentReported
+from topics.requests import ReportSubmission
 from topics.schemas import SCHEMA_DIR, rendered
 
 GOOD = {

@@ -1,0 +1,139 @@
+"""The API process's composition root: `create_app(settings)` wires settings, plan, clock, sealer,
+read model, users and the Kafka publisher onto app.state, and mounts one router per resource.
+Thin: parse, publish, answer; the decisions are the plan's (playbooks/), made by the worker.
+
+`uvicorn --factory services.web.app:create_app` runs it (services/stack.py). A test passes its own
+parts (plan, clock, view, …) and, with no lifespan, needs no broker: a write answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import AsyncIterator, Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+
+from playbooks.plan import Plan, load_plan
+from services import logs
+from services.clock import Clock, WallClock
+from services.privacy import Sealer
+from services.settings import Settings, get_settings
+from services.users import UserDirectory
+from services.view import IncidentView
+from services.web.answers import field_errors, invalid, unavailable
+from services.web.openapi import openapi_with_plan
+from services.web.publisher import BrokerUnavailable, Publisher
+from services.web.rendering import STATIC_DIR, Pages
+from services.web.routes import board, commands, drills, health, incidents, pages, signin, users
+
+ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
+           signin.router, pages.router, board.router)
+
+
+def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
+               sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
+               publisher: Publisher | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
+    logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
+    # FastAPIOffline: /docs loads Swagger UI from the package, not from a CDN. No /redoc: ReDoc's
+    # bundle still fetches its logo from one.
+    app = FastAPIOffline(
+        redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator either
+        title="yingji 应急",
+        version="0.1.0",
+        description="通州区突发事件总体应急预案（2022）: incidents raised, graded, routed and tracked.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.plan = plan = plan or load_plan()
+    app.state.clock = clock or WallClock()
+    app.state.sealer = sealer or Sealer.from_file(settings.key_file)
+    app.state.view = view or IncidentView()
+    app.state.users = users or UserDirectory()
+    app.state.publisher = publisher or Publisher(settings.bootstrap)
+    app.state.drills = {}  # run id -> DrillRun, the runs this process started
+    app.state.drill_tasks = set()
+    app.state.pages = Pages()
+    app.openapi = partial(openapi_with_plan, app, plan)  # type: ignore[method-assign]
+
+    app.middleware("http")(limit_body)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect to the broker and read users and incidents back, in the background: /healthz says
+    when all three are there."""
+    state = app.state
+    tasks = [
+        asyncio.create_task(state.publisher.start()),
+        asyncio.create_task(state.view.follow(state.settings.bootstrap)),
+        asyncio.create_task(state.users.follow(state.settings.bootstrap)),
+    ]
+    try:
+        yield
+    finally:
+        for task in [*tasks, *state.drill_tasks]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await state.publisher.stop()
+
+
+async def limit_body(request: Request, call_next) -> Response:
+    limit = request.app.state.settings.max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return JSONResponse(status_code=413, content={"error": f"body larger than {limit} bytes"})
+    return await call_next(request)
+
+
+async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return invalid(field_errors(exc.errors()))
+
+
+async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+    return unavailable(exc.reason)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's answer, except: a body that cannot be read at all (not UTF-8) is a 422 naming the
+    body, as a body that is not JSON is; and a 405 lists every method of the path in Allow (Starlette
+    lists only the first route that matched the path, so GET /incidents hid POST /incidents)."""
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return invalid([{"field": "(body)", "message": "the body is not UTF-8 text"}])
+    if exc.status_code == 405:
+        allowed = sorted({method for route in _routes(request.app.router.routes)
+                          if route.matches(request.scope)[0] is Match.PARTIAL
+                          for method in (getattr(route, "methods", None) or ())})
+        exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
+
+
+def _routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes, those of included routers too (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        else:
+            yield route

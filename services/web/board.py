@@ -1,0 +1,209 @@
+"""What the command-center board (指挥中心态势大屏) shows, and the event stream that feeds it.
+
+`GET /board/stream` (Server-Sent Events, through sse-starlette) sends a snapshot of every open
+incident, then each change of the API's read model as it happens (coalesced over 0.1 s), and a fresh
+snapshot whenever the stream fell behind. The browser reconnects by itself and every (re)connection
+starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
+reporter and summary are only ever sealed, and the board never asks for them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from sse_starlette import JSONServerSentEvent, ServerSentEvent
+
+from playbooks.drill.scenario import incident_id as drill_incident_id
+from services.drill_runner import DrillRun
+from services.view import IncidentView
+
+if TYPE_CHECKING:
+    from services.view import IncidentReadModel
+
+RECONNECT_MS = 1000  # the browser's EventSource waits this long before it reconnects
+TICK_S = 1.0  # a running drill's simulated clock goes out this often
+KEEPALIVE_S = 15.0  # and a ping, so proxies, dead peers and the page's watchdog notice
+COALESCE_S = 0.1  # changes arriving together (a decision opens several obligations) go out as one message
+FEED_KINDS = frozenset({"breach", "escalation", "obligation_late", "regraded", "level_adjusted"})
+FEED_SIZE = 60
+_NOTE = re.compile(r"（[^（）]*）$")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def chip_label(label: str) -> str:
+    """An obligation as a board chip names it: the plan's label without its closing note
+    (信息发布（24小时内） → 信息发布); the incident's page shows the whole label."""
+    return _NOTE.sub("", label)
+
+
+def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
+    """One incident as the board shows it: no reporter, no summary, no address. What its events say
+    (obligations, approval, end) is read from the one fold of them, playbooks.fold."""
+    if st.reported is None:
+        return None
+    rep = st.reported.report
+    dec = st.decided.decision if st.decided else None
+    fold = st.fold
+    labels = {o.kind.value: o.label for o in dec.obligations} if dec else {}
+    last = st.events[max(st.events)] if st.events else None
+    obligations = [
+        {
+            "kind": ob.kind,
+            "label": chip_label(labels.get(ob.kind, ob.kind)),
+            "status": ob.status,
+            "due_at": ob.due_at.isoformat() if ob.due_at else None,
+            "escalation_step": ob.escalation_step,
+            "minutes_late": ob.minutes_late,
+        }
+        for ob in fold.obligations.values()
+        if ob.status != "closed"
+    ]
+    return {
+        "id": st.incident_id,
+        "drill": rep.drill,
+        "status": "ended" if fold.ended else ("decided" if dec else "reported"),
+        "type": dec.type_name if dec else rep.type,
+        "category": dec.category_name if dec else "",
+        "grade": dec.grade.value if dec else None,
+        "level": dec.response_level.value if dec else None,
+        "lead_units": list(dec.lead_units) if dec else [],
+        "commanders": [{"role": c.role, "who": c.who} for c in dec.commanders] if dec else [],
+        "street": rep.location.street,
+        "key_area": list(rep.location.key_area),
+        "occurred_at": _iso(rep.occurred_at),
+        "received_at": _iso(rep.received_at),
+        "obligations": obligations,
+        "breached": any(o["status"] == "missed" for o in obligations),
+        "needs_approval": bool(dec and dec.needs_approval_for_city_report and not fold.approved),
+        "approval_requested_at": fold.approval_requested_at.isoformat() if fold.approval_requested_at else None,
+        "clock_at": _iso(last.recorded_at) if last else _iso(st.reported.accepted_at),
+    }
+
+
+def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:
+    rep = st.reported.report if st.reported else None
+    dec = st.decided.decision if st.decided else None
+    return {
+        "incident_id": st.incident_id,
+        "drill": bool(rep and rep.drill),
+        "kind": event["kind"],
+        "at": event["at"],
+        "recorded_at": event["recorded_at"],
+        "reason": event["reason"],
+        "section": event.get("section"),
+        "obligation": event.get("obligation"),
+        "step": (event.get("details") or {}).get("step"),
+        "type": dec.type_name if dec else (rep.type if rep else ""),
+        "street": rep.location.street if rep else None,
+    }
+
+
+def drill_runs(drills: dict[str, DrillRun], *, wall_now: float | None = None) -> list[dict[str, Any]]:
+    """Drill runs the API started, each with its simulated time now — estimated from the run's start
+    and speed while it runs — and the incidents it raises, so the board shows drill rows on their own
+    clock."""
+    wall_now = time.time() if wall_now is None else wall_now
+    out = []
+    for run in list(drills.values()):
+        try:
+            scenario, status, speed = run.scenario, run.status, float(run.speed)
+            sim = datetime.fromisoformat(run.sim_now) if run.sim_now else scenario.start
+            if status == "running":
+                estimate = scenario.start + timedelta(seconds=(wall_now - run.started_wall) * speed)
+                sim = max(sim, min(estimate, scenario.end))
+            ids = sorted({drill_incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects})
+            out.append({"run_id": run.run_id, "name": scenario.name, "speed": speed, "status": status,
+                        "simulated_now": _iso(sim), "end": _iso(scenario.end), "incidents": ids})
+        except Exception:  # noqa: BLE001 - a run the board cannot read is not shown; the drill goes on
+            continue
+    return out
+
+
+def snapshot(view: IncidentView, incident: str | None = None, drills: list | None = None) -> dict[str, Any]:
+    if incident is not None:
+        st = view.incidents.get(incident)
+        row = board_row(st) if st else None
+        return {"server_time": _now(), "rows": [row] if row else [], "feed": [], "drills": drills or []}
+    rows, feed = [], []
+    for st in view.incidents.values():
+        row = board_row(st)
+        if row is None or row["status"] == "ended":
+            continue
+        rows.append(row)
+        feed.extend(_feed_item(st, e.model_dump(mode="json")) for e in st.events.values() if e.kind.value in FEED_KINDS)
+    feed.sort(key=lambda f: f["recorded_at"])
+    return {"server_time": _now(), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or []}
+
+
+def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | None = None) -> dict[str, Any] | None:
+    ids: dict[str, None] = {}
+    feed = []
+    for change in batch:
+        iid = change["incident_id"]
+        if incident is not None and iid != incident:
+            continue
+        ids[iid] = None
+        event = change.get("event")
+        st = view.incidents.get(iid)
+        if event and st is not None and event["kind"] in FEED_KINDS:
+            feed.append(_feed_item(st, event))
+    rows = [r for r in (board_row(view.incidents[i]) for i in ids if i in view.incidents) if r is not None]
+    if not rows and not feed:
+        return None
+    return {"server_time": _now(), "rows": rows, "feed": feed}
+
+
+def ping() -> ServerSentEvent:
+    """sse-starlette's keep-alive, as an event carrying the server's time (the page's clock syncs on it)."""
+    return JSONServerSentEvent({"server_time": _now()}, event="ping")
+
+
+async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str | None) -> AsyncIterator[ServerSentEvent]:
+    """The board's stream for one client. sse-starlette ends it when the client goes or the server
+    shuts down (it cancels this generator), and sends the pings."""
+    queue = view.subscribe()
+    getter: asyncio.Future | None = None
+    try:
+        yield ServerSentEvent(retry=RECONNECT_MS)
+        drills_seen = drill_runs(drills)
+        yield JSONServerSentEvent(snapshot(view, incident, drills_seen), event="snapshot")
+        while True:
+            # one pending get kept across ticks: a get cancelled on a timeout could lose its change
+            if getter is None:
+                getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=TICK_S)
+            if not done:
+                runs = drill_runs(drills)
+                if runs != drills_seen and (runs or drills_seen):  # a running drill's clock, each second
+                    drills_seen = runs
+                    yield JSONServerSentEvent({"server_time": _now(), "drills": runs}, event="drills")
+                continue
+            batch = [getter.result()]
+            getter = None
+            await asyncio.sleep(COALESCE_S)
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            if any(change is None for change in batch):  # we fell behind and were dropped: start over
+                view.unsubscribe(queue)
+                queue = view.subscribe()
+                drills_seen = drill_runs(drills)
+                yield JSONServerSentEvent(snapshot(view, incident, drills_seen), event="snapshot")
+                continue
+            body = changes(view, batch, incident)
+            if body is not None:
+                yield JSONServerSentEvent(body, event="changes")
+    finally:
+        if getter is not None:
+            getter.cancel()
+        view.unsubscribe(queue)

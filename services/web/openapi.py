@@ -1,0 +1,45 @@
+"""/openapi.json as the API behaves: the values the plan accepts (table 2.3.6's types, the district's
+streets, the units that file) are enums taken from the plan the app was given, so a client sees
+what a 422 would refuse before it sends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from playbooks.plan import Plan
+
+
+def openapi_with_plan(app: FastAPI, plan: Plan) -> dict[str, Any]:
+    """FastAPI's document, made once, with the plan's vocabulary (installed as app.openapi)."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        declare_vocabulary(schema["components"]["schemas"], plan)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def declare_vocabulary(schemas: dict[str, Any], plan: Plan) -> None:
+    """What playbooks.engine.check_report and check_filing accept, written into the request schemas."""
+    types = sorted({t.id for t in plan.types.values()}) + sorted({t.name for t in plan.types.values()})
+    _set(schemas, "ReportSubmission", "type", {
+        "type": "string", "enum": types,
+        "description": "a type of table 2.3.6 (2.3.6), by its id or its Chinese name; 其他 (other) if none fits (2.3.3)",
+    })
+    _set(schemas, "Location", "street", {
+        "anyOf": [{"type": "string", "enum": ["", *plan.streets]}, {"type": "null"}],
+        "description": "属地: one of the district's 22 streets and townships (4.2.2), or empty when not known",
+    })
+    _set(schemas, "FileReportRequest", "unit_id", {
+        "type": "string", "enum": sorted({*plan.units, *plan.parties}),
+        "description": "the filing unit's id: a unit, party or street of the plan (units.yaml)",
+    })
+
+
+def _set(schemas: dict[str, Any], model: str, field: str, schema: dict[str, Any]) -> None:
+    properties = schemas[model]["properties"]
+    if field not in properties:  # the model changed: this must change with it
+        raise KeyError(f"{model}.{field} is not in the API's schema")
+    title = properties[field].get("title")
+    properties[field] = {**schema, **({"title": title} if title else {})}

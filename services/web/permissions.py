@@ -1,0 +1,23 @@
+"""Who may do what: one table of permissions by role. services.web.auth enforces it on every route;
+the pages read it to show only what a user may use."""
+
+from __future__ import annotations
+
+from topics.models import Role, UserRecord
+
+ALL = frozenset(Role)
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "incident.raise": frozenset({Role.DUTY_OFFICER}),
+    "incident.file": frozenset({Role.DUTY_OFFICER}),
+    "incident.approve": frozenset({Role.COMMANDER}),
+    "incident.end": frozenset({Role.COMMANDER}),
+    "incident.read": ALL,
+    "incident.private": frozenset({Role.DUTY_OFFICER, Role.COMMANDER}),  # reporter's name and phone
+    "drill.run": frozenset({Role.DRILL_CONTROLLER}),
+    "users.manage": frozenset({Role.ADMIN}),
+    "metrics.read": ALL,
+}
+
+
+def can(user: UserRecord, permission: str) -> bool:
+    return user.role in PERMISSIONS[permission]

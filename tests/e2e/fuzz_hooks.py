@@ -1,0 +1,49 @@
+"""schemathesis hooks for tests/e2e/test_fuzz.py: the two rules of the request bodies that JSON Schema
+cannot state, kept by the cases schemathesis means to be valid. The document states both in words
+(topics.requests), and the API refuses a body that breaks them with a 422 naming the field:
+
+- a time people enter is between 2000-01-01 and 2100-01-01 UTC (topics.models.InputDatetime);
+- a report is not received before it occurred (ReportSubmission.received_at).
+
+Cases meant to be invalid are left as generated: the API must still refuse them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import schemathesis
+from schemathesis.core.parameters import ParameterLocation
+
+from topics.models import EARLIEST, LATEST
+
+INPUT_TIMES = ("occurred_at", "received_at", "filed_at", "approved_at", "ended_at")
+IN_RANGE = "2026-11-22T09:15:00+08:00"
+
+
+def _in_range(text: object) -> bool:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError:
+        return False
+    try:
+        return value.tzinfo is not None and EARLIEST <= value.astimezone(timezone.utc) < LATEST
+    except OverflowError:
+        return False
+
+
+@schemathesis.hook
+def map_case(context, case):
+    meta = case.meta
+    body = case.body
+    if meta is None or meta.is_negative_at(ParameterLocation.BODY) or not isinstance(body, dict):
+        return case
+    for name in INPUT_TIMES:
+        if isinstance(body.get(name), str) and not _in_range(body[name]):
+            body[name] = IN_RANGE
+    occurred, received = body.get("occurred_at"), body.get("received_at")
+    if isinstance(occurred, str) and isinstance(received, str) and \
+            datetime.fromisoformat(received) < datetime.fromisoformat(occurred):
+        body["occurred_at"], body["received_at"] = received, occurred
+    case.body = body
+    return case

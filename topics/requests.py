@@ -1,0 +1,145 @@
+"""What people send: the HTTP request bodies and the CLI's report file. None of these travels on a
+topic as it is; the API (or the CLI) turns each into the records of topics.models.
+
+They are contracts as the records are (immutable, unknown fields refused), and their times are the
+ones people type: aware, and between 2000 and 2100 (InputDatetime).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, GetJsonSchemaHandler, StringConstraints, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
+
+from topics.models import (
+    ID_PATTERN,
+    ApproverRole,
+    Contract,
+    EndAuthority,
+    Facts,
+    Flags,
+    FollowupFacts,
+    Grade,
+    InputDatetime,
+    Location,
+    LongText,
+    PrivateDetails,
+    ReportFacts,
+    ReportKind,
+    Reporter,
+    Role,
+    ShortText,
+    UserName,
+)
+
+# An id the client chooses (a report's, a request's). Shorter than a record id: the ids the service
+# makes from it (the incident's events, its decisions, a drill's due checks) add up to 14 characters.
+CLIENT_ID_MAX = 100
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX, pattern=ID_PATTERN)]
+# A client's id for one request: the command it becomes is named after it, so a retry (a lost 202,
+# a double click) is the same command, and the incident applies it once.
+REQUEST_ID = Field(default=None, description="the client's id for this request: sent again unchanged, it is applied once")
+RECEIVED_AFTER_OCCURRED = "received_at: must not be before occurred_at"
+# Who did something, by name: text with something in it besides spaces (contracts strip whitespace,
+# so " " would be empty), as the schema says with its pattern.
+Who = Annotated[ShortText, StringConstraints(min_length=1, pattern=r"\S")]
+
+
+class ReportSubmission(Contract):
+    """The report a duty officer submits (POST /incidents, the CLI's report file). report_id is optional.
+
+    received_at is not before occurred_at; both between 2000-01-01 and 2100-01-01 (UTC)."""
+
+    report_id: ClientId | None = None
+    type: ShortText = Field(description="ASCII id or Chinese name of a type of table 2.3.6, or 其他 (2.3.3)")
+    occurred_at: InputDatetime
+    received_at: InputDatetime = Field(description="not before occurred_at")
+    location: Location = Field(default_factory=Location)
+    facts: Facts = Field(default_factory=Facts)
+    flags: Flags = Field(default_factory=Flags)
+    asserted_grade: Grade | None = None
+    asserted_by: ShortText | None = None
+    source: ShortText = ""
+    summary: LongText = ""
+    reporter: Reporter = Field(default_factory=Reporter)
+
+    @model_validator(mode="after")
+    def _received_after_occurred(self) -> "ReportSubmission":
+        if self.received_at < self.occurred_at:
+            raise ValueError(RECEIVED_AFTER_OCCURRED)
+        return self
+
+    def facts_only(self, *, report_id: str, drill: bool = False) -> ReportFacts:
+        data = self.model_dump(exclude={"reporter", "report_id", "summary"})
+        return ReportFacts(report_id=report_id, drill=drill, **data)
+
+    def private_details(self) -> PrivateDetails:
+        return PrivateDetails(reporter=self.reporter, summary=self.summary)
+
+
+class FileReportRequest(Contract):
+    """POST /incidents/{id}/reports: a report filed by a unit (its content is sealed). A follow-up
+    (续报) carries its new facts in `followup`; no other kind does."""
+
+    kind: ReportKind
+    unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
+    filed_at: InputDatetime
+    filed_by: Who
+    content: LongText = ""
+    followup: FollowupFacts | None = None
+    request_id: ClientId | None = REQUEST_ID
+
+    @model_validator(mode="after")
+    def _followup_facts(self) -> "FileReportRequest":
+        if self.kind is ReportKind.FOLLOWUP and self.followup is None:
+            raise ValueError("followup: a follow-up report (续报) carries its new facts here")
+        if self.kind is not ReportKind.FOLLOWUP and self.followup is not None:
+            raise ValueError("followup: only a follow-up report carries new facts")
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The rule of _followup_facts, in the schema too, so a client (and a fuzzer) reads it there:
+        one of two shapes, told apart by `kind`."""
+        ref = handler(schema)
+        body = handler.resolve_ref_schema(ref)
+        props = body["properties"]
+        others = [k.value for k in ReportKind if k is not ReportKind.FOLLOWUP]
+        body["oneOf"] = [
+            {"properties": {"kind": {"const": ReportKind.FOLLOWUP.value}, "followup": _not_null(props["followup"])},
+             "required": ["followup"]},
+            {"properties": {"kind": {"enum": others}, "followup": {"type": "null"}}},
+        ]
+        return ref
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+class ApprovalRequest(Contract):
+    """POST /incidents/{id}/approvals: 区应急委主任或副主任 approved the report to 市应急办 (4.1.3)."""
+
+    approver: Who
+    approver_role: ApproverRole
+    approved_at: InputDatetime
+    request_id: ClientId | None = REQUEST_ID
+
+
+class EndRequest(Contract):
+    """POST /incidents/{id}/end: 应急结束 (4.8.2)."""
+
+    authority: EndAuthority
+    decided_by: Who
+    ended_at: InputDatetime
+    request_id: ClientId | None = REQUEST_ID
+
+
+class NewUserRequest(Contract):
+    """POST /users: a new user; the answer carries their token, once."""
+
+    name: UserName
+    role: Role
