@@ -52,8 +52,9 @@ bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minut
 bench-smoke: $(DEPS) $(JARS)  ## the same harness, small (seconds); also run by make test
 	$(BIN)/python -m tests.bench --smoke
 
-schemas: $(DEPS)  ## rewrite topics/schemas after a contract change
+schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playbook-format change
 	$(BIN)/python -m topics.schemas
+	$(BIN)/python -m playbooks.schemas
 
 clean:
 	rm -rf $(VENV) .kafka .pytest_cache

@@ -1,18 +1,21 @@
 """The decision engine: a report, the plan and `now` in; a decision with its reasons out.
 
 Pure: no I/O, no clock, no Kafka. The same function serves the live agents, drills and unit tests.
+The rules are here; what a condition reads is playbooks.conditions, and the memo that keeps a
+decision cheap is playbooks.memo.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import islice
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from playbooks.plan import FACTS, Condition, IncidentType, Plan
+from playbooks.conditions import Context, fact_value, holds
+from playbooks.memo import DECISIONS, match_key, memo, report_key, report_reading
+from playbooks.plan import IncidentType, Plan
 from topics.models import (
     GRADE_RANK,
     LEVEL_RANK,
@@ -84,149 +87,6 @@ def _street_problems(street: str | None, field: str, plan: Plan) -> list[FieldPr
     return []
 
 
-# Derived facts and the counts they add up (production safety counts the missing with the dead and
-# acute poisoning with serious injury). The memo's signature relies on this: a derived fact is
-# positive exactly when one of its parts is.
-DERIVED_FACTS: dict[str, tuple[str, ...]] = {
-    "deaths_incl_missing": ("deaths", "missing"),
-    "serious_injuries_incl_poisoned": ("serious_injuries", "poisoned"),
-    "poisoned_or_serious_injuries": ("serious_injuries", "poisoned"),
-}
-
-
-def fact_value(report: ReportFacts, fact: str) -> float:
-    f = report.facts
-    match fact:
-        case _ if fact in DERIVED_FACTS:
-            return sum(getattr(f, part) for part in DERIVED_FACTS[fact])
-        case "magnitude" | "interruption_hours":
-            value = getattr(f, fact)
-            return 0.0 if value is None else float(value)
-        case _ if fact in FACTS:
-            return float(getattr(f, fact))
-    raise KeyError(fact)
-
-
-@dataclass(frozen=True)
-class _Context:
-    report: ReportFacts
-    itype: IncidentType
-    grade: Grade
-    level: ResponseLevel | None
-    ended: bool = False
-    facts_sig: tuple | None = None  # what `holds` reads of the report, once per decision (see _signature)
-
-
-def holds(cond: Condition, ctx: _Context) -> bool:
-    """Every key the condition gives must hold; the first that fails decides."""
-    r = ctx.report
-    if cond.always is not None and not cond.always:
-        return False
-    if cond.grade_in is not None and ctx.grade not in cond.grade_in:
-        return False
-    if cond.level_in is not None and (ctx.level is None or ctx.level not in cond.level_in):
-        return False
-    if cond.category_in is not None and ctx.itype.category not in cond.category_in:
-        return False
-    if cond.subcategory_in is not None and ctx.itype.subcategory not in cond.subcategory_in:
-        return False
-    if cond.type_in is not None and ctx.itype.id not in cond.type_in:
-        return False
-    if cond.fact_positive is not None and not any(fact_value(r, f) > 0 for f in cond.fact_positive):
-        return False
-    if cond.flag is not None and not any(getattr(r.flags, f) for f in cond.flag):
-        return False
-    if cond.key_area_nonempty is not None and bool(r.location.key_area) != cond.key_area_nonempty:
-        return False
-    if cond.key_area_contains is not None and not any(a in cond.key_area_contains for a in r.location.key_area):
-        return False
-    if cond.street_given is not None and bool(r.location.street) != cond.street_given:
-        return False
-    if cond.ended is not None and ctx.ended != cond.ended:
-        return False
-    if cond.any is not None and not any(holds(c, ctx) for c in cond.any):
-        return False
-    if cond.all is not None and not all(holds(c, ctx) for c in cond.all):
-        return False
-    return True
-
-
-class _Memo(dict):
-    """Results by key, bounded: when full, the older half goes and the recent stay warm.
-
-    Bounded small on purpose: a full garbage collection walks every entry. Deciding 30,000 new
-    incidents in-process, one memo of 50,000 entries made each full collection 87-370 ms; these two
-    of 10,000 make it 81-201 ms."""
-
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit = limit
-
-    def get_or_compute(self, key: tuple, compute):
-        hit = self.get(key)
-        if hit is None:
-            if len(self) >= self.limit:
-                for old in list(islice(self, self.limit // 2)):
-                    del self[old]
-            hit = self[key] = compute()
-        return hit
-
-
-# Rule matching depends only on what `holds` reads: the type, grade, level, end, which facts are
-# positive, the flags, the key areas and whether a street is given. Reports that agree on those get
-# the same rules, so their (immutable) notices and reasons are computed once per plan version.
-_MEMO = _Memo(limit=10_000)
-# Whole decisions by everything of a report they read but its ids and times: apart from the rule
-# matching, so that a run of reports never seen before cannot push the rules out, nor the reverse.
-_DECISIONS = _Memo(limit=10_000)
-
-
-def clear_memos() -> None:
-    """A cold engine (tests compare against one)."""
-    _MEMO.clear()
-    _DECISIONS.clear()
-
-
-def _vocabulary(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
-    """The raw facts, flags and key areas any rule condition of the plan reads."""
-    facts: set[str] = set()
-    flags: set[str] = set()
-    areas: set[str] = set()
-
-    def walk(c: Condition) -> None:
-        for f in c.fact_positive or []:
-            facts.update(DERIVED_FACTS.get(f, (f,)))
-        flags.update(c.flag or [])
-        areas.update(c.key_area_contains or [])
-        for sub in (c.any or []) + (c.all or []):
-            walk(sub)
-
-    rules = [*plan.response.base_levels, *plan.response.raise_one_level, *plan.notifications, *plan.obligations]
-    for rule in rules:
-        walk(rule.when)
-    return tuple(sorted(facts)), tuple(sorted(flags)), frozenset(areas)
-
-
-def _report_signature(r: ReportFacts, plan: Plan) -> tuple:
-    facts, flags, areas = _memo((plan.version, "vocabulary"), lambda: _vocabulary(plan))
-    f = r.facts
-    key_area = r.location.key_area
-    return (
-        tuple((getattr(f, name) or 0) > 0 for name in facts),
-        tuple(getattr(r.flags, name) for name in flags),
-        bool(key_area), tuple(sorted({a for a in key_area if a in areas})), bool(r.location.street),
-    )
-
-
-def _signature(ctx: _Context, plan: Plan, *extra) -> tuple:
-    facts = ctx.facts_sig if ctx.facts_sig is not None else _report_signature(ctx.report, plan)
-    return (plan.version, ctx.itype.id, ctx.grade, ctx.level, ctx.ended, facts, *extra)
-
-
-def _memo(key: tuple, compute):
-    return _MEMO.get_or_compute(key, compute)
-
-
 def grade_from_facts(report: ReportFacts, itype: IncidentType, plan: Plan) -> tuple[Grade, list[Reason]]:
     """The highest grade any single criterion of the type's family reaches; 一般 below all of them."""
     if itype.grading_family is None:
@@ -290,12 +150,12 @@ def final_grade(computed: Grade, report: ReportFacts) -> tuple[Grade, list[Reaso
     ]
 
 
-def response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
-    level, triage, reasons = _memo(_signature(ctx, plan, "level"), lambda: _response_level(ctx, plan))
+def response_level(ctx: Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
+    level, triage, reasons = memo(match_key(ctx, plan, "level"), lambda: _response_level(ctx, plan))
     return level, triage, list(reasons)
 
 
-def _response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
+def _response_level(ctx: Context, plan: Plan) -> tuple[ResponseLevel, bool, list[Reason]]:
     rules = sorted(plan.response.base_levels, key=lambda r: r.order)
     base = next((r for r in rules if holds(r.when, ctx)), None)
     if base is None:  # the plan's rules cover every grade; this guards a broken YAML edit
@@ -320,18 +180,18 @@ def _response_level(ctx: _Context, plan: Plan) -> tuple[ResponseLevel, bool, lis
     return level, base.triage, reasons
 
 
-def notices(ctx: _Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
-    matched = _memo(_signature(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
+def notices(ctx: Context, plan: Plan, street_id: str | None) -> tuple[list[Notice], list[Reason]]:
+    matched = memo(match_key(ctx, plan, "notify_rules"), lambda: _matching_notification_rules(ctx, plan))
     # Many signatures match the same rules: their notices are built once per rule set, type and street.
     key = (plan.version, "notices", ctx.itype.id, street_id, *(i for i, _, _ in matched))
-    out, reasons = _memo(key, lambda: _notices(matched, ctx.itype, plan, street_id))
+    out, reasons = memo(key, lambda: _notices(matched, ctx.itype, plan, street_id))
     return list(out), list(reasons)
 
 
-def _matching_notification_rules(ctx: _Context, plan: Plan) -> tuple:
+def _matching_notification_rules(ctx: Context, plan: Plan) -> tuple:
     """The notification rules that hold, each with its place in the plan and its reason: the street
     plays no part in matching."""
-    return tuple((i, rule, _memo((plan.version, "notify_reason", rule.id),
+    return tuple((i, rule, memo((plan.version, "notify_reason", rule.id),
                                  lambda: Reason(rule=rule.id, section=rule.section, text=rule.text)))
                  for i, rule in enumerate(plan.notifications) if holds(rule.when, ctx))
 
@@ -364,7 +224,7 @@ def _notices(matched: tuple, itype: IncidentType, plan: Plan,
                     entry["after_approval"] = entry["after_approval"] and rule.after_approval
     # A unit's notice follows from the unit and the rules that name it: built once per pair.
     out = [
-        _memo((plan.version, "notice", e["unit_id"], *e["rules"]), lambda: Notice(
+        memo((plan.version, "notice", e["unit_id"], *e["rules"]), lambda: Notice(
             unit_id=e["unit_id"],
             unit=e["unit"],
             why="；".join(e["why"]),
@@ -377,16 +237,17 @@ def _notices(matched: tuple, itype: IncidentType, plan: Plan,
     return out, reasons
 
 
-def obligations(ctx: _Context, plan: Plan, basis_at: datetime) -> list[Obligation]:
+def obligations(ctx: Context, plan: Plan, basis_at: datetime) -> list[Obligation]:
     return _timed(_matching_obligations(ctx, plan), ctx.report, basis_at)
 
 
-def _matching_obligations(ctx: _Context, plan: Plan) -> tuple:
+def _matching_obligations(ctx: Context, plan: Plan) -> tuple:
     lead = ctx.itype.lead_units[0]
-    return _memo(_signature(ctx, plan, "obligations"),
-                 lambda: tuple(_memo((plan.version, "obligation", i, lead),
-                                     lambda: _obligation_template(rule, lead, plan))
-                               for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
+    # the templates name the lead unit, which no condition reads: it is part of the key
+    return memo(match_key(ctx, plan, "obligations", lead),
+                lambda: tuple(memo((plan.version, "obligation", i, lead),
+                                   lambda: _obligation_template(rule, lead, plan))
+                              for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
 
 
 def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obligation]:
@@ -455,8 +316,8 @@ def copy_with(model: M, changes: dict) -> M:
 def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime) -> list[Obligation]:
     """What an ended incident still owes (5.4.2: the evaluation report after a 一般 event)."""
     itype = plan.types[decision.type_id]
-    live = _Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level)
-    ended = _Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True)
+    live = Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level)
+    ended = Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True)
     before = {o.kind for o in obligations(live, plan, ended_at)}
     return [o for o in obligations(ended, plan, ended_at) if o.kind not in before]
 
@@ -490,9 +351,9 @@ def decide(
     basis_at: the time of the record this decision answers (the report's received_at, or the
     follow-up's filing time); obligations that count from it (the city report) start there.
     """
-    key = _report_key(report, plan)
-    hit = _DECISIONS.get(key)
-    template, matched = hit if hit is not None else _DECISIONS.get_or_compute(
+    key = report_key(report, plan)
+    hit = DECISIONS.get(key)
+    template, matched = hit if hit is not None else DECISIONS.get_or_compute(
         key, lambda: _decision_template(report, plan))
     d = template.__dict__
     # each decision its own lists, as if validated (spelled out: a dict comprehension over the names
@@ -522,18 +383,6 @@ def _caller_fields(incident_id: str | None, report: ReportFacts, now: datetime) 
     return {"incident_id": caller.incident_id, "decided_at": caller.decided_at}
 
 
-
-
-
-def _report_key(report: ReportFacts, plan: Plan) -> tuple:
-    """Everything of a report a decision reads but its ids and times. A zero is keyed by how it
-    prints: -0.0 == 0.0, yet a grade reason would print the sign."""
-    loc = report.location
-    return (plan.version, "decision", report.type, loc.street, tuple(loc.key_area),
-            tuple([v if v else repr(v) for v in report.facts.__dict__.values()]),
-            tuple(report.flags.__dict__.values()), report.asserted_grade, report.asserted_by)
-
-
 def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple]:
     """The decision on this report, validated, and the obligations it opens, not yet timed. Its ids,
     times and obligations are placeholders that decide() replaces for each report."""
@@ -542,19 +391,19 @@ def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple
         raise ReportRejected(problems)
     itype = plan.find_type(report.type)
     assert itype is not None  # check_report guarantees it
-    reasons: list[Reason] = [_memo((plan.version, "lead", itype.id), lambda: _lead_reason(itype, plan))]
+    reasons: list[Reason] = [memo((plan.version, "lead", itype.id), lambda: _lead_reason(itype, plan))]
     computed, grade_reasons = grade_from_facts(report, itype, plan)
     grade, assert_reasons = final_grade(computed, report)
     reasons += grade_reasons + assert_reasons
 
-    facts_sig = _report_signature(report, plan)
-    ctx = _Context(report=report, itype=itype, grade=grade, level=None, facts_sig=facts_sig)
+    reading = report_reading(report, plan)
+    ctx = Context(report=report, itype=itype, grade=grade, level=None, reading=reading)
     level, triage, level_reasons = response_level(ctx, plan)
     reasons += level_reasons
-    ctx = _Context(report=report, itype=itype, grade=grade, level=level, facts_sig=facts_sig)
+    ctx = Context(report=report, itype=itype, grade=grade, level=level, reading=reading)
 
     command = plan.response.commanders[level]
-    commanders = list(_memo((plan.version, "commanders", itype.id, level), lambda: _commanders(itype, level, plan)))
+    commanders = list(memo((plan.version, "commanders", itype.id, level), lambda: _commanders(itype, level, plan)))
     street = report.location.street
     street_id = plan.streets[street].id if street else None
     notify, notify_reasons = notices(ctx, plan, street_id)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from playbooks.engine import copy_with, decide, obligations_at_end
+from playbooks.fold import ObligationStatus, next_status
 from playbooks.plan import Plan
 from topics.models import (
     GRADE_RANK,
@@ -46,7 +46,7 @@ class State(BaseModel):
 
 class ObligationState(State):
     obligation: Obligation
-    status: Literal["open", "met", "late", "missed", "closed"] = "open"
+    status: ObligationStatus = "open"  # moved only by the events it emits, through playbooks.fold.TRANSITIONS
     filed_at: datetime | None = None
     filed_by: str | None = None
     minutes_late: float | None = None
@@ -79,6 +79,8 @@ class ObligationState(State):
 
 
 class IncidentState(State):
+    """The worker's state of one incident (its table's value): what the lifecycle needs to go on."""
+
     incident_id: str
     drill: bool = False
     accepted_at: datetime
@@ -127,22 +129,25 @@ class _Emitter:
         **details: EventDetail,
     ) -> None:
         self.state.seq += 1
-        self.out.events.append(
-            IncidentEvent(
-                id=f"{self.state.incident_id}.e{self.state.seq}",
-                incident_id=self.state.incident_id,
-                seq=self.state.seq,
-                kind=kind,
-                at=at or self.now,
-                recorded_at=self.now,
-                reason=reason,
-                section=section,
-                obligation=obligation,
-                by=by,
-                drill=self.state.drill,
-                details=details,
-            )
+        event = IncidentEvent(
+            id=f"{self.state.incident_id}.e{self.state.seq}",
+            incident_id=self.state.incident_id,
+            seq=self.state.seq,
+            kind=kind,
+            at=at or self.now,
+            recorded_at=self.now,
+            reason=reason,
+            section=section,
+            obligation=obligation,
+            by=by,
+            drill=self.state.drill,
+            details=details,
         )
+        self.out.events.append(event)
+        # The event moves its obligation as the one table says; an opening makes a new state (_open).
+        ob_state = self.state.obligations.get(obligation) if obligation else None
+        if ob_state is not None and kind is not EventKind.OBLIGATION_OPENED:
+            ob_state.status = next_status(ob_state.status, kind) or ob_state.status
 
     def notify(self, *, key: str, unit_id: str, unit: str, why: str, rule: str, section: str,
                kind: str = "routing", role: str | None = None) -> None:
@@ -203,7 +208,10 @@ def _request_approval(em: _Emitter, decision: Decision) -> None:
 
 def _open(em: _Emitter, ob: Obligation) -> None:
     before = em.state.obligations.get(ob.kind.value)
-    em.state.obligations[ob.kind.value] = ObligationState(obligation=ob, opened=before.opened + 1 if before else 1)
+    status = next_status(before.status if before else None, EventKind.OBLIGATION_OPENED)
+    assert status is not None, f"{ob.kind.value}: reopened from {before.status if before else None}"
+    em.state.obligations[ob.kind.value] = ObligationState(obligation=ob, status=status,
+                                                          opened=before.opened + 1 if before else 1)
     em.event(
         EventKind.OBLIGATION_OPENED,
         f"{ob.label}：{ob.owner}→{ob.recipient}，应于{ob.due_at.isoformat()}前",
@@ -293,8 +301,6 @@ def _close(em: _Emitter, kind: str, ob_state: ObligationState, why: str, section
     """No longer owed. One missed stays missed (5.5.2: a 漏报 is on record for good), its chase stops."""
     ob_state.closed_reason = why
     missed = ob_state.status == "missed"
-    if not missed:
-        ob_state.status = "closed"
     em.event(EventKind.OBLIGATION_CLOSED,
              f"{ob_state.obligation.label}：{why}" + ("；漏报记录保留，停止督办" if missed else ""),
              section=section, obligation=kind, still_missed=missed)
@@ -333,7 +339,6 @@ def _count_filing(em: _Emitter, ob_state: ObligationState, cmd: ReportFiled, *, 
     ob = ob_state.obligation
     ob_state.filed_at, ob_state.filed_by = cmd.filed_at, cmd.filed_by
     if cmd.filed_at <= ob.due_at and ob_state.status == "open":
-        ob_state.status = "met"
         em.event(EventKind.OBLIGATION_MET, f"{ob.label}按时报送", at=cmd.filed_at, section=ob.section,
                  obligation=ob.kind.value, by=cmd.filed_by)
         return
@@ -342,7 +347,7 @@ def _count_filing(em: _Emitter, ob_state: ObligationState, cmd: ReportFiled, *, 
     backdated = cmd.filed_at <= ob.due_at
     at = arrived_at if backdated else cmd.filed_at
     minutes = round((at - ob.due_at).total_seconds() / 60, 1)
-    ob_state.status, ob_state.minutes_late = "late", minutes
+    ob_state.minutes_late = minutes
     note = f"（填报时间{cmd.filed_at.isoformat()}早于到期时间，但到期时未收到，已记漏报；按收到时间计）" if backdated else ""
     em.event(EventKind.OBLIGATION_LATE, f"{ob.label}迟报 {minutes:g} 分钟{note}", at=at,
              section="5.5.2", obligation=ob.kind.value, by=cmd.filed_by, minutes_late=minutes, backdated=backdated)
@@ -413,7 +418,6 @@ def _due(em: _Emitter, plan: Plan) -> None:
                       why=f"提醒：{ob.label}即将到期", rule=ob.rule, section=ob.section, kind="reminder",
                       role="值班员")
         if ob_state.status == "open" and ob.due_at <= now:
-            ob_state.status = "missed"
             ob_state.reminded = True
             ob_state.breach_detected_at = now
             lag = (now - ob.due_at).total_seconds()

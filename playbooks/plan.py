@@ -11,10 +11,10 @@ import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from topics.models import Grade, ObligationKind, ResponseLevel
 
@@ -38,6 +38,12 @@ FACTS: dict[str, str] = {
 }
 FLAGS = ("sensitive", "major_event", "multi_agency", "may_escalate", "foreign_involved")
 CATEGORIES = ("natural_disaster", "accident_disaster", "public_health", "social_security")
+
+# The vocabulary as the exported JSON Schema shows it to an editor (playbooks/schemas/); the load
+# checks it with the validators below, whose errors name the file and the path.
+Fact = Annotated[str, WithJsonSchema({"type": "string", "enum": list(FACTS)})]
+Flag = Annotated[str, WithJsonSchema({"type": "string", "enum": list(FLAGS)})]
+Category = Annotated[str, WithJsonSchema({"type": "string", "enum": list(CATEGORIES)})]
 
 
 class PlanModel(BaseModel):
@@ -88,11 +94,11 @@ class Condition(PlanModel):
     always: bool | None = None
     grade_in: list[Grade] | None = None
     level_in: list[ResponseLevel] | None = None
-    category_in: list[str] | None = None
+    category_in: list[Category] | None = None
     subcategory_in: list[str] | None = None
     type_in: list[str] | None = None
-    fact_positive: list[str] | None = None
-    flag: list[str] | None = None
+    fact_positive: list[Fact] | None = None
+    flag: list[Flag] | None = None
     key_area_nonempty: bool | None = None
     key_area_contains: list[str] | None = None
     street_given: bool | None = None
@@ -120,7 +126,7 @@ class Condition(PlanModel):
 
 
 class Criterion(PlanModel):
-    fact: str
+    fact: Fact
     label: str
     thresholds: dict[Grade, float]
 
@@ -271,6 +277,17 @@ class TypesFile(PlanModel):
         return self
 
 
+# The files of playbooks/data and the model each one is: the loader reads them by it, and
+# `python -m playbooks.schemas` exports each model as the file's JSON Schema.
+PLAN_FILES: dict[str, type[PlanModel]] = {
+    "units.yaml": UnitsFile,
+    "incident_types.yaml": TypesFile,
+    "grading.yaml": GradingFile,
+    "response.yaml": ResponseFile,
+    "notifications.yaml": NotificationsFile,
+    "obligations.yaml": ObligationsFile,
+}
+
 # --- the plan -------------------------------------------------------------------------------
 
 _NOTE = re.compile(r"[（(].*[）)]\s*$")
@@ -401,13 +418,14 @@ def _check_unique(units, types, response, notifications, obligations) -> None:
 
 
 def load_plan(data_dir: Path = DATA_DIR) -> Plan:
-    units = _load_yaml(data_dir / "units.yaml", UnitsFile).units
-    types_file = _load_yaml(data_dir / "incident_types.yaml", TypesFile)
+    files = {name: _load_yaml(data_dir / name, model) for name, model in PLAN_FILES.items()}
+    units = files["units.yaml"].units
+    types_file = files["incident_types.yaml"]
     types = [*types_file.types, types_file.unlisted]
-    grading = _load_yaml(data_dir / "grading.yaml", GradingFile).families
-    response = _load_yaml(data_dir / "response.yaml", ResponseFile)
-    notifications = _load_yaml(data_dir / "notifications.yaml", NotificationsFile).rules
-    obligations = _load_yaml(data_dir / "obligations.yaml", ObligationsFile)
+    grading = files["grading.yaml"].families
+    response = files["response.yaml"]
+    notifications = files["notifications.yaml"].rules
+    obligations = files["obligations.yaml"]
     digest = hashlib.sha256()
     for name in sorted(p.name for p in data_dir.glob("*.yaml")):
         digest.update((data_dir / name).read_bytes())

@@ -64,7 +64,7 @@ class Accepted(BaseModel):
 
 
 class DrillRequest(BaseModel):
-    """POST /drills: a scenario (YAML text, playbooks/drills/README.md) replayed at `speed`× real time."""
+    """POST /drills: a scenario (YAML text, playbooks/drill/scenarios/README.md) replayed at `speed`× real time."""
 
     model_config = {"extra": "forbid"}
     scenario: str = Field(max_length=2_000_000)

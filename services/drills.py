@@ -1,7 +1,7 @@
 """`drill run`: a scenario replayed onto the running service at N× real time, then scored from what
 the pipeline actually did.
 
-The pure replay (playbooks.drill) says which records happen at which simulated moment — the injects,
+The pure replay (playbooks.drill.replay) says which records happen at which simulated moment — the injects,
 and a due check at each moment something falls due. The runner sends exactly those records to the
 live topics, paced at N× real time, each marked as a drill and carrying its simulated time; the
 worker does all the work as for live incidents. Then the runner collects the drill's events,
@@ -20,7 +20,9 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from playbooks.drill import Evaluation, Observed, Scenario, incident_id, replay, score, to_markdown
+from playbooks.drill.evaluation import Evaluation, score, to_markdown
+from playbooks.drill.replay import Observed, replay
+from playbooks.drill.scenario import Scenario, incident_id
 from playbooks.plan import Plan
 from services.view import IncidentView
 from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED

@@ -22,7 +22,8 @@ def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | Non
     """Idempotent: topics that exist already are left alone. Returns the names created now, once every
     catalog topic's partitions have a leader: a record produced the moment a topic is created can
     otherwise meet NotLeaderForPartition until the retries of its producer run out (seen in the e2e
-    stack fixture publishing a user right after the broker started, on a busy machine)."""
+    stack fixture publishing a user right after the broker started, on a busy machine). A cluster not
+    answering yet (a broker still starting) is tried again; all of it within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     connect = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5), retry=retry_if_exception_type(KafkaError),
                        reraise=True)

@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 
 from playbooks.plan import load_plan
 from services.auth import COOKIE, PERMISSIONS, bearer, require
-from services.view import IncidentState, IncidentView
+from services.view import IncidentReadModel as IncidentState, IncidentView
 from topics.models import Grade, Role, UserRecord
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -7,7 +7,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     worker_restarts: int = Field(default=0, ge=0, description="in-place restarts of this worker process so far (set by the watchdog's restart, not by hand); fault injections act only before the first")
     stall_restart_s: float = Field(default=30.0, description="worker restarts itself after this long with lag and no progress; 0: never")
     library_log_level: str = Field(default="WARNING", description="level of Faust's, aiokafka's and kafka-python's own logs")
+    token: SecretStr = Field(default=SecretStr(""), description="a user's bearer token for commands that call the API (`yingji drill run`)")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024
 

@@ -15,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from playbooks.fold import IncidentFold
 from topics.catalog import (
     DRILL_NOTIFICATIONS,
     INCIDENT_EVENTS,
@@ -22,13 +23,16 @@ from topics.catalog import (
     INCIDENTS_REPORTED,
     NOTIFICATIONS_REQUESTED,
 )
-from topics.models import EventKind, IncidentDecided, IncidentEvent, IncidentReported, NotificationRequested
+from topics.models import IncidentDecided, IncidentEvent, IncidentReported, NotificationRequested
 
 log = structlog.get_logger("yingji", stage="view")
 
 
 @dataclass
-class IncidentState:
+class IncidentReadModel:
+    """One incident as the API and the board show it, rebuilt from its records on the topics; its
+    timeline folded by playbooks.fold, as drill scoring folds it."""
+
     incident_id: str
     reported: IncidentReported | None = None
     decided: IncidentDecided | None = None
@@ -36,32 +40,22 @@ class IncidentState:
     events: dict[int, IncidentEvent] = field(default_factory=dict)
     decisions: list = field(default_factory=list)  # every decision, first to latest (regrades)
     decision_ids: set = field(default_factory=set)
-    obligations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ended: bool = False
+    fold: IncidentFold = field(default_factory=IncidentFold)
 
     def add_event(self, event: IncidentEvent) -> None:
         if event.seq in self.events:
             return  # redelivered: same seq, same event
         self.events[event.seq] = event
-        key = event.obligation
-        if event.kind is EventKind.OBLIGATION_OPENED and key:
-            self.obligations[key] = {"kind": key, "status": "open", "due_at": event.details.get("due_at"),
-                                     "owner": event.details.get("owner"), "section": event.section}
-        elif key and key in self.obligations:
-            status = {
-                EventKind.OBLIGATION_MET: "met",
-                EventKind.OBLIGATION_LATE: "late",
-                EventKind.BREACH: "missed",
-                EventKind.OBLIGATION_CLOSED: "closed",
-            }.get(event.kind)
-            if status and not (event.kind is EventKind.OBLIGATION_CLOSED and event.details.get("still_missed")):
-                self.obligations[key]["status"] = status  # a 漏报 closed by the end or a regrade stays missed
-            if event.kind is EventKind.OBLIGATION_LATE:
-                self.obligations[key]["minutes_late"] = event.details.get("minutes_late")
-            if event.kind is EventKind.ESCALATION:
-                self.obligations[key]["escalation_step"] = event.details.get("step")
-        if event.kind is EventKind.ENDED:
-            self.ended = True
+        self.fold.apply(event)
+
+    @property
+    def obligations(self) -> dict[str, dict[str, Any]]:
+        """Each obligation as JSON; a 漏报 closed by the end or a regrade stays missed (5.5.2)."""
+        return {kind: ob.as_json() for kind, ob in self.fold.obligations.items()}
+
+    @property
+    def ended(self) -> bool:
+        return self.fold.ended
 
     def timeline(self) -> list[dict[str, Any]]:
         return [self.events[k].model_dump(mode="json") for k in sorted(self.events)]
@@ -84,7 +78,7 @@ class IncidentView:
     TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, DRILL_NOTIFICATIONS, INCIDENT_EVENTS)
 
     def __init__(self) -> None:
-        self.incidents: dict[str, IncidentState] = {}
+        self.incidents: dict[str, IncidentReadModel] = {}
         self.caught_up = asyncio.Event()
         self._subscribers: set[asyncio.Queue] = set()
 
@@ -108,10 +102,10 @@ class IncidentView:
                     queue.get_nowait()
                     queue.put_nowait(None)
 
-    def _state(self, incident_id: str) -> IncidentState:
+    def _state(self, incident_id: str) -> IncidentReadModel:
         state = self.incidents.get(incident_id)
         if state is None:
-            state = self.incidents[incident_id] = IncidentState(incident_id)
+            state = self.incidents[incident_id] = IncidentReadModel(incident_id)
         return state
 
     def apply(self, topic: str, value: bytes) -> None:

@@ -22,6 +22,7 @@ from services.local.kafka import free_port, free_port_run
 from services.settings import Settings
 from services.local.stack import LocalStack
 from services.users import new_token, publish_user, user_record
+from tests.waiting import eventually
 from topics.models import Role
 
 
@@ -37,14 +38,10 @@ class Service:
 
     def worker_metrics_text(self, timeout: float = 30) -> str:
         """Every worker's exposition, one after the other: a sum over lines sums over the workers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return "\n".join(httpx.get(url, timeout=10).text for url in self.worker_metrics)
-            except httpx.ConnectError:  # a worker still starting (or restarting)
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        return eventually(lambda: "\n".join(httpx.get(url, timeout=10).text for url in self.worker_metrics),
+                          until=lambda _: True, timeout=timeout, every=0.5,
+                          retry_on=(httpx.ConnectError,),  # a worker still starting (or restarting)
+                          what="every worker's metrics")
 
     def client(self, role: str = "duty_officer") -> httpx.Client:
         """An HTTP client signed in as a user of that role ('anonymous': none)."""
@@ -105,11 +102,17 @@ def service(tmp_path_factory) -> Service:
     svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc,
                   worker_metrics=[f"http://127.0.0.1:{worker_port + i}/metrics" for i in range(workers)])
     deadline = time.monotonic() + 120
-    while "yingji API:" not in svc.logs():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"yingji run did not start:\n{svc.logs()[-3000:]}")
-        time.sleep(0.3)
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"yingji run exited:\n{svc.logs()[-3000:]}")
+        return "yingji API:" in svc.logs()
+
+    try:
+        eventually(started, timeout=120, every=0.3, what="yingji run to start")
+    except AssertionError:
+        proc.kill()
+        pytest.fail(f"yingji run did not start:\n{svc.logs()[-3000:]}")
     svc.tokens["admin"] = (data_dir / "admin.token").read_text().strip()
     with svc.client("admin") as admin:
         for role in ("duty_officer", "commander", "drill_controller", "viewer"):
@@ -120,10 +123,9 @@ def service(tmp_path_factory) -> Service:
     warm = {"type": "燃气事故", "occurred_at": "2026-11-22T09:15:00+08:00", "received_at": "2026-11-22T09:20:00+08:00"}
     with svc.client() as c:
         incident = c.post("/incidents", json=warm).json()["incident_id"]
-        while c.get(f"/incidents/{incident}").json()["status"] != "decided":
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker never decided:\n{svc.logs()[-3000:]}")
-            time.sleep(0.2)
+        eventually(lambda: c.get(f"/incidents/{incident}").json()["status"] == "decided",
+                   timeout=max(1.0, deadline - time.monotonic()), every=0.2,
+                   what=lambda _: f"a first decision; the worker never decided:\n{svc.logs()[-3000:]}")
     yield svc
     os.killpg(proc.pid, signal.SIGINT)
     try:

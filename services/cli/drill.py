@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from playbooks.drill import ScenarioError, evaluate, load_scenario, to_json, to_markdown
+from playbooks.drill.evaluation import evaluate, to_json, to_markdown
+from playbooks.drill.scenario import ScenarioError, load_scenario
 from playbooks.plan import load_plan
 from services.cli.messages import EXIT_INVALID
 
@@ -42,7 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drills/)")
+    drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drill/scenarios/)")
     drill_sub = drill.add_subparsers(dest="drill_command", required=True)
 
     p = drill_sub.add_parser("validate", help="check a scenario; exit 2 naming the line and field when invalid")
@@ -68,15 +69,14 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import json
-    import os
-    import time
     from pathlib import Path
 
     import httpx
+    from tenacity import Retrying, retry_if_result, wait_fixed
 
     from services.settings import get_settings
 
-    token = args.token or os.environ.get("YINGJI_TOKEN")
+    token = args.token or get_settings().token.get_secret_value()
     if not token:
         print("token: give --token or set YINGJI_TOKEN (a drill_controller's token)", file=sys.stderr)
         return EXIT_INVALID
@@ -95,26 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         run_id = resp.json()["run_id"]
         print(f"drill {run_id} running at {args.speed:g}× …", file=sys.stderr)
-        while True:
-            body = client.get(f"/drills/{run_id}").json()
-            if body["status"] != "running":
-                break
-            time.sleep(0.5)
+        poll = Retrying(retry=retry_if_result(lambda b: b["status"] == "running"), wait=wait_fixed(0.5))
+        body = poll(lambda: client.get(f"/drills/{run_id}").json())
     if body["status"] != "done":
         print(f"drill failed: {body.get('error')}", file=sys.stderr)
         return EXIT_FAILED
     sys.stdout.write(json.dumps(body["evaluation"], ensure_ascii=False, indent=2) + "\n" if args.json else body["markdown"])
     failed = body["evaluation"]["totals"]["failed"]
     return EXIT_FAILED if args.strict and failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry until services/cli.py calls register()."""
-    parser = argparse.ArgumentParser(prog="yingji")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

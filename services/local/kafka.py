@@ -34,6 +34,8 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # services/local/kafka.py -> the repository
@@ -434,36 +436,34 @@ class LocalKafka:
         from kafka.errors import KafkaError
 
         deadline = time.monotonic() + timeout
-        last_error: BaseException | None = None
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             proc = self._proc
-            if proc is None or proc.poll() is not None:
+            if proc is None or proc.poll() is not None:  # not retried: the broker is gone
                 code = proc.returncode if proc is not None else None
                 raise BrokerError(f"Kafka exited with code {code} while starting; "
                                   f"tail of {self.log_file}:\n{self.log_tail()}")
             # Cheap TCP probe first, so kafka-python does not log a refused connection per try.
             if not _port_accepts(self.port):
-                time.sleep(0.1)
-                continue
+                return False
             remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="yingji-broker-probe",
+                                     request_timeout_ms=min(5000, remaining_ms),
+                                     bootstrap_timeout_ms=min(5000, remaining_ms))
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         client_id="yingji-broker-probe",
-                                         request_timeout_ms=min(5000, remaining_ms),
-                                         bootstrap_timeout_ms=min(5000, remaining_ms))
-                try:
-                    # Metadata answered with our node in it: the broker is unfenced and serving.
-                    admin.list_topics()
-                    if admin.describe_cluster().get("brokers"):
-                        return
-                finally:
-                    admin.close()
-            except (KafkaError, OSError) as exc:
-                last_error = exc
-            time.sleep(0.2)
-        raise BrokerError(f"Kafka did not answer on {self.bootstrap} within {timeout:.0f}s "
-                          f"(last error: {last_error!r}); tail of {self.log_file}:\n"
-                          f"{self.log_tail()}")
+                # Metadata answered with our node in it: the broker is unfenced and serving.
+                admin.list_topics()
+                return bool(admin.describe_cluster().get("brokers"))
+            finally:
+                admin.close()
+
+        def gave_up(state: RetryCallState) -> None:
+            last = state.outcome.exception() if state.outcome is not None else None
+            raise BrokerError(f"Kafka did not answer on {self.bootstrap} within {timeout:.0f}s "
+                              f"(last error: {last!r}); tail of {self.log_file}:\n{self.log_tail()}")
+
+        Retrying(retry=retry_if_exception_type((KafkaError, OSError)) | retry_if_result(lambda ok: not ok),
+                 wait=wait_fixed(0.15), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(serving)
 
     def _reclaim_leftover(self) -> None:
         # A broker of this data dir left behind by a crashed parent holds our ports and the log

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import IO
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from services.kafka_topics import create_topics
 from services.local.kafka import LocalKafka
@@ -128,17 +128,19 @@ class LocalStack:
         self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "services.api:create_app",
                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
                                 "--no-access-log", "--timeout-graceful-shutdown", "5"])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.api.poll() is not None:
+        api = self.api
+
+        def ready() -> bool:
+            if api.poll() is not None:  # not retried: the API is gone
                 raise RuntimeError("the API exited during start-up")
-            try:
-                if httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200:
-                    return self.api
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"API did not answer at {s.api_url} within {timeout:.0f}s")
+            return httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200
+
+        def gave_up(_: RetryCallState) -> None:
+            raise RuntimeError(f"API did not answer at {s.api_url} within {timeout:.0f}s")
+
+        Retrying(retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(lambda ok: not ok),
+                 wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
+        return api
 
     def kill_worker(self) -> None:
         """The first worker SIGKILLed."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 import cProfile
 import time
 
-from playbooks.drill import evaluate, load_scenario
+from playbooks.drill.evaluation import evaluate
+from playbooks.drill.scenario import load_scenario
 from playbooks.plan import load_plan
 from services.settings import REPO_ROOT
 from tests.bench.harness import Context, Row
 
-BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drills" / "busy-night.yaml"
+BUSIEST_SCENARIO = REPO_ROOT / "playbooks" / "drill" / "scenarios" / "busy-night.yaml"
 
 
 def measure(ctx: Context) -> None:
@@ -32,4 +33,4 @@ def measure(ctx: Context) -> None:
     rate = runs * sim_hours / elapsed
     ctx.rows.append(Row("drills.sim_hours", rate, "sim-h/s", ">= 1000", rate >= 1000, {
         "scenario": BUSIEST_SCENARIO.name, "injects": len(scenario.injects), "sim_hours_per_run": sim_hours,
-        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluate"}))
+        "runs": runs, "wall_s": round(elapsed, 3), "function": "playbooks.drill.evaluation.evaluate"}))

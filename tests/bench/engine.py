@@ -8,6 +8,7 @@ import statistics
 import time
 
 from playbooks.engine import decide
+from playbooks.memo import DECISIONS, RULES
 from playbooks.plan import load_plan
 from tests.bench.harness import Context, Row, now_utc
 from tests.bench.reports import generate_reports
@@ -40,7 +41,6 @@ def measure(ctx: Context) -> None:
     if prof:
         prof.disable()
         prof.dump_stats(str(ctx.profile_dir / "engine.prof"))
-    from playbooks.engine import _DECISIONS, _MEMO  # the memo's size, read after the passes
 
     cold, *warms = (len(reports) / t for t in passes)
     warm = statistics.median(warms)
@@ -48,7 +48,7 @@ def measure(ctx: Context) -> None:
         "reports": len(reports), "types": len({plan.find_type(r.type).id for r in reports}),
         "warm_passes": len(warms), "figure": "median warm pass", "warm_min": round(min(warms)),
         "warm_max": round(max(warms)), "cold_pass_decisions_per_s": round(cold),
-        "memo_entries": {"decisions": len(_DECISIONS), "rules": len(_MEMO)},
+        "memo_entries": {"decisions": len(DECISIONS), "rules": len(RULES)},
         "grades": grades, "function": "playbooks.engine.decide", "process": "in-process, 1 thread"}))
     ctx.rows.append(Row("engine.decisions_first_seen", cold, "decisions/s", "", None, {
         "reports": len(reports), "figure": "first pass: each report decided as never seen before",

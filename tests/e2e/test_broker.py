@@ -13,6 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from services.local.kafka import LocalKafka, PortInUseError, free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +41,8 @@ def _create_topic(bootstrap: str, topic: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        deadline = time.monotonic() + 10  # the metadata may trail the creation's answer by a moment
-        while topic not in admin.list_topics() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert topic in admin.list_topics()
+        # the metadata may trail the creation's answer by a moment
+        eventually(lambda: topic in admin.list_topics(), timeout=10, every=0.1, what=f"{topic} in the metadata")
     finally:
         admin.close()
 

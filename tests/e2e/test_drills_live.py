@@ -9,17 +9,17 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from playbooks.drill import evaluate, load_scenario
+from playbooks.drill.evaluation import evaluate
+from playbooks.drill.scenario import SCENARIOS_DIR, load_scenario
 from playbooks.plan import load_plan
 from topics.catalog import DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
-DRILLS = sorted((Path(__file__).resolve().parents[2] / "playbooks" / "drills").glob("*.yaml"))
+DRILLS = sorted(SCENARIOS_DIR.glob("*.yaml"))
 SPEED = 3600.0
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import unique_id
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -18,14 +19,10 @@ def iso(t: datetime) -> str:
 
 
 def wait_for(client, incident_id: str, predicate, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(f"/incidents/{incident_id}").json()
-        if body.get("status") != "reported" and predicate(body):
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met for {incident_id}: {body.get('obligations')}")
-        time.sleep(0.05)
+    return eventually(lambda: client.get(f"/incidents/{incident_id}").json(),
+                      until=lambda body: body.get("status") != "reported" and predicate(body),
+                      timeout=timeout, every=0.05,
+                      what=lambda body: f"the condition on {incident_id}: {(body or {}).get('obligations')}")
 
 
 def timeline_kinds(client, incident_id: str) -> list[str]:
@@ -77,10 +74,8 @@ def test_phone_report_on_time_then_followup_regrades_then_approval_then_city_end
         r = service.client("commander").post(f"/incidents/{iid}/end", json={
             "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now)})
         assert r.status_code == 202
-        deadline = time.monotonic() + 5
-        while "rejected" not in timeline_kinds(c, iid):  # 较大: the city ends it (4.8.2)
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: "rejected" in timeline_kinds(c, iid), timeout=5, every=0.05,  # 较大: the city ends it (4.8.2)
+                   what="the district's end rejected")
         r = service.client("commander").post(f"/incidents/{iid}/end", json={
             "authority": "city", "decided_by": "市应急办", "ended_at": iso(now)})
         body = wait_for(c, iid, lambda b: b["status"] == "ended")
@@ -150,8 +145,7 @@ def test_a_filing_sent_again_with_its_request_id_is_applied_once(service):
         # the same request_id on an edited request (sent again after an error, changed): applied too
         other = c.post(f"/incidents/{iid}/reports", json={**body, "followup": {"facts": {"injuries": 3}}})
         assert other.status_code == 202 and other.json()["command_id"] != first.json()["command_id"]
-        deadline = time.monotonic() + 5
-        while timeline_kinds(c, iid).count("report_filed") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: timeline_kinds(c, iid).count("report_filed") >= 2, timeout=5, every=0.05,
+                   what="both filings on the timeline")
         time.sleep(1.0)  # long enough for a second copy of the first to show, were it applied
         assert timeline_kinds(c, iid).count("report_filed") == 2  # the first once, the other once

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.conftest import unique_id
+from tests.waiting import eventually
 from topics.catalog import INCIDENTS_REPORTED
 
 pytestmark = pytest.mark.e2e
@@ -50,18 +50,16 @@ def test_metrics_after_a_run(service):
     producer = KafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
     producer.send(INCIDENTS_REPORTED.name, key=b"garbage", value=b"{not json").get(timeout=10)
     producer.close()
-    deadline = time.monotonic() + 20
-    while True:
-        after = scrape(service.worker_metrics_text())
-        done = (value(after, "yingji_incidents_total", category="accident_disaster", grade="一般", level="二级",
+    def done(after) -> bool:
+        return (value(after, "yingji_incidents_total", category="accident_disaster", grade="一般", level="二级",
                       drill="false") - value(before, "yingji_incidents_total", category="accident_disaster",
                                               grade="一般", level="二级", drill="false") >= 3
                 and value(after, "yingji_obligation_breaches_total", kind="phone_report", drill="false")
                 > value(before, "yingji_obligation_breaches_total", kind="phone_report", drill="false")
                 and value(after, "yingji_obligations_open", kind="phone_report") >= 3)
-        if done or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+
+    after = eventually(lambda: scrape(service.worker_metrics_text()), until=done, timeout=20, every=0.5,
+                       last_on_timeout=True)  # the deltas below say what is missing
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)

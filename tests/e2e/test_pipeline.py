@@ -10,6 +10,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.conftest import unique_id
+from tests.waiting import eventually
 from topics.catalog import DEAD_LETTERS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
@@ -36,13 +37,10 @@ def report(report_id: str, **over) -> dict:
 
 def wait_decided(client, incident_id: str, timeout: float = 2.0) -> tuple[dict, float]:
     start = time.monotonic()
-    while True:
-        body = client.get(f"/incidents/{incident_id}").json()
-        if body["status"] == "decided":
-            return body, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"no decision for {incident_id} within {timeout}s: {body}")
-        time.sleep(0.05)
+    body = eventually(lambda: client.get(f"/incidents/{incident_id}").json(),
+                      until=lambda b: b["status"] == "decided", timeout=timeout, every=0.05,
+                      what=lambda b: f"a decision for {incident_id}: {b}")
+    return body, time.monotonic() - start
 
 
 def of_incident(records, incident_id: str) -> list[dict]:
@@ -113,15 +111,12 @@ def test_garbage_goes_to_dead_letters_and_the_agent_keeps_going(service, raw, fi
     producer = KafkaProducer(bootstrap_servers=service.bootstrap, acks="all")
     producer.send(INCIDENTS_REPORTED.name, key=b"garbage", value=raw).get(timeout=10)
     producer.close()
-    deadline = time.monotonic() + 10
-    found = None
-    while found is None and time.monotonic() < deadline:
-        for r in service.read_topic(DEAD_LETTERS.name, settle_s=0.5):
-            value = json.loads(r.value)
-            if base64.b64decode(value["original_b64"]) == raw:
-                found = value
-        time.sleep(0.2)
-    assert found is not None, "dead letter not found"
+
+    def letter() -> dict | None:
+        values = (json.loads(r.value) for r in service.read_topic(DEAD_LETTERS.name, settle_s=0.5))
+        return next((v for v in values if base64.b64decode(v["original_b64"]) == raw), None)
+
+    found = eventually(letter, timeout=10, every=0.2, what="the dead letter")
     assert found["reason"] and found["source_topic"] == INCIDENTS_REPORTED.name
     if field:
         assert field in found["fields"]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import read_all, unique_id
+from tests.waiting import eventually
 from topics.catalog import ESCALATIONS, INCIDENT_EVENTS, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
@@ -30,13 +31,7 @@ def post_due_soon(client: httpx.Client, seconds: float) -> str:
 
 
 def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return eventually(predicate, timeout=timeout, every=0.2, what=what)
 
 
 def test_worker_sigkill_while_obligations_fall_due(stack):

@@ -7,12 +7,12 @@ worker in place: same process id, a fresh Faust app, every acknowledged report d
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import read_all
+from tests.waiting import eventually
 from tests.e2e.test_faults import body
 from topics.catalog import INCIDENTS_DECIDED
 
@@ -31,12 +31,8 @@ def run_with_fault(stack, fault: dict[str, str], n: int = 60) -> tuple[set[str],
         assert resp.status_code == 202, resp.text
         acked.add(resp.json()["incident_id"])
     client.close()
-    deadline = time.monotonic() + 120
-    while True:
-        decided = {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
-        if acked <= decided or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    decided = eventually(lambda: {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)},
+                         until=lambda decided: acked <= decided, timeout=120, every=1, last_on_timeout=True)
     log = (stack.settings.data_dir / "stack.log").read_text(encoding="utf-8", errors="replace")
     return acked, decided, log, worker
 

@@ -380,7 +380,7 @@ def test_drills_are_marked_and_filtered_never_mixed_in_silently(service, context
 def test_a_running_drill_shows_on_its_simulated_clock_for_the_drill_controller(service, context):
     from playwright.sync_api import expect
 
-    scenario = (Path(__file__).resolve().parents[2] / "playbooks" / "drills" / "gas-explosion.yaml").read_text(encoding="utf-8")
+    scenario = (Path(__file__).resolve().parents[2] / "playbooks" / "drill" / "scenarios" / "gas-explosion.yaml").read_text(encoding="utf-8")
     with service.client("drill_controller") as api:
         resp = api.post("/drills", json={"scenario": scenario, "speed": 600})
     assert resp.status_code == 202, resp.text

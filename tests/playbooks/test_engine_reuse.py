@@ -44,18 +44,18 @@ def test_a_mutable_state_copy_has_its_own_fields_set(plan):
 
 
 def test_a_full_memo_drops_its_older_half_and_keeps_deciding(plan, monkeypatch):
-    from playbooks import engine
+    from playbooks import memo
 
-    monkeypatch.setattr(engine._DECISIONS, "limit", 40)
-    monkeypatch.setattr(engine._MEMO, "limit", 40)
-    engine.clear_memos()
+    monkeypatch.setattr(memo.DECISIONS, "limit", 40)
+    monkeypatch.setattr(memo.RULES, "limit", 40)
+    memo.clear_memos()
     reports = [make_report(report_id=f"m-{i}", facts={"injuries": i}) for i in range(60)]
     cold = [decide(r, plan, T).model_dump_json() for r in reports]
-    assert len(engine._DECISIONS) <= 40 and len(engine._MEMO) <= 40
-    assert engine._report_key(reports[-1], plan) in engine._DECISIONS  # the recent stay warm
-    assert engine._report_key(reports[0], plan) not in engine._DECISIONS
+    assert len(memo.DECISIONS) <= 40 and len(memo.RULES) <= 40
+    assert memo.report_key(reports[-1], plan) in memo.DECISIONS  # the recent stay warm
+    assert memo.report_key(reports[0], plan) not in memo.DECISIONS
     assert [decide(r, plan, T).model_dump_json() for r in reports] == cold
-    engine.clear_memos()
+    memo.clear_memos()
 
 
 def test_every_list_of_a_decision_is_its_own(plan):
@@ -70,3 +70,24 @@ def test_every_list_of_a_decision_is_its_own(plan):
     for name in lists:
         assert getattr(first, name) is not getattr(second, name), name
         assert getattr(first, name) == getattr(second, name) or name == "obligations", name
+
+
+def test_every_condition_key_says_what_it_reads():
+    """The memo keys rule matching by what the plan's conditions read: a condition key added to the
+    plan's vocabulary without a reading would let two incidents that differ in it share rules."""
+    from playbooks.conditions import COMBINATORS, CONTEXT_READS, REPORT_READS
+    from playbooks.plan import Condition
+
+    assert set(Condition.model_fields) == {*COMBINATORS, *CONTEXT_READS, *REPORT_READS}
+    assert not set(CONTEXT_READS) & set(REPORT_READS)
+
+
+def test_the_memo_key_follows_the_keys_and_names_the_plan_uses(plan):
+    from playbooks.conditions import plan_reads
+
+    used = plan_reads(plan)
+    assert {"grade_in", "level_in", "ended", "fact_positive", "flag"} <= set(used)
+    assert "deaths" in used["fact_positive"] and "deaths_incl_missing" not in used["fact_positive"]  # raw parts
+    edited = plan.model_copy(update={"notifications": [*plan.notifications, plan.notifications[0].model_copy(
+        update={"when": plan.notifications[0].when.model_copy(update={"type_in": ["flood"]})})]})
+    assert "type_in" in plan_reads(edited) and "type_in" not in used

@@ -47,13 +47,13 @@ def kinds(out):
     return [e.kind.value for e in out.events]
 
 
-def test_start_opens_the_obligations_of_the_decision(plan):
+def start_opens_the_obligations_of_the_decision(plan):
     st = opened(plan)
     assert set(st.obligations) == {"phone_report", "written_report", "detailed_report"}
     assert next_due_at(st, plan) == RECEIVED + 5 * M  # phone report reminder, 5 minutes before
 
 
-def test_reminder_before_the_deadline_once(plan):  # duty rules: 电话报告 10 分钟, reminded 5 before
+def reminder_before_the_deadline_once(plan):  # duty rules: 电话报告 10 分钟, reminded 5 before
     st = opened(plan)
     out = check_due(st, plan, RECEIVED + 5 * M)
     assert kinds(out) == ["reminder"]
@@ -62,7 +62,7 @@ def test_reminder_before_the_deadline_once(plan):  # duty rules: 电话报告 10
     assert again.empty
 
 
-def test_on_time_filing_meets_the_obligation(plan):  # 4.1.3
+def on_time_filing_meets_the_obligation(plan):
     st = opened(plan)
     out = handle(st, filed(st, "phone_report", RECEIVED + 8 * M), plan, RECEIVED + 8 * M)
     assert "obligation_met" in kinds(out)
@@ -70,7 +70,7 @@ def test_on_time_filing_meets_the_obligation(plan):  # 4.1.3
     assert check_due(out.state, plan, RECEIVED + 11 * M).empty
 
 
-def test_no_filing_breach_then_escalation_steps_each_once(plan):  # 5.5.2 漏报
+def no_filing_breach_then_escalation_steps_each_once(plan):  # 漏报
     st = opened(plan)
     out = check_due(st, plan, RECEIVED + 10 * M)
     assert "breach" in kinds(out) and "escalation" in kinds(out)
@@ -87,7 +87,7 @@ def test_no_filing_breach_then_escalation_steps_each_once(plan):  # 5.5.2 漏报
     assert not [e for e in later.events if e.obligation == "phone_report"]  # the chain has ended
 
 
-def test_breach_detected_late_after_downtime_says_so_and_sends_each_step_once(plan):
+def breach_detected_late_after_downtime_says_so_and_sends_each_step_once(plan):
     st = opened(plan)
     out = check_due(st, plan, RECEIVED + 45 * M)  # the worker was down for half an hour
     breach = next(e for e in out.events if e.kind.value == "breach" and e.obligation == "phone_report")
@@ -97,7 +97,7 @@ def test_breach_detected_late_after_downtime_says_so_and_sends_each_step_once(pl
     assert not any(e.kind.value == "reminder" and e.obligation == "phone_report" for e in out.events)
 
 
-def test_late_filing_after_breach_is_chi_bao_with_minutes(plan):  # 5.5.2 迟报
+def late_filing_after_breach_is_chi_bao_with_minutes(plan):  # 迟报
     st = check_due(opened(plan), plan, RECEIVED + 10 * M).state
     out = handle(st, filed(st, "phone_report", RECEIVED + 13 * M), plan, RECEIVED + 13 * M)
     late = next(e for e in out.events if e.kind.value == "obligation_late")
@@ -106,7 +106,7 @@ def test_late_filing_after_breach_is_chi_bao_with_minutes(plan):  # 5.5.2 迟报
     assert "escalation" not in kinds(check_due(out.state, plan, RECEIVED + 30 * M))  # filing stops the chain
 
 
-def test_regrade_up_adds_city_report_and_public_release(plan):  # 4.3.1, 4.1.3, rules 二十七
+def regrade_up_adds_city_report_and_public_release(plan):  # and 区政府工作规则 二十七 (public release)
     st = opened(plan)
     t = RECEIVED + 60 * M
     out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 10})), plan, t)
@@ -121,7 +121,7 @@ def test_regrade_up_adds_city_report_and_public_release(plan):  # 4.3.1, 4.1.3, 
     assert "approval_requested" in ks and out.state.approval_requested_at == t  # the wait starts here
 
 
-def test_regrade_down_closes_what_is_no_longer_owed(plan):  # 4.3.1
+def regrade_down_closes_what_is_no_longer_owed(plan):
     st = opened(plan, facts={"deaths": 10})
     t = RECEIVED + 30 * M
     out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 1})), plan, t)
@@ -132,7 +132,7 @@ def test_regrade_down_closes_what_is_no_longer_owed(plan):  # 4.3.1
     assert "phone_report" in out.state.obligations  # none vanish
 
 
-def test_regrade_down_then_up_owes_the_city_report_again_with_its_own_notices(plan):  # 4.1.3, 4.3.1
+def regrade_down_then_up_owes_the_city_report_again_with_its_own_notices(plan):
     st = opened(plan, facts={"deaths": 3})  # 较大: the city report is owed
     assert st.obligations["city_report"].status == "open"
     down, up = RECEIVED + 20 * M, RECEIVED + 40 * M
@@ -150,7 +150,7 @@ def test_regrade_down_then_up_owes_the_city_report_again_with_its_own_notices(pl
     assert keys and all(".city_report.open2." in k for k in keys)  # not taken for the first opening's notices
 
 
-def test_an_ended_incident_owes_nothing_again_on_a_later_followup(plan):  # 4.8.2
+def an_ended_incident_owes_nothing_again_on_a_later_followup(plan):
     st = opened(plan, facts={"deaths": 3})
     t = RECEIVED + 20 * M
     st = handle(st, filed(st, "followup", t - M, followup=FollowupFacts(facts={"deaths": 1})), plan, t - M).state
@@ -164,7 +164,7 @@ def test_an_ended_incident_owes_nothing_again_on_a_later_followup(plan):  # 4.8.
     assert all(o.opened == 1 for o in out.state.obligations.values())
 
 
-def test_approval_sends_the_city_report_notice_once(plan):  # 4.1.3
+def approval_sends_the_city_report_notice_once(plan):
     st = opened(plan, facts={"deaths": 3})
     t = RECEIVED + 20 * M
     body = ApprovalRecorded(id="a1", incident_id=st.incident_id, approver="李某", approver_role="deputy_director",
@@ -177,7 +177,7 @@ def test_approval_sends_the_city_report_notice_once(plan):  # 4.1.3
     assert not again.notifications
 
 
-def test_a_city_report_filed_before_approval_does_not_count(plan):  # 4.1.3 报请…批准后…向市应急办报告
+def a_city_report_filed_before_approval_does_not_count(plan):  # 报请…批准后…向市应急办报告
     st = opened(plan, facts={"deaths": 3})
     early = RECEIVED + 10 * M
     out = handle(st, filed(st, "city_report", early), plan, early)
@@ -193,7 +193,7 @@ def test_a_city_report_filed_before_approval_does_not_count(plan):  # 4.1.3 报�
     assert out.state.obligations["city_report"].status == "met"
 
 
-def test_a_filing_backdated_past_a_recorded_breach_is_late_not_on_time(plan):  # 5.5.2 迟报, rules 瞒报
+def a_filing_backdated_past_a_recorded_breach_is_late_not_on_time(plan):  # 迟报, rules 瞒报
     st = check_due(opened(plan), plan, RECEIVED + 25 * M).state  # phone report missed at +10, chased
     assert st.obligations["phone_report"].status == "missed"
     now = RECEIVED + 26 * M
@@ -204,7 +204,7 @@ def test_a_filing_backdated_past_a_recorded_breach_is_late_not_on_time(plan):  #
     assert out.state.obligations["phone_report"].status == "late"
 
 
-def test_a_breach_stays_on_record_when_the_incident_ends_and_its_chase_stops(plan):  # 5.5.2, 4.8.2
+def a_breach_stays_on_record_when_the_incident_ends_and_its_chase_stops(plan):
     st = check_due(opened(plan), plan, RECEIVED + 10 * M).state  # phone report missed, step 1 sent
     t = RECEIVED + 12 * M
     end = EndRecorded(id="end-m", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
@@ -219,7 +219,7 @@ def test_a_breach_stays_on_record_when_the_incident_ends_and_its_chase_stops(pla
     assert not [e for e in later.events if e.kind.value == "escalation"]  # step 2 never comes
 
 
-def test_a_downgrade_keeps_a_missed_report_missed(plan):  # 4.3.1, 5.5.2
+def a_downgrade_keeps_a_missed_report_missed(plan):
     st = check_due(opened(plan, facts={"deaths": 10}), plan, RECEIVED + 61 * M).state
     assert st.obligations["city_report"].status == "missed"
     t = RECEIVED + 62 * M
@@ -231,7 +231,7 @@ def test_a_downgrade_keeps_a_missed_report_missed(plan):  # 4.3.1, 5.5.2
     assert not [e for e in check_due(out.state, plan, t + 120 * M).events if e.obligation == "city_report"]
 
 
-def test_a_followup_after_the_end_is_recorded_but_changes_nothing(plan):  # 4.8.2
+def a_followup_after_the_end_is_recorded_but_changes_nothing(plan):
     st = opened(plan)
     t = RECEIVED + 20 * M
     end = EndRecorded(id="end-f", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
@@ -243,7 +243,7 @@ def test_a_followup_after_the_end_is_recorded_but_changes_nothing(plan):  # 4.8.
     assert "city_report" not in out.state.obligations
 
 
-def test_a_city_report_filed_before_its_approval_was_recorded_counts_once_it_is(plan):  # 4.1.3
+def a_city_report_filed_before_its_approval_was_recorded_counts_once_it_is(plan):
     st = opened(plan, facts={"deaths": 3})  # the director approves by phone at +10; it is recorded at +20
     filed_at = RECEIVED + 15 * M
     out = handle(st, filed(st, "city_report", filed_at), plan, filed_at)
@@ -257,7 +257,7 @@ def test_a_city_report_filed_before_its_approval_was_recorded_counts_once_it_is(
     assert out.state.obligations["city_report"].filed_at == filed_at
 
 
-def test_a_city_report_filed_before_its_approval_is_not_counted_by_it(plan):  # 4.1.3
+def a_city_report_filed_before_its_approval_is_not_counted_by_it(plan):
     st = opened(plan, facts={"deaths": 3})
     out = handle(st, filed(st, "city_report", RECEIVED + 5 * M), plan, RECEIVED + 5 * M)
     approval = ApprovalRecorded(id="a-late", incident_id=st.incident_id, approver="李某", approver_role="director",
@@ -266,7 +266,7 @@ def test_a_city_report_filed_before_its_approval_is_not_counted_by_it(plan):  # 
     assert "obligation_met" not in kinds(out) and out.state.obligations["city_report"].status == "open"
 
 
-def test_the_end_is_sent_to_every_unit_that_took_part_once(plan):  # 4.8.2 通知参与事件处置的各相关部门
+def the_end_is_sent_to_every_unit_that_took_part_once(plan):  # 通知参与事件处置的各相关部门
     st = opened(plan)
     routed = {n.unit_id for n in start(IncidentReported(id=st.incident_id, incident_id=st.incident_id,
                                                         report=st.report, accepted_at=RECEIVED), plan, RECEIVED).notifications}
@@ -280,7 +280,7 @@ def test_the_end_is_sent_to_every_unit_that_took_part_once(plan):  # 4.8.2 通�
     assert not [n for n in handle(out.state, cmd(out.state, body), plan, t).notifications if n.kind == "end"]
 
 
-def test_approval_refused_for_general_events(plan):
+def approval_refused_for_general_events(plan):
     st = opened(plan)
     body = ApprovalRecorded(id="a2", incident_id=st.incident_id, approver="李某", approver_role="director",
                             approved_at=RECEIVED, recorded_by="指挥员乙")
@@ -319,7 +319,7 @@ def test_same_command_twice_changes_nothing(plan):
     assert twice.empty and twice.state == once.state
 
 
-def test_due_check_command_acts_on_what_is_due(plan):
+def due_check_command_acts_on_what_is_due(plan):
     st = opened(plan)
     out = handle(st, cmd(st, DueCheck(id="d1", incident_id=st.incident_id, at=RECEIVED + 10 * M)), plan,
                  RECEIVED + 10 * M)
@@ -331,7 +331,7 @@ def test_state_round_trips_as_json(plan):
     assert IncidentState.model_validate_json(st.model_dump_json()) == st
 
 
-def test_a_live_incident_is_counted_with_its_level_and_open_obligations(plan):  # 4.1.3, 4.2
+def a_live_incident_is_counted_with_its_level_and_open_obligations(plan):
     st = opened(plan)
     met = handle(st, filed(st, "phone_report", RECEIVED + 2 * M), plan, RECEIVED + 2 * M).state
     level = st.decision.response_level.value
@@ -376,3 +376,77 @@ def test_the_longest_report_id_accepted_lives_through_routing_breach_and_escalat
     assert any(n.kind == "escalation" for n in later.notifications)
     assert max(map(len, keys)) <= 120 and len(set(keys)) == len(keys)
     assert check_due(out.state, plan, RECEIVED + 3 * 60 * M).notifications == later.notifications  # stable keys
+
+
+# --- the tables: one row per path of the incident's life, by its plan section --------------
+
+DEADLINES = [
+    pytest.param(start_opens_the_obligations_of_the_decision, id="4.1.3 start opens the obligations of the decision"),
+    pytest.param(reminder_before_the_deadline_once, id="4.1.3; 值班值守 reminder before the deadline once"),
+    pytest.param(on_time_filing_meets_the_obligation, id="4.1.3 on time filing meets the obligation"),
+    pytest.param(no_filing_breach_then_escalation_steps_each_once,
+                 id="5.5.2 no filing breach then escalation steps each once"),
+    pytest.param(breach_detected_late_after_downtime_says_so_and_sends_each_step_once,
+                 id="5.5.2 breach detected late after downtime says so and sends each step once"),
+    pytest.param(late_filing_after_breach_is_chi_bao_with_minutes,
+                 id="5.5.2 late filing after breach is chi bao with minutes"),
+    pytest.param(a_filing_backdated_past_a_recorded_breach_is_late_not_on_time,
+                 id="5.5.2 a filing backdated past a recorded breach is late not on time"),
+    pytest.param(due_check_command_acts_on_what_is_due, id="5.5.2 due check command acts on what is due"),
+    pytest.param(a_live_incident_is_counted_with_its_level_and_open_obligations,
+                 id="4.1.3; 4.2 a live incident is counted with its level and open obligations"),
+]
+
+
+@pytest.mark.parametrize("path", DEADLINES)
+def test_deadlines(plan, path):
+    path(plan)
+
+
+REGRADES = [
+    pytest.param(regrade_up_adds_city_report_and_public_release,
+                 id="4.3.1; 4.1.3 regrade up adds city report and public release"),
+    pytest.param(regrade_down_closes_what_is_no_longer_owed, id="4.3.1 regrade down closes what is no longer owed"),
+    pytest.param(regrade_down_then_up_owes_the_city_report_again_with_its_own_notices,
+                 id="4.1.3; 4.3.1 regrade down then up owes the city report again with its own notices"),
+    pytest.param(a_downgrade_keeps_a_missed_report_missed, id="4.3.1; 5.5.2 a downgrade keeps a missed report missed"),
+]
+
+
+@pytest.mark.parametrize("path", REGRADES)
+def test_regrades(plan, path):
+    path(plan)
+
+
+APPROVALS = [
+    pytest.param(approval_sends_the_city_report_notice_once, id="4.1.3 approval sends the city report notice once"),
+    pytest.param(a_city_report_filed_before_approval_does_not_count,
+                 id="4.1.3 a city report filed before approval does not count"),
+    pytest.param(a_city_report_filed_before_its_approval_was_recorded_counts_once_it_is,
+                 id="4.1.3 a city report filed before its approval was recorded counts once it is"),
+    pytest.param(a_city_report_filed_before_its_approval_is_not_counted_by_it,
+                 id="4.1.3 a city report filed before its approval is not counted by it"),
+    pytest.param(approval_refused_for_general_events, id="4.1.3 approval refused for general events"),
+]
+
+
+@pytest.mark.parametrize("path", APPROVALS)
+def test_approvals(plan, path):
+    path(plan)
+
+
+THE_END = [
+    pytest.param(an_ended_incident_owes_nothing_again_on_a_later_followup,
+                 id="4.8.2 an ended incident owes nothing again on a later followup"),
+    pytest.param(a_breach_stays_on_record_when_the_incident_ends_and_its_chase_stops,
+                 id="5.5.2; 4.8.2 a breach stays on record when the incident ends and its chase stops"),
+    pytest.param(a_followup_after_the_end_is_recorded_but_changes_nothing,
+                 id="4.8.2 a followup after the end is recorded but changes nothing"),
+    pytest.param(the_end_is_sent_to_every_unit_that_took_part_once,
+                 id="4.8.2 the end is sent to every unit that took part once"),
+]
+
+
+@pytest.mark.parametrize("path", THE_END)
+def test_the_end(plan, path):
+    path(plan)

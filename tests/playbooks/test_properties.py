@@ -22,7 +22,9 @@ from playbooks.engine import decide
 from playbooks.lifecycle import check_due, start
 from playbooks.plan import FLAGS, load_plan
 from topics.models import (
+    EARLIEST,
     GRADE_RANK,
+    LATEST,
     LEVEL_RANK,
     Decision,
     EventKind,
@@ -170,14 +172,29 @@ def _with(report: ReportFacts, **parts: dict[str, Any]) -> ReportFacts:
 @example(occurred=datetime(1, 1, 1), received=datetime(1, 1, 1), tz_o=UTC, tz_r=timezone(timedelta(minutes=1)))
 @given(occurred=EDGE_TIMES, received=EDGE_TIMES, tz_o=OFFSETS, tz_r=OFFSETS)
 def test_any_aware_times_validate_or_are_refused_naming_the_field(occurred, received, tz_o, tz_r):
-    """A report's times are either accepted or refused with a ValidationError (a 422), never a crash."""
+    """A report's times are accepted, or refused with a ValidationError (a 422, never a crash) that
+    names exactly the fields at fault: a time outside 2000-2100, or a receipt before the event."""
     RAN["contract_times"] += 1
-    data = {"report_id": "t-1", "type": "gas_accident",
-            "occurred_at": occurred.replace(tzinfo=tz_o), "received_at": received.replace(tzinfo=tz_r)}
+    times = {"occurred_at": occurred.replace(tzinfo=tz_o), "received_at": received.replace(tzinfo=tz_r)}
+    # aware datetimes compare as if in UTC without overflowing, so this reading is independent of
+    # the contract's own conversion
+    at_fault = {name for name, t in times.items() if not EARLIEST <= t < LATEST}
+    if not at_fault and times["received_at"] < times["occurred_at"]:
+        at_fault = {"received_at"}
     try:
-        ReportFacts.model_validate(data)
-    except ValidationError:
-        pass
+        ReportFacts.model_validate({"report_id": "t-1", "type": "gas_accident", **times})
+    except ValidationError as exc:
+        assert {_field_named(e) for e in exc.errors()} == at_fault, exc
+    else:
+        assert not at_fault, f"accepted, yet {sorted(at_fault)} should be refused"
+
+
+def _field_named(error: dict) -> str:
+    """The field an error names: its location, or for a check across fields the "field: " its
+    message starts with."""
+    if error["loc"]:
+        return str(error["loc"][0])
+    return error["msg"].removeprefix("Value error, ").split(":", 1)[0]
 
 
 @SETTINGS
@@ -364,9 +381,9 @@ def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, s
     """The engine memoises rule matching by what the rules read. A report decided after any other,
     or after a look-alike (other amounts, same signs; other times; other id), is decided as by a cold
     engine."""
-    from playbooks import engine
+    from playbooks import memo
 
-    engine.clear_memos()
+    memo.clear_memos()
     cold = decide(report, PLAN, now).model_dump(mode="json")
     facts = {k: (v * scale if isinstance(v, (int, float)) and v * scale <= LOOK_ALIKE_MAX.get(k, 10**8) else v)
              for k, v in report.facts.model_dump().items()}
@@ -374,14 +391,14 @@ def test_memoised_rule_matching_changes_no_decision(report, other, tweak, now, s
     look_alike = report.model_copy(update={
         "report_id": report.report_id + "-x", "facts": report.facts.model_validate(facts),
         "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
-    engine.clear_memos()
+    memo.clear_memos()
     decide(other, PLAN, now)
     decide(look_alike, PLAN, now)
     assert decide(report, PLAN, now).model_dump(mode="json") == cold
     twin = _twin(report, tweak)
-    engine.clear_memos()
+    memo.clear_memos()
     twin_cold = decide(twin, PLAN, now).model_dump(mode="json")
-    engine.clear_memos()
+    memo.clear_memos()
     decide(report, PLAN, now)  # the memo now holds the report's rules: the twin must not get them
     assert decide(twin, PLAN, now).model_dump(mode="json") == twin_cold
     RAN["memo"] += 1
@@ -395,15 +412,15 @@ def test_memoised_decision_takes_ids_and_times_from_its_own_report(report, first
     differs only in its id and times, decided after the first for another incident, at another
     `now` (in any offset) and basis, is decided as by a cold engine; and as if its decision had
     been validated from the caller's incident id and `now`."""
-    from playbooks import engine
+    from playbooks import memo
 
     moved = timedelta(seconds=shift)
     same = _valid({**report.model_dump(), "report_id": report.report_id + "-y",
                    "occurred_at": report.occurred_at + moved, "received_at": report.received_at + moved})
     now = now.astimezone(tz)
-    engine.clear_memos()
+    memo.clear_memos()
     cold = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
-    engine.clear_memos()
+    memo.clear_memos()
     decide(report, PLAN, first_now)
     warm = decide(same, PLAN, now, incident_id=iid, basis_at=basis)
     assert warm.model_dump(mode="json") == cold.model_dump(mode="json")

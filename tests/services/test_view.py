@@ -8,7 +8,7 @@ import pytest
 
 from playbooks.lifecycle import check_due, handle, start
 from playbooks.plan import load_plan
-from services.view import IncidentState
+from services.view import IncidentReadModel
 from tests.playbooks.conftest import make_report
 from topics.models import EndRecorded, IncidentCommand, IncidentReported
 
@@ -30,7 +30,7 @@ def test_a_missed_report_stays_missed_on_the_board_after_the_end(plan):  # 5.5.2
     body = EndRecorded(id="end-v", incident_id=rec.incident_id, authority="district_committee", decided_by="区应急委",
                        ended_at=t, recorded_by="指挥员乙")
     ended = handle(due.state, IncidentCommand(id="c-end-v", incident_id=rec.incident_id, body=body), plan, t)
-    view = IncidentState(rec.incident_id)
+    view = IncidentReadModel(rec.incident_id)
     for event in [*began.events, *due.events, *ended.events]:
         view.add_event(event)
     assert view.obligations["phone_report"]["status"] == "missed"

@@ -1,6 +1,6 @@
 """Writes busy-night.yaml: 24 overlapping incidents of mixed types over one six-hour night.
 
-`python playbooks/drills/busy_night.py` rewrites the YAML (checked in; a test keeps it current).
+`python playbooks/drill/scenarios/busy_night.py` rewrites the YAML (checked in; a test keeps it current).
 The expectations are NOT taken from the engine: grade and level are written by hand per row from
 the plan (1.4.2 thresholds, 4.3.2–4.3.4, raise 4.3.1), and each obligation's status is worked out
 here from the filing times against the duty rules' deadlines (phone 10 min and written 60 min after

@@ -1,0 +1,185 @@
+"""A drill replayed: the scenario's injects through the pure incident lifecycle on a simulated clock,
+giving what happened (events, decisions, notifications per incident) and nothing more.
+
+`drill run` (the live pipeline) feeds the same records to the topics and gathers what the service
+emitted into the same Observed, so both are scored alike (playbooks.drill.evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from playbooks.drill.scenario import (
+    ApproveInject,
+    EndInject,
+    FileInject,
+    FollowupInject,
+    ReportInject,
+    Scenario,
+    _Inject,
+    incident_id,
+)
+from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
+from playbooks.plan import Plan
+from topics.models import (
+    ApprovalRecorded,
+    Decision,
+    DueCheck,
+    EndRecorded,
+    FollowupFacts,
+    IncidentCommand,
+    IncidentEvent,
+    IncidentReported,
+    NotificationRequested,
+    ReportFacts,
+    ReportFiled,
+    ReportKind,
+)
+
+
+class IncidentObserved(BaseModel):
+    """Everything one incident emitted, whether replayed in-process or gathered from the topics."""
+
+    model_config = ConfigDict(extra="forbid")
+    incident_id: str
+    events: list[IncidentEvent] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    notifications: list[NotificationRequested] = Field(default_factory=list)
+
+
+class Observed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    incidents: dict[str, IncidentObserved] = Field(default_factory=dict, description="by scenario key")
+
+    @classmethod
+    def from_records(
+        cls, scenario: Scenario, records: Iterable[IncidentEvent | Decision | NotificationRequested], *, run: str
+    ) -> "Observed":
+        """For `drill run`: group what the pipeline emitted by incident; records of other incidents are ignored."""
+        keys = {incident_id(scenario, inj.incident, run): inj.incident for inj in scenario.injects}
+        obs = cls(incidents={k: IncidentObserved(incident_id=i) for i, k in keys.items()})
+        for rec in records:
+            key = keys.get(rec.incident_id)
+            if key is None:
+                continue
+            inc = obs.incidents[key]
+            if isinstance(rec, IncidentEvent):
+                inc.events.append(rec)
+            elif isinstance(rec, Decision):
+                inc.decisions.append(rec)
+            else:
+                inc.notifications.append(rec)
+        for inc in obs.incidents.values():  # topics may deliver twice: keep each record once, in order
+            inc.events = sorted({e.id: e for e in inc.events}.values(), key=lambda e: e.seq)
+            inc.notifications = list({n.dedup_key: n for n in inc.notifications}.values())
+            inc.decisions = sorted({d.model_dump_json(): d for d in inc.decisions}.values(), key=lambda d: d.decided_at)
+        return obs
+
+
+def _command(state: IncidentState, inj: _Inject, index: int, now: datetime, plan: Plan) -> IncidentCommand:
+    iid = state.incident_id
+    cid = f"{iid}.i{index}"
+    body: ReportFiled | ApprovalRecorded | EndRecorded
+    if isinstance(inj, FollowupInject):
+        followup = FollowupFacts(facts=inj.facts, flags=inj.flags, location=inj.location,
+                                 asserted_grade=inj.asserted_grade, asserted_by=inj.asserted_by)
+        body = ReportFiled(id=cid, incident_id=iid, kind=ReportKind.FOLLOWUP, filed_at=now, filed_by=inj.by,
+                           unit_id=_unit_id(plan, inj.unit) or state.decision.lead_unit_ids[0], followup=followup)
+    elif isinstance(inj, FileInject):
+        owed = state.obligations.get(inj.kind)
+        default = owed.obligation.owner_id if owed else state.decision.lead_unit_ids[0]
+        body = ReportFiled(id=cid, incident_id=iid, kind=ReportKind(inj.kind), filed_at=now, filed_by=inj.by,
+                           unit_id=_unit_id(plan, inj.unit) or default)
+    elif isinstance(inj, ApproveInject):
+        body = ApprovalRecorded(id=cid, incident_id=iid, approver=inj.approver, approver_role=inj.role,
+                                approved_at=now, recorded_by=inj.by)
+    elif isinstance(inj, EndInject):
+        body = EndRecorded(id=cid, incident_id=iid, authority=inj.authority, decided_by=inj.decided_by,
+                           ended_at=now, recorded_by=inj.by)
+    else:  # pragma: no cover - the union is closed
+        raise TypeError(type(inj))
+    return IncidentCommand(id=cid, incident_id=iid, drill=True, body=body)
+
+
+def _unit_id(plan: Plan, ref: str | None) -> str | None:
+    if ref is None or ref in plan.units or ref in plan.parties:
+        return ref
+    return plan.unit_ids_by_name.get(ref, ref)
+
+
+def _reported(scenario: Scenario, inj: ReportInject, now: datetime, run: str) -> IncidentReported:
+    iid = incident_id(scenario, inj.incident, run)
+    occurred = scenario.start + (inj.occurred if inj.occurred is not None else inj.at)
+    report = ReportFacts(
+        report_id=iid, type=inj.type, occurred_at=occurred, received_at=now, location=inj.location,
+        facts=inj.facts, flags=inj.flags, asserted_grade=inj.asserted_grade, asserted_by=inj.asserted_by,
+        source=inj.source, drill=True,  # every drill record says so (CAP's status=Exercise)
+    )
+    return IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=now)
+
+
+FeedItem = tuple[datetime, Union[IncidentReported, IncidentCommand]]
+
+
+def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[FeedItem] | None = None) -> Observed:
+    """Injects in time order through the lifecycle; between them the clock jumps from one due time to
+    the next (reminder, breach, escalation step), so six simulated hours take milliseconds.
+
+    feed: if given, receives every record fed to the lifecycle with its simulated time, due checks
+    included, in order; `drill run` sends exactly these to the live pipeline at N× real time.
+    """
+    states: dict[str, IncidentState] = {}
+    due_at: dict[str, datetime | None] = {}  # next_due_at of each state, kept as states change
+    obs = Observed()
+
+    def record(key: str, out: Any) -> None:
+        inc = obs.incidents[key]
+        inc.events += out.events
+        inc.decisions += out.decisions
+        inc.notifications += out.notifications
+        if out.state is not states.get(key):  # an unchanged state keeps its due time
+            states[key] = out.state
+            due_at[key] = next_due_at(out.state, plan)
+
+    def advance(until: datetime, *, inclusive: bool) -> None:
+        # An inject at the very minute of a due time goes first: a report filed at 10:00 for a
+        # 10:00 deadline is on time (the lifecycle's own rule), so no breach may precede it.
+        while True:
+            due = {k: t for k, t in due_at.items() if t is not None}
+            if not due:
+                return
+            now = min(due.values())
+            if now > until or (now == until and not inclusive):
+                return
+            for key in sorted(k for k, t in due.items() if t == now):
+                if feed is not None:
+                    iid = states[key].incident_id
+                    cid = f"{iid}.due.{int(now.timestamp())}"
+                    feed.append((now, IncidentCommand(id=cid, incident_id=iid, drill=True,
+                                                      body=DueCheck(id=cid, incident_id=iid, at=now))))
+                out = check_due(states[key], plan, now)
+                if out.empty:  # next_due_at promised work: refusing to spin is better than hanging
+                    raise RuntimeError(f"drill replay: {key} due at {now.isoformat()} but nothing happened")
+                record(key, out)
+
+    for index, inj in scenario.ordered():
+        now = scenario.start + inj.at
+        advance(now, inclusive=False)
+        if isinstance(inj, ReportInject):
+            rec = _reported(scenario, inj, now, run)
+            obs.incidents[inj.incident] = IncidentObserved(incident_id=rec.incident_id)
+            if feed is not None:
+                feed.append((now, rec))
+            record(inj.incident, start(rec, plan, now))
+        else:
+            state = states[inj.incident]
+            cmd = _command(state, inj, index, now, plan)
+            if feed is not None:
+                feed.append((now, cmd))
+            record(inj.incident, handle(state, cmd, plan, now))
+    advance(scenario.end, inclusive=True)
+    return obs
