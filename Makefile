@@ -47,10 +47,10 @@ faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents 
 	$(BIN)/python -m pytest -q -s tests/e2e/test_faults.py --fault-incidents=10000
 
 bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
-	$(BIN)/python -m services.bench
+	$(BIN)/python -m tests.bench
 
 bench-smoke: $(DEPS) $(JARS)  ## the same harness, small (seconds); also run by make test
-	$(BIN)/python -m services.bench --smoke
+	$(BIN)/python -m tests.bench --smoke
 
 schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playbook-format change
 	$(BIN)/python -m topics.schemas

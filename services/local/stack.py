@@ -39,9 +39,17 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 class LocalStack:
-    def __init__(self, settings: Settings, *, log: IO[bytes] | None = None):
+    """`log`: every process's output into that one file (lines may then interleave between processes).
+    `log_dir`: a file of its own for each process, written by that process alone: `worker-<i>.log` for
+    worker i and `api.log` (see `log_path`); what a reader parses there is whole lines of one writer.
+    Neither: the processes inherit this one's stdout and stderr."""
+
+    def __init__(self, settings: Settings, *, log: IO[bytes] | None = None, log_dir: Path | None = None):
+        if log is not None and log_dir is not None:
+            raise ValueError("one of log= and log_dir=, not both")
         self.settings = settings
         self.log = log
+        self.log_dir = log_dir
         self.broker: LocalKafka | None = None
         self.worker: subprocess.Popen | None = None
         self.api: subprocess.Popen | None = None
@@ -53,9 +61,19 @@ class LocalStack:
         return {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
                 "YINGJI_API_PORT": str(s.api_port), "YINGJI_WORKER_WEB_PORT": str(s.worker_web_port)}
 
-    def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen(args, env={**self.env, **(env or {})}, stdout=self.log,
-                                stderr=subprocess.STDOUT if self.log else None, start_new_session=True)
+    def log_path(self, name: str) -> Path | None:
+        """The file process `name` ("worker-0", "worker-1", ..., "api") writes to under `log_dir`."""
+        return None if self.log_dir is None else Path(self.log_dir) / f"{name}.log"
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        path = self.log_path(name)
+        if path is None:
+            return subprocess.Popen(args, env={**self.env, **(env or {})}, stdout=self.log,
+                                    stderr=subprocess.STDOUT if self.log else None, start_new_session=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as out:  # the child holds its own copy of the descriptor; a restart appends
+            return subprocess.Popen(args, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def start_broker(self) -> None:
         s = self.settings
@@ -64,11 +82,11 @@ class LocalStack:
                                      controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
         create_topics(s.bootstrap, replication=s.replication_factor)
 
-    def _spawn_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return self._spawn([sys.executable, "-m", "services.cli", "worker"], env=env)
+    def _spawn_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self._spawn(f"worker-{index}", [sys.executable, "-m", "services.cli", "worker"], env=env)
 
     def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
-        self.worker = self._spawn_worker(env)
+        self.worker = self._spawn_worker(0, env)
         return self.worker
 
     def start_workers(self) -> list[subprocess.Popen]:
@@ -82,7 +100,8 @@ class LocalStack:
         """Worker `index` (0 is `worker`), started again in its place when it is there already."""
         if index == 0:
             return self.start_worker(env=env)
-        proc = self._spawn_worker({"YINGJI_WORKER_WEB_PORT": str(self.settings.worker_web_port + index), **(env or {})})
+        proc = self._spawn_worker(index, {"YINGJI_WORKER_WEB_PORT": str(self.settings.worker_web_port + index),
+                                          **(env or {})})
         if index <= len(self.extra_workers):
             self.extra_workers[index - 1] = proc
         else:  # started in order by start_workers
@@ -100,12 +119,13 @@ class LocalStack:
 
     def start_second_worker(self, metrics_port: int) -> subprocess.Popen:
         """Another worker in the same group: partitions (and their tables) are rebalanced between them."""
-        self.extra_workers.append(self._spawn_worker({"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
+        index = len(self.extra_workers) + 1
+        self.extra_workers.append(self._spawn_worker(index, {"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
         return self.extra_workers[-1]
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:
         s = self.settings
-        self.api = self._spawn([sys.executable, "-m", "uvicorn", "--factory", "services.web.app:create_app",
+        self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "services.web.app:create_app",
                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
                                 "--no-access-log", "--timeout-graceful-shutdown", "5"])
         api = self.api

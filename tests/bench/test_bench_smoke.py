@@ -1,4 +1,4 @@
-"""The benchmark harness cannot rot: `python -m services.bench --smoke` runs every benchmark at small
+"""The benchmark harness cannot rot: `python -m tests.bench --smoke` runs every benchmark at small
 sizes on a local Apache Kafka and writes its JSON. Figures are never asserted on: only that each is
 there, with its unit, beside the machine and the settings it was measured with."""
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from services.bench import NAMES
 from services.settings import REPO_ROOT
+from tests.bench.harness import NAMES
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ EXPECTED = {
 
 def test_smoke_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "services.bench", "--smoke", "--out", str(out)], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "tests.bench", "--smoke", "--out", str(out)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text(encoding="utf-8"))

@@ -176,7 +176,7 @@ def test_cli_validate_and_eval(capsys):
 
 def test_busy_night_replays_every_incident_to_its_end(plan):
     """Six hours of 24 overlapping incidents run through to the scenario's end. How fast is the
-    bench's question (`python -m services.bench --only drills`), never a test's."""
+    bench's question (`python -m tests.bench --only drills`), never a test's."""
     scenario = load_scenario(SCENARIOS_DIR / "busy-night.yaml", plan)
     ev = evaluate(scenario, plan)
     reported = {inj.incident for inj in scenario.injects if inj.action == "report"}
