@@ -18,11 +18,12 @@ from services.local.kafka import LocalKafka
 from services.settings import Settings
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """`sig` to the process's group, SIGKILL after `timeout` seconds."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         proc.wait(timeout=timeout)
     except ProcessLookupError:
         return
@@ -153,6 +154,6 @@ class LocalStack:
     def stop(self) -> None:
         for proc in (self.api, *self.workers):
             if proc is not None:
-                _stop(proc)
+                stop_group(proc)
         if self.broker is not None:
             self.broker.stop()

@@ -22,53 +22,23 @@ from services.web.publisher import Publisher
 from services.web.rendering import Pages
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+def _state(name: str):
+    """A dependency reading `request.app.state.<name>`."""
+
+    def read(request: Request):
+        return getattr(request.app.state, name)
+
+    read.__name__ = f"app_state_{name}"
+    return read
 
 
-def _plan(request: Request) -> Plan:
-    return request.app.state.plan
-
-
-def _clock(request: Request) -> Clock:
-    return request.app.state.clock
-
-
-def _sealer(request: Request) -> Sealer:
-    return request.app.state.sealer
-
-
-def _view(request: Request) -> IncidentView:
-    return request.app.state.view
-
-
-def _users(request: Request) -> UserDirectory:
-    return request.app.state.users
-
-
-def _publisher(request: Request) -> Publisher:
-    return request.app.state.publisher
-
-
-def _drills(request: Request) -> dict[str, DrillRun]:
-    return request.app.state.drills
-
-
-def _drill_tasks(request: Request) -> set[asyncio.Task]:
-    return request.app.state.drill_tasks
-
-
-def _pages(request: Request) -> Pages:
-    return request.app.state.pages
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-PlanDep = Annotated[Plan, Depends(_plan)]
-ClockDep = Annotated[Clock, Depends(_clock)]
-SealerDep = Annotated[Sealer, Depends(_sealer)]
-ViewDep = Annotated[IncidentView, Depends(_view)]
-UsersDep = Annotated[UserDirectory, Depends(_users)]
-PublisherDep = Annotated[Publisher, Depends(_publisher)]
-DrillsDep = Annotated[dict[str, DrillRun], Depends(_drills)]
-DrillTasksDep = Annotated[set[asyncio.Task], Depends(_drill_tasks)]
-PagesDep = Annotated[Pages, Depends(_pages)]
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+PlanDep = Annotated[Plan, Depends(_state("plan"))]
+ClockDep = Annotated[Clock, Depends(_state("clock"))]
+SealerDep = Annotated[Sealer, Depends(_state("sealer"))]
+ViewDep = Annotated[IncidentView, Depends(_state("view"))]
+UsersDep = Annotated[UserDirectory, Depends(_state("users"))]
+PublisherDep = Annotated[Publisher, Depends(_state("publisher"))]
+DrillsDep = Annotated[dict[str, DrillRun], Depends(_state("drills"))]
+DrillTasksDep = Annotated[set[asyncio.Task], Depends(_state("drill_tasks"))]
+PagesDep = Annotated[Pages, Depends(_state("pages"))]

@@ -34,7 +34,7 @@ from tenacity import AsyncRetrying, Retrying, retry_if_result, stop_after_delay,
 
 from playbooks.plan import load_plan
 from services.local.kafka import LIB_DIR, free_port, free_port_run
-from services.local.stack import LocalStack
+from services.local.stack import LocalStack, stop_group
 from services.settings import REPO_ROOT, Settings, get_settings
 from services.worker.consumer_fetch import fetch_max_wait_ms
 from services.worker.faust_app import build_app
@@ -124,19 +124,6 @@ def cpu_seconds(pid: int | None) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 class PySpy:

@@ -12,11 +12,12 @@ from typing import Any
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from playbooks.plan import load_plan
+from services.local.stack import stop_group
 from services.settings import get_settings
 from services.worker.faust_app import build_app
 from tests.bench.harness import (FAUST_KEYS, PRODUCER_SETTINGS, Context, Phase, PySpy, Row, Tap, epoch,
-                                 faust_conf, now_utc, percentile, produce_all, say, start_producer, stop_group,
-                                 until, wait_for, warm_up, worker_settings)
+                                 faust_conf, now_utc, percentile, produce_all, say, start_producer, until,
+                                 wait_for, warm_up, worker_settings)
 from tests.bench.reports import generate_reports, reported
 from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 
