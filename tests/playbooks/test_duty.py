@@ -250,9 +250,19 @@ def test_a_good_month_is_read_at_the_08_30_change_and_answers(plan):
     assert on_duty(roster, plan.duty, OFFICE, Post.officer, at(1, 8, 30, month=2)).person.id == "zhang"
 
 
-def test_a_班次_column_sets_the_hours(plan):
-    rows = month((2, {"班次": "08:30-次日08:30"}))
-    assert read(rows, plan).shifts[0].end == START + timedelta(days=1)
+SHIFT_CELLS = [
+    # (班次, start, end) of row 2 (20 Jan), the next row starting at its 08:30 as usual
+    ("", START, START + timedelta(days=1)),  # empty: duty.yaml's 08:30 change
+    ("08:30-次日08:30", START, START + timedelta(days=1)),
+    ("08:30-08:30", START, START + timedelta(days=1)),  # an end not after the start: the next day
+    ("08:30至次日08:30", START, START + timedelta(days=1)),
+]
+
+
+@pytest.mark.parametrize(("cell", "start", "end"), SHIFT_CELLS, ids=[c[0] or "empty" for c in SHIFT_CELLS])
+def test_a_班次_cell_sets_the_hours(plan, cell, start, end):
+    first = read(month((2, {"班次": cell})), plan).shifts[0]
+    assert (first.start, first.end) == (start, end)
 
 
 REFUSED = [
