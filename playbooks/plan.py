@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
+from playbooks.duty.config import DutyFile
 from topics.models import Grade, ObligationKind, ResponseLevel
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -286,6 +287,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "response.yaml": ResponseFile,
     "notifications.yaml": NotificationsFile,
     "obligations.yaml": ObligationsFile,
+    "duty.yaml": DutyFile,
 }
 
 # --- the plan -------------------------------------------------------------------------------
@@ -308,6 +310,7 @@ class Plan(PlanModel):
     parties: dict[str, str]
     escalation_chains: dict[str, list[EscalationStep]]
     end_authority: dict[Grade, Literal["district_committee", "city"]]
+    duty: DutyFile
     version: str
 
     @cached_property
@@ -388,6 +391,12 @@ def _check_refs(plan: Plan) -> None:
             for r in step.notify:
                 if r.unit != "$owner" and r.unit not in known:
                     problems.append(f"obligations.yaml: escalation_chains.{name}[{step.step}]: unknown unit {r.unit!r}")
+    for u in plan.duty.twenty_four_hour_units.value:
+        if u not in plan.units:
+            problems.append(f"duty.yaml: twenty_four_hour_units: unknown unit {u!r}")
+    for i, step in enumerate(plan.duty.fallback_chain.value):
+        if step.unit != "$unit" and step.unit not in plan.units:
+            problems.append(f"duty.yaml: fallback_chain.{i}.unit: unknown unit {step.unit!r}")
     names = [t.name for t in plan.types.values()]
     if len(set(names)) != len(names):
         problems.append("incident_types.yaml: duplicate type names")
@@ -440,6 +449,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         parties=obligations.parties,
         escalation_chains=obligations.escalation_chains,
         end_authority=obligations.end_authority,
+        duty=files["duty.yaml"],
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan)
