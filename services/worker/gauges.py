@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
 from services import metrics
+from services.worker.context import Worker
 from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
-
-if TYPE_CHECKING:
-    from services.worker.root import Worker
 
 log = structlog.get_logger("yingji", stage="incidents")
 GAUGES_INTERVAL_S = 5.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import structlog
 from faust.types import TP, EventT
@@ -21,14 +21,12 @@ from pydantic import ValidationError
 from playbooks.engine import ReportRejected
 from playbooks.lifecycle import check_due, handle, start
 from services import metrics
+from services.worker.context import Worker
 from services.worker.deadletter import dead_letter, reason_label
 from services.worker.outbox import Batch
 from services.worker.schedule import tick_record
 from topics.catalog import DEAD_LETTERS, DUE_TICKS, INCIDENT_COMMANDS, INCIDENTS_REPORTED
 from topics.models import DueCheck, DueTick, IncidentCommand, IncidentReported
-
-if TYPE_CHECKING:
-    from services.worker.root import Worker
 
 STAGE = "incidents"
 log = structlog.get_logger("yingji", stage=STAGE)
@@ -120,7 +118,8 @@ async def incident_lifecycle(worker: Worker, stream) -> None:
 
 async def handle_batch(worker: Worker, events: list[EventT]) -> None:
     """Every record of the batch in order, then one commit; a gap ends the batch and restarts the worker."""
-    batch = Batch(worker)
+    batch = Batch(table=worker.table, plan=worker.plan, schedule=worker.schedule, watch=worker.watch,
+                  produce=worker.produce)
     faults = worker.faults
     gap: tuple[TP, int, int] | None = None
     stall = False

@@ -9,20 +9,20 @@ from __future__ import annotations
 import asyncio
 import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import structlog
 from faust.streams import _current_event
 from faust.types import EventT
 
 from playbooks.lifecycle import IncidentState, Outcome
+from playbooks.plan import Plan
 from services import metrics
 from services.worker.table_codec import decode_state, encode_state, head_of
 from topics.catalog import DRILL_NOTIFICATIONS, ESCALATIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED
+from services.worker.schedule import DueSchedule
+from services.worker.watchdog import StallWatch
 from topics.models import EventKind, IncidentDecided
-
-if TYPE_CHECKING:
-    from services.worker.root import Worker
 
 log = structlog.get_logger("yingji", stage="incidents")
 ESCALATION_KINDS = {EventKind.BREACH, EventKind.ESCALATION}
@@ -97,20 +97,20 @@ class Batch:
     the table only once the broker holds every output.
     """
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.outbox = worker.outbox()
+    def __init__(self, *, table: Any, plan: Plan, schedule: DueSchedule, watch: StallWatch, produce: Produce) -> None:
+        self.table, self.plan, self.schedule, self.watch = table, plan, schedule, watch
+        self.outbox = Outbox(produce)
         self.states: dict[str, tuple[EventT, IncidentState]] = {}
         self.done: list[tuple[Outcome, datetime | None]] = []
         self.taken: list[EventT] = []
 
     def known(self, incident_id: str) -> bool:
-        return incident_id in self.states or incident_id in self.worker.table
+        return incident_id in self.states or incident_id in self.table
 
     def load(self, incident_id: str) -> IncidentState | None:
         if incident_id in self.states:
             return self.states[incident_id][1]
-        raw = self.worker.table.get(incident_id)
+        raw = self.table.get(incident_id)
         return None if raw is None else decode_state(raw)
 
     def record(self, event: EventT, out: Outcome, accepted_at: datetime | None) -> None:
@@ -122,18 +122,17 @@ class Batch:
     async def commit(self) -> None:
         """Outputs acknowledged, then the states written (each on its own record's partition)."""
         await self.outbox.send()
-        worker = self.worker
         for incident_id, (event, state) in self.states.items():
-            head = head_of(state, worker.plan)
+            head = head_of(state, self.plan)
             token = _current_event.set(weakref.ref(event))  # the changelog partition is the record's
             try:
-                worker.table[incident_id] = encode_state(state, head)
+                self.table[incident_id] = encode_state(state, head)
             finally:
                 _current_event.reset(token)
-            worker.schedule.track(event.message.partition, incident_id, head)
+            self.schedule.track(event.message.partition, incident_id, head)
         for out, accepted_at in self.done:
             count(out, accepted_at)
             for ev in out.events:
                 log.info(ev.kind.value, incident_id=ev.incident_id, drill=ev.drill, obligation=ev.obligation)
         for event in self.taken:
-            worker.watch.note(event.message.tp, event.message.offset)
+            self.watch.note(event.message.tp, event.message.offset)

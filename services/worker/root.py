@@ -4,64 +4,29 @@ in one place, with overrides for tests. Nothing here runs at import time.
     worker = build_worker(get_settings())            # `yingji worker` (services/worker/main.py)
     worker = build_worker(settings, store="memory://", clock=SimulatedClock(...), produce=recorder)  # tests
 
-The agent and the timers are module-level functions of their own files, taking the worker; they are
-registered on the app here, each under its stable name.
+The agent and the timers are module-level functions of their own files, taking the worker
+(services/worker/context.py); they are registered on the app here, each under its stable name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
 import faust
 
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
 from services.settings import Settings
-from services.worker import gauges, incidents, schedule, watchdog
+from services.worker import gauges, incidents, restart, sweep
+from services.worker.context import Worker
 from services.worker.faust_app import build_app
 from services.worker.gcwatch import GcWatch
-from services.worker.outbox import Outbox, Produce
+from services.worker.outbox import Produce
 from services.worker.schedule import DueSchedule
 from services.worker.watchdog import Faults, StallWatch
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 TABLE_NAME = "incidents"  # Faust names its changelog <app id>-incidents-changelog
-
-
-@dataclass
-class Worker:
-    """Everything one worker process's agent and timers share."""
-
-    settings: Settings
-    app: faust.App
-    plan: Plan
-    clock: Clock
-    table: Any  # faust Table: incident id -> services/worker/table_codec.py's bytes
-    schedule: DueSchedule
-    watch: StallWatch
-    faults: Faults
-    gc: GcWatch
-    produce_override: Produce | None = None
-    agent: Any = None  # the registered `incident_lifecycle` agent
-    inbound_topics: frozenset[str] = field(default_factory=frozenset)
-
-    async def produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
-        """One record to the producer; the returned future resolves when the broker acknowledges it."""
-        if self.produce_override is not None:
-            return await self.produce_override(topic, key, value, partition)
-        return await self.app.producer.send(topic, key, value, partition, None, None)
-
-    def outbox(self) -> Outbox:
-        return Outbox(self.produce)
-
-    def settled(self) -> bool:
-        """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""
-        app = self.app
-        return not (app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set())
-
-    async def restart_in_place(self, event: str, **details: Any):
-        await watchdog.restart_in_place(self, event, **details)
 
 
 def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock | None = None,
@@ -84,6 +49,7 @@ def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock |
         gc=GcWatch(), produce_override=produce,
         inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
     )
+    worker.restart_in_place = partial(restart.restart_in_place, worker)
     _register(worker)
     return worker
 
@@ -103,14 +69,14 @@ def _register(worker: Worker) -> None:
         worker.watch.reassigned()
 
     async def sweep_due() -> None:
-        await schedule.sweep_due(worker)
+        await sweep.sweep_due(worker)
 
     async def refresh_gauges() -> None:
         await gauges.refresh_gauges(worker)
 
     async def stall_watchdog() -> None:
-        await watchdog.stall_watchdog(worker)
+        await restart.stall_watchdog(worker)
 
-    app.timer(interval=schedule.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
+    app.timer(interval=sweep.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
     app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)
-    app.timer(interval=watchdog.WATCH_INTERVAL_S, name="stall_watchdog")(stall_watchdog)
+    app.timer(interval=restart.WATCH_INTERVAL_S, name="stall_watchdog")(stall_watchdog)

@@ -1,0 +1,50 @@
+"""What one worker process's agent and timers share: the Worker, built by the composition root
+(services/worker/root.py). It knows the worker's parts, never the stages that use them: the stages
+import it, it imports none of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, NoReturn
+
+import faust
+
+from playbooks.plan import Plan
+from services.clock import Clock
+from services.settings import Settings
+from services.worker.gcwatch import GcWatch
+from services.worker.outbox import Produce
+from services.worker.schedule import DueSchedule
+from services.worker.watchdog import Faults, StallWatch
+
+
+@dataclass
+class Worker:
+    """Everything one worker process's agent and timers share."""
+
+    settings: Settings
+    app: faust.App
+    plan: Plan
+    clock: Clock
+    table: Any  # faust Table: incident id -> services/worker/table_codec.py's bytes
+    schedule: DueSchedule
+    watch: StallWatch
+    faults: Faults
+    gc: GcWatch
+    produce_override: Produce | None = None
+    agent: Any = None  # the registered `incident_lifecycle` agent
+    inbound_topics: frozenset[str] = field(default_factory=frozenset)
+    # a fresh process image resuming from the committed offsets (services/worker/restart.py); set by
+    # the composition root, so this module knows nothing of the stages that use it
+    restart_in_place: Callable[..., Awaitable[NoReturn]] | None = None
+
+    async def produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
+        """One record to the producer; the returned future resolves when the broker acknowledges it."""
+        if self.produce_override is not None:
+            return await self.produce_override(topic, key, value, partition)
+        return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    def settled(self) -> bool:
+        """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""
+        app = self.app
+        return not (app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set())
