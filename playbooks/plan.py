@@ -397,6 +397,9 @@ def _check_refs(plan: Plan) -> None:
     for i, step in enumerate(plan.duty.fallback_chain.value):
         if step.unit != "$unit" and step.unit not in plan.units:
             problems.append(f"duty.yaml: fallback_chain.{i}.unit: unknown unit {step.unit!r}")
+    for i, rp in enumerate(plan.duty.role_posts.value):
+        if rp.unit is not None and rp.unit not in plan.units:
+            problems.append(f"duty.yaml: role_posts.{i}.unit: unknown unit {rp.unit!r}")
     names = [t.name for t in plan.types.values()]
     if len(set(names)) != len(names):
         problems.append("incident_types.yaml: duplicate type names")

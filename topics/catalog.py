@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from topics.duty import DutyEvent, RosterRecord
 from topics.models import (
     DeadLetter,
     DueTick,
@@ -135,6 +136,26 @@ DEAD_LETTERS = TopicSpec(
     model=DeadLetter,
     description="Records a stage could not decode or validate: reason, failing fields, original bytes.",
 )
+DUTY_ROSTERS = TopicSpec(
+    name="yingji.duty.rosters",
+    key="unit_id",
+    partitions=1,
+    cleanup_policy="compact",
+    retention_ms=None,
+    model=RosterRecord,
+    description="Each unit's roster (值班表: people, rotations, shifts, overrides, swaps) as last changed, names "
+    "and contacts sealed; compacted so the latest per unit is kept. One partition: every reader needs every unit.",
+)
+DUTY_LOG = TopicSpec(
+    name="yingji.duty.log",
+    key="unit_id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=DutyEvent,
+    description="The duty log (值班记录) besides the incidents' events: roster changes and handovers (交接班) "
+    "opened, confirmed and escalated, in order.",
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
@@ -146,6 +167,8 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENT_EVENTS,
     ESCALATIONS,
     USERS,
+    DUTY_ROSTERS,
+    DUTY_LOG,
     DEAD_LETTERS,
 )
 

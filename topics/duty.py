@@ -1,8 +1,11 @@
 """Duty contracts (issue 18): the people who stand duty, their rotations, overrides, swaps and shifts.
 
 A Roster is what a unit's 值班表 says; playbooks/duty/ expands it (roster.py), checks it against the
-duty rules (rules.py) and reads a 值班表's rows into it (table.py). None of these travels on a topic
-yet: when one does, a Person's contacts are sealed first (see Contacts).
+duty rules (rules.py) and reads a 值班表's rows into it (table.py).
+
+On topics (see the catalog): a unit's roster travels as a RosterRecord (compacted, key unit_id) with
+each person's name and contacts sealed (SealedPerson); the duty log's events as DutyEvent; a notice
+names the person on duty as an OnDutyRef (an id, never a name).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from topics.models import RecordId, ShortText
+from topics.models import SCHEMA_VERSION, Contract, LongText, OnDutyRef, OnDutySource, Post, RecordId, ShortText, UtcDatetime
+
+__all__ = ["OnDutyRef", "OnDutySource", "Post"]  # re-exported: the duty contracts' own
 
 # A mainland mobile number: 11 digits, 1 then 3-9 (the numbering plan's mobile blocks).
 MOBILE_PATTERN = r"^1[3-9][0-9]{9}$"
@@ -39,14 +44,6 @@ EMPLOYMENT_NAMES: dict[Employment, str] = {
     Employment.seconded: "借调",
     Employment.informal: "非正式",
 }
-
-
-class Post(StrEnum):
-    """The posts of a duty shift, as a 值班表's columns name them."""
-
-    officer = "officer"  # 值班员
-    chief = "chief"  # 值班主任 (值班领导 where a unit calls it so)
-    leader = "leader"  # 带班领导
 
 
 POST_NAMES: dict[Post, str] = {Post.officer: "值班员", Post.chief: "值班主任", Post.leader: "带班领导"}
@@ -151,4 +148,77 @@ class Roster(DutyModel):
 
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.people if p.id == person_id), None)
+
+
+
+# --- on topics ------------------------------------------------------------------------------
+
+
+class PersonPrivate(DutyModel):
+    """What of a Person is personal data: sealed together before any topic."""
+
+    name: ShortText = Field(min_length=1)
+    contacts: Contacts = Field(default_factory=Contacts)
+
+
+class SealedPerson(Contract):
+    """A Person as it travels: everything the rules need in the clear, name and contacts sealed."""
+
+    id: RecordId
+    unit_id: UnitId
+    post: Post
+    is_leader: bool
+    employment: Employment
+    sealed: Annotated[str, StringConstraints(min_length=1, max_length=8000)] = Field(
+        description="PersonPrivate (name, contacts), encrypted; never plain text")
+
+
+RosterSource = Literal["xlsx", "csv", "ics", "json"]
+
+
+class RosterRecord(Contract):
+    """A unit's whole roster as last changed (topic duty.rosters, compacted, key unit_id): its people,
+    rotations, a 值班表's shifts, overrides and swaps. The roster in force is the union of every unit's
+    latest record; a change replaces its unit's record, checked against the duty rules first."""
+
+    id: RecordId
+    unit_id: UnitId
+    people: list[SealedPerson] = Field(default_factory=list)
+    rotations: list[Rotation] = Field(default_factory=list)
+    shifts: list[Shift] = Field(default_factory=list)
+    overrides: list[Override] = Field(default_factory=list)
+    swaps: list[Swap] = Field(default_factory=list)
+    source: RosterSource
+    changed_at: UtcDatetime
+    changed_by: ShortText
+    schema_version: int = SCHEMA_VERSION
+
+
+class DutyEventKind(StrEnum):
+    ROSTER_CHANGED = "roster_changed"
+    HANDOVER_OPENED = "handover_opened"
+    HANDOVER_CONFIRMED = "handover_confirmed"
+    HANDOVER_ESCALATED = "handover_escalated"
+
+
+class DutyEvent(Contract):
+    """One line of a unit's duty log (topic duty.log, key unit_id), besides the incidents' own events.
+    `at` is the event's own time (a handover's is its shift change); `recorded_at` when it was noticed.
+    A handover's events share `handover_id` (unit and shift change), so each happens once."""
+
+    id: RecordId
+    unit_id: UnitId
+    kind: DutyEventKind
+    at: UtcDatetime
+    recorded_at: UtcDatetime
+    reason: LongText
+    source: ShortText = Field(description="the rule or item it follows: a duty.yaml rule, an issue item")
+    by: ShortText | None = Field(default=None, description="the signed-in user, or the stage that did it")
+    handover_id: RecordId | None = None
+    outgoing_id: RecordId | None = Field(default=None, description="the 值班员 going off duty (person id)")
+    incoming_id: RecordId | None = Field(default=None, description="the 值班员 coming on duty (person id)")
+    items: list[RecordId] = Field(default_factory=list,
+                                  description="what was handed over: incident ids and obligation keys, as confirmed")
+    details: dict[ShortText, str | int | float | bool | None] = Field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 

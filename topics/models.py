@@ -302,6 +302,29 @@ class IncidentDecided(Contract):
     schema_version: int = SCHEMA_VERSION
 
 
+class Post(StrEnum):
+    """The posts of a duty shift, as a 值班表's columns name them."""
+
+    officer = "officer"  # 值班员
+    chief = "chief"  # 值班主任 (值班领导 where a unit calls it so)
+    leader = "leader"  # 带班领导
+
+
+OnDutySource = Literal["rotation", "table", "override", "swap", "fallback", "nobody"]
+
+
+class OnDutyRef(Contract):
+    """Who a notice is for: the person on duty for the post at the notice's own time (an id: the
+    directory holds the name), where the answer came from, and the fallback steps taken."""
+
+    unit_id: ShortText = Field(description="the unit whose person answers (another one after a fallback)")
+    post: Post
+    person_id: RecordId | None = Field(description="None: nobody on the whole fallback chain")
+    source: OnDutySource
+    at: UtcDatetime = Field(description="the time asked about: the notice's own time")
+    reasons: list[LongText] = Field(default_factory=list)
+
+
 class NotificationRequested(Contract):
     """One unit to be told, one record (topic notifications.requested, key dedup_key)."""
 
@@ -312,11 +335,13 @@ class NotificationRequested(Contract):
     unit_id: ShortText
     unit: ShortText
     role: ShortText | None = Field(default=None, description="who in the unit: 值班领导, 值班主任, 分管区领导 …")
-    kind: Literal["routing", "reminder", "escalation", "approved_report", "end"] = "routing"
+    kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover"] = "routing"
     why: LongText
     rule: ShortText
     section: ShortText
     requested_at: UtcDatetime
+    on_duty: OnDutyRef | None = Field(
+        default=None, description="the person on duty for the role at requested_at (issue 18); None when no roster is kept")
     schema_version: int = SCHEMA_VERSION
 
 

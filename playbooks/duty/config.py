@@ -35,6 +35,12 @@ class ChainStep(DutyConfigModel):
     post: Post
 
 
+class RolePost(DutyConfigModel):
+    role: str | None = Field(description="a notice's role as the plan writes it; null: a notice with no role")
+    post: Post
+    unit: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", description="another unit's post answers")
+
+
 class DutyRule(DutyConfigModel):
     id: RuleId
     name: str
@@ -48,7 +54,16 @@ class DutyFile(DutyConfigModel):
     gap_horizon_days: Sourced[int]
     twenty_four_hour_units: Sourced[list[str]]
     fallback_chain: Sourced[list[ChainStep]]
+    role_posts: Sourced[list[RolePost]]
+    handover_confirm_minutes: Sourced[int]
     rules: list[DutyRule] = Field(min_length=1)
+
+    def post_for(self, role: str | None, unit_id: str) -> tuple[str, Post]:
+        """The unit and post that answer for a notice's role: the unit's 值班员 for a role not listed."""
+        for r in self.role_posts.value:
+            if r.role == role:
+                return (r.unit or unit_id, r.post)
+        return (unit_id, Post.officer)
 
     def rule(self, rule_id: str) -> DutyRule:
         return next(r for r in self.rules if r.id == rule_id)
