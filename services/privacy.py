@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from pydantic import BaseModel
+
 from topics.models import PrivateDetails
+
+M = TypeVar("M", bound=BaseModel)
 
 # Keys whose values are personal data or free text that may hold it: never logged.
 PRIVATE_KEYS = frozenset({"reporter", "name", "phone", "summary", "address", "private_sealed"})
@@ -36,6 +41,16 @@ class Sealer:
     def seal_text(self, text: str) -> str | None:
         """Free text of a filed report: it may name citizens, so it travels sealed too."""
         return self._fernet.encrypt(text.encode()).decode() if text else None
+
+    def seal_model(self, model: BaseModel) -> str:
+        """Any personal record (a duty person's name and contacts) as one sealed string."""
+        return self._fernet.encrypt(model.model_dump_json().encode()).decode()
+
+    def open_model(self, sealed: str, model: type[M]) -> M:
+        try:
+            return model.model_validate_json(self._fernet.decrypt(sealed.encode()))
+        except InvalidToken as exc:
+            raise ValueError("sealed: cannot be opened with this key") from exc
 
     def open(self, sealed: str) -> PrivateDetails:
         try:

@@ -21,7 +21,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # When two shifts cover one post at one moment, the one asked about is the most deliberate: an
 # override (approved for that interval) over a swap (approved for that shift) over the plan.
-_PRECEDENCE = {"override": 0, "swap": 1, "table": 2, "rotation": 2}
+PRECEDENCE = {"override": 0, "swap": 1, "table": 2, "rotation": 2}
 
 
 def rotation_shifts(rotation: Rotation, start: datetime, end: datetime) -> list[Shift]:
@@ -87,7 +87,7 @@ def shifts(roster: Roster, start: datetime, end: datetime) -> list[Shift]:
     out.extend(Shift(unit_id=o.unit_id, post=o.post, person_id=o.person_id, start=o.start, end=o.end,
                      source="override", ref=f"override:{o.id}")
                for o in roster.overrides if o.start < end and o.end > start)
-    return sorted(out, key=lambda s: (s.unit_id, s.post, s.start, _PRECEDENCE[s.source], s.person_id))
+    return sorted(out, key=lambda s: (s.unit_id, s.post, s.start, PRECEDENCE[s.source], s.person_id))
 
 
 class OnDuty(NamedTuple):
@@ -108,9 +108,13 @@ def _chain(config: DutyFile, unit_id: str, post: Post) -> list[tuple[str, Post]]
     return out
 
 
-def on_duty(roster: Roster, config: DutyFile, unit_id: str, post: Post, at: datetime) -> OnDuty:
-    """Who answers for a unit's post at `at`, where the answer came from, and why."""
-    in_force = shifts(roster, at, at + timedelta(microseconds=1))
+def on_duty(roster: Roster, config: DutyFile, unit_id: str, post: Post, at: datetime,
+            in_force: list[Shift] | None = None) -> OnDuty:
+    """Who answers for a unit's post at `at`, where the answer came from, and why.
+
+    in_force: the shifts in force at `at` when the caller has them (address.DutyIndex), else expanded here."""
+    if in_force is None:
+        in_force = shifts(roster, at, at + timedelta(microseconds=1))
     reasons: list[str] = []
     for i, (unit, step_post) in enumerate(_chain(config, unit_id, post)):
         for shift in (s for s in in_force if s.unit_id == unit and s.post == step_post):

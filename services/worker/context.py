@@ -4,18 +4,24 @@ import it, it imports none of them."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, NoReturn
 
 import faust
+import structlog
 
 from playbooks.plan import Plan
 from services.clock import Clock
+from services.duty.book import DutyBook
 from services.settings import Settings
 from services.worker.gcwatch import GcWatch
 from services.worker.outbox import Produce
 from services.worker.schedule import DueSchedule
 from services.worker.watchdog import Faults, StallWatch
+
+log = structlog.get_logger("yingji", stage="worker")
+DUTY_WAIT_S = 30.0
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Worker:
     faults: Faults
     gc: GcWatch
     produce_override: Produce | None = None
+    duty: DutyBook | None = None  # rosters and the duty log; None: notices name no person (a test's choice)
     agent: Any = None  # the registered `incident_lifecycle` agent
     inbound_topics: frozenset[str] = field(default_factory=frozenset)
     # a fresh process image resuming from the committed offsets (services/worker/restart.py); set by
@@ -43,6 +50,15 @@ class Worker:
         if self.produce_override is not None:
             return await self.produce_override(topic, key, value, partition)
         return await self.app.producer.send(topic, key, value, partition, None, None)
+
+    async def duty_ready(self) -> None:
+        """Rosters read to their end before a notice is addressed; a broker slow to answer holds the
+        notices back at most DUTY_WAIT_S, then they go out addressed with what is known (and say so)."""
+        assert self.duty is not None
+        try:
+            await asyncio.wait_for(self.duty.caught_up.wait(), DUTY_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("duty_not_caught_up", waited_s=DUTY_WAIT_S)
 
     def settled(self) -> bool:
         """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""

@@ -118,8 +118,10 @@ async def incident_lifecycle(worker: Worker, stream) -> None:
 
 async def handle_batch(worker: Worker, events: list[EventT]) -> None:
     """Every record of the batch in order, then one commit; a gap ends the batch and restarts the worker."""
+    if worker.duty is not None and not worker.duty.caught_up.is_set():
+        await worker.duty_ready()
     batch = Batch(table=worker.table, plan=worker.plan, schedule=worker.schedule, watch=worker.watch,
-                  produce=worker.produce)
+                  produce=worker.produce, address=worker.duty.address if worker.duty is not None else None)
     faults = worker.faults
     gap: tuple[TP, int, int] | None = None
     stall = False

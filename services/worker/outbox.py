@@ -22,12 +22,14 @@ from services.worker.table_codec import decode_state, encode_state, head_of
 from topics.catalog import DRILL_NOTIFICATIONS, ESCALATIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED
 from services.worker.schedule import DueSchedule
 from services.worker.watchdog import StallWatch
-from topics.models import EventKind, IncidentDecided
+from topics.models import EventKind, IncidentDecided, NotificationRequested
 
 log = structlog.get_logger("yingji", stage="incidents")
 ESCALATION_KINDS = {EventKind.BREACH, EventKind.ESCALATION}
 # one record to the producer; the awaitable it returns resolves when the broker acknowledges it
 Produce = Callable[[str, bytes | None, bytes, int | None], Awaitable[Awaitable]]
+# a notice named to the person on duty for its role at its own time (services/duty/book.py)
+Address = Callable[[NotificationRequested], NotificationRequested]
 
 
 class Outbox:
@@ -38,8 +40,9 @@ class Outbox:
     instead of one per record.
     """
 
-    def __init__(self, produce: Produce) -> None:
+    def __init__(self, produce: Produce, address: Address | None = None) -> None:
         self.produce = produce
+        self.address = address
         self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
 
     def add(self, topic: str, key: str | None, value: bytes, partition: int | None = None) -> None:
@@ -57,6 +60,8 @@ class Outbox:
             )
             self.add(INCIDENTS_DECIDED.name, rec.incident_id, rec.model_dump_json().encode())
         for note in out.notifications:  # a drill never reaches the live notification topic
+            if self.address is not None:
+                note = self.address(note)
             topic = DRILL_NOTIFICATIONS.name if note.drill else NOTIFICATIONS_REQUESTED.name
             self.add(topic, note.dedup_key, note.model_dump_json().encode())
         for event in out.events:
@@ -97,9 +102,10 @@ class Batch:
     the table only once the broker holds every output.
     """
 
-    def __init__(self, *, table: Any, plan: Plan, schedule: DueSchedule, watch: StallWatch, produce: Produce) -> None:
+    def __init__(self, *, table: Any, plan: Plan, schedule: DueSchedule, watch: StallWatch, produce: Produce,
+                 address: Address | None = None) -> None:
         self.table, self.plan, self.schedule, self.watch = table, plan, schedule, watch
-        self.outbox = Outbox(produce)
+        self.outbox = Outbox(produce, address)
         self.states: dict[str, tuple[EventT, IncidentState]] = {}
         self.done: list[tuple[Outcome, datetime | None]] = []
         self.taken: list[EventT] = []

@@ -16,6 +16,8 @@ import faust
 
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
+from services.duty.book import DutyBook
+from services.privacy import Sealer
 from services.settings import Settings
 from services.worker import gauges, incidents, restart, sweep
 from services.worker.context import Worker
@@ -30,23 +32,28 @@ TABLE_NAME = "incidents"  # Faust names its changelog <app id>-incidents-changel
 
 
 def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock | None = None,
-                 store: str | None = None, produce: Produce | None = None, sensors: bool = True) -> Worker:
+                 store: str | None = None, produce: Produce | None = None, sensors: bool = True,
+                 duty: DutyBook | None | bool = True) -> Worker:
     """The worker, its agent and timers registered on a new Faust app; nothing started.
 
     `sensors=False`: Faust's Prometheus sensors left out (they register in the process's one registry,
-    so a test that builds several workers in one process leaves them out)."""
+    so a test that builds several workers in one process leaves them out). `duty`: the duty book the
+    notices are addressed from; True builds one followed from the duty topics, None leaves it out."""
     app = build_app(settings, store=store, sensors=sensors)
+    plan = plan or load_plan()
+    if duty is True:
+        duty = DutyBook(Sealer.from_file(settings.key_file), plan.duty)
     # incident id -> bytes; keyed like the inbound topics, so co-partitioned with them. value_type=bytes
     # makes the changelog raw both ways: recovery hands back the bytes, parsing nothing.
     table = app.Table(TABLE_NAME, key_type=str, value_type=bytes,
                       schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
     worker = Worker(
-        settings=settings, app=app, plan=plan or load_plan(), clock=clock or WallClock(), table=table,
+        settings=settings, app=app, plan=plan, clock=clock or WallClock(), table=table,
         schedule=DueSchedule(per_tick=settings.due_checks_per_tick),
         watch=StallWatch(stall_after_s=settings.stall_restart_s),
         faults=Faults(skip_after=settings.fault_skip_after, stall_after=settings.fault_stall_after,
                       armed=settings.worker_restarts == 0),
-        gc=GcWatch(), produce_override=produce,
+        gc=GcWatch(), produce_override=produce, duty=duty or None,
         inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
     )
     worker.restart_in_place = partial(restart.restart_in_place, worker)
@@ -76,6 +83,14 @@ def _register(worker: Worker) -> None:
 
     async def stall_watchdog() -> None:
         await restart.stall_watchdog(worker)
+
+    if worker.duty is not None:
+        duty_book = worker.duty
+
+        async def follow_duty() -> None:
+            await duty_book.follow(worker.settings.bootstrap)
+
+        app.task(follow_duty)
 
     app.timer(interval=sweep.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
     app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)

@@ -13,14 +13,17 @@ import base64
 import json
 from datetime import datetime, timedelta, timezone
 from unittest.mock import AsyncMock, patch
+from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
 from cryptography.fernet import Fernet
 
+from playbooks.duty.change import units_of
 from playbooks.plan import load_plan
 from services import logs
 from services.clock import SimulatedClock
+from services.duty.book import DutyBook, to_record
 from services.intake import accept
 from services.privacy import Sealer
 from services.settings import Settings
@@ -37,10 +40,12 @@ from topics.catalog import (
     INCIDENTS_REPORTED,
     NOTIFICATIONS_REQUESTED,
 )
+from topics.duty import Roster
 from topics.models import DeadLetter, IncidentDecided, IncidentReported, NotificationRequested
 from topics.requests import ReportSubmission
 
 NOW = datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 REPORTER_NAME = "张三丰"
 REPORTER_PHONE = "13800138000"
 SUMMARY = "李四家厨房燃气管道爆炸，楼道里有人受困"
@@ -62,10 +67,20 @@ async def worker(produced, tmp_path) -> Worker:
     """A worker from the composition root, on this test's running loop: nothing of it touches a broker."""
     settings = Settings(data_dir=tmp_path, app_id="yingji-test", stall_restart_s=0)
     built = build_worker(settings, plan=PLAN, clock=SimulatedClock(start=NOW, speed=0.0), store="memory://",
-                         produce=produced.produce, sensors=False)
+                         produce=produced.produce, sensors=False, duty=ready_book(settings))
     built.app.loop = asyncio.get_running_loop()
     built.app.finalize()
     return built
+
+
+def ready_book(settings: Settings, roster: Roster | None = None) -> DutyBook:
+    """A duty book read to its end, holding `roster` (or none): no broker behind it."""
+    sealer = Sealer.from_file(settings.key_file)
+    book = DutyBook(sealer, PLAN.duty)
+    for unit_id in sorted(units_of(roster)) if roster else []:
+        book.apply_roster(to_record(roster, unit_id, sealer, source="json", now=NOW, by="test"))
+    book.caught_up.set()
+    return book
 
 
 class Produced:
@@ -414,3 +429,49 @@ async def test_a_producer_refusing_a_record_restarts_the_worker_and_commits_noth
     with pytest.raises(Restarted):
         await incidents_module.handle_batch(worker, events)
     assert steps == ["handled 0", "handled 1", "batch_send_failed_restarting"]  # both read again by the new process
+
+
+# --- notices addressed to the person on duty (issue 18 item 4) ----------------------------
+
+
+def _duty_roster() -> Roster:
+    """区应急办 around the clock from the day before NOW: 值班员 in turn at 08:30, one 值班主任, one 带班领导."""
+    from topics.duty import Person, Rotation
+
+    start = datetime(2026, 11, 21, 8, 30, tzinfo=SHANGHAI)
+    office = "district_emergency_office"
+    people = [Person(id="zhang", name="张伟", unit_id=office, post="officer", is_leader=False, employment="regular"),
+              Person(id="li", name="李娜", unit_id=office, post="officer", is_leader=False, employment="regular"),
+              Person(id="chief1", name="孙主任", unit_id=office, post="chief", is_leader=True, employment="regular"),
+              Person(id="boss1", name="刘局长", unit_id=office, post="leader", is_leader=True, employment="regular")]
+    rotations = [Rotation(id=f"r-{post}", unit_id=office, post=post, rrule="FREQ=DAILY", dtstart=start, people=who)
+                 for post, who in (("officer", ["zhang", "li"]), ("chief", ["chief1"]), ("leader", ["boss1"]))]
+    return Roster(people=people, rotations=rotations)
+
+
+async def test_each_notice_names_the_person_on_duty_at_its_own_time_or_the_fallback(produced, tmp_path):
+    settings = Settings(data_dir=tmp_path, app_id="yingji-test", stall_restart_s=0)
+    built = build_worker(settings, plan=PLAN, clock=SimulatedClock(start=NOW, speed=0.0), store="memory://",
+                         produce=produced.produce, sensors=False, duty=ready_book(settings, _duty_roster()))
+    built.app.loop = asyncio.get_running_loop()
+    built.app.finalize()
+    notifications = TopicSends(produced, NOTIFICATIONS_REQUESTED.name)
+    async with built.agent.test_context() as agent:
+        await process(agent, reported().model_dump_json().encode())
+
+    notes = [n for _, n in sent(notifications, NotificationRequested)]
+    assert notes, "the report should notify units"
+    for n in notes:
+        ref = n.on_duty
+        assert ref is not None and ref.at == n.requested_at == NOW
+        if n.unit_id == "district_emergency_office":
+            # NOW is 09:30 on the 22nd, the rotation's second day: li's turn since 08:30
+            assert (ref.person_id, ref.source, ref.post) == ("li", "rotation", "officer"), ref
+        else:
+            # no roster for the unit: down the chain to 区应急办's 值班主任, and the notice says so
+            assert (ref.unit_id, ref.post, ref.person_id, ref.source) == (
+                "district_emergency_office", "chief", "chief1", "fallback"), ref
+            assert any("nobody on duty" in r for r in ref.reasons)
+    # ids only on the topic: the directory holds the names
+    raw = b"".join(v for _, v in notifications.records)
+    assert "张伟".encode() not in raw and "李娜".encode() not in raw

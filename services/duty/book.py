@@ -1,0 +1,202 @@
+"""The duty book: every unit's roster and the duty log, followed from their topics, people unsealed.
+
+One per process (the API, the worker, the CLI's reading), built by its composition root. The topics
+are the truth: the rosters topic is compacted (the latest record per unit), the log keeps every
+event; a restarted process reads both from the beginning and knows what it knew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from playbooks.duty.address import DutyIndex, address
+from playbooks.duty.change import union, unit_roster
+from playbooks.duty.config import DutyFile
+from services.privacy import Sealer
+from topics.catalog import DUTY_LOG, DUTY_ROSTERS
+from topics.duty import DutyEvent, Person, PersonPrivate, Roster, RosterRecord, RosterSource, SealedPerson
+from topics.models import NotificationRequested
+
+log = structlog.get_logger("yingji", stage="duty")
+
+# who is on duty is asked for notices around now: the shifts of this window are expanded once
+INDEX_BEFORE, INDEX_AFTER = timedelta(days=2), timedelta(days=7)
+
+
+def seal_people(people: Iterable[Person], sealer: Sealer) -> list[SealedPerson]:
+    return [SealedPerson(id=p.id, unit_id=p.unit_id, post=p.post, is_leader=p.is_leader, employment=p.employment,
+                         sealed=sealer.seal_model(PersonPrivate(name=p.name, contacts=p.contacts))) for p in people]
+
+
+def open_people(people: Iterable[SealedPerson], sealer: Sealer) -> list[Person]:
+    out = []
+    for p in people:
+        private = sealer.open_model(p.sealed, PersonPrivate)
+        out.append(Person(id=p.id, name=private.name, unit_id=p.unit_id, post=p.post, is_leader=p.is_leader,
+                          employment=p.employment, contacts=private.contacts))
+    return out
+
+
+def to_record(roster: Roster, unit_id: str, sealer: Sealer, *, source: RosterSource, now: datetime,
+              by: str) -> RosterRecord:
+    """A unit's part of the roster as its record on the rosters topic, names and contacts sealed."""
+    part = unit_roster(roster, unit_id)
+    return RosterRecord(id=f"roster.{unit_id}.{int(now.timestamp() * 1000)}", unit_id=unit_id,
+                        people=seal_people(part.people, sealer), rotations=part.rotations, shifts=part.shifts,
+                        overrides=part.overrides, swaps=part.swaps, source=source, changed_at=now, changed_by=by)
+
+
+class DutyBook:
+    """The latest roster record per unit and the duty log, in memory, followed from the topics."""
+
+    def __init__(self, sealer: Sealer, config: DutyFile) -> None:
+        self.sealer, self.config = sealer, config
+        self.records: dict[str, RosterRecord] = {}
+        self._parts: dict[str, Roster] = {}
+        self.events: list[DutyEvent] = []
+        self._event_ids: set[str] = set()
+        self._roster: Roster | None = None
+        self._index: DutyIndex | None = None
+        self.version = 0
+        self.caught_up = asyncio.Event()
+
+    # --- state ---------------------------------------------------------------------------
+
+    def apply_roster(self, rec: RosterRecord) -> None:
+        old = self.records.get(rec.unit_id)
+        if old is not None and old.changed_at > rec.changed_at:
+            return  # an older record read late (a retry): the newer one stands
+        self.records[rec.unit_id] = rec
+        roster = Roster(people=open_people(rec.people, self.sealer), rotations=rec.rotations, shifts=rec.shifts,
+                        overrides=rec.overrides, swaps=rec.swaps)
+        self._parts[rec.unit_id] = roster
+        self._roster, self._index = None, None
+        self.version += 1
+
+    def apply_event(self, event: DutyEvent) -> bool:
+        """False when the event was seen already (a stage that ran twice): effect once."""
+        if event.id in self._event_ids:
+            return False
+        self._event_ids.add(event.id)
+        self.events.append(event)
+        return True
+
+    def roster(self) -> Roster:
+        if self._roster is None:
+            self._roster = union(self._parts[u] for u in sorted(self._parts))
+        return self._roster
+
+    def name(self, person_id: str | None) -> str | None:
+        person = self.roster().person(person_id) if person_id else None
+        return person.name if person else None
+
+    def index_for(self, at: datetime) -> DutyIndex:
+        if self._index is None or not self._index.covers(at):
+            self._index = DutyIndex(self.roster(), at - INDEX_BEFORE, at + INDEX_AFTER)
+        return self._index
+
+    def address(self, notice: NotificationRequested) -> NotificationRequested:
+        """The notice naming the person on duty for its role at its own time (playbooks/duty/address.py)."""
+        return address(notice, self.roster(), self.config, self.index_for(notice.requested_at))
+
+    def log_of(self, unit_id: str) -> list[DutyEvent]:
+        return [e for e in self.events if e.unit_id == unit_id]
+
+    # --- following the topics ----------------------------------------------------------------
+
+    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:
+        try:
+            if topic == DUTY_ROSTERS.name:
+                self.apply_roster(RosterRecord.model_validate_json(value))
+            else:
+                self.apply_event(DutyEvent.model_validate_json(value))
+        except (ValidationError, ValueError) as exc:
+            # the topic's producers validate first; a record that fails here was written by something else
+            log.error("bad_duty_record", topic=topic, offset=offset, error=type(exc).__name__)
+
+    async def follow(self, bootstrap: str) -> None:
+        """Both topics from the beginning, then as they grow; caught_up once both ends were reached."""
+        tps = [TopicPartition(DUTY_ROSTERS.name, 0), TopicPartition(DUTY_LOG.name, 0)]
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            try:
+                await consumer.start()
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                pending = {tp for tp in tps if ends[tp] > 0}
+                if not pending:
+                    self.caught_up.set()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200)
+                    for tp, records in batches.items():
+                        for r in records:
+                            self.apply_raw(tp.topic, r.value, r.offset)
+                            if r.offset + 1 >= ends[tp]:
+                                pending.discard(tp)
+                    if not pending:
+                        self.caught_up.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: read again from the start
+                log.warning("duty_retry", error=type(exc).__name__)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+
+# --- synchronous edge: the CLI ---------------------------------------------------------------
+
+
+def read_book(bootstrap: str, sealer: Sealer, config: DutyFile) -> DutyBook:
+    """Both topics read to their ends, once."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as SyncTP
+
+    book = DutyBook(sealer, config)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
+    try:
+        tps = [SyncTP(DUTY_ROSTERS.name, 0), SyncTP(DUTY_LOG.name, 0)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 30
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the duty topics were not read to their ends in 30 s")
+            batches = consumer.poll(timeout_ms=500)
+            for tp, records in batches.items():
+                for r in records:
+                    book.apply_raw(tp.topic, r.value, r.offset)
+                    if r.offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+        book.caught_up.set()
+        return book
+    finally:
+        consumer.close()
+
+
+def publish(bootstrap: str, records: Iterable[RosterRecord], events: Iterable[DutyEvent]) -> None:
+    """The CLI's write: records and events, each acknowledged by every in-sync replica."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    try:
+        futures = [producer.send(DUTY_ROSTERS.name, key=r.unit_id.encode(), value=r.model_dump_json().encode())
+                   for r in records]
+        futures += [producer.send(DUTY_LOG.name, key=e.unit_id.encode(), value=e.model_dump_json().encode())
+                    for e in events]
+        for f in futures:
+            f.get(timeout=15)
+    finally:
+        producer.close()
