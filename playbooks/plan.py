@@ -335,6 +335,11 @@ class Plan(PlanModel):
         return index
 
     @cached_property
+    def unit_names(self) -> dict[str, str]:
+        """Unit id -> its name as the plan writes it (what a 值班表's 单位 cell may say)."""
+        return {u.id: u.name for u in self.units.values()}
+
+    @cached_property
     def streets(self) -> dict[str, Unit]:
         return {u.name: u for u in self.units.values() if u.kind == "street"}
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, GetJsonSchemaHandler, StringConstraints, model_validator
+from pydantic import AwareDatetime, Field, GetJsonSchemaHandler, StringConstraints, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema as cs
 
+from topics.duty import Contacts, Employment
 from topics.models import (
     ID_PATTERN,
     ApproverRole,
@@ -25,7 +26,9 @@ from topics.models import (
     InputDatetime,
     Location,
     LongText,
+    Post,
     PrivateDetails,
+    RecordId,
     ReportFacts,
     ReportKind,
     Reporter,
@@ -143,3 +146,111 @@ class NewUserRequest(Contract):
 
     name: UserName
     role: Role
+
+
+# --- duty (issue 18): what people send to change a roster, and what the API answers ------------
+
+
+class OverrideRequest(Contract):
+    """Someone else on a post for [start, end), whatever the roster says (代班), with who approved it."""
+
+    post: Post
+    person_id: RecordId
+    start: InputDatetime
+    end: InputDatetime
+    approved_by: RecordId = Field(description="the person (id in the directory) who approved it")
+    reason: ShortText = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OverrideRequest":
+        if self.end <= self.start:
+            raise ValueError("end: must be after start")
+        return self
+
+
+class SwapRequest(Contract):
+    """The shift of `from_person` starting at `shift_start` stood by `to_person` (换班), approved."""
+
+    post: Post
+    shift_start: InputDatetime
+    from_person: RecordId
+    to_person: RecordId
+    approved_by: RecordId
+
+
+class HandoverConfirmRequest(Contract):
+    """The incoming 值班员 confirms the handover: what they took over (the ids listed to them)."""
+
+    person_id: RecordId | None = Field(default=None, description="the incoming person, when not the rostered one")
+    items: list[RecordId] = Field(default_factory=list, max_length=2000)
+
+
+class PersonAnswer(Contract):
+    id: RecordId
+    name: ShortText
+    unit_id: ShortText
+    post: Post
+    is_leader: bool
+    employment: Employment
+    contacts: Contacts | None = Field(description="only for the roles that may read contacts; else null")
+
+
+class ShiftAnswer(Contract):
+    unit_id: ShortText
+    unit: ShortText
+    post: Post
+    post_name: ShortText
+    person_id: RecordId
+    person: PersonAnswer | None = Field(description="null: the id is not in the directory")
+    start: AwareDatetime
+    end: AwareDatetime
+    source: ShortText = Field(description="rotation, table (a 值班表 row), override or swap")
+    ref: ShortText
+    row: int | None = None
+    column: ShortText | None = None
+
+
+class DutyPost(Contract):
+    post: Post
+    post_name: ShortText
+    person: PersonAnswer | None
+    source: ShortText = Field(description="rotation, table, override, swap, fallback (another post answers) or nobody")
+    reasons: list[LongText]
+    shift: ShiftAnswer | None
+
+
+class DutyAnswer(Contract):
+    unit_id: ShortText
+    unit: ShortText
+    at: AwareDatetime
+    posts: list[DutyPost]
+    roster_kept: bool = Field(description="false: no roster of this unit is on record; every post falls back")
+
+
+class RosterProblem(Contract):
+    rule: ShortText
+    message: LongText
+    row: int | None = None
+    column: ShortText | None = None
+    field: ShortText | None = None
+
+
+class RosterAnswer(Contract):
+    unit_id: ShortText
+    unit: ShortText
+    start: AwareDatetime
+    end: AwareDatetime
+    shifts: list[ShiftAnswer]
+    problems: list[RosterProblem] = Field(description="the duty rules the roster breaks for this unit, next 30 days")
+    changed_at: AwareDatetime | None
+    changed_by: ShortText | None
+
+
+class RosterChanged(Contract):
+    """A change kept: the units whose record it replaced, and what it holds."""
+
+    units: list[ShortText]
+    people: int
+    shifts: int
+    rotations: int
+    changed_at: AwareDatetime

@@ -22,6 +22,9 @@ class FieldError(BaseModel):
     field: str
     message: str
     line: int | None = None  # a drill scenario's problems name the line of its YAML
+    row: int | None = None  # a 值班表's problems name the row and column of the spreadsheet
+    column: str | None = None
+    rule: str | None = None  # the duty rule broken (duty.yaml), or input / reference
 
 
 class Problem(BaseModel):

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Match
 from playbooks.plan import Plan, load_plan
 from services import logs
 from services.clock import Clock, WallClock
+from services.duty.book import DutyBook
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
 from services.users import UserDirectory
@@ -34,15 +35,15 @@ from services.web.answers import field_errors, invalid, unavailable
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.rendering import STATIC_DIR, Pages
-from services.web.routes import board, commands, drills, health, incidents, pages, signin, users
+from services.web.routes import board, commands, drills, duty, health, incidents, pages, signin, users
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
-           signin.router, pages.router, board.router)
+           signin.router, pages.router, board.router, duty.router)
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
                sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
-               publisher: Publisher | None = None) -> FastAPI:
+               publisher: Publisher | None = None, duty: DutyBook | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.sealer = sealer or Sealer.from_file(settings.key_file)
     app.state.view = view or IncidentView()
     app.state.users = users or UserDirectory()
+    app.state.duty = duty or DutyBook(app.state.sealer, plan.duty)
     app.state.publisher = publisher or Publisher(settings.bootstrap)
     app.state.drills = {}  # run id -> DrillRun, the runs this process started
     app.state.drill_tasks = set()
@@ -87,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(state.publisher.start()),
         asyncio.create_task(state.view.follow(state.settings.bootstrap)),
         asyncio.create_task(state.users.follow(state.settings.bootstrap)),
+        asyncio.create_task(state.duty.follow(state.settings.bootstrap)),
     ]
     try:
         yield

@@ -16,6 +16,12 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "drill.run": frozenset({Role.DRILL_CONTROLLER}),
     "users.manage": frozenset({Role.ADMIN}),
     "metrics.read": ALL,
+    # duty (issue 18): who is on duty is shown to all (the command center's screen); their mobile and
+    # email to those who call them; rosters changed by the office (admin) and the commanders
+    "duty.read": ALL,
+    "duty.contacts": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
+    "duty.manage": frozenset({Role.COMMANDER, Role.ADMIN}),
+    "duty.handover": frozenset({Role.DUTY_OFFICER, Role.COMMANDER}),
 }
 
 

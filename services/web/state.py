@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from playbooks.plan import Plan
 from services.clock import Clock
 from services.drill_runner import DrillRun
+from services.duty.book import DutyBook
 from services.privacy import Sealer
 from services.settings import Settings
 from services.users import UserDirectory
@@ -41,4 +42,5 @@ UsersDep = Annotated[UserDirectory, Depends(_state("users"))]
 PublisherDep = Annotated[Publisher, Depends(_state("publisher"))]
 DrillsDep = Annotated[dict[str, DrillRun], Depends(_state("drills"))]
 DrillTasksDep = Annotated[set[asyncio.Task], Depends(_state("drill_tasks"))]
+DutyDep = Annotated[DutyBook, Depends(_state("duty"))]
 PagesDep = Annotated[Pages, Depends(_state("pages"))]

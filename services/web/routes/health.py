@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from services import metrics
 from services.web.auth import require
-from services.web.state import PublisherDep, UsersDep, ViewDep
+from services.web.state import DutyDep, PublisherDep, UsersDep, ViewDep
 from topics.models import UserRecord
 
 router = APIRouter(tags=["health"])
@@ -21,13 +21,14 @@ class Health(BaseModel):
     producer: bool
     users_caught_up: bool
     view_caught_up: bool
+    duty_caught_up: bool
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "not ready yet"}})
-async def health(publisher: PublisherDep, users: UsersDep, view: ViewDep) -> Any:
-    """Ready (200) once the broker takes writes and users and incidents are read back; else 503."""
+async def health(publisher: PublisherDep, users: UsersDep, view: ViewDep, duty: DutyDep) -> Any:
+    """Ready (200) once the broker takes writes and users, incidents and rosters are read back; else 503."""
     body = {"producer": publisher.ready, "users_caught_up": users.caught_up.is_set(),
-            "view_caught_up": view.caught_up.is_set()}
+            "view_caught_up": view.caught_up.is_set(), "duty_caught_up": duty.caught_up.is_set()}
     return JSONResponse(status_code=200 if all(body.values()) else 503, content=body)
 
 

@@ -1,0 +1,199 @@
+"""Who is on duty (issue 18): a unit's posts now or at a time, its 值班表 for a period with the rule
+breaks, the .ics of a unit or a person, and changes to the rosters (a 值班表 imported, an override,
+a swap), each checked against the duty rules and refused whole, naming row and column or field.
+
+Names are shown to every signed-in role (the command center's screen shows who is on duty);
+contacts only to the roles of `duty.contacts`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from playbooks.duty.roster import SHANGHAI, on_duty, shifts
+from playbooks.duty.rules import Problem as DutyProblem
+from playbooks.duty.rules import check
+from playbooks.duty.table import TableRefused
+from playbooks.plan import Plan
+from services.duty.book import DutyBook
+from services.duty.changes import Change, add_override, add_swap, import_file
+from services.web.answers import invalid, responses
+from services.web.auth import require
+from services.web.permissions import can
+from services.web.routes.params import UnitIdParam
+from services.web.publisher import Publisher
+from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep
+from topics.catalog import DUTY_LOG, DUTY_ROSTERS
+from topics.duty import POST_NAMES, Post, Shift
+from topics.models import UserRecord
+from topics.requests import (
+    DutyAnswer,
+    DutyPost,
+    OverrideRequest,
+    PersonAnswer,
+    RosterAnswer,
+    RosterChanged,
+    RosterProblem,
+    ShiftAnswer,
+    SwapRequest,
+)
+
+log = structlog.get_logger("yingji", stage="api")
+router = APIRouter(tags=["duty"])
+READ = responses(401, 403, 404, 422)
+MAX_SPAN = timedelta(days=62)
+
+
+def known_unit(plan: Plan, unit_id: str) -> str:
+    if unit_id not in plan.units:
+        raise HTTPException(status_code=404, detail=f"unit_id: no unit {unit_id!r} in the plan")
+    return plan.unit_name(unit_id)
+
+
+def person_answer(book: DutyBook, person_id: str | None, user: UserRecord) -> PersonAnswer | None:
+    person = book.roster().person(person_id) if person_id else None
+    if person is None:
+        return None
+    contacts = person.contacts if can(user, "duty.contacts") else None
+    return PersonAnswer(id=person.id, name=person.name, unit_id=person.unit_id, post=person.post,
+                        is_leader=person.is_leader, employment=person.employment, contacts=contacts)
+
+
+def shift_answer(book: DutyBook, plan: Plan, s: Shift, user: UserRecord) -> ShiftAnswer:
+    return ShiftAnswer(unit_id=s.unit_id, unit=plan.unit_name(s.unit_id), post=s.post, post_name=POST_NAMES[s.post],
+                       person=person_answer(book, s.person_id, user), person_id=s.person_id,
+                       start=s.start, end=s.end, source=s.source, ref=s.ref, row=s.row, column=s.column)
+
+
+@router.get("/units/{unit_id}/duty", response_model=DutyAnswer, responses=READ)
+async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                         at: datetime | None = None, user: UserRecord = require("duty.read")) -> Any:
+    """Person per post of the unit at `at` (now when absent): where the answer came from (rotation,
+    值班表, override, swap, or a fallback along duty.yaml's chain), and why."""
+    unit = known_unit(plan, unit_id)
+    when = at or clock.now()
+    if when.tzinfo is None:
+        raise HTTPException(status_code=422, detail="at: give the time with its offset (2026-12-06T08:30:00+08:00)")
+    roster, index = book.roster(), book.index_for(when)
+    posts = []
+    for post in (Post.leader, Post.chief, Post.officer):
+        found = on_duty(roster, plan.duty, unit_id, post, when, in_force=index.in_force(when))
+        posts.append(DutyPost(post=post, post_name=POST_NAMES[post], person=person_answer(book, found.person.id if found.person else None, user),
+                              source=found.source, reasons=found.reasons,
+                              shift=shift_answer(book, plan, found.shift, user) if found.shift else None))
+    return DutyAnswer(unit_id=unit_id, unit=unit, at=when.astimezone(SHANGHAI), posts=posts,
+                      roster_kept=unit_id in book.records)
+
+
+@router.get("/units/{unit_id}/roster", response_model=RosterAnswer, responses=READ)
+async def unit_roster(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                      start: Annotated[datetime | None, Query(alias="from")] = None,
+                      end: Annotated[datetime | None, Query(alias="to")] = None,
+                      user: UserRecord = require("duty.read")) -> Any:
+    """The unit's shifts in [from, to) (this week from its Monday's shift change when absent; at most
+    62 days), and every duty rule the roster breaks for the unit over the next 30 days."""
+    unit = known_unit(plan, unit_id)
+    now = clock.now()
+    start, end = span(start, end, now, plan)
+    roster = book.roster()
+    mine = [s for s in shifts(roster, start, end) if s.unit_id == unit_id]
+    problems = check(roster, plan.duty, plan.unit_names, now, only_units={unit_id})
+    return RosterAnswer(unit_id=unit_id, unit=unit, start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
+                        shifts=[shift_answer(book, plan, s, user) for s in mine],
+                        problems=[RosterProblem(rule=p.rule, message=p.message, row=p.row, column=p.column, field=p.field)
+                                  for p in problems],
+                        changed_at=book.records[unit_id].changed_at if unit_id in book.records else None,
+                        changed_by=book.records[unit_id].changed_by if unit_id in book.records else None)
+
+
+def span(start: datetime | None, end: datetime | None, now: datetime, plan: Plan) -> tuple[datetime, datetime]:
+    """[from, to) as asked, or this week from Monday's shift change; refused past MAX_SPAN or reversed."""
+    for name, t in (("from", start), ("to", end)):
+        if t is not None and t.tzinfo is None:
+            raise HTTPException(status_code=422, detail=f"{name}: give the time with its offset (+08:00)")
+    if start is None:
+        local = now.astimezone(SHANGHAI)
+        monday = (local - timedelta(days=local.weekday())).date()
+        start = datetime.combine(monday, plan.duty.shift_change.value, SHANGHAI)
+    end = end or start + timedelta(days=7)
+    if end <= start:
+        raise HTTPException(status_code=422, detail="to: must be after from")
+    if end - start > MAX_SPAN:
+        raise HTTPException(status_code=422, detail=f"to: at most {MAX_SPAN.days} days after from")
+    return start, end
+
+
+# --- changes: each checked whole against the duty rules, then one record per touched unit ----------
+
+
+def refusal(problems: list[DutyProblem], error: str) -> JSONResponse:
+    """422 naming each problem's row and column (a 值班表's cell) or field, with the rule it breaks."""
+    fields = []
+    for p in problems:
+        where = f"row {p.row}, column {p.column}" if p.row is not None else (p.field or "roster")
+        fields.append({"field": where, "message": p.message, "row": p.row, "column": p.column, "rule": p.rule})
+    return invalid(fields, error=error)
+
+
+async def keep(change: Change, book: DutyBook, publisher: Publisher) -> RosterChanged:
+    """Every record acknowledged, then applied here (the next read sees it before the topic echoes it)."""
+    for rec in change.records:
+        await publisher.send(DUTY_ROSTERS.name, rec.unit_id, rec, what="the roster")
+    for ev in change.events:
+        await publisher.send(DUTY_LOG.name, ev.unit_id, ev, what="the duty log")
+    for rec in change.records:
+        book.apply_roster(rec)
+    for ev in change.events:
+        book.apply_event(ev)
+    units = [r.unit_id for r in change.records]
+    log.info("roster_changed", units=units, shifts=change.shifts, people=change.people)
+    return RosterChanged(units=units, people=change.people, shifts=change.shifts, rotations=change.rotations,
+                         changed_at=change.records[0].changed_at if change.records else datetime.now(SHANGHAI))
+
+
+@router.post("/duty/imports", status_code=201, response_model=RosterChanged, responses=responses(401, 403, 413, 422, 503))
+async def import_roster(file: Annotated[UploadFile, File(description="值班表.xlsx or .csv (columns: 日期, 班次, 单位, 带班领导, 值班主任, 值班员, 电话; an .xlsx may add a 人员 sheet), or .ics")],
+                        plan: PlanDep, clock: ClockDep, book: DutyDep, publisher: PublisherDep,
+                        unit_id: Annotated[str | None, Form(max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                                                            description="the unit, when the file has no 单位 column")] = None,
+                        user: UserRecord = require("duty.manage")) -> Any:
+    """Import a 值班表 (and its 人员 sheet) or an .ics: all of it kept, or nothing (422 naming each row and column)."""
+    data = await file.read()
+    try:
+        change = import_file(book, plan, data, file.filename or "upload", unit_id=unit_id, now=clock.now(), by=user.name)
+    except TableRefused as exc:
+        return refusal(exc.problems, "the roster is refused: nothing of it was kept")
+    except ValueError as exc:
+        return invalid([{"field": "file", "message": str(exc)}], error="the file cannot be read")
+    return await keep(change, book, publisher)
+
+
+@router.post("/units/{unit_id}/duty/overrides", status_code=201, response_model=RosterChanged,
+             responses=responses(401, 403, 404, 413, 422, 503))
+async def add_duty_override(unit_id: UnitIdParam, req: OverrideRequest, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                            publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
+    """代班: another person on a post for an interval, with who approved it; refused if it breaks a duty rule."""
+    known_unit(plan, unit_id)
+    try:
+        change = add_override(book, plan, unit_id, req, now=clock.now(), by=user.name)
+    except TableRefused as exc:
+        return refusal(exc.problems, "the override is refused")
+    return await keep(change, book, publisher)
+
+
+@router.post("/units/{unit_id}/duty/swaps", status_code=201, response_model=RosterChanged,
+             responses=responses(401, 403, 404, 413, 422, 503))
+async def add_duty_swap(unit_id: UnitIdParam, req: SwapRequest, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                        publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
+    """换班: a planned shift stood by another person, with who approved it; refused if it breaks a duty rule."""
+    known_unit(plan, unit_id)
+    try:
+        change = add_swap(book, plan, unit_id, req, now=clock.now(), by=user.name)
+    except TableRefused as exc:
+        return refusal(exc.problems, "the swap is refused")
+    return await keep(change, book, publisher)
