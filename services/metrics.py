@@ -52,3 +52,24 @@ GC_PAUSE = Histogram(
     "yingji_gc_pause_seconds", "Python garbage collection pauses of this process", ["generation"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+
+# --- duty (issue 18): unit labels are the plan's units (bounded); never a person
+DUTY_GAP = Gauge(
+    "yingji_duty_gap_seconds", "Seconds of the next 30 days with a required post of the unit unstaffed",
+    ["unit"], registry=REGISTRY,
+)
+DUTY_VIOLATIONS = Gauge(
+    "yingji_duty_rule_violations", "Duty rule violations of the unit's roster over the next 30 days",
+    ["unit", "rule"], registry=REGISTRY,
+)
+HANDOVERS_UNCONFIRMED = Gauge(
+    "yingji_duty_handovers_unconfirmed", "Handovers (交接班) opened and not yet confirmed", ["unit"], registry=REGISTRY,
+)
+HANDOVERS = Counter(
+    "yingji_duty_handovers_total", "Handover events recorded (opened, confirmed, escalated)", ["unit", "kind"],
+    registry=REGISTRY,
+)
+NOTICES_ADDRESSED = Counter(
+    "yingji_duty_notices_addressed_total", "Notices addressed to a person on duty, by where the answer came from",
+    ["source", "drill"], registry=REGISTRY,
+)

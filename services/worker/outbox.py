@@ -62,6 +62,8 @@ class Outbox:
         for note in out.notifications:  # a drill never reaches the live notification topic
             if self.address is not None:
                 note = self.address(note)
+                if note.on_duty is not None:
+                    metrics.NOTICES_ADDRESSED.labels(source=note.on_duty.source, drill=str(note.drill).lower()).inc()
             topic = DRILL_NOTIFICATIONS.name if note.drill else NOTIFICATIONS_REQUESTED.name
             self.add(topic, note.dedup_key, note.model_dump_json().encode())
         for event in out.events:

@@ -19,7 +19,7 @@ from services.clock import Clock, WallClock
 from services.duty.book import DutyBook
 from services.privacy import Sealer
 from services.settings import Settings
-from services.worker import gauges, incidents, restart, sweep
+from services.worker import gauges, handover, incidents, restart, sweep
 from services.worker.context import Worker
 from services.worker.faust_app import build_app
 from services.worker.gcwatch import GcWatch
@@ -91,6 +91,12 @@ def _register(worker: Worker) -> None:
             await duty_book.follow(worker.settings.bootstrap)
 
         app.task(follow_duty)
+
+        async def check_handovers() -> None:
+            await handover.check_handovers(worker)
+
+        # on the leader only: one worker opens and escalates handovers (their ids make a second one harmless)
+        app.timer(interval=handover.HANDOVER_INTERVAL_S, on_leader=True, name="check_handovers")(check_handovers)
 
     app.timer(interval=sweep.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
     app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)
