@@ -330,7 +330,7 @@ class NotificationRequested(Contract):
 
     id: RecordId
     dedup_key: RecordId
-    incident_id: RecordId
+    incident_id: RecordId = Field(description="the incident told of; for kind handover, the handover's id (交接班)")
     drill: bool = False
     unit_id: ShortText
     unit: ShortText

@@ -254,3 +254,54 @@ class RosterChanged(Contract):
     shifts: int
     rotations: int
     changed_at: AwareDatetime
+
+
+class PersonRef(Contract):
+    id: RecordId
+    name: ShortText | None = Field(description="null: not in the directory")
+
+
+class HandoverItem(Contract):
+    kind: ShortText = Field(description="incident, obligation or notice")
+    id: RecordId
+    incident_id: RecordId
+    text: LongText
+    due_at: AwareDatetime | None = None
+
+
+class HandoverAnswer(Contract):
+    """One handover (交接班) of a unit: its change, who hands over to whom, what is handed over, and
+    whether it was confirmed or escalated to the 带班领导."""
+
+    handover_id: RecordId
+    unit_id: ShortText
+    unit: ShortText
+    at: AwareDatetime
+    end: AwareDatetime | None
+    outgoing: PersonRef | None
+    incoming: PersonRef | None
+    opened_at: AwareDatetime | None
+    confirmed_at: AwareDatetime | None
+    confirmed_by: ShortText | None
+    escalated_at: AwareDatetime | None
+    confirm_by: AwareDatetime = Field(description="the change plus duty.yaml's handover_confirm_minutes")
+    items: list[HandoverItem] = Field(description="open items: listed now for an open handover, as confirmed for a confirmed one")
+
+
+class DutyLogLine(Contract):
+    shift_start: AwareDatetime | None
+    shift_end: AwareDatetime | None
+    officer: PersonRef | None
+    at: AwareDatetime
+    kind: ShortText
+    kind_name: ShortText
+    ref: ShortText
+    text: LongText
+
+
+class DutyLogAnswer(Contract):
+    unit_id: ShortText
+    unit: ShortText
+    start: AwareDatetime
+    end: AwareDatetime
+    lines: list[DutyLogLine]

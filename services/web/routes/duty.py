@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from playbooks.duty.handover import HandoverRefused, HandoverState, Item, changes, confirm, handovers, open_items
+from playbooks.duty.log import KIND_NAMES, duty_log, log_rows
 from playbooks.duty.roster import SHANGHAI, on_duty, shifts
 from playbooks.duty.rules import Problem as DutyProblem
 from playbooks.duty.rules import check
@@ -22,19 +25,28 @@ from playbooks.duty.table import TableRefused
 from playbooks.plan import Plan
 from services.duty.book import DutyBook
 from services.duty.changes import Change, add_override, add_swap, import_file
-from services.web.answers import invalid, responses
+from services.duty.desk import incident_entries, open_incidents
+from services.duty.files import write_csv, write_xlsx
+from services.view import IncidentView
+from services.web.answers import conflict, invalid, responses
 from services.web.auth import require
 from services.web.permissions import can
-from services.web.routes.params import UnitIdParam
 from services.web.publisher import Publisher
-from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep
+from services.web.routes.params import RecordIdParam, UnitIdParam
+from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, ViewDep
 from topics.catalog import DUTY_LOG, DUTY_ROSTERS
 from topics.duty import POST_NAMES, Post, Shift
 from topics.models import UserRecord
 from topics.requests import (
     DutyAnswer,
+    DutyLogAnswer,
+    DutyLogLine,
     DutyPost,
+    HandoverAnswer,
+    HandoverConfirmRequest,
+    HandoverItem,
     OverrideRequest,
+    PersonRef,
     PersonAnswer,
     RosterAnswer,
     RosterChanged,
@@ -47,6 +59,7 @@ log = structlog.get_logger("yingji", stage="api")
 router = APIRouter(tags=["duty"])
 READ = responses(401, 403, 404, 422)
 MAX_SPAN = timedelta(days=62)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def known_unit(plan: Plan, unit_id: str) -> str:
@@ -197,3 +210,103 @@ async def add_duty_swap(unit_id: UnitIdParam, req: SwapRequest, plan: PlanDep, c
     except TableRefused as exc:
         return refusal(exc.problems, "the swap is refused")
     return await keep(change, book, publisher)
+
+
+# --- handovers (交接班) ----------------------------------------------------------------------------
+
+
+def person_ref(book: DutyBook, person_id: str | None) -> PersonRef | None:
+    return PersonRef(id=person_id, name=book.name(person_id)) if person_id else None
+
+
+def handover_answer(book: DutyBook, plan: Plan, view: IncidentView, state: HandoverState) -> HandoverAnswer:
+    assert state.at is not None
+    change = next((c for c in changes(book.roster(), state.unit_id, state.at, state.at + timedelta(microseconds=1))
+                   if c.handover_id == state.handover_id), None)
+    if state.confirmed:
+        listed = {i.id: i for i in open_items(state.unit_id, change, open_incidents(view))} if change else {}
+        items = [listed.get(i) or Item("incident" if ":" not in i else "obligation", i, i.split(":")[0], i) for i in state.items]
+    else:
+        items = open_items(state.unit_id, change, open_incidents(view)) if change else []
+    return HandoverAnswer(
+        handover_id=state.handover_id, unit_id=state.unit_id, unit=plan.unit_name(state.unit_id),
+        at=state.at.astimezone(SHANGHAI), end=change.end.astimezone(SHANGHAI) if change and change.end else None,
+        outgoing=person_ref(book, state.outgoing_id), incoming=person_ref(book, state.incoming_id),
+        opened_at=state.opened_at, confirmed_at=state.confirmed_at, confirmed_by=state.confirmed_by,
+        escalated_at=state.escalated_at,
+        confirm_by=(state.at + timedelta(minutes=plan.duty.handover_confirm_minutes.value)).astimezone(SHANGHAI),
+        items=[HandoverItem(kind=i.kind, id=i.id, incident_id=i.incident_id, text=i.text, due_at=i.due_at) for i in items])
+
+
+@router.get("/units/{unit_id}/handovers", response_model=list[HandoverAnswer], responses=READ)
+async def unit_handovers(unit_id: UnitIdParam, plan: PlanDep, book: DutyDep, view: ViewDep,
+                         limit: Annotated[int, Query(ge=1, le=100)] = 10,
+                         _: UserRecord = require("duty.read")) -> Any:
+    """The unit's handovers, latest first: an open one with the items to take over as they stand now."""
+    known_unit(plan, unit_id)
+    mine = sorted((s for s in handovers(book.events).values() if s.unit_id == unit_id and s.at is not None),
+                  key=lambda s: s.at, reverse=True)[:limit]
+    return [handover_answer(book, plan, view, s) for s in mine]
+
+
+@router.post("/handovers/{handover_id}/confirm", status_code=201, response_model=HandoverAnswer,
+             responses=responses(401, 403, 404, 409, 413, 422, 503))
+async def confirm_handover(handover_id: RecordIdParam, req: HandoverConfirmRequest, plan: PlanDep, clock: ClockDep,
+                           book: DutyDep, view: ViewDep, publisher: PublisherDep,
+                           user: UserRecord = require("duty.handover")) -> Any:
+    """The incoming 值班员 confirms: what was listed (or the ids sent) is recorded as taken over."""
+    state = handovers(book.events).get(handover_id)
+    person_id = req.person_id or (state.incoming_id if state else None) or user.name
+    listed = handover_answer(book, plan, view, state).items if state is not None and state.at is not None else []
+    items = req.items or [i.id for i in listed]
+    try:
+        event = confirm(state, by=user.name, person_id=person_id, now=clock.now(), items=items)
+    except HandoverRefused as exc:
+        if exc.code in ("unknown", "not_opened"):
+            raise HTTPException(status_code=404, detail=f"handover_id: {exc}") from None
+        if exc.code == "already_confirmed":
+            return conflict("handover_id", str(exc))
+        return conflict("person_id", str(exc))
+    await publisher.send(DUTY_LOG.name, event.unit_id, event, what="the confirmation")
+    book.apply_event(event)
+    log.info("handover_confirmed", unit=event.unit_id, handover_id=handover_id, by=user.name, items=len(items))
+    return handover_answer(book, plan, view, handovers(book.events)[handover_id])
+
+
+# --- the duty log (值班记录) ------------------------------------------------------------------------
+
+
+@router.get("/units/{unit_id}/duty-log", response_model=DutyLogAnswer,
+            responses={**READ, 200: {"content": {"text/csv": {}, XLSX: {}},
+                                     "description": "JSON; or with format=csv / xlsx, the file to download"}})
+async def duty_log_of(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep, view: ViewDep,
+                      start: Annotated[datetime | None, Query(alias="from")] = None,
+                      end: Annotated[datetime | None, Query(alias="to")] = None,
+                      format: Annotated[str, Query(pattern="^(json|csv|xlsx)$")] = "json",
+                      _: UserRecord = require("duty.read")) -> Any:
+    """Per shift of the unit's 值班员, every incident received, report filed, breach, 督办, handover and
+    roster change, in order; this week when no period is given. format=csv or xlsx downloads it."""
+    unit = known_unit(plan, unit_id)
+    start, end = span(start, end, clock.now(), plan)
+    roster = book.roster()
+    shift_changes = changes(roster, unit_id, start - timedelta(days=1), end)
+    logs = [lg for lg in duty_log(unit_id, shift_changes, book.log_of(unit_id), incident_entries(view, unit_id))
+            if (lg.start is None or lg.end is None or lg.end > start) and (lg.start is None or lg.start < end)]
+    logs = [lg if lg.start is not None else lg.__class__(**{**lg.__dict__, "entries": tuple(
+        e for e in lg.entries if start <= e.at < end)}) for lg in logs]
+    names = {p.id: p.name for p in roster.people}
+    if format != "json":
+        rows = log_rows(logs, plan.unit_names, names)
+        stem = f"值班记录-{unit}-{start.astimezone(SHANGHAI):%Y%m%d}"
+        data, media, ext = (write_csv(rows), "text/csv; charset=utf-8", "csv") if format == "csv" else \
+            (write_xlsx({"值班记录": rows}), XLSX, "xlsx")
+        return Response(data, media_type=media,
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{ext}"})
+    lines = []
+    for lg in logs:
+        for e in lg.entries:
+            lines.append(DutyLogLine(shift_start=lg.start, shift_end=lg.end, officer=person_ref(book, lg.officer_id),
+                                     at=e.at.astimezone(SHANGHAI), kind=e.kind, kind_name=KIND_NAMES.get(e.kind, e.kind),
+                                     ref=e.ref, text=e.text))
+    return DutyLogAnswer(unit_id=unit_id, unit=unit, start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
+                         lines=lines)
