@@ -213,7 +213,7 @@ def from_ics(data: bytes, *, unit_id: str, people: Sequence[Person]) -> tuple[li
             if prop in event:
                 e.refuse(prop, f"{prop} is not read: write a changed or skipped turn as an override or a swap")
         if (unit := e.text("X-YINGJI-UNIT")) and unit != unit_id:
-            e.refuse("X-YINGJI-UNIT", f"the event is {unit!r}'s, not {unit_id!r}'s")
+            e.refuse("X-YINGJI-UNIT", f"the event is for unit {unit!r}, not {unit_id!r}")
         span, person, post = _span(e), _person(e, by_id, by_name), _post(e)
         rrules = _as_list(event.get("RRULE"))
         if len(rrules) > 1:
