@@ -359,3 +359,15 @@ def test_every_rule_problem_names_its_unit(plan, duty):
     broken = [roster for _, roster, *_ in RULE_BREAKS]
     problems = [p for roster in broken for p in check(roster, duty, plan.units, at(20, 8, 30))]
     assert problems and all(p.unit_id in plan.units for p in problems), [str(p) for p in problems if not p.unit_id]
+
+
+def test_a_table_for_one_unit_is_not_refused_for_another_units_gap(plan):
+    base = Roster(people=PEOPLE, rotations=[OTHER_GAP])
+    units = {u.id: u.name for u in plan.units.values()}
+    kw = dict(unit_id=OFFICE, base=base, config=plan.duty, units=units, now=START)
+    with pytest.raises(TableRefused) as refused:
+        read_table(month(), **kw)
+    assert {(p.rule, p.unit_id) for p in refused.value.problems} == {("no_gap", OTHER)}
+    assert len(read_table(month(), **kw, only_units={OFFICE}).shifts) == 90
+    with pytest.raises(TableRefused):  # its own problems are still its own
+        read_table(month((5, {"带班领导": ""})), **kw, only_units={OFFICE})
