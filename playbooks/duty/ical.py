@@ -26,7 +26,6 @@ from playbooks.duty.roster import SHANGHAI, rotation_shifts
 from playbooks.duty.rules import Problem
 from playbooks.duty.table import TableRefused
 from topics.duty import POST_NAMES, Person, Post, Rotation, Shift
-from topics.models import ID_PATTERN
 
 PRODID = "-//yingji//duty//ZH"
 CATEGORY = "值班"

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
 
-from playbooks.duty.rules import Problem
 from playbooks.duty.table import TableRefused, cell_text, read_header, refuser
 from topics.duty import MOBILE_PATTERN, Employment, Person, Post
 from topics.models import ID_PATTERN, RECORD_ID_MAX
