@@ -2,7 +2,8 @@
 
 Pure: `now` is passed in; the horizon is duty.yaml's gap_horizon_days from it. Each problem names
 where it came from: the 值班表's row and column for a shift read from one, else the roster's field
-(rotations[r1].people, overrides[o1].person_id, ...).
+(rotations[r1].people, overrides[o1].person_id, ...), and the unit it is about, so that a change to
+one unit's roster can be checked for that unit alone (`check(..., only_units=...)`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class Problem:
     row: int | None = None
     column: str | None = None
     field: str | None = None
+    unit_id: str | None = None
+    other_unit_id: str | None = None  # one_place_at_a_time: the unit of the other shift
+
+    def about(self, units: Collection[str]) -> bool:
+        """Whether the problem concerns any of the units; one of no unit (bad input) concerns every unit."""
+        if self.unit_id is None:
+            return True
+        return self.unit_id in units or self.other_unit_id in units
 
     def __str__(self) -> str:
         where = f"row {self.row}, column {self.column}" if self.row is not None else (self.field or "roster")
@@ -89,13 +98,13 @@ def leader_on_watch(c: _Context) -> list[Problem]:
             person = c.roster.person(s.person_id)
             if person is not None and not person.is_leader:
                 out.append(Problem("leader_on_watch", f"{person.name} ({person.id}) is 带班领导 {_span(s)} but not a leader (领导干部)",
-                                   **_where(s)))
+                                   **_where(s), unit_id=unit))
             else:
                 leaders.append((s.start, s.end))
         for s in (s for s in c.in_force if s.unit_id == unit and s.post != Post.leader):
             for a, b in uncovered(_clip(s, c.window), leaders):
                 out.append(Problem("leader_on_watch", f"{unit}: no 带班领导 {_at(a)}–{_at(b)} (the {POST_NAMES[s.post]} shift {_span(s)})",
-                                   **_where(s, POST_NAMES[Post.leader])))
+                                   **_where(s, POST_NAMES[Post.leader]), unit_id=unit))
     return out
 
 
@@ -105,7 +114,7 @@ def no_informal(c: _Context) -> list[Problem]:
         person = c.roster.person(s.person_id)
         if person is not None and person.employment == Employment.informal:
             out.append(Problem("no_informal", f"{person.name} ({person.id}) is {EMPLOYMENT_NAMES[person.employment]}: may not stand duty ({_span(s)})",
-                               **_where(s)))
+                               **_where(s), unit_id=s.unit_id))
     return out
 
 
@@ -120,7 +129,7 @@ def seconded_not_alone(c: _Context) -> list[Problem]:
                     and p.employment == Employment.regular]
         for a, b in uncovered(_clip(s, c.window), regulars):
             out.append(Problem("seconded_not_alone", f"{person.name} ({person.id}) is 借调 and alone on {POST_NAMES[s.post]} {_at(a)}–{_at(b)}",
-                               **_where(s)))
+                               **_where(s), unit_id=s.unit_id))
     return out
 
 
@@ -139,7 +148,7 @@ def no_gap(c: _Context) -> list[Problem]:
         for a, b in uncovered(c.window, [(s.start, s.end) for s in mine]):
             before = [s for s in mine if s.end <= a]
             where = _where(before[-1], POST_NAMES[post]) if before else {"field": f"{unit}.{post.value}"}
-            out.append(Problem("no_gap", f"{unit}: nobody on {POST_NAMES[post]} {_at(a)}–{_at(b)}", **where))
+            out.append(Problem("no_gap", f"{unit}: nobody on {POST_NAMES[post]} {_at(a)}–{_at(b)}", **where, unit_id=unit))
     return out
 
 
@@ -155,7 +164,7 @@ def one_place_at_a_time(c: _Context) -> list[Problem]:
                 if earlier.end > s.start:
                     out.append(Problem("one_place_at_a_time",
                                        f"{person_id} is on {s.unit_id} {POST_NAMES[s.post]} {_span(s)} and on {earlier.unit_id} {POST_NAMES[earlier.post]} {_span(earlier)}",
-                                       **_where(s)))
+                                       **_where(s), unit_id=s.unit_id, other_unit_id=earlier.unit_id))
     return out
 
 
@@ -173,35 +182,36 @@ def references(roster: Roster, units: Collection[str], window: Interval) -> list
     out = []
     known = {p.id for p in roster.people}
 
-    def person(pid: str, **where) -> None:
+    # each problem is about the unit whose entry names the unknown (a person's, a rotation's, ...)
+    def person(pid: str, about: str, **where) -> None:
         if pid not in known:
-            out.append(Problem("reference", f"unknown person {pid!r}", **where))
+            out.append(Problem("reference", f"unknown person {pid!r}", **where, unit_id=about))
 
     def unit(uid: str, **where) -> None:
         if uid not in units:
-            out.append(Problem("reference", f"unknown unit {uid!r}", **where))
+            out.append(Problem("reference", f"unknown unit {uid!r}", **where, unit_id=uid))
 
     for p in roster.people:
         unit(p.unit_id, field=f"people[{p.id}].unit_id")
     for r in roster.rotations:
         unit(r.unit_id, field=f"rotations[{r.id}].unit_id")
         for pid in r.people:
-            person(pid, field=f"rotations[{r.id}].people")
+            person(pid, r.unit_id, field=f"rotations[{r.id}].people")
     for s in roster.shifts:
         unit(s.unit_id, **_where(s, "单位") if s.row is not None else {"field": f"{s.ref}.unit_id"})
-        person(s.person_id, **_where(s))
+        person(s.person_id, s.unit_id, **_where(s))
     for o in roster.overrides:
         unit(o.unit_id, field=f"overrides[{o.id}].unit_id")
-        person(o.person_id, field=f"overrides[{o.id}].person_id")
-        person(o.approved_by, field=f"overrides[{o.id}].approved_by")
+        person(o.person_id, o.unit_id, field=f"overrides[{o.id}].person_id")
+        person(o.approved_by, o.unit_id, field=f"overrides[{o.id}].approved_by")
     planned = planned_shifts(roster, *window)
     for w in roster.swaps:
         unit(w.unit_id, field=f"swaps[{w.id}].unit_id")
-        person(w.to_person, field=f"swaps[{w.id}].to_person")
-        person(w.approved_by, field=f"swaps[{w.id}].approved_by")
+        person(w.to_person, w.unit_id, field=f"swaps[{w.id}].to_person")
+        person(w.approved_by, w.unit_id, field=f"swaps[{w.id}].approved_by")
         if window[0] <= w.shift_start < window[1] and not any(s.ref == f"swap:{w.id}" for s in planned):
             out.append(Problem("reference", f"no {POST_NAMES[w.post]} shift of {w.from_person} starts at {_at(w.shift_start)}",
-                               field=f"swaps[{w.id}].shift_start"))
+                               field=f"swaps[{w.id}].shift_start", unit_id=w.unit_id))
     return out
 
 
@@ -209,11 +219,18 @@ def _order(p: Problem) -> tuple:
     return (p.row is None, p.row or 0, p.column or "", p.field or "", p.rule, p.message)
 
 
-def check(roster: Roster, config: DutyFile, units: Collection[str], now: datetime) -> list[Problem]:
-    """Every problem of the roster over [now, now + gap_horizon_days), in row order; [] when it keeps every rule."""
+def check(roster: Roster, config: DutyFile, units: Collection[str], now: datetime, *,
+          only_units: Collection[str] | None = None) -> list[Problem]:
+    """Every problem of the roster over [now, now + gap_horizon_days), in row order; [] when it keeps every rule.
+
+    only_units: keep only the problems about these units (Problem.about). A change to one unit's
+    roster is checked with the whole roster in force (a person can be busy elsewhere) but must not be
+    refused for another unit's gap that was there before it."""
     window = (now, now + timedelta(days=config.gap_horizon_days.value))
     context = _Context(roster, config, window, shifts(roster, *window))
     problems = references(roster, units, window)
     for rule in config.rules:
         problems.extend(CHECKS[rule.id](context))
+    if only_units is not None:
+        problems = [p for p in problems if p.about(only_units)]
     return sorted(problems, key=_order)

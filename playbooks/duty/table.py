@@ -21,7 +21,7 @@ then checked against the duty rules (rules.py) before it is returned.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 
 from playbooks.duty.config import DutyFile
@@ -44,7 +44,8 @@ class TableRefused(ValueError):
         super().__init__("; ".join(map(str, problems)))
 
 
-def _text(cell: object) -> str:
+def cell_text(cell: object) -> str:
+    """A cell as text, as people see it in the spreadsheet."""
     if cell is None:
         return ""
     if isinstance(cell, float) and cell.is_integer():
@@ -57,16 +58,16 @@ def _date(cell: object) -> date:
         return cell.date()
     if isinstance(cell, date):
         return cell
-    text = _text(cell).replace("/", "-").replace(".", "-")
+    text = cell_text(cell).replace("/", "-").replace(".", "-")
     try:
         y, m, d = (int(x) for x in text.split("-"))
         return date(y, m, d)
     except ValueError:
-        raise ValueError(f"{_text(cell)!r} is not a date (2026-02-01)") from None
+        raise ValueError(f"{cell_text(cell)!r} is not a date (2026-02-01)") from None
 
 
 def _span(cell: object, day: date, config: DutyFile) -> tuple[datetime, datetime]:
-    text = _text(cell)
+    text = cell_text(cell)
     if not text:
         start = datetime.combine(day, config.shift_change.value, SHANGHAI)
         return start, start + timedelta(days=1)
@@ -81,29 +82,41 @@ def _span(cell: object, day: date, config: DutyFile) -> tuple[datetime, datetime
     return start, end if end > start and not m[3] else end + timedelta(days=1)
 
 
-def _refuser(problems: list[Problem], row: int):
+def refuser(problems: list[Problem], row: int):
+    """refuse(column, message): one input problem of the row."""
     def refuse(column: str, message: str) -> None:
         problems.append(Problem("input", message, row=row, column=column))
     return refuse
 
 
-def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: Roster, config: DutyFile,
-               units: Mapping[str, str], now: datetime) -> Roster:
-    """The base roster with the 值班表's shifts added, checked against every duty rule as of `now`.
-
-    units: every unit of the plan, id -> name. Raises TableRefused naming each row and column."""
-    problems: list[Problem] = []
+def read_header(rows: Sequence[Sequence[object]], columns: Sequence[str], required: Sequence[str],
+                what: str = "table") -> tuple[list[str], list[Problem]]:
+    """The header row's column names (blank where a column has none) and its problems: an unknown
+    column (a misspelt one must not be dropped silently), one twice, a required one missing."""
     if not rows:
-        raise TableRefused([Problem("input", "the table is empty: no header row", row=1)])
-    header = [_text(c) for c in rows[0]]
+        return [], [Problem("input", f"the {what} is empty: no header row", row=1)]
+    problems: list[Problem] = []
+    header = [cell_text(c) for c in rows[0]]
     for i, name in enumerate(header):
-        if name and name not in COLUMNS:
-            problems.append(Problem("input", f"unknown column {name!r} (columns: {'、'.join(COLUMNS)})", row=1, column=name))
-        elif name in header[:i]:
+        if name and name not in columns:
+            problems.append(Problem("input", f"unknown column {name!r} (columns: {'、'.join(columns)})", row=1, column=name))
+        elif name and name in header[:i]:
             problems.append(Problem("input", f"column {name!r} twice", row=1, column=name))
-    for name in REQUIRED:
+    for name in required:
         if name not in header:
             problems.append(Problem("input", f"missing column {name!r}", row=1, column=name))
+    return header, problems
+
+
+def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: Roster, config: DutyFile,
+               units: Mapping[str, str], now: datetime, only_units: Collection[str] | None = None) -> Roster:
+    """The base roster with the 值班表's shifts added, checked against every duty rule as of `now`.
+
+    units: every unit of the plan, id -> name. only_units: the rules' problems kept (rules.check);
+    None, every unit's. Raises TableRefused naming each row and column."""
+    header, problems = read_header(rows, COLUMNS, REQUIRED)
+    if not header:
+        raise TableRefused(problems)
     if "单位" not in header and unit_id not in units:
         problems.append(Problem("input", f"unknown unit {unit_id!r}", field="unit_id"))
     if problems:
@@ -117,15 +130,15 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
 
     for n, raw in enumerate(rows[1:], start=2):
         cells = {name: raw[i] if i < len(raw) else None for i, name in enumerate(header) if name}
-        if not any(_text(c) for c in cells.values()):
+        if not any(cell_text(c) for c in cells.values()):
             continue
         bad = len(problems)
-        refuse = _refuser(problems, n)
+        refuse = refuser(problems, n)
 
-        unit = _text(cells.get("单位")) or unit_id or ""
+        unit = cell_text(cells.get("单位")) or unit_id or ""
         unit = ids.get(unit, unit)
         if unit not in units:
-            refuse("单位" if _text(cells.get("单位")) else "日期", f"unknown unit {unit!r}")
+            refuse("单位" if cell_text(cells.get("单位")) else "日期", f"unknown unit {unit!r}")
         span = None
         try:
             day = _date(cells["日期"])
@@ -139,7 +152,7 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
         people: dict[str, list[Person]] = {}
         for column, post in POST_COLUMNS.items():
             people[column] = []
-            for token in (t for t in _SPLIT.split(_text(cells.get(column))) if t):
+            for token in (t for t in _SPLIT.split(cell_text(cells.get(column))) if t):
                 person = base.person(token)
                 named = by_name.get(token, [])
                 if person is None and len(named) > 1:
@@ -148,9 +161,9 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
                     refuse(column, f"{token!r} is not in the directory")
                 else:
                     people[column].append(person or named[0])
-        if not _text(cells.get("值班员")):
+        if not cell_text(cells.get("值班员")):
             refuse("值班员", "no 值班员")
-        phones = [t for t in _SPLIT.split(_text(cells.get("电话"))) if t]
+        phones = [t for t in _SPLIT.split(cell_text(cells.get("电话"))) if t]
         if phones and len(phones) != len(people["值班员"]):
             refuse("电话", f"{len(phones)} numbers for {len(people['值班员'])} 值班员")
         for phone, person in zip(phones, people["值班员"]):
@@ -167,7 +180,7 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
     if problems:
         raise TableRefused(problems)
     roster = base.model_copy(update={"shifts": [*base.shifts, *new]})
-    problems = check(roster, config, units, now)
+    problems = check(roster, config, units, now, only_units=only_units)
     if problems:
         raise TableRefused(problems)
     return roster

@@ -322,3 +322,52 @@ def test_a_short_table_leaves_a_gap_in_the_30_days(plan):
         read(month()[:21], plan)  # 20 days
     assert {p.rule for p in refused.value.problems} == {"no_gap"}
     assert {(p.row, p.column) for p in refused.value.problems} == {(21, "值班员"), (21, "值班主任"), (21, "带班领导")}
+
+
+# --- one unit's change, checked for that unit -----------------------------------------------------
+
+# 区文化和旅游局's rotation stops after 5 days (a gap of its own); 区应急办's roster is good.
+OTHER_GAP = rotation("x", "officer", ["ou"], unit=OTHER, rrule="FREQ=DAILY;COUNT=5")
+ONLY_UNITS = [
+    # (case, roster, only_units, (rule, the units it is about) of each problem kept)
+    ("every unit: the other's gap is there", good_roster(rotations=[OTHER_GAP]), None,
+     {("no_gap", (OTHER,))}),
+    ("区应急办's change is not refused for the other's gap", good_roster(rotations=[OTHER_GAP]), {OFFICE}, set()),
+    ("the other unit's own check still sees it", good_roster(rotations=[OTHER_GAP]), {OTHER}, {("no_gap", (OTHER,))}),
+    ("two places at once counts for one unit involved",
+     good_roster(rotations=[rotation("x", "officer", ["zhang"], unit=OTHER, dtstart=START - timedelta(hours=23))]),
+     {OTHER}, {("one_place_at_a_time", tuple(sorted((OFFICE, OTHER))))}),
+    ("and for the other",
+     good_roster(rotations=[rotation("x", "officer", ["zhang"], unit=OTHER, dtstart=START - timedelta(hours=23))]),
+     {OFFICE}, {("one_place_at_a_time", tuple(sorted((OFFICE, OTHER))))}),
+    ("an unknown person is about the unit whose entry names them",
+     good_roster(rotations=[OTHER_GAP.model_copy(update={"people": ["ghost"], "rrule": "FREQ=DAILY"})]), {OFFICE}, set()),
+    ("the same, asked for that unit",
+     good_roster(rotations=[OTHER_GAP.model_copy(update={"people": ["ghost"], "rrule": "FREQ=DAILY"})]), {OTHER},
+     {("reference", (OTHER,))}),
+]
+
+
+@pytest.mark.parametrize(("case", "roster", "only", "kept"), ONLY_UNITS, ids=[c[0] for c in ONLY_UNITS])
+def test_only_units_keeps_the_problems_about_them(plan, duty, case, roster, only, kept):
+    problems = check(roster, duty, plan.units, at(20, 8, 30), only_units=only)
+    got = {(p.rule, tuple(sorted({p.unit_id, p.other_unit_id} - {None}))) for p in problems}
+    assert got == kept, [str(p) for p in problems]
+
+
+def test_every_rule_problem_names_its_unit(plan, duty):
+    broken = [roster for _, roster, *_ in RULE_BREAKS]
+    problems = [p for roster in broken for p in check(roster, duty, plan.units, at(20, 8, 30))]
+    assert problems and all(p.unit_id in plan.units for p in problems), [str(p) for p in problems if not p.unit_id]
+
+
+def test_a_table_for_one_unit_is_not_refused_for_another_units_gap(plan):
+    base = Roster(people=PEOPLE, rotations=[OTHER_GAP])
+    units = {u.id: u.name for u in plan.units.values()}
+    kw = dict(unit_id=OFFICE, base=base, config=plan.duty, units=units, now=START)
+    with pytest.raises(TableRefused) as refused:
+        read_table(month(), **kw)
+    assert {(p.rule, p.unit_id) for p in refused.value.problems} == {("no_gap", OTHER)}
+    assert len(read_table(month(), **kw, only_units={OFFICE}).shifts) == 90
+    with pytest.raises(TableRefused):  # its own problems are still its own
+        read_table(month((5, {"带班领导": ""})), **kw, only_units={OFFICE})
