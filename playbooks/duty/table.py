@@ -114,6 +114,18 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
 
     units: every unit of the plan, id -> name. only_units: the rules' problems kept (rules.check);
     None, every unit's. Raises TableRefused naming each row and column."""
+    new = table_shifts(rows, unit_id=unit_id, base=base, config=config, units=units)
+    roster = base.model_copy(update={"shifts": [*base.shifts, *new]})
+    problems = check(roster, config, units, now, only_units=only_units)
+    if problems:
+        raise TableRefused(problems)
+    return roster
+
+
+def table_shifts(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: Roster, config: DutyFile,
+                 units: Mapping[str, str]) -> list[Shift]:
+    """The 值班表's shifts, read whole, people found in base's directory; no duty rule checked yet
+    (the caller checks the roster they make: change.refused). Raises TableRefused naming each cell."""
     header, problems = read_header(rows, COLUMNS, REQUIRED)
     if not header:
         raise TableRefused(problems)
@@ -179,8 +191,4 @@ def read_table(rows: Sequence[Sequence[object]], *, unit_id: str | None, base: R
 
     if problems:
         raise TableRefused(problems)
-    roster = base.model_copy(update={"shifts": [*base.shifts, *new]})
-    problems = check(roster, config, units, now, only_units=only_units)
-    if problems:
-        raise TableRefused(problems)
-    return roster
+    return new
