@@ -55,7 +55,7 @@ async def check_handovers(worker: Worker) -> None:
 
 def duty_gauges(worker: Worker) -> None:
     """Gap seconds and rule violations of every unit with a roster (and every 24-hour unit), and the
-    handovers left unconfirmed: what alerts/yingji.rules.yml watches."""
+    handovers left unconfirmed: what deploy/prometheus/alerts.yml (group yingji-duty) watches."""
     book = worker.duty
     if book is None or not book.caught_up.is_set():
         return

@@ -1,12 +1,15 @@
 """deploy/: the Prometheus config and alert rules pass promtool, the alerts fire on their unit tests,
-and the Grafana dashboard queries only metrics the service exports (issue 6, part 5)."""
+and the Grafana dashboard queries only metrics the service exports (issue 6, part 5; the duty alerts
+and row: issue 18 item 7)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "yingji-dashboard.json"
+METRICS_PY = ROOT / "services" / "metrics.py"
+DUTY_YAML = ROOT / "playbooks" / "data" / "duty.yaml"
 
 # What the service exports (services/metrics.py, plus the gauges and Prometheus' own `up`).
 METRICS = {
@@ -31,6 +36,11 @@ METRICS = {
     "yingji_consumer_lag",
     "yingji_gc_pause_seconds",
     "yingji_due_checks",
+    "yingji_duty_gap_seconds",
+    "yingji_duty_rule_violations",
+    "yingji_duty_handovers_unconfirmed",
+    "yingji_duty_handovers_total",
+    "yingji_duty_notices_addressed_total",
     "up",
 }
 HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds"}
@@ -146,18 +156,141 @@ def test_dashboard_parses_and_queries_only_exported_metrics():
             used |= names
     missing = DASHBOARD_MUST_SHOW - used
     assert not missing, f"dashboard shows nothing of {sorted(missing)}"
-    ids = [p["id"] for p in _panels(dashboard)]
+    ids = [p["id"] for p in dashboard["panels"] if p.get("type") == "row"] + [p["id"] for p in panels]
     assert len(set(ids)) == len(ids), f"duplicate panel ids: {ids}"
 
 
-def test_alert_rules_query_only_exported_metrics():
+def test_dashboard_panels_do_not_overlap():
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    boxes = [(p["title"], p["gridPos"]) for p in dashboard["panels"]]
+    for title, g in boxes:
+        assert g["x"] >= 0 and g["w"] > 0 and g["h"] > 0 and g["x"] + g["w"] <= 24, title
+    for i, (a, ga) in enumerate(boxes):
+        for b, gb in boxes[i + 1:]:
+            apart = (ga["x"] + ga["w"] <= gb["x"] or gb["x"] + gb["w"] <= ga["x"]
+                     or ga["y"] + ga["h"] <= gb["y"] or gb["y"] + gb["h"] <= ga["y"])
+            assert apart, f"panels {a!r} and {b!r} overlap: {ga} {gb}"
+
+
+def test_dashboard_has_the_duty_row():
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    rows = [p for p in dashboard["panels"] if p.get("type") == "row"]
+    assert "值班 Duty" in [r["title"] for r in rows]
+
+
+def _alert_rules() -> list[dict]:
+    """Every alerting rule; one alert name may have several rules (DutyRosterGap: one per severity)."""
     rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))
-    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
-    assert {"YingjiObligationBreaches", "YingjiConsumerLagHigh", "YingjiDeadLetters", "YingjiWorkerDown"} <= set(alerts)
-    for name, rule in alerts.items():
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_alert_rules_query_only_exported_metrics():
+    rules = _alert_rules()
+    expected = {"YingjiObligationBreaches", "YingjiConsumerLagHigh", "YingjiDeadLetters", "YingjiWorkerDown",
+                "DutyRosterGap", "DutyRuleViolation", "HandoverUnconfirmed", "NoticeToNobody"}
+    assert expected <= {r["alert"] for r in rules}
+    for rule in rules:
+        name = rule["alert"]
         unknown = {exported(n) for n in metric_names(rule["expr"])} - METRICS
         assert not unknown, f"alert {name} queries unknown metrics {sorted(unknown)}"
         assert rule["annotations"]["summary"], name
+
+
+def test_every_alert_has_a_firing_and_a_silent_case():
+    """alerts_test.yml has, for each alert, a case where it fires and one where it must not."""
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text(encoding="utf-8"))["tests"]
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for case in tests:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {r["alert"] for r in _alert_rules()}
+    assert names <= fires, f"no case where these fire: {sorted(names - fires)}"
+    assert names <= silent, f"no case where these stay silent: {sorted(names - silent)}"
+    # each severity of an alert fires in some case
+    severities = {(r["alert"], r["labels"]["severity"]) for r in _alert_rules()}
+    fired = {(check["alertname"], a["exp_labels"]["severity"])
+             for case in tests for check in case.get("alert_rule_test", []) for a in check.get("exp_alerts") or []}
+    assert severities <= fired, f"never fired: {sorted(severities - fired)}"
+
+
+# --- duty (issue 18 item 7) -----------------------------------------------------------------
+
+
+def _declared_metrics() -> set[str]:
+    """The names services/metrics.py gives its Counter/Gauge/Histogram calls, read from the source."""
+    names = set()
+    for node in ast.walk(ast.parse(METRICS_PY.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in {"Counter", "Gauge", "Histogram", "Summary"}
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add(node.args[0].value)
+    return names
+
+
+def _used_metrics() -> set[str]:
+    """Every metric an alert rule or a dashboard panel queries."""
+    used = {exported(n) for r in _alert_rules() for n in metric_names(r["expr"])}
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for panel in _panels(dashboard):
+        for t in panel.get("targets", []):
+            used |= {exported(n) for n in metric_names(t["expr"])}
+    return used
+
+
+def test_every_duty_metric_is_alerted_or_shown():
+    """A yingji_duty_* metric renamed in services/metrics.py (or one added) fails here until an alert or
+    a panel queries it by its new name."""
+    declared = {n for n in _declared_metrics() if n.startswith("yingji_duty_")}
+    assert len(declared) >= 5, declared
+    unused = declared - _used_metrics()
+    assert not unused, f"no alert or panel queries {sorted(unused)}"
+
+
+def _duty() -> dict:
+    return yaml.safe_load(DUTY_YAML.read_text(encoding="utf-8"))
+
+
+def test_handover_alert_waits_duty_yaml_minutes():
+    minutes = _duty()["handover_confirm_minutes"]["value"]
+    (rule,) = [r for r in _alert_rules() if r["alert"] == "HandoverUnconfirmed"]
+    assert rule["for"] == f"{minutes}m"
+    assert f"{minutes} 分钟" in rule["annotations"]["description"]
+    assert f"handover_confirm_minutes = {minutes}" in rule["annotations"]["source"]
+
+
+def test_roster_gap_is_critical_for_the_unit_at_the_end_of_every_fallback_chain():
+    duty = _duty()
+    last = duty["fallback_chain"]["value"][-1]["unit"]
+    assert last in duty["twenty_four_hour_units"]["value"]
+    by_severity = {r["labels"]["severity"]: r for r in _alert_rules() if r["alert"] == "DutyRosterGap"}
+    assert set(by_severity) == {"critical", "warning"}
+    assert f'unit="{last}"' in by_severity["critical"]["expr"]
+    assert f'unit!="{last}"' in by_severity["warning"]["expr"]
+    assert all(r["annotations"]["severity_reason"] for r in by_severity.values())
+
+
+def test_duty_alerts_match_label_values_that_exist():
+    """The label values the duty alerts filter on are the service's: a rule id of duty.yaml, a source
+    of OnDuty, a drill label as the worker writes it."""
+    from playbooks.duty.roster import OnDuty
+
+    rule_ids = {r["id"] for r in _duty()["rules"]}
+    sources = set(typing.get_args(typing.get_type_hints(OnDuty)["source"]))
+    assert "nobody" in sources
+    exprs = " ".join(r["expr"] for r in _alert_rules() if r["alert"] in {"DutyRuleViolation", "NoticeToNobody"})
+    for value in re.findall(r'\brule!?=~?"([^"]+)"', exprs):
+        assert value in rule_ids, value
+    for value in re.findall(r'\bsource=~?"([^"]+)"', exprs):
+        assert value in sources, value
+    assert 'drill="false"' in exprs  # str(note.drill).lower() in services/worker/outbox.py
+
+
+def test_every_duty_alert_names_its_source():
+    for rule in _alert_rules():
+        if rule["alert"] in {"DutyRosterGap", "DutyRuleViolation", "HandoverUnconfirmed", "NoticeToNobody"}:
+            source = rule["annotations"]["source"]
+            assert "duty.yaml" in source and "issue 18" in source, rule["alert"]
 
 
 def test_scrape_jobs_are_the_api_and_the_worker():
