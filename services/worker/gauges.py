@@ -41,3 +41,4 @@ async def refresh_gauges(worker: Worker) -> None:
             metrics.CONSUMER_LAG.labels(topic=topic).set(lag.get(topic, 0))
     except Exception:  # noqa: BLE001 - a gauge refresh must never take the worker down
         log.exception("gauges_failed")
+

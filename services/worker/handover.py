@@ -28,10 +28,6 @@ async def check_handovers(worker: Worker) -> None:
     book = worker.duty
     if book is None or not book.caught_up.is_set():
         return
-    try:
-        duty_gauges(worker)
-    except Exception:  # noqa: BLE001 - a gauge refresh must never stop the handovers
-        log.exception("duty_gauges_failed")
     if not book.records:
         return
     now = worker.clock.now()
@@ -51,6 +47,17 @@ async def check_handovers(worker: Worker) -> None:
         book.apply_event(event)
         metrics.HANDOVERS.labels(unit=event.unit_id, kind=event.kind.value).inc()
         log.info("handover", unit=event.unit_id, handover_id=event.handover_id, kind=event.kind.value)
+
+
+DUTY_GAUGES_INTERVAL_S = 60.0  # the figures look 30 days ahead: a minute's staleness is nothing
+
+
+async def refresh_duty_gauges(worker: Worker) -> None:
+    """On every worker, not the leader only: one that stops being leader would keep its last figures."""
+    try:
+        duty_gauges(worker)
+    except Exception:  # noqa: BLE001 - a gauge refresh must never take the worker down
+        log.exception("duty_gauges_failed")
 
 
 def duty_gauges(worker: Worker) -> None:

@@ -98,6 +98,11 @@ def _register(worker: Worker) -> None:
         # on the leader only: one worker opens and escalates handovers (their ids make a second one harmless)
         app.timer(interval=handover.HANDOVER_INTERVAL_S, on_leader=True, name="check_handovers")(check_handovers)
 
+        async def refresh_duty_gauges() -> None:
+            await handover.refresh_duty_gauges(worker)
+
+        app.timer(interval=handover.DUTY_GAUGES_INTERVAL_S, name="duty_gauges")(refresh_duty_gauges)
+
     app.timer(interval=sweep.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
     app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)
     app.timer(interval=restart.WATCH_INTERVAL_S, name="stall_watchdog")(stall_watchdog)
