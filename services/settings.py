@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     token: SecretStr = Field(default=SecretStr(""), description="a user's bearer token for commands that call the API (`yingji drill run`)")
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, description="a 值班表 (.xlsx/.csv/.ics) upload")
 
     @property
     def worker_processes(self) -> int:

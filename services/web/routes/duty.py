@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from playbooks.duty.handover import HandoverRefused, HandoverState, Item, changes, confirm, handovers, open_items
+from playbooks.duty.ical import to_ics
 from playbooks.duty.log import KIND_NAMES, duty_log, log_rows
 from playbooks.duty.roster import SHANGHAI, on_duty, shifts
 from playbooks.duty.rules import Problem as DutyProblem
@@ -310,3 +311,43 @@ async def duty_log_of(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book
                                      ref=e.ref, text=e.text))
     return DutyLogAnswer(unit_id=unit_id, unit=unit, start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
                          lines=lines)
+
+
+# --- calendars ------------------------------------------------------------------------------------
+
+
+ICS = "text/calendar; charset=utf-8"
+
+
+def calendar(book: DutyBook, plan: Plan, clock_now: datetime, chosen: list[Shift], title: str, stem: str) -> Response:
+    names = {p.id: p.name for p in book.roster().people}
+    data = to_ics(chosen, names=names, units=plan.unit_names, title=title, stamp=clock_now)
+    return Response(data, media_type=ICS, headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.ics"})
+
+
+@router.get("/units/{unit_id}/duty.ics", response_class=Response, responses={**READ, 200: {"content": {ICS: {}},
+            "description": "the unit's shifts as an iCalendar file (RFC 5545), one event per shift and post"}})
+async def unit_calendar(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                        start: Annotated[datetime | None, Query(alias="from")] = None,
+                        end: Annotated[datetime | None, Query(alias="to")] = None,
+                        _: UserRecord = require("duty.read")) -> Any:
+    """The unit's 值班表 as a calendar, from `from` (this week's Monday) for up to 62 days (a month when absent)."""
+    unit = known_unit(plan, unit_id)
+    start, end = span(start, end or ((start or clock.now()) + timedelta(days=31)), clock.now(), plan)
+    chosen = [s for s in shifts(book.roster(), start, end) if s.unit_id == unit_id]
+    return calendar(book, plan, clock.now(), chosen, f"{unit} 值班表", f"值班表-{unit}")
+
+
+@router.get("/people/{person_id}/duty.ics", response_class=Response, responses={**READ, 200: {"content": {ICS: {}},
+            "description": "the person's shifts as an iCalendar file, to subscribe to in a phone's calendar"}})
+async def person_calendar(person_id: RecordIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                          start: Annotated[datetime | None, Query(alias="from")] = None,
+                          end: Annotated[datetime | None, Query(alias="to")] = None,
+                          _: UserRecord = require("duty.read")) -> Any:
+    """One person's shifts as a calendar (every unit and post they stand), a month ahead when no period is given."""
+    person = book.roster().person(person_id)
+    if person is None:
+        raise HTTPException(status_code=404, detail=f"person_id: no person {person_id!r} in the directory")
+    start, end = span(start, end or ((start or clock.now()) + timedelta(days=31)), clock.now(), plan)
+    chosen = [s for s in shifts(book.roster(), start, end) if s.person_id == person_id]
+    return calendar(book, plan, clock.now(), chosen, f"{person.name} 值班", f"值班-{person.id}")
