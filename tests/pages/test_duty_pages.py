@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -48,6 +49,7 @@ GAP_FROM = datetime(2026, 11, 27, 8, 30, tzinfo=SH)  # no 带班领导 from here
 INCIDENT = "gas-duty-1"
 MOBILE_ZHANG, MOBILE_LI, MOBILE_BOSS = "13800000001", "13800000002", "13900000009"
 PLAN = load_plan()
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 
 
 def roster() -> Roster:
@@ -58,7 +60,8 @@ def roster() -> Roster:
     people = [person("zhang", "张伟", "officer", mobile=MOBILE_ZHANG), person("li", "李娜", "officer", mobile=MOBILE_LI),
               person("chief1", "孙主任", "chief", leader=True), person("chief2", "欧阳主任", "chief", leader=True),
               person("boss1", "刘局长", "leader", leader=True, mobile=MOBILE_BOSS)]
-    until = GAP_FROM.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # UNTIL is inclusive: the last occurrence starts the day before the gap
+    until = (GAP_FROM - timedelta(days=1)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     rotations = [
         Rotation(id="officers", unit_id=OFFICE, post="officer", rrule="FREQ=DAILY", dtstart=ROTATION_START, people=["zhang", "li"]),
         Rotation(id="chiefs", unit_id=OFFICE, post="chief", rrule="FREQ=DAILY", dtstart=ROTATION_START, people=["chief1"]),
@@ -164,6 +167,11 @@ def sign_in(page, site: Site, role: Role, path: str) -> None:
     expect(page).to_have_url(re.compile(re.escape(path).replace(r"\?", r"\?") + "$"))
 
 
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
 def red_dominant(css_colour: str) -> bool:
     r, g, b = (int(x) for x in re.findall(r"\d+", css_colour)[:3])
     return r > g + 25 and r > b + 25
@@ -196,7 +204,7 @@ def test_the_month_with_its_gaps_in_red_and_todays_leader_at_the_top(site, conte
     today = page.locator("#duty-grid tr.today")
     expect(today).to_have_count(1)
     expect(today).to_contain_text("11-25 周三")
-    expect(today.locator('td[data-post="leader"]')).to_contain_text("刘局长 08:30–次日08:30")
+    expect(today.locator('td[data-post="leader"]')).to_contain_text(re.compile(rf"刘局长\s+{MOBILE_BOSS}\s+08:30–次日08:30"))
 
     # the override (代班) is marked on its day
     override_day = page.locator('#duty-grid tr[data-day="2026-11-26"] td[data-post="chief"]')
@@ -209,6 +217,7 @@ def test_the_month_with_its_gaps_in_red_and_todays_leader_at_the_top(site, conte
     expect(gap).to_contain_text("空岗")
     expect(gap).to_contain_text("nobody on 带班领导")
     assert red_dominant(gap.evaluate("el => getComputedStyle(el).backgroundColor"))
+    shot(page, "duty-01-month")
     assert red_dominant(gap.locator(".cell-problem").first.evaluate("el => getComputedStyle(el).color"))
     ok_day = page.locator('#duty-grid tr[data-day="2026-11-25"] td[data-post="leader"]')
     expect(ok_day).not_to_have_class(re.compile(r"\bproblem\b"))
@@ -248,6 +257,7 @@ def test_the_navigation_and_the_unit_picker(site, context):
     # units with a roster first, then every unit of the plan
     expect(page.locator(".units-list.kept li")).to_have_count(1)
     expect(page.locator(".units-list.all li")).to_have_count(len(PLAN.units))
+    shot(page, "duty-00-picker")
     page.locator(".units-list.kept").get_by_role("link", name="区应急办").click()
     expect(page).to_have_url(re.compile(rf"/duty/{OFFICE}$"))
     expect(page.locator("#duty-grid tbody tr")).to_have_count(7)
@@ -275,6 +285,7 @@ def test_a_handover_is_confirmed_from_the_page(site, context):
     expect(block.locator("#ho-ok")).to_have_text("已确认接班。")
     expect(block.get_by_role("button", name="确认接班")).to_have_count(0)
     assert page.evaluate("window.__loadedOnce") is True  # updated in place, not reloaded
+    shot(page, "duty-02-handover-confirmed")
 
     # sent to the duty log topic, then applied to the book
     assert len(site.publisher.sent) == 1
@@ -288,6 +299,7 @@ def test_a_handover_is_confirmed_from_the_page(site, context):
     other.get_by_role("button", name="确认接班").click()
     expect(other.locator("#ho-error")).to_contain_text("该交接班已由 d-duty_officer 于 2026-11-25 10:00 确认")
     expect(other.locator("#ho-status")).to_contain_text("待确认")
+    shot(other, "duty-03-handover-refused")
     fresh = context.new_page()
     fresh.goto(f"{site.url}/duty/{OFFICE}")
     expect(fresh.locator("#ho-status")).to_contain_text("已确认（d-duty_officer，2026-11-25 10:00）")
@@ -307,6 +319,7 @@ def test_a_viewer_sees_no_confirm_button_and_no_mobile_numbers(site, context):
     for mobile in (MOBILE_ZHANG, MOBILE_LI, MOBILE_BOSS):
         assert mobile not in html
     expect(page.locator(".mobile")).to_have_count(0)
+    shot(page, "duty-04-viewer")
     # the JSON the page would call answers the same: no contacts for a viewer
     resp = page.request.get(f"{site.url}/units/{OFFICE}/duty")
     assert resp.ok and all(p["person"] is None or p["person"]["contacts"] is None for p in resp.json()["posts"])
@@ -318,7 +331,7 @@ def test_the_log_page_lists_the_handover_and_the_incident(site, context):
     page = context.new_page()
     sign_in(page, site, Role.COMMANDER, f"/duty/{OFFICE}/log")
     expect(page.get_by_role("heading", name="区应急办 值班记录")).to_be_visible()
-    shift = page.locator(".log-shift", has_text="2026-11-25 08:30")
+    shift = page.locator(".log-shift").filter(has=page.get_by_role("heading", name=re.compile(r"^2026-11-25 08:30 –")))
     expect(shift).to_have_count(1)
     lines = shift.locator("tbody tr")
     expect(lines.nth(0)).to_contain_text("交接班")
@@ -332,6 +345,7 @@ def test_the_log_page_lists_the_handover_and_the_incident(site, context):
     # in order: the handover (08:30) before the incident (09:30)
     assert lines.nth(0).locator("td").first.inner_text() < incident.locator("td").first.inner_text()
 
+    shot(page, "duty-05-log")
     # the downloads are the JSON route's files
     xlsx = page.get_by_role("link", name="下载 .xlsx")
     csv = page.get_by_role("link", name="下载 .csv")

@@ -107,7 +107,11 @@ def grid(plan: Plan, unit_id: str, first: datetime, days: int, shifts: list[Shif
                 cells[s.post].shifts.append((s, times(s.start, s.end, d)))
         for p in problems:
             if p.unit_id == unit_id and p.post in cells and p.start and p.end and p.start < end and p.end > start:
-                cells[p.post].problems.append((p, times(max(p.start, start), min(p.end, end), d)))
+                when = times(max(p.start, start), min(p.end, end), d)
+                cell = cells[p.post]
+                # one line per rule and interval (no 带班领导 is found once per other post's shift)
+                if not any(q.rule == p.rule and t == when for q, t in cell.problems):
+                    cell.problems.append((p, when))
         out.append(Day(start, f"{d:%m-%d} 周{WEEKDAYS[d.weekday()]}", start <= now < end, cells))
     return out
 
