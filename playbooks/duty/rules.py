@@ -29,6 +29,10 @@ class Problem:
     field: str | None = None
     unit_id: str | None = None
     other_unit_id: str | None = None  # one_place_at_a_time: the unit of the other shift
+    # when and on which post, for a problem of the shifts (a page marks the cells it concerns)
+    post: Post | None = None
+    start: datetime | None = None
+    end: datetime | None = None
 
     def about(self, units: Collection[str]) -> bool:
         """Whether the problem concerns any of the units; one of no unit (bad input) concerns every unit."""
@@ -90,6 +94,12 @@ def _clip(shift: Shift, window: Interval) -> Interval:
     return max(shift.start, window[0]), min(shift.end, window[1])
 
 
+def _when(shift: Shift, window: Interval) -> dict:
+    """A problem of a shift: its post and its part in the window checked."""
+    start, end = _clip(shift, window)
+    return {"post": shift.post, "start": start, "end": end}
+
+
 def leader_on_watch(c: _Context) -> list[Problem]:
     out = []
     for unit in c.config.twenty_four_hour_units.value:
@@ -98,13 +108,13 @@ def leader_on_watch(c: _Context) -> list[Problem]:
             person = c.roster.person(s.person_id)
             if person is not None and not person.is_leader:
                 out.append(Problem("leader_on_watch", f"{person.name} ({person.id}) is 带班领导 {_span(s)} but not a leader (领导干部)",
-                                   **_where(s), unit_id=unit))
+                                   **_where(s), unit_id=unit, **_when(s, c.window)))
             else:
                 leaders.append((s.start, s.end))
         for s in (s for s in c.in_force if s.unit_id == unit and s.post != Post.leader):
             for a, b in uncovered(_clip(s, c.window), leaders):
                 out.append(Problem("leader_on_watch", f"{unit}: no 带班领导 {_at(a)}–{_at(b)} (the {POST_NAMES[s.post]} shift {_span(s)})",
-                                   **_where(s, POST_NAMES[Post.leader]), unit_id=unit))
+                                   **_where(s, POST_NAMES[Post.leader]), unit_id=unit, post=Post.leader, start=a, end=b))
     return out
 
 
@@ -114,7 +124,7 @@ def no_informal(c: _Context) -> list[Problem]:
         person = c.roster.person(s.person_id)
         if person is not None and person.employment == Employment.informal:
             out.append(Problem("no_informal", f"{person.name} ({person.id}) is {EMPLOYMENT_NAMES[person.employment]}: may not stand duty ({_span(s)})",
-                               **_where(s), unit_id=s.unit_id))
+                               **_where(s), unit_id=s.unit_id, **_when(s, c.window)))
     return out
 
 
@@ -129,7 +139,7 @@ def seconded_not_alone(c: _Context) -> list[Problem]:
                     and p.employment == Employment.regular]
         for a, b in uncovered(_clip(s, c.window), regulars):
             out.append(Problem("seconded_not_alone", f"{person.name} ({person.id}) is 借调 and alone on {POST_NAMES[s.post]} {_at(a)}–{_at(b)}",
-                               **_where(s), unit_id=s.unit_id))
+                               **_where(s), unit_id=s.unit_id, post=s.post, start=a, end=b))
     return out
 
 
@@ -148,7 +158,8 @@ def no_gap(c: _Context) -> list[Problem]:
         for a, b in uncovered(c.window, [(s.start, s.end) for s in mine]):
             before = [s for s in mine if s.end <= a]
             where = _where(before[-1], POST_NAMES[post]) if before else {"field": f"{unit}.{post.value}"}
-            out.append(Problem("no_gap", f"{unit}: nobody on {POST_NAMES[post]} {_at(a)}–{_at(b)}", **where, unit_id=unit))
+            out.append(Problem("no_gap", f"{unit}: nobody on {POST_NAMES[post]} {_at(a)}–{_at(b)}", **where, unit_id=unit,
+                               post=post, start=a, end=b))
     return out
 
 
@@ -164,7 +175,8 @@ def one_place_at_a_time(c: _Context) -> list[Problem]:
                 if earlier.end > s.start:
                     out.append(Problem("one_place_at_a_time",
                                        f"{person_id} is on {s.unit_id} {POST_NAMES[s.post]} {_span(s)} and on {earlier.unit_id} {POST_NAMES[earlier.post]} {_span(earlier)}",
-                                       **_where(s), unit_id=s.unit_id, other_unit_id=earlier.unit_id))
+                                       **_where(s), unit_id=s.unit_id, other_unit_id=earlier.unit_id,
+                                       **_when(s, c.window)))
     return out
 
 
@@ -220,13 +232,15 @@ def _order(p: Problem) -> tuple:
 
 
 def check(roster: Roster, config: DutyFile, units: Collection[str], now: datetime, *,
-          only_units: Collection[str] | None = None) -> list[Problem]:
+          only_units: Collection[str] | None = None, window: Interval | None = None) -> list[Problem]:
     """Every problem of the roster over [now, now + gap_horizon_days), in row order; [] when it keeps every rule.
 
     only_units: keep only the problems about these units (Problem.about). A change to one unit's
     roster is checked with the whole roster in force (a person can be busy elsewhere) but must not be
-    refused for another unit's gap that was there before it."""
-    window = (now, now + timedelta(days=config.gap_horizon_days.value))
+    refused for another unit's gap that was there before it.
+
+    window: another period to check instead (a page showing a past week or a month)."""
+    window = window or (now, now + timedelta(days=config.gap_horizon_days.value))
     context = _Context(roster, config, window, shifts(roster, *window))
     problems = references(roster, units, window)
     for rule in config.rules:

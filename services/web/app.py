@@ -35,10 +35,10 @@ from services.web.answers import field_errors, invalid, unavailable
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.rendering import STATIC_DIR, Pages
-from services.web.routes import board, commands, drills, duty, health, incidents, pages, signin, users
+from services.web.routes import board, commands, drills, duty, duty_pages, health, incidents, pages, signin, users
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
-           signin.router, pages.router, board.router, duty.router)
+           signin.router, pages.router, board.router, duty.router, duty_pages.router)
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,

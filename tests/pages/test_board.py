@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from services.web.app import create_app
 from services.web.permissions import PERMISSIONS
-from services.web.routes import board, pages, signin
+from services.web.routes import board, duty_pages, pages, signin
 from services.settings import Settings
 from services.users import new_token, user_record
 from tests.conftest import unique_id
@@ -44,7 +44,7 @@ def app_client(tmp_path_factory):
 
 
 PUBLIC_PAGES = {"/login", "/logout"}
-PAGE_ROUTES = [r for router in (pages.router, signin.router, board.router) for r in router.routes if isinstance(r, APIRoute)]
+PAGE_ROUTES = [r for router in (pages.router, signin.router, board.router, duty_pages.router) for r in router.routes if isinstance(r, APIRoute)]
 
 
 def permission_of(route: APIRoute) -> str | None:
@@ -59,7 +59,7 @@ def test_every_page_route_is_public_or_names_a_permission():
 @pytest.mark.parametrize("route", [r for r in PAGE_ROUTES if r.path not in PUBLIC_PAGES], ids=lambda r: r.path)
 def test_page_route_by_role(app_client, route):
     client, tokens = app_client
-    url = route.path.replace("{incident_id}", "inc-1")
+    url = route.path.replace("{incident_id}", "inc-1").replace("{unit_id}", "district_emergency_office")
     html = {"Accept": "text/html"}
     # a browser without a sign-in goes to /login and comes back; an API client gets 401
     if route.path != "/board/stream":

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from playbooks.duty.handover import HandoverRefused, HandoverState, Item, changes, confirm, handovers, open_items
 from playbooks.duty.ical import to_ics
-from playbooks.duty.log import KIND_NAMES, duty_log, log_rows
+from playbooks.duty.log import KIND_NAMES, ShiftLog, duty_log, log_rows
 from playbooks.duty.roster import SHANGHAI, on_duty, shifts
 from playbooks.duty.rules import Problem as DutyProblem
 from playbooks.duty.rules import check
@@ -89,10 +89,15 @@ async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, b
                          at: datetime | None = None, user: UserRecord = require("duty.read")) -> Any:
     """Person per post of the unit at `at` (now when absent): where the answer came from (rotation,
     值班表, override, swap, or a fallback along duty.yaml's chain), and why."""
-    unit = known_unit(plan, unit_id)
+    known_unit(plan, unit_id)
     when = at or clock.now()
     if when.tzinfo is None:
         raise HTTPException(status_code=422, detail="at: give the time with its offset (2026-12-06T08:30:00+08:00)")
+    return duty_answer(book, plan, unit_id, when, user)
+
+
+def duty_answer(book: DutyBook, plan: Plan, unit_id: str, when: datetime, user: UserRecord) -> DutyAnswer:
+    """Who stands each post of the unit at `when` (the route's answer; the 值班表 page's top)."""
     roster, index = book.roster(), book.index_for(when)
     posts = []
     for post in (Post.leader, Post.chief, Post.officer):
@@ -100,7 +105,7 @@ async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, b
         posts.append(DutyPost(post=post, post_name=POST_NAMES[post], person=person_answer(book, found.person.id if found.person else None, user),
                               source=found.source, reasons=found.reasons,
                               shift=shift_answer(book, plan, found.shift, user) if found.shift else None))
-    return DutyAnswer(unit_id=unit_id, unit=unit, at=when.astimezone(SHANGHAI), posts=posts,
+    return DutyAnswer(unit_id=unit_id, unit=plan.unit_name(unit_id), at=when.astimezone(SHANGHAI), posts=posts,
                       roster_kept=unit_id in book.records)
 
 
@@ -111,13 +116,19 @@ async def unit_roster(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book
                       user: UserRecord = require("duty.read")) -> Any:
     """The unit's shifts in [from, to) (this week from its Monday's shift change when absent; at most
     62 days), and every duty rule the roster breaks for the unit over the next 30 days."""
-    unit = known_unit(plan, unit_id)
+    known_unit(plan, unit_id)
     now = clock.now()
     start, end = span(start, end, now, plan)
+    return roster_answer(book, plan, unit_id, start, end, now, user)
+
+
+def roster_answer(book: DutyBook, plan: Plan, unit_id: str, start: datetime, end: datetime, now: datetime,
+                  user: UserRecord) -> RosterAnswer:
+    """The unit's shifts in [start, end) and the rules its roster breaks over the next 30 days from `now`."""
     roster = book.roster()
     mine = [s for s in shifts(roster, start, end) if s.unit_id == unit_id]
     problems = check(roster, plan.duty, plan.unit_names, now, only_units={unit_id})
-    return RosterAnswer(unit_id=unit_id, unit=unit, start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
+    return RosterAnswer(unit_id=unit_id, unit=plan.unit_name(unit_id), start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
                         shifts=[shift_answer(book, plan, s, user) for s in mine],
                         problems=[RosterProblem(rule=p.rule, message=p.message, row=p.row, column=p.column, field=p.field)
                                   for p in problems],
@@ -245,6 +256,11 @@ async def unit_handovers(unit_id: UnitIdParam, plan: PlanDep, book: DutyDep, vie
                          _: UserRecord = require("duty.read")) -> Any:
     """The unit's handovers, latest first: an open one with the items to take over as they stand now."""
     known_unit(plan, unit_id)
+    return latest_handovers(book, plan, view, unit_id, limit)
+
+
+def latest_handovers(book: DutyBook, plan: Plan, view: IncidentView, unit_id: str, limit: int) -> list[HandoverAnswer]:
+    """The unit's handovers, latest first (the route's answer; the 值班表 page shows the first)."""
     mine = sorted((s for s in handovers(book.events).values() if s.unit_id == unit_id and s.at is not None),
                   key=lambda s: s.at, reverse=True)[:limit]
     return [handover_answer(book, plan, view, s) for s in mine]
@@ -289,13 +305,8 @@ async def duty_log_of(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book
     roster change, in order; this week when no period is given. format=csv or xlsx downloads it."""
     unit = known_unit(plan, unit_id)
     start, end = span(start, end, clock.now(), plan)
-    roster = book.roster()
-    shift_changes = changes(roster, unit_id, start - timedelta(days=1), end)
-    logs = [lg for lg in duty_log(unit_id, shift_changes, book.log_of(unit_id), incident_entries(view, unit_id))
-            if (lg.start is None or lg.end is None or lg.end > start) and (lg.start is None or lg.start < end)]
-    logs = [lg if lg.start is not None else lg.__class__(**{**lg.__dict__, "entries": tuple(
-        e for e in lg.entries if start <= e.at < end)}) for lg in logs]
-    names = {p.id: p.name for p in roster.people}
+    logs = unit_duty_log(book, view, unit_id, start, end)
+    names = person_names(book)
     if format != "json":
         rows = log_rows(logs, plan.unit_names, names)
         stem = f"值班记录-{unit}-{start.astimezone(SHANGHAI):%Y%m%d}"
@@ -313,6 +324,20 @@ async def duty_log_of(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book
                          lines=lines)
 
 
+def unit_duty_log(book: DutyBook, view: IncidentView, unit_id: str, start: datetime, end: datetime) -> list[ShiftLog]:
+    """The unit's 值班记录 in [start, end): its shifts overlapping the period, each with its entries;
+    last, the entries of the period in no shift (the route's lines and files; the log page)."""
+    shift_changes = changes(book.roster(), unit_id, start - timedelta(days=1), end)
+    logs = [lg for lg in duty_log(unit_id, shift_changes, book.log_of(unit_id), incident_entries(view, unit_id))
+            if (lg.start is None or lg.end is None or lg.end > start) and (lg.start is None or lg.start < end)]
+    return [lg if lg.start is not None else lg.__class__(**{**lg.__dict__, "entries": tuple(
+        e for e in lg.entries if start <= e.at < end)}) for lg in logs]
+
+
+def person_names(book: DutyBook) -> dict[str, str]:
+    return {p.id: p.name for p in book.roster().people}
+
+
 # --- calendars ------------------------------------------------------------------------------------
 
 
@@ -320,8 +345,7 @@ ICS = "text/calendar; charset=utf-8"
 
 
 def calendar(book: DutyBook, plan: Plan, clock_now: datetime, chosen: list[Shift], title: str, stem: str) -> Response:
-    names = {p.id: p.name for p in book.roster().people}
-    data = to_ics(chosen, names=names, units=plan.unit_names, title=title, stamp=clock_now)
+    data = to_ics(chosen, names=person_names(book), units=plan.unit_names, title=title, stamp=clock_now)
     return Response(data, media_type=ICS, headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.ics"})
 
 
