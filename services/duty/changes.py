@@ -56,12 +56,23 @@ def _kept(book: DutyBook, plan: Plan, after: Roster, *, source: RosterSource, wh
     return Change(records, events, after, *counts)
 
 
+def kind_of(data: bytes, filename: str) -> str:
+    """.xlsx, .ics or .csv: by what the file holds (a zip is a workbook, BEGIN:VCALENDAR a calendar),
+    else by its name; a file saved without its extension is still read."""
+    if data.startswith(b"PK\x03\x04"):
+        return ".xlsx"
+    if data.lstrip(b"\xef\xbb\xbf \r\n\t").upper().startswith(b"BEGIN:VCALENDAR"):
+        return ".ics"
+    suffix = PurePath(filename).suffix.lower()
+    return suffix if suffix in (".xlsx", ".csv", ".ics") else ".csv" if suffix in ("", ".txt") else suffix
+
+
 def import_file(book: DutyBook, plan: Plan, data: bytes, filename: str, *, unit_id: str | None, now: datetime,
                 by: str) -> Change:
     """A 值班表 (.xlsx or .csv; an .xlsx may carry a 人员 sheet too) or an .ics, for `unit_id` when the
     file names no unit. Raises TableRefused (every problem, row and column) or ValueError (unreadable)."""
     current = book.roster()
-    suffix = PurePath(filename).suffix.lower()
+    suffix = kind_of(data, filename)
     if suffix == ".ics":
         if unit_id is None or unit_id not in plan.units:
             raise TableRefused([Problem("input", f"unknown unit {unit_id!r}: an .ics needs the unit it is for",
@@ -70,8 +81,10 @@ def import_file(book: DutyBook, plan: Plan, data: bytes, filename: str, *, unit_
         after = apply_change(current, shifts=shifts, rotations=rotations)
         return _kept(book, plan, after, source="ics", what=filename, now=now, by=by,
                      counts=(0, len(shifts), len(rotations)))
-    sheets = read_sheets(data, filename)
+    sheets = read_sheets(data, f"{PurePath(filename).stem or 'upload'}{suffix}")
     people_rows, table_rows = pick_sheets(sheets)
+    if not any(any(c not in (None, "") for c in row) for row in [*(people_rows or [])[1:], *table_rows[1:]]):
+        raise TableRefused([Problem("input", f"{filename}: no rows under the header (值班表 or 人员)", field="file")])
     people = read_people(people_rows, units=plan.unit_names, base=current.people) if people_rows else []
     directory = apply_change(current, people=people)
     shifts = table_shifts(table_rows, unit_id=unit_id, base=directory, config=plan.duty, units=plan.unit_names) \

@@ -105,7 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def limit_body(request: Request, call_next) -> Response:
     settings = request.app.state.settings
     # a 值班表 of many units and months is larger than any JSON body the API takes
-    limit = settings.max_upload_bytes if request.url.path == "/duty/imports" else settings.max_body_bytes
+    limit = settings.max_upload_bytes if request.url.path == "/rosters" else settings.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         return JSONResponse(status_code=413, content={"error": f"body larger than {limit} bytes"})

@@ -3,7 +3,11 @@ cannot state, kept by the cases schemathesis means to be valid. The document sta
 (topics.requests), and the API refuses a body that breaks them with a 422 naming the field:
 
 - a time people enter is between 2000-01-01 and 2100-01-01 UTC (topics.models.InputDatetime);
-- a report is not received before it occurred (ReportSubmission.received_at).
+- a report is not received before it occurred (ReportSubmission.received_at);
+- an override (代班) ends after it starts (OverrideRequest).
+
+What an uploaded 值班表 holds is beyond JSON Schema altogether: tests/e2e/schemathesis.toml lets
+POST /rosters answer 422 to a file the schema cannot tell from a good one.
 
 Cases meant to be invalid are left as generated: the API must still refuse them.
 """
@@ -17,7 +21,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from topics.models import EARLIEST, LATEST
 
-INPUT_TIMES = ("occurred_at", "received_at", "filed_at", "approved_at", "ended_at")
+INPUT_TIMES = ("occurred_at", "received_at", "filed_at", "approved_at", "ended_at", "start", "end", "shift_start")
 IN_RANGE = "2026-11-22T09:15:00+08:00"
 
 
@@ -45,5 +49,9 @@ def map_case(context, case):
     if isinstance(occurred, str) and isinstance(received, str) and \
             datetime.fromisoformat(received) < datetime.fromisoformat(occurred):
         body["occurred_at"], body["received_at"] = received, occurred
+    start, end = body.get("start"), body.get("end")
+    if isinstance(start, str) and isinstance(end, str) and datetime.fromisoformat(end) <= datetime.fromisoformat(start):
+        # an override ends after it starts
+        body["start"], body["end"] = (end, start) if end != start else (IN_RANGE, "2026-11-22T10:15:00+08:00")
     case.body = body
     return case

@@ -95,7 +95,7 @@ def workbook(start: date, days: int = 33, *, bad: bool = False) -> bytes:
 
 
 def upload(client: httpx.Client, data: bytes, name: str = "值班表.xlsx") -> httpx.Response:
-    return client.post("/duty/imports", files={"file": (name, data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")})
+    return client.post("/rosters", files={"file": (name, data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")})
 
 
 def boundaries(start: date) -> list[datetime]:

@@ -72,7 +72,8 @@ def test_no_server_errors(service):
 def test_the_openapi_document_says_what_the_api_does(service, role, tmp_path):
     operations = sum(len(methods) for methods in httpx.get(f"{service.api}/openapi.json").json()["paths"].values())
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{service.api}/openapi.json",
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+        "run", f"{service.api}/openapi.json",
         "--checks", "all", "--max-examples", str(CONTRACT_MAX_EXAMPLES),
         "--header", f"Authorization: Bearer {service.tokens[role]}",
         "--generation-database", "none", "--no-color",

@@ -118,13 +118,13 @@ def test_an_import_with_bad_cells_answers_422_naming_each_row_and_column_and_sen
             ["2026-12-11", "25:00-次日08:30", "刘局长", "孙主任", "某某", ""]]
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
-    resp = client(Role.ADMIN).post("/duty/imports", data={"unit_id": OFFICE},
+    resp = client(Role.ADMIN).post("/rosters", data={"unit_id": OFFICE},
                                    files={"file": ("值班表.csv", buf.getvalue().encode("utf-8-sig"), "text/csv")})
     assert resp.status_code == 422, resp.text
     cells = {(f["row"], f["column"]) for f in resp.json()["fields"]}
     assert cells == {(2, "电话"), (3, "班次"), (3, "值班员")}, resp.json()
     assert sent.records == []
-    resp = client(Role.ADMIN).post("/duty/imports", files={"file": ("值班表.xls", b"not a workbook", "x")})
+    resp = client(Role.ADMIN).post("/rosters", files={"file": ("值班表.xls", b"not a workbook", "x")})
     assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "file"
 
 

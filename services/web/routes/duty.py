@@ -181,7 +181,7 @@ async def keep(change: Change, book: DutyBook, publisher: Publisher) -> RosterCh
                          changed_at=change.records[0].changed_at if change.records else datetime.now(SHANGHAI))
 
 
-@router.post("/duty/imports", status_code=201, response_model=RosterChanged, responses=responses(401, 403, 413, 422, 503))
+@router.post("/rosters", status_code=201, response_model=RosterChanged, responses=responses(401, 403, 413, 422, 503))
 async def import_roster(file: Annotated[UploadFile, File(description="值班表.xlsx or .csv (columns: 日期, 班次, 单位, 带班领导, 值班主任, 值班员, 电话; an .xlsx may add a 人员 sheet), or .ics")],
                         plan: PlanDep, clock: ClockDep, book: DutyDep, publisher: PublisherDep,
                         unit_id: Annotated[str | None, Form(max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
