@@ -207,6 +207,30 @@ def test_a_month_of_duty_for_three_units_names_the_person_on_every_notice_and_su
     for (unit, at), posts in before.items():
         for post, person in posts.items():
             assert person == expected(unit, post, at, start), (unit, at, post)
+    # the leader worker opens each unit's latest 交接班; left unconfirmed 15 minutes after its change it
+    # goes to the unit's 带班领导 (the change was hours ago: at once)
+    def handover_log() -> list[dict]:
+        return [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name) if e.get("handover_id")]
+
+    logged = eventually(handover_log, until=lambda es: {(e["unit_id"], e["kind"]) for e in es} >= {
+        (u, k) for u in STAFF for k in ("handover_opened", "handover_escalated")}, timeout=90, every=1,
+        what="a handover opened and escalated for each unit")
+    latest_change = datetime.combine(start + timedelta(days=1), CHANGE, SH)
+    for e in (e for e in logged if e["kind"] == "handover_opened"):
+        assert datetime.fromisoformat(e["at"]) == latest_change, e
+        assert e["incoming_id"] == expected(e["unit_id"], "officer", latest_change, start), e
+        assert e["outgoing_id"] == expected(e["unit_id"], "officer", latest_change - timedelta(seconds=1), start), e
+    to_leaders = [n for n in read_all(stack.settings.bootstrap, NOTIFICATIONS_REQUESTED.name) if n["kind"] == "handover"]
+    for n in to_leaders:
+        at = datetime.fromisoformat(n["requested_at"])
+        assert at == latest_change + timedelta(minutes=15), n
+        assert n["on_duty"]["person_id"] == expected(n["unit_id"], "leader", at, start), n
+    assert {n["unit_id"] for n in to_leaders} == set(STAFF)
+    [handover] = officer.get(f"/units/{URBAN}/handovers", params={"limit": 1}).json()
+    confirmed = officer.post(f"/handovers/{handover['handover_id']}/confirm", json={})
+    assert confirmed.status_code == 201 and confirmed.json()["confirmed_at"], confirmed.text
+    assert officer.post(f"/handovers/{handover['handover_id']}/confirm", json={}).status_code == 409
+
     incident = post_overdue_report(officer)
     check_notices(stack.settings.bootstrap, incident, start)
     # names and mobiles never in plain text on a topic: the notices carry ids, the rosters sealed people

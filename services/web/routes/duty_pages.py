@@ -173,6 +173,7 @@ async def duty_table(request: Request, unit_id: UnitIdParam, pages: PagesDep, pl
 
     links = {"prev": page(first_day - timedelta(weeks=1), weeks), "next": page(first_day + timedelta(weeks=1), weeks),
              "week": f"/duty/{unit_id}", "month": page(this_month, 5),
+             "ics": f"/units/{unit_id}/duty.ics",
              "log": f"/duty/{unit_id}/log?{urlencode({'from': first_day.isoformat(), 'to': local(end).date().isoformat()})}"}
     config = {"server_time": now.isoformat(), "unit_id": unit_id,
               "handover_id": handover.handover_id if handover else None, "can_confirm": can_confirm}
