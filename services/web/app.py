@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import BaseRoute, Match
 
 from playbooks.plan import Plan, load_plan
@@ -121,11 +122,15 @@ async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    """FastAPI's answer, except: a body that cannot be read at all (not UTF-8) is a 422 naming the
-    body, as a body that is not JSON is; and a 405 lists every method of the path in Allow (Starlette
+    """FastAPI's answer, except: a body that cannot be read at all (not UTF-8, a broken multipart
+    form) is a 422 naming the body, as a body that is not JSON is; and a 405 lists every method of the path in Allow (Starlette
     lists only the first route that matched the path, so GET /incidents hid POST /incidents)."""
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
         return invalid([{"field": "(body)", "message": "the body is not UTF-8 text"}])
+    if exc.status_code == 400 and (isinstance(exc.__context__, MultiPartException)
+                                   or exc.detail == "There was an error parsing the body"):
+        # a multipart form (a 值班表's upload) that cannot be parsed: refused naming the body, as bad JSON is
+        return invalid([{"field": "(body)", "message": "the body is not a readable form (multipart/form-data)"}])
     if exc.status_code == 405:
         allowed = sorted({method for route in _routes(request.app.router.routes)
                           if route.matches(request.scope)[0] is Match.PARTIAL

@@ -169,3 +169,11 @@ def test_the_duty_log_downloads_as_csv_and_xlsx_and_calendars_as_ics(api):
     mine = c.get("/people/zhang/duty.ics", params={"from": "2026-12-07T08:30:00+08:00", "to": "2026-12-11T08:30:00+08:00"})
     assert mine.text.count("BEGIN:VEVENT") == 2
     assert c.get("/people/nobody/duty.ics").status_code == 404
+
+
+def test_a_broken_upload_form_is_a_422_naming_the_body(api):
+    _, client, sent = api
+    resp = client(Role.ADMIN).post("/rosters", content=b"--b\r\n72--b--\r\n",
+                                   headers={"content-type": "multipart/form-data; boundary=b"})
+    assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "(body)", resp.text
+    assert sent.records == []
