@@ -10,7 +10,7 @@ in the same phase on the same broker. Sizes are bounded: nothing here offers loa
 not measure its figure prints none and the command exits 1.
 
 The harness (tests/bench/harness.py) and one module per phase: engine.py, pipeline.py (with its bare
-baselines), deadlines.py, recovery.py (both filled by seeding.py), drills.py.
+baselines), deadlines.py, recovery.py (both filled by seeding.py), drills.py, duty.py.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Callable
 
 from services.settings import REPO_ROOT
-from tests.bench import deadlines, drills, engine, pipeline, recovery
+from tests.bench import deadlines, drills, duty, engine, pipeline, recovery
 from tests.bench.harness import FULL, NAMES, SMOKE, Context, Row, Sizes, machine, now_utc, render, say
 
 PHASES: dict[str, Callable[[Context], None]] = {
     "engine": engine.measure, "pipeline": pipeline.measure, "deadlines": deadlines.measure,
-    "recovery": recovery.measure, "drills": drills.measure,
+    "recovery": recovery.measure, "drills": drills.measure, "duty": duty.measure,
 }
 
 

@@ -43,7 +43,7 @@ from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 
 T = TypeVar("T")
 # The phases, in the order they run (tests/bench/__main__.py maps each to its module).
-NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills")
+NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills", "duty")
 # One worker per core unless YINGJI_WORKERS says otherwise: the phases start them and wait until each
 # holds its partitions before any traffic, so no worker joins while records flow.
 BENCH_WORKERS = get_settings().workers if "workers" in get_settings().model_fields_set else 0
@@ -61,12 +61,14 @@ class Sizes:
     deadline_window_s: float = 60.0
     recovery_incidents: int = 100_000
     drill_seconds: float = 3.0
+    duty_notices: int = 20_000
 
 
 FULL = Sizes()
 SMOKE = Sizes(engine_reports=1_000, pipeline_incidents=300, latency_rate=50.0, latency_seconds=4.0,
               light_rate=20.0, light_seconds=2.0,
-              open_obligations=2_000, deadline_window_s=10.0, recovery_incidents=2_000, drill_seconds=0.5)
+              open_obligations=2_000, deadline_window_s=10.0, recovery_incidents=2_000, drill_seconds=0.5,
+              duty_notices=1_000)
 
 
 @dataclass
