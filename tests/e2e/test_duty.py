@@ -161,6 +161,36 @@ def cli(stack, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+def in_the_browser(stack, start: date) -> None:
+    """Chromium on the live API: the month of 区应急办 with today's 带班领导 on top, and its handover
+    confirmed from the page (recorded on the duty log topic)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.pages.conftest import CHROMIUM_ARGS
+
+    api = stack.settings.api_url
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai").new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{api}/login?next=/duty/{OFFICE}%3Fweeks%3D5")
+        page.get_by_label("访问令牌").fill(stack.token)
+        page.get_by_role("button", name="登录").click()
+        expect(page.locator("#duty-grid tbody tr")).to_have_count(35)
+        leader_now = expected(OFFICE, "leader", datetime.now(SH), start)
+        expect(page.locator('#now [data-post="leader"]')).to_contain_text(NAMES[leader_now])
+        expect(page.locator('#now [data-post="leader"]')).to_contain_text("值班表")
+        page.get_by_role("button", name="确认接班").click()
+        expect(page.get_by_text("已确认接班。")).to_be_visible()
+        browser.close()
+    assert errors == []
+    confirmed = eventually(lambda: [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name)
+                                    if e["kind"] == "handover_confirmed" and e["unit_id"] == OFFICE],
+                           timeout=30, every=0.5, what="the page's confirmation on the duty log")
+    assert len(confirmed) == 1 and confirmed[0]["by"] == "stack-officer"
+
+
 def test_a_month_of_duty_for_three_units_names_the_person_on_every_notice_and_survives_restarts(stack, tmp_path):
     token = new_token()
     publish_user(stack.settings.bootstrap, user_record("duty-admin", Role.ADMIN, token, now=datetime.now(timezone.utc), by="test"))
@@ -230,6 +260,8 @@ def test_a_month_of_duty_for_three_units_names_the_person_on_every_notice_and_su
     confirmed = officer.post(f"/handovers/{handover['handover_id']}/confirm", json={})
     assert confirmed.status_code == 201 and confirmed.json()["confirmed_at"], confirmed.text
     assert officer.post(f"/handovers/{handover['handover_id']}/confirm", json={}).status_code == 409
+
+    in_the_browser(stack, start)
 
     incident = post_overdue_report(officer)
     check_notices(stack.settings.bootstrap, incident, start)
