@@ -25,6 +25,9 @@ class DutyIndex:
         self._shifts = sorted(shifts(roster, start, end), key=lambda s: s.start)
         self._starts = [s.start for s in self._shifts]
         self._longest = max((s.end - s.start for s in self._shifts), default=timedelta(0))
+        # between two consecutive shift starts or ends the shifts in force do not change, nor the answer
+        self._bounds = sorted({s.start for s in self._shifts} | {s.end for s in self._shifts})
+        self._answers: dict[tuple[str, str | None, int], OnDutyRef] = {}
 
     def covers(self, at: datetime) -> bool:
         return self.start <= at < self.end
@@ -39,7 +42,21 @@ class DutyIndex:
 
 def on_duty_ref(roster: Roster, config: DutyFile, unit_id: str, role: str | None, at: datetime,
                 index: DutyIndex | None = None) -> OnDutyRef:
-    """Who answers for `role` of `unit_id` at `at`, as a notice carries it: a person id, never a name."""
+    """Who answers for `role` of `unit_id` at `at`, as a notice carries it: a person id, never a name.
+
+    With an index covering `at`, an answer found once is reused until the next shift start or end
+    (every notice of a batch asks the same few questions at nearly the same time)."""
+    if index is not None and index.covers(at):
+        key = (unit_id, role, bisect_right(index._bounds, at))
+        known = index._answers.get(key)
+        if known is None:
+            known = index._answers[key] = _answer(roster, config, unit_id, role, at, index)
+        return known if known.at == at else known.model_copy(update={"at": at})
+    return _answer(roster, config, unit_id, role, at, None)
+
+
+def _answer(roster: Roster, config: DutyFile, unit_id: str, role: str | None, at: datetime,
+            index: DutyIndex | None) -> OnDutyRef:
     unit, post = config.post_for(role, unit_id)
     in_force = index.in_force(at) if index is not None and index.covers(at) else None
     found = on_duty(roster, config, unit, post, at, in_force=in_force)

@@ -124,5 +124,6 @@ def on_duty(roster: Roster, config: DutyFile, unit_id: str, post: Post, at: date
                 continue
             reasons.append(f"{unit} {POST_NAMES[step_post]}: {person.id} by {shift.ref}")
             return OnDuty(person, shift.source if i == 0 else "fallback", reasons, shift)
-        reasons.append(f"{unit} {POST_NAMES[step_post]}: nobody on duty at {at.astimezone(SHANGHAI).isoformat()}")
+        # no time in the text: the answer is asked at `at`, which the caller holds (a notice's on_duty.at)
+        reasons.append(f"{unit} {POST_NAMES[step_post]}: nobody on duty")
     return OnDuty(None, "nobody", reasons, None)

@@ -371,3 +371,27 @@ def test_a_table_for_one_unit_is_not_refused_for_another_units_gap(plan):
     assert len(read_table(month(), **kw, only_units={OFFICE}).shifts) == 90
     with pytest.raises(TableRefused):  # its own problems are still its own
         read_table(month((5, {"带班领导": ""})), **kw, only_units={OFFICE})
+
+
+def test_an_indexed_answer_is_the_answer_expanded_from_the_roster_at_every_minute_across_changes():
+    """address.DutyIndex reuses an answer until the next shift start or end: asked every 7 minutes for
+    three days (across 08:30 changes, an override's ends and a swap), each role of a unit with a
+    roster and of one without, it answers as on_duty does from the roster alone."""
+    from playbooks.duty.address import DutyIndex, on_duty_ref
+
+    config = load_duty()
+    swap = Swap(id="s1", unit_id=OFFICE, post="officer", shift_start=at(22, 8, 30), from_person="zhang",
+                to_person="wang", approved_by="boss1")
+    override = Override(id="o1", unit_id=OFFICE, post="chief", person_id="boss2", start=at(21, 13),
+                        end=at(21, 17, 45), approved_by="boss1")
+    roster = good_roster(swaps=[swap], overrides=[override])
+    index = DutyIndex(roster, at(20, 0), at(24, 0))
+    times = [at(20, 12) + timedelta(minutes=7 * k) for k in range(3 * 24 * 60 // 7)]
+    edges = [at(d, 8, 30) for d in (21, 22, 23)] + [at(21, 13), at(21, 17, 45)]
+    times += edges + [e - timedelta(microseconds=1) for e in edges]  # each side of every change
+    for t in sorted(times):
+        for unit in (OFFICE, OTHER):
+            for role in (None, "值班员", "值班领导", "带班领导", "分管区领导"):
+                fast = on_duty_ref(roster, config, unit, role, t, index)
+                slow = on_duty_ref(roster, config, unit, role, t)
+                assert fast == slow, (unit, role, t)
