@@ -16,7 +16,8 @@ from topics.models import PrivateDetails
 M = TypeVar("M", bound=BaseModel)
 
 # Keys whose values are personal data or free text that may hold it: never logged.
-PRIVATE_KEYS = frozenset({"reporter", "name", "phone", "summary", "address", "private_sealed"})
+PRIVATE_KEYS = frozenset({"reporter", "name", "phone", "summary", "address", "private_sealed",
+                          "mobile", "email", "contacts", "sealed"})
 
 
 class Sealer:
@@ -41,6 +42,12 @@ class Sealer:
     def seal_text(self, text: str) -> str | None:
         """Free text of a filed report: it may name citizens, so it travels sealed too."""
         return self._fernet.encrypt(text.encode()).decode() if text else None
+
+    def open_text(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken as exc:
+            raise ValueError("sealed: cannot be opened with this key") from exc
 
     def seal_model(self, model: BaseModel) -> str:
         """Any personal record (a duty person's name and contacts) as one sealed string."""

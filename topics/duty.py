@@ -105,6 +105,17 @@ class Rotation(DutyModel):
     duration: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
     people: list[RecordId] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _walkable(self) -> "Rotation":
+        # every question of who is on duty walks the rotation from DTSTART: no shifts by the minute
+        # or second, and a start within the years people enter (2000-2100)
+        freq = next((part.split("=", 1)[1].upper() for part in self.rrule.split(";") if part.upper().startswith("FREQ=")), "")
+        if freq in ("SECONDLY", "MINUTELY"):
+            raise ValueError(f"rrule: FREQ={freq} is finer than any duty shift (HOURLY at the finest)")
+        if not 2000 <= self.dtstart.year < 2100:
+            raise ValueError("dtstart: must be between 2000 and 2100")
+        return self
+
 
 class Override(DutyModel):
     """Someone else on a post for [start, end), whatever the rotation says, with who approved it."""
@@ -116,7 +127,7 @@ class Override(DutyModel):
     start: AwareDatetime
     end: AwareDatetime
     approved_by: RecordId
-    reason: ShortText = ""
+    reason: LongText = Field(default="", description="free text, which may name people: sealed on the topic")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Override":

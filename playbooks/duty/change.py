@@ -3,7 +3,8 @@
 Pure. The roster in force is the union of every unit's latest record (topic duty.rosters); a change
 (a 值班表 imported, a directory sheet, an .ics, an override or a swap) makes a new roster, and each
 unit it touches gets a new record. It is refused, all of it, when it breaks a duty rule for a unit
-it touches (another unit's own problems are that unit's: they do not block this change).
+it touches (another unit's own problems, and a unit's problems the change leaves as they were, are
+not this change's).
 """
 
 from __future__ import annotations
@@ -74,8 +75,17 @@ def touched(before: Roster, after: Roster) -> set[str]:
 
 def refused(before: Roster, after: Roster, config: DutyFile, units: Mapping[str, str] | Collection[str],
             now: datetime) -> list[Problem]:
-    """Every problem of the new roster for the units the change touches; [] when it may be kept."""
+    """The problems the change brings to the units it touches; [] when it may be kept.
+
+    A problem the unit had already (next month's 值班表 not yet in, so a gap three weeks out) does not
+    refuse an unrelated change (an urgent 代班 today); one the change makes, or leaves different (a gap
+    it shortens but does not close), does."""
     changed = touched(before, after)
     if not changed:
         return []
-    return check(after, config, units, now, only_units=changed)
+    had = {_key(p) for p in check(before, config, units, now, only_units=changed)}
+    return [p for p in check(after, config, units, now, only_units=changed) if _key(p) not in had]
+
+
+def _key(p: Problem) -> tuple:
+    return (p.rule, p.message, p.unit_id, p.other_unit_id)

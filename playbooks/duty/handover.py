@@ -258,6 +258,11 @@ def due(roster: Roster, config: DutyFile, events: Iterable[DutyEvent], now: date
             continue
         if now < st.at + minutes:
             continue
+        if st.at < now - lookback:
+            # older than the lookback (after an outage): the 带班领导 on watch now is not told of a
+            # shift long gone; it stays unconfirmed on the log and in the metrics
+            out.reasons.append(f"{hid}: unconfirmed, older than the lookback: not escalated")
+            continue
         event, notice = _escalation(st, roster, config, units.get(st.unit_id, st.unit_id), now)
         out.events.append(event)
         out.notifications.append(notice)

@@ -54,6 +54,13 @@ def cell_text(cell: object) -> str:
 
 
 def _date(cell: object) -> date:
+    day = _parse_date(cell)
+    if not 2000 <= day.year < 2100:  # as every time people enter (topics.models.InputDatetime)
+        raise ValueError(f"{day.isoformat()} is not a date between 2000 and 2099")
+    return day
+
+
+def _parse_date(cell: object) -> date:
     if isinstance(cell, datetime):
         return cell.date()
     if isinstance(cell, date):

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = duty_sub.add_parser("week", help="a unit's shifts for 7 days from --from (this week's Monday 08:30), and its rule breaks")
     q.add_argument("unit")
     q.add_argument("--from", dest="start", help="a time with its offset")
-    q.add_argument("--days", type=int, default=7)
+    q.add_argument("--days", type=_days, default=7)
     q.set_defaults(func=cmd_week)
     q = duty_sub.add_parser("import", help="import a 值班表 (.xlsx/.csv, optional 人员 sheet) or an .ics; all or nothing")
     q.add_argument("file")
@@ -34,8 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--unit")
     who.add_argument("--person")
     q.add_argument("--from", dest="start", help="a time with its offset (now when absent)")
-    q.add_argument("--days", type=int, default=31)
+    q.add_argument("--days", type=_days, default=31)
     q.set_defaults(func=cmd_ics)
+
+
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 62:
+        raise argparse.ArgumentTypeError("between 1 and 62 days")
+    return days
 
 
 def _context():
@@ -46,7 +53,11 @@ def _context():
 
     s = get_settings()
     plan = load_plan()
-    return plan, read_book(s.bootstrap, Sealer.from_file(s.key_file), plan.duty), s
+    try:
+        return plan, read_book(s.bootstrap, Sealer.from_file(s.key_file), plan.duty), s
+    except Exception as exc:  # noqa: BLE001 - no broker, or the topics not read: say so, no traceback
+        print(f"the rosters could not be read from {s.bootstrap}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _unit_id(plan, text: str) -> str | None:
@@ -147,7 +158,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"--unit: no unit {args.unit!r} in the plan", file=sys.stderr)
         return EXIT_INVALID
     try:
-        change = import_file(book, plan, path.read_bytes(), path.name, unit_id=unit, now=WallClock().now(), by="cli")
+        data = path.read_bytes()
+        change = import_file(book, plan, data, path.name, unit_id=unit, now=WallClock().now(), by="cli")
     except TableRefused as exc:
         print(f"{path.name}: refused, nothing kept ({len(exc.problems)} problems)", file=sys.stderr)
         for p in exc.problems:
@@ -156,7 +168,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"{path.name}: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    publish(s.bootstrap, change.records, change.events)
+    try:
+        publish(s.bootstrap, change.records, change.events)
+    except Exception as exc:  # noqa: BLE001 - the broker did not take it: nothing or part was written
+        print(f"{path.name}: the broker did not acknowledge the roster ({type(exc).__name__}); run it again", file=sys.stderr)
+        return 1
     units = "、".join(plan.unit_name(r.unit_id) for r in change.records) or "nothing changed"
     print(f"{path.name}: kept — {units}; {change.people} people, {change.shifts} shifts, {change.rotations} rotations")
     return 0

@@ -51,7 +51,9 @@ def to_record(roster: Roster, unit_id: str, sealer: Sealer, *, source: RosterSou
     part = unit_roster(roster, unit_id)
     return RosterRecord(id=f"roster.{unit_id}.{int(now.timestamp() * 1000)}", unit_id=unit_id,
                         people=seal_people(part.people, sealer), rotations=part.rotations, shifts=part.shifts,
-                        overrides=part.overrides, swaps=part.swaps, source=source, changed_at=now, changed_by=by)
+                        overrides=[o.model_copy(update={"reason": sealer.seal_text(o.reason) or ""})
+                                   for o in part.overrides],  # a reason is free text: it may name people
+                        swaps=part.swaps, source=source, changed_at=now, changed_by=by)
 
 
 class DutyBook:
@@ -67,16 +69,19 @@ class DutyBook:
         self._index: DutyIndex | None = None
         self.version = 0
         self.caught_up = asyncio.Event()
+        self.writing = asyncio.Lock()  # the API's changes, one at a time (services/web/routes/duty.py)
 
     # --- state ---------------------------------------------------------------------------
 
     def apply_roster(self, rec: RosterRecord) -> None:
-        old = self.records.get(rec.unit_id)
-        if old is not None and old.changed_at > rec.changed_at:
-            return  # an older record read late (a retry): the newer one stands
-        self.records[rec.unit_id] = rec
+        """The unit's record as the topic orders them: the later one stands (not the writer's clock,
+        which may be behind on an operator's machine; after compaction the topic keeps that one too).
+        People unsealed first: a record this key cannot open changes nothing (ValueError)."""
+        overrides = [o.model_copy(update={"reason": self.sealer.open_text(o.reason)}) if o.reason else o
+                     for o in rec.overrides]
         roster = Roster(people=open_people(rec.people, self.sealer), rotations=rec.rotations, shifts=rec.shifts,
-                        overrides=rec.overrides, swaps=rec.swaps)
+                        overrides=overrides, swaps=rec.swaps)
+        self.records[rec.unit_id] = rec
         self._parts[rec.unit_id] = roster
         self._roster, self._index = None, None
         self.version += 1
@@ -140,8 +145,10 @@ class DutyBook:
                     for tp, records in batches.items():
                         for r in records:
                             self.apply_raw(tp.topic, r.value, r.offset)
-                            if r.offset + 1 >= ends[tp]:
-                                pending.discard(tp)
+                    # by position, not by a record at end - 1: a log emptied by retention has none
+                    for tp in list(pending):
+                        if await consumer.position(tp) >= ends[tp]:
+                            pending.discard(tp)
                     if not pending:
                         self.caught_up.set()
             except asyncio.CancelledError:
@@ -178,8 +185,7 @@ def read_book(bootstrap: str, sealer: Sealer, config: DutyFile) -> DutyBook:
             for tp, records in batches.items():
                 for r in records:
                     book.apply_raw(tp.topic, r.value, r.offset)
-                    if r.offset + 1 >= ends[tp]:
-                        pending.discard(tp)
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
         book.caught_up.set()
         return book
     finally:

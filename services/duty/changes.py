@@ -9,6 +9,7 @@ TableRefused with one Problem per row and column (or field); nothing is written.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
@@ -79,7 +80,7 @@ def import_file(book: DutyBook, plan: Plan, data: bytes, filename: str, *, unit_
                                         field="unit_id")])
         rotations, shifts = from_ics(data, unit_id=unit_id, people=current.people)
         after = apply_change(current, shifts=shifts, rotations=rotations)
-        return _kept(book, plan, after, source="ics", what=filename, now=now, by=by,
+        return _kept(book, plan, after, source="ics", what="日历导入", now=now, by=by,
                      counts=(0, len(shifts), len(rotations)))
     sheets = read_sheets(data, f"{PurePath(filename).stem or 'upload'}{suffix}")
     people_rows, table_rows = pick_sheets(sheets)
@@ -91,14 +92,15 @@ def import_file(book: DutyBook, plan: Plan, data: bytes, filename: str, *, unit_
         if table_rows else []
     after = apply_change(directory, shifts=shifts)
     source: RosterSource = "xlsx" if suffix == ".xlsx" else "csv"
-    return _kept(book, plan, after, source=source, what=filename, now=now, by=by,
+    # the file's name is not written down: people name files after people
+    return _kept(book, plan, after, source=source, what=f"{source} 导入", now=now, by=by,
                  counts=(len(people), len(shifts), 0))
 
 
 def add_override(book: DutyBook, plan: Plan, unit_id: str, req: OverrideRequest, *, now: datetime, by: str) -> Change:
     """代班: someone else on a post for an interval, approved; checked as any change is."""
-    stamp = int(now.timestamp() * 1000)
-    override = Override(id=f"o{stamp}", unit_id=unit_id, post=req.post, person_id=req.person_id, start=req.start,
+    stamp = f"{int(now.timestamp() * 1000)}-{uuid.uuid4().hex[:6]}"  # ids are matched across units
+    override = Override(id=f"o-{unit_id}-{stamp}", unit_id=unit_id, post=req.post, person_id=req.person_id, start=req.start,
                         end=req.end, approved_by=req.approved_by, reason=req.reason)
     after = apply_change(book.roster(), overrides=[override])
     return _kept(book, plan, after, source="json", what=f"代班 {override.id}", now=now, by=by, counts=(0, 0, 0))
@@ -106,8 +108,8 @@ def add_override(book: DutyBook, plan: Plan, unit_id: str, req: OverrideRequest,
 
 def add_swap(book: DutyBook, plan: Plan, unit_id: str, req: SwapRequest, *, now: datetime, by: str) -> Change:
     """换班: a planned shift stood by another person, approved; checked as any change is."""
-    stamp = int(now.timestamp() * 1000)
-    swap = Swap(id=f"w{stamp}", unit_id=unit_id, post=req.post, shift_start=req.shift_start,
+    stamp = f"{int(now.timestamp() * 1000)}-{uuid.uuid4().hex[:6]}"
+    swap = Swap(id=f"w-{unit_id}-{stamp}", unit_id=unit_id, post=req.post, shift_start=req.shift_start,
                 from_person=req.from_person, to_person=req.to_person, approved_by=req.approved_by)
     after = apply_change(book.roster(), swaps=[swap])
     return _kept(book, plan, after, source="json", what=f"换班 {swap.id}", now=now, by=by, counts=(0, 0, 0))

@@ -21,7 +21,7 @@ from services.worker.schedule import DueSchedule
 from services.worker.watchdog import Faults, StallWatch
 
 log = structlog.get_logger("yingji", stage="worker")
-DUTY_WAIT_S = 30.0
+DUTY_WAIT_S = 10.0  # below the stall watchdog's 30 s: a wait here must not read as a stall
 
 
 @dataclass
@@ -58,7 +58,9 @@ class Worker:
         try:
             await asyncio.wait_for(self.duty.caught_up.wait(), DUTY_WAIT_S)
         except asyncio.TimeoutError:
+            # once: later batches go on with what is known rather than wait again each time
             log.warning("duty_not_caught_up", waited_s=DUTY_WAIT_S)
+            self.duty.caught_up.set()
 
     def settled(self) -> bool:
         """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""

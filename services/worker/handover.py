@@ -25,6 +25,15 @@ LOOKBACK = timedelta(days=1)
 
 
 async def check_handovers(worker: Worker) -> None:
+    """One tick; never raises (Faust crashes the worker on a timer's exception): a failed tick is
+    logged, and the next one decides again from the duty log (nothing of a failed one is held)."""
+    try:
+        await _check_handovers(worker)
+    except Exception:  # noqa: BLE001
+        log.exception("handover_check_failed")
+
+
+async def _check_handovers(worker: Worker) -> None:
     book = worker.duty
     if book is None or not book.caught_up.is_set():
         return

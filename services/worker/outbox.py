@@ -61,7 +61,10 @@ class Outbox:
             self.add(INCIDENTS_DECIDED.name, rec.incident_id, rec.model_dump_json().encode())
         for note in out.notifications:  # a drill never reaches the live notification topic
             if self.address is not None:
-                note = self.address(note)
+                try:
+                    note = self.address(note)
+                except Exception:  # noqa: BLE001 - a notice unaddressed is better than a decision lost
+                    log.exception("notice_not_addressed", incident_id=note.incident_id)
                 if note.on_duty is not None:
                     metrics.NOTICES_ADDRESSED.labels(source=note.on_duty.source, drill=str(note.drill).lower()).inc()
             topic = DRILL_NOTIFICATIONS.name if note.drill else NOTIFICATIONS_REQUESTED.name

@@ -395,3 +395,20 @@ def test_an_indexed_answer_is_the_answer_expanded_from_the_roster_at_every_minut
                 fast = on_duty_ref(roster, config, unit, role, t, index)
                 slow = on_duty_ref(roster, config, unit, role, t)
                 assert fast == slow, (unit, role, t)
+
+
+@pytest.mark.parametrize(("rrule", "dtstart", "field"), [
+    ("FREQ=MINUTELY;INTERVAL=30", START, "rrule"),
+    ("FREQ=SECONDLY", START, "rrule"),
+    ("FREQ=DAILY", datetime(1900, 1, 1, 8, 30, tzinfo=SH), "dtstart"),
+], ids=["minutely", "secondly", "1900"])
+def test_a_rotation_too_costly_to_walk_is_refused_naming_the_field(rrule, dtstart, field):
+    with pytest.raises(ValidationError, match=field):
+        rotation("r", "officer", ["zhang"], rrule=rrule, dtstart=dtstart)
+
+
+def test_a_table_date_outside_2000_2099_is_refused_naming_its_cell(plan):
+    rows = [["日期", "带班领导", "值班员"], ["9999-12-31", "刘局长", "张伟"]]
+    with pytest.raises(TableRefused) as exc:
+        read_table(rows, unit_id=OFFICE, base=good_roster(), config=load_duty(), units=plan.unit_names, now=START)
+    assert [(p.row, p.column) for p in exc.value.problems] == [(2, "日期")]

@@ -22,6 +22,7 @@ from playbooks.duty.handover import (
     handovers,
     open_items,
 )
+from playbooks.duty.config import load_duty
 from playbooks.duty.log import HEADER, IncidentEntry, duty_log, log_rows
 from topics.duty import DutyEvent, DutyEventKind, Override, Roster, Shift, Swap
 from tests.playbooks.test_duty import NAMES, OFFICE, OTHER, PEOPLE, START, at, good_roster, rotation
@@ -316,3 +317,14 @@ def test_a_shift_with_nothing_in_it_has_one_row():
 def test_changes_are_plain_values():
     c = changes(good_roster(), OFFICE, at(21, 0), at(22, 0))[0]
     assert isinstance(c, Change) and c.shift.ref == "rotation:officers"
+
+
+def test_a_handover_older_than_the_lookback_is_not_escalated():
+    """After an outage the 带班领导 on watch now is not told of a shift long gone."""
+    config = load_duty()
+    roster = good_roster()
+    opened = due(roster, config, [], START + timedelta(days=1, minutes=5), units={OFFICE: "区应急办"},
+                 lookback=timedelta(days=1)).events
+    later = due(roster, config, opened, START + timedelta(days=3), units={}, lookback=timedelta(days=1))
+    assert later.events == [] and later.notifications == []
+    assert any("older than the lookback" in r for r in later.reasons)

@@ -177,3 +177,54 @@ def test_a_broken_upload_form_is_a_422_naming_the_body(api):
                                    headers={"content-type": "multipart/form-data; boundary=b"})
     assert resp.status_code == 422 and resp.json()["fields"][0]["field"] == "(body)", resp.text
     assert sent.records == []
+
+
+def test_times_outside_2000_2100_are_refused_naming_the_parameter(api):
+    _, client, _ = api
+    c = client(Role.VIEWER)
+    for path, params, name in ((f"/units/{OFFICE}/duty", {"at": "0001-01-01T00:00:00Z"}, "at"),
+                               (f"/units/{OFFICE}/duty", {"at": "9000-01-01T00:00:00+08:00"}, "at"),
+                               (f"/units/{OFFICE}/roster", {"from": "9999-12-31T00:00:00Z"}, "from"),
+                               (f"/units/{OFFICE}/duty.ics", {"from": "1900-01-01T00:00:00Z"}, "from")):
+        resp = c.get(path, params=params)
+        assert resp.status_code == 422 and resp.json()["detail"].startswith(f"{name}:"), (path, resp.text)
+
+
+def test_a_change_waits_for_the_rosters_to_be_read_back(api):
+    app, client, sent = api
+    app.state.duty.caught_up.clear()
+    resp = client(Role.ADMIN).post(f"/units/{OFFICE}/duty/overrides", json={
+        "post": "officer", "person_id": "wang", "start": "2026-12-08T08:30:00+08:00",
+        "end": "2026-12-08T20:00:00+08:00", "approved_by": "liu"})
+    assert resp.status_code == 503 and sent.records == [], resp.text
+
+
+def test_an_urgent_override_is_not_refused_for_a_gap_the_unit_had_already(api):
+    """The office's 值班员 rotation stops in two weeks (next month's table not in yet): a 代班 today is
+    kept; one that makes a gap of its own is refused."""
+    app, client, sent = api
+    book = app.state.duty
+    short = roster()
+    rotations = [r.model_copy(update={"rrule": "FREQ=DAILY;COUNT=20"}) if r.post == "officer" else r for r in short.rotations]
+    book.apply_roster(to_record(short.model_copy(update={"rotations": rotations}), OFFICE, book.sealer, source="json",
+                                now=START, by="test"))
+    body = {"post": "officer", "person_id": "wang", "start": "2026-12-07T12:00:00+08:00",
+            "end": "2026-12-07T20:00:00+08:00", "approved_by": "liu", "reason": "张伟 病假"}
+    resp = client(Role.ADMIN).post(f"/units/{OFFICE}/duty/overrides", json=body)
+    assert resp.status_code == 201, resp.text
+    # the reason is free text: sealed on the topic, read back in the book
+    [(topic, _, record), _] = sent.records
+    assert topic == DUTY_ROSTERS.name and "病假" not in record.model_dump_json()
+    assert any(o.reason == "张伟 病假" for o in book.roster().overrides)
+    informal = client(Role.ADMIN).post(f"/units/{OFFICE}/duty/overrides", json={**body, "person_id": "nobody"})
+    assert informal.status_code == 422
+
+
+def test_a_confirmation_naming_another_person_is_forbidden(api):
+    app, client, sent = api
+    book = app.state.duty
+    for e in due(book.roster(), PLAN.duty, book.events, NOW, units={OFFICE: "区应急办"}, lookback=timedelta(days=1)).events:
+        book.apply_event(e)
+    [handover] = client(Role.VIEWER).get(f"/units/{OFFICE}/handovers").json()
+    resp = client(Role.DUTY_OFFICER).post(f"/handovers/{handover['handover_id']}/confirm", json={"person_id": "wang"})
+    assert resp.status_code == 403 and sent.records == [], resp.text

@@ -32,12 +32,12 @@ from services.view import IncidentView
 from services.web.answers import conflict, invalid, responses
 from services.web.auth import require
 from services.web.permissions import can
-from services.web.publisher import Publisher
+from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.routes.params import RecordIdParam, UnitIdParam
 from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, ViewDep
 from topics.catalog import DUTY_LOG, DUTY_ROSTERS
 from topics.duty import POST_NAMES, Post, Shift
-from topics.models import UserRecord
+from topics.models import EARLIEST, LATEST, UserRecord
 from topics.requests import (
     DutyAnswer,
     DutyLogAnswer,
@@ -90,9 +90,7 @@ async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, b
     """Person per post of the unit at `at` (now when absent): where the answer came from (rotation,
     值班表, override, swap, or a fallback along duty.yaml's chain), and why."""
     known_unit(plan, unit_id)
-    when = at or clock.now()
-    if when.tzinfo is None:
-        raise HTTPException(status_code=422, detail="at: give the time with its offset (2026-12-06T08:30:00+08:00)")
+    when = plausible("at", at) if at is not None else clock.now()
     return duty_answer(book, plan, unit_id, when, user)
 
 
@@ -136,16 +134,28 @@ def roster_answer(book: DutyBook, plan: Plan, unit_id: str, start: datetime, end
                         changed_by=book.records[unit_id].changed_by if unit_id in book.records else None)
 
 
-def span(start: datetime | None, end: datetime | None, now: datetime, plan: Plan) -> tuple[datetime, datetime]:
-    """[from, to) as asked, or this week from Monday's shift change; refused past MAX_SPAN or reversed."""
+def plausible(name: str, t: datetime) -> datetime:
+    """A time asked about: with its offset, and within 2000-2100 as every time people enter is (a
+    year 9000 would have every rotation walk millions of days)."""
+    if t.tzinfo is None:
+        raise HTTPException(status_code=422, detail=f"{name}: give the time with its offset (+08:00)")
+    if not EARLIEST <= t < LATEST:
+        raise HTTPException(status_code=422, detail=f"{name}: must be between 2000 and 2100")
+    return t
+
+
+def span(start: datetime | None, end: datetime | None, now: datetime, plan: Plan,
+         days: int = 7) -> tuple[datetime, datetime]:
+    """[from, to) as asked; from: this week's Monday shift change when absent (the duty day: before
+    08:30 it is still the day before's); to: `days` later. Refused past MAX_SPAN or reversed."""
     for name, t in (("from", start), ("to", end)):
-        if t is not None and t.tzinfo is None:
-            raise HTTPException(status_code=422, detail=f"{name}: give the time with its offset (+08:00)")
+        if t is not None:
+            plausible(name, t)
     if start is None:
-        local = now.astimezone(SHANGHAI)
-        monday = (local - timedelta(days=local.weekday())).date()
-        start = datetime.combine(monday, plan.duty.shift_change.value, SHANGHAI)
-    end = end or start + timedelta(days=7)
+        change = plan.duty.shift_change.value
+        day = (now.astimezone(SHANGHAI) - timedelta(hours=change.hour, minutes=change.minute)).date()
+        start = datetime.combine(day - timedelta(days=day.weekday()), change, SHANGHAI)
+    end = end or start + timedelta(days=days)
     if end <= start:
         raise HTTPException(status_code=422, detail="to: must be after from")
     if end - start > MAX_SPAN:
@@ -163,6 +173,12 @@ def refusal(problems: list[DutyProblem], error: str) -> JSONResponse:
         where = f"row {p.row}, column {p.column}" if p.row is not None else (p.field or "roster")
         fields.append({"field": where, "message": p.message, "row": p.row, "column": p.column, "rule": p.rule})
     return invalid(fields, error=error)
+
+
+def read_back(book: DutyBook) -> None:
+    """A change is made on the roster in force: refused (503, nothing written) until it is read back."""
+    if not book.caught_up.is_set():
+        raise BrokerUnavailable("the rosters are still being read back from the broker")
 
 
 async def keep(change: Change, book: DutyBook, publisher: Publisher) -> RosterChanged:
@@ -189,13 +205,16 @@ async def import_roster(file: Annotated[UploadFile, File(description="值班表.
                         user: UserRecord = require("duty.manage")) -> Any:
     """Import a 值班表 (and its 人员 sheet) or an .ics: all of it kept, or nothing (422 naming each row and column)."""
     data = await file.read()
-    try:
-        change = import_file(book, plan, data, file.filename or "upload", unit_id=unit_id, now=clock.now(), by=user.name)
-    except TableRefused as exc:
-        return refusal(exc.problems, "the roster is refused: nothing of it was kept")
-    except ValueError as exc:
-        return invalid([{"field": "file", "message": str(exc)}], error="the file cannot be read")
-    return await keep(change, book, publisher)
+    read_back(book)
+    async with book.writing:  # one change at a time: the next is made on the roster this one leaves
+        try:
+            change = import_file(book, plan, data, file.filename or "upload", unit_id=unit_id, now=clock.now(),
+                                 by=user.name)
+        except TableRefused as exc:
+            return refusal(exc.problems, "the roster is refused: nothing of it was kept")
+        except ValueError as exc:
+            return invalid([{"field": "file", "message": str(exc)}], error="the file cannot be read")
+        return await keep(change, book, publisher)
 
 
 @router.post("/units/{unit_id}/duty/overrides", status_code=201, response_model=RosterChanged,
@@ -204,11 +223,13 @@ async def add_duty_override(unit_id: UnitIdParam, req: OverrideRequest, plan: Pl
                             publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
     """代班: another person on a post for an interval, with who approved it; refused if it breaks a duty rule."""
     known_unit(plan, unit_id)
-    try:
-        change = add_override(book, plan, unit_id, req, now=clock.now(), by=user.name)
-    except TableRefused as exc:
-        return refusal(exc.problems, "the override is refused")
-    return await keep(change, book, publisher)
+    read_back(book)
+    async with book.writing:
+        try:
+            change = add_override(book, plan, unit_id, req, now=clock.now(), by=user.name)
+        except TableRefused as exc:
+            return refusal(exc.problems, "the override is refused")
+        return await keep(change, book, publisher)
 
 
 @router.post("/units/{unit_id}/duty/swaps", status_code=201, response_model=RosterChanged,
@@ -217,11 +238,13 @@ async def add_duty_swap(unit_id: UnitIdParam, req: SwapRequest, plan: PlanDep, c
                         publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
     """换班: a planned shift stood by another person, with who approved it; refused if it breaks a duty rule."""
     known_unit(plan, unit_id)
-    try:
-        change = add_swap(book, plan, unit_id, req, now=clock.now(), by=user.name)
-    except TableRefused as exc:
-        return refusal(exc.problems, "the swap is refused")
-    return await keep(change, book, publisher)
+    read_back(book)
+    async with book.writing:
+        try:
+            change = add_swap(book, plan, unit_id, req, now=clock.now(), by=user.name)
+        except TableRefused as exc:
+            return refusal(exc.problems, "the swap is refused")
+        return await keep(change, book, publisher)
 
 
 # --- handovers (交接班) ----------------------------------------------------------------------------
@@ -271,21 +294,26 @@ def latest_handovers(book: DutyBook, plan: Plan, view: IncidentView, unit_id: st
 async def confirm_handover(handover_id: RecordIdParam, req: HandoverConfirmRequest, plan: PlanDep, clock: ClockDep,
                            book: DutyDep, view: ViewDep, publisher: PublisherDep,
                            user: UserRecord = require("duty.handover")) -> Any:
-    """The incoming 值班员 confirms: what was listed (or the ids sent) is recorded as taken over."""
-    state = handovers(book.events).get(handover_id)
-    person_id = req.person_id or (state.incoming_id if state else None) or user.name
-    listed = handover_answer(book, plan, view, state).items if state is not None and state.at is not None else []
-    items = req.items or [i.id for i in listed]
-    try:
-        event = confirm(state, by=user.name, person_id=person_id, now=clock.now(), items=items)
-    except HandoverRefused as exc:
-        if exc.code in ("unknown", "not_opened"):
-            raise HTTPException(status_code=404, detail=f"handover_id: {exc}") from None
-        if exc.code == "already_confirmed":
-            return conflict("handover_id", str(exc))
-        return conflict("person_id", str(exc))
-    await publisher.send(DUTY_LOG.name, event.unit_id, event, what="the confirmation")
-    book.apply_event(event)
+    """The incoming 值班员 confirms: what was listed (or the ids sent) is recorded as taken over, with
+    the signed-in user who confirmed. Users are not linked to the directory's people: a confirmation
+    on behalf of the rostered incoming 值班员 is recorded as theirs by that user; one naming another
+    person is refused (403)."""
+    read_back(book)
+    async with book.writing:
+        state = handovers(book.events).get(handover_id)
+        person_id = req.person_id or (state.incoming_id if state else None) or user.name
+        listed = handover_answer(book, plan, view, state).items if state is not None and state.at is not None else []
+        items = req.items or [i.id for i in listed]
+        try:
+            event = confirm(state, by=user.name, person_id=person_id, now=clock.now(), items=items)
+        except HandoverRefused as exc:
+            if exc.code in ("unknown", "not_opened"):
+                raise HTTPException(status_code=404, detail=f"handover_id: {exc}") from None
+            if exc.code == "already_confirmed":
+                return conflict("handover_id", str(exc))
+            raise HTTPException(status_code=403, detail=f"person_id: {exc}") from None
+        await publisher.send(DUTY_LOG.name, event.unit_id, event, what="the confirmation")
+        book.apply_event(event)
     log.info("handover_confirmed", unit=event.unit_id, handover_id=handover_id, by=user.name, items=len(items))
     return handover_answer(book, plan, view, handovers(book.events)[handover_id])
 
@@ -357,7 +385,7 @@ async def unit_calendar(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, bo
                         _: UserRecord = require("duty.read")) -> Any:
     """The unit's 值班表 as a calendar, from `from` (this week's Monday) for up to 62 days (a month when absent)."""
     unit = known_unit(plan, unit_id)
-    start, end = span(start, end or ((start or clock.now()) + timedelta(days=31)), clock.now(), plan)
+    start, end = span(start or clock.now(), end, clock.now(), plan, days=31)
     chosen = [s for s in shifts(book.roster(), start, end) if s.unit_id == unit_id]
     return calendar(book, plan, clock.now(), chosen, f"{unit} 值班表", f"值班表-{unit}")
 
@@ -372,6 +400,6 @@ async def person_calendar(person_id: RecordIdParam, plan: PlanDep, clock: ClockD
     person = book.roster().person(person_id)
     if person is None:
         raise HTTPException(status_code=404, detail=f"person_id: no person {person_id!r} in the directory")
-    start, end = span(start, end or ((start or clock.now()) + timedelta(days=31)), clock.now(), plan)
+    start, end = span(start or clock.now(), end, clock.now(), plan, days=31)
     chosen = [s for s in shifts(book.roster(), start, end) if s.person_id == person_id]
     return calendar(book, plan, clock.now(), chosen, f"{person.name} 值班", f"值班-{person.id}")
