@@ -10,6 +10,7 @@ import email
 import email.policy
 import hashlib
 import hmac
+import json
 import socket
 import threading
 import time
@@ -282,7 +283,6 @@ async def test_webhook_signature_verifies_on_the_server(sink, client):
     result = await sms.send(outgoing("13800138000", resend=True))
     assert isinstance(result, Accepted) and result.provider_id.startswith("gw-")
     body, headers = sink.hook_bodies[-1]
-    import json
     sent = json.loads(body)
     assert sent["to"] == "13800138000" and sent["subject"].startswith("【重发】") and sent["resend"] is True
     assert headers["x-yingji-timestamp"] == str(sent["timestamp"])  # the timestamp is inside the signed body
