@@ -41,7 +41,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the one canonical spelling decodes (base64's unused trailing bits would otherwise
+    let a changed last character read as the same bytes)."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _sign(payload: bytes, key: bytes) -> bytes:
