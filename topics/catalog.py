@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from topics.delivery import DeliveryEvent
 from topics.duty import DutyEvent, RosterRecord
 from topics.models import (
     DeadLetter,
@@ -156,6 +157,16 @@ DUTY_LOG = TopicSpec(
     description="The duty log (值班记录) besides the incidents' events: roster changes and handovers (交接班) "
     "opened, confirmed and escalated, in order.",
 )
+DELIVERIES = TopicSpec(
+    name="yingji.deliveries",
+    key="dedup_key",
+    partitions=4,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=DeliveryEvent,
+    description="Every send of a notice (attempted, accepted, failed, in doubt, delivered), every ack (已阅) and "
+    "every re-notification ladder step, keyed by the notice's dedup_key: on the partition of the notice itself.",
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
@@ -169,6 +180,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     USERS,
     DUTY_ROSTERS,
     DUTY_LOG,
+    DELIVERIES,
     DEAD_LETTERS,
 )
 
