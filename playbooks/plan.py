@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
+from playbooks.delivery.channels import ChannelsFile
 from playbooks.delivery.ladder import LadderFile
 from playbooks.duty.config import DutyFile
 from topics.models import Grade, ObligationKind, ResponseLevel
@@ -290,6 +291,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "obligations.yaml": ObligationsFile,
     "duty.yaml": DutyFile,
     "ladder.yaml": LadderFile,  # validated with the plan and its schema exported; used by load_ladder only
+    "channels.yaml": ChannelsFile,  # the same: used by load_channels only (issue 19)
 }
 
 # --- the plan -------------------------------------------------------------------------------
