@@ -64,7 +64,13 @@ class Change:
 
 
 def _officers(roster: Roster, unit_id: str, start: datetime, end: datetime) -> list[Shift]:
-    return [s for s in shifts(roster, start, end) if s.unit_id == unit_id and s.post == Post.officer]
+    # only the unit's 值班员 rotations, shifts, overrides and swaps are expanded (a tick asks of every
+    # unit; expanding the whole roster for each walked every unit's rotations once per unit)
+    def mine(items):
+        return [x for x in items if x.unit_id == unit_id and x.post == Post.officer]
+    part = Roster(rotations=mine(roster.rotations), shifts=mine(roster.shifts), overrides=mine(roster.overrides),
+                  swaps=mine(roster.swaps))
+    return shifts(part, start, end)
 
 
 def _officer_at(mine: Sequence[Shift], t: datetime) -> Shift | None:

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from playbooks.duty.handover import Change, hhmm
 from topics.duty import POST_NAMES, DutyEvent, DutyEventKind, Post
+from topics.models import EventKind
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,17 @@ KIND_NAMES: dict[str, str] = {
 _ORDER = {"received": 0, "reported": 0, DutyEventKind.ROSTER_CHANGED.value: 1, DutyEventKind.HANDOVER_OPENED.value: 2,
           "report_filed": 3, DutyEventKind.HANDOVER_CONFIRMED.value: 4, "breach": 5, "escalation": 6,
           DutyEventKind.HANDOVER_ESCALATED.value: 7}
+# The incident lines a duty log keeps (issue 18 item 6): received, report filed, breach, 督办.
+INCIDENT_KINDS: dict[EventKind, str] = {EventKind.REPORTED: "received", EventKind.REPORT_FILED: "report_filed",
+                                        EventKind.BREACH: "breach", EventKind.ESCALATION: "escalation"}
+
+
+def involves(unit_id: str, *, lead_unit_ids: Iterable[str], owner_ids: Iterable[str],
+             told_unit_ids: Iterable[str]) -> bool:
+    """An incident is in a unit's duty log when the unit leads it, owes one of its reports, or was told of it."""
+    return unit_id in lead_unit_ids or unit_id in owner_ids or unit_id in told_unit_ids
+
+
 HEADER = ["班次开始", "班次结束", "值班员", "时间", "事项", "事件编号", "说明"]
 
 

@@ -24,6 +24,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 PRECEDENCE = {"override": 0, "swap": 1, "table": 2, "rotation": 2}
 
 
+def week_start(at: datetime, config: DutyFile) -> datetime:
+    """The shift change that opens the duty week holding `at`: Monday's (duty.yaml's shift_change).
+    A duty day runs from one change to the next, so before 08:30 it is still the day before's."""
+    change = config.shift_change.value
+    day = (at.astimezone(SHANGHAI) - timedelta(hours=change.hour, minutes=change.minute)).date()
+    return datetime.combine(day - timedelta(days=day.weekday()), change, SHANGHAI)
+
+
 def rotation_shifts(rotation: Rotation, start: datetime, end: datetime) -> list[Shift]:
     """The rotation's occurrences overlapping [start, end), the k-th to people[k % len(people)]."""
     if end <= rotation.dtstart:

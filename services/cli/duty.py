@@ -10,6 +10,7 @@ import argparse
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,16 +61,28 @@ def _context():
         raise SystemExit(1) from None
 
 
-def _unit_id(plan, text: str) -> str | None:
-    return text if text in plan.units else plan.unit_ids_by_name.get(text)
+def _refuse(message: str) -> NoReturn:
+    """Bad input: one line, exit 2 (services/cli/messages.py)."""
+    from services.cli.messages import EXIT_INVALID
+
+    print(message, file=sys.stderr)
+    raise SystemExit(EXIT_INVALID)
+
+
+def _unit_id(plan, text: str, name: str = "unit") -> str:
+    unit = text if text in plan.units else plan.unit_ids_by_name.get(text)
+    return unit if unit is not None else _refuse(f"{name}: no unit {text!r} in the plan")
 
 
 def _time(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
-    t = datetime.fromisoformat(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        _refuse(f"--{name}: {text!r} is not a time (2026-12-06T08:30:00+08:00)")
     if t.tzinfo is None:
-        raise ValueError(f"--{name}: give the time with its offset (+08:00)")
+        _refuse(f"--{name}: give the time with its offset (+08:00)")
     return t
 
 
@@ -81,22 +94,13 @@ def _local(t: datetime) -> str:
 
 def cmd_now(args: argparse.Namespace) -> int:
     from playbooks.duty.roster import on_duty
-    from services.cli.messages import EXIT_INVALID
     from services.clock import WallClock
     from topics.duty import POST_NAMES, Post
 
     plan, book, _ = _context()
-    try:
-        at = _time(args.at, "at") or WallClock().now()
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID
+    at = _time(args.at, "at") or WallClock().now()
     if args.unit:
-        unit = _unit_id(plan, args.unit)
-        if unit is None:
-            print(f"unit: no unit {args.unit!r} in the plan", file=sys.stderr)
-            return EXIT_INVALID
-        units = [unit]
+        units = [_unit_id(plan, args.unit)]
     else:
         units = sorted(set(book.records) | set(plan.duty.twenty_four_hour_units.value))
     roster = book.roster()
@@ -114,26 +118,15 @@ def cmd_now(args: argparse.Namespace) -> int:
 
 
 def cmd_week(args: argparse.Namespace) -> int:
-    from playbooks.duty.roster import SHANGHAI, shifts
+    from playbooks.duty.roster import shifts, week_start
     from playbooks.duty.rules import check
-    from services.cli.messages import EXIT_INVALID
     from services.clock import WallClock
     from topics.duty import POST_NAMES
 
     plan, book, _ = _context()
     unit = _unit_id(plan, args.unit)
-    if unit is None:
-        print(f"unit: no unit {args.unit!r} in the plan", file=sys.stderr)
-        return EXIT_INVALID
     now = WallClock().now()
-    try:
-        start = _time(args.start, "from")
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID
-    if start is None:
-        local = now.astimezone(SHANGHAI)
-        start = datetime.combine((local - timedelta(days=local.weekday())).date(), plan.duty.shift_change.value, SHANGHAI)
+    start = _time(args.start, "from") or week_start(now, plan.duty)  # as GET /units/{id}/roster
     roster = book.roster()
     print(f"{plan.unit_name(unit)} 值班表 {_local(start)} 起 {args.days} 天")
     for s in (s for s in shifts(roster, start, start + timedelta(days=args.days)) if s.unit_id == unit):
@@ -153,10 +146,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     plan, book, s = _context()
     path = Path(args.file)
-    unit = _unit_id(plan, args.unit) if args.unit else None
-    if args.unit and unit is None:
-        print(f"--unit: no unit {args.unit!r} in the plan", file=sys.stderr)
-        return EXIT_INVALID
+    unit = _unit_id(plan, args.unit, "--unit") if args.unit else None
     try:
         data = path.read_bytes()
         change = import_file(book, plan, data, path.name, unit_id=unit, now=WallClock().now(), by="cli")
@@ -181,28 +171,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_ics(args: argparse.Namespace) -> int:
     from playbooks.duty.ical import to_ics
     from playbooks.duty.roster import shifts
-    from services.cli.messages import EXIT_INVALID
     from services.clock import WallClock
 
     plan, book, _ = _context()
-    try:
-        start = _time(args.start, "from") or WallClock().now()
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID
+    start = _time(args.start, "from") or WallClock().now()
     roster = book.roster()
     mine = shifts(roster, start, start + timedelta(days=args.days))
     if args.unit:
-        unit = _unit_id(plan, args.unit)
-        if unit is None:
-            print(f"--unit: no unit {args.unit!r} in the plan", file=sys.stderr)
-            return EXIT_INVALID
+        unit = _unit_id(plan, args.unit, "--unit")
         mine, title = [s for s in mine if s.unit_id == unit], f"{plan.unit_name(unit)} 值班表"
     else:
-        person = roster.person(args.person)
-        if person is None:
-            print(f"--person: no person {args.person!r} in the directory", file=sys.stderr)
-            return EXIT_INVALID
+        person = roster.person(args.person) or _refuse(f"--person: no person {args.person!r} in the directory")
         mine, title = [s for s in mine if s.person_id == person.id], f"{person.name} 值班"
     names = {p.id: p.name for p in roster.people}
     sys.stdout.buffer.write(to_ics(mine, names=names, units=plan.unit_names, title=title))

@@ -67,7 +67,6 @@ class DutyBook:
         self._event_ids: set[str] = set()
         self._roster: Roster | None = None
         self._index: DutyIndex | None = None
-        self.version = 0
         self.caught_up = asyncio.Event()
         self.writing = asyncio.Lock()  # the API's changes, one at a time (services/web/routes/duty.py)
 
@@ -84,7 +83,6 @@ class DutyBook:
         self.records[rec.unit_id] = rec
         self._parts[rec.unit_id] = roster
         self._roster, self._index = None, None
-        self.version += 1
 
     def apply_event(self, event: DutyEvent) -> bool:
         """False when the event was seen already (a stage that ran twice): effect once."""

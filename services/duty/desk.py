@@ -6,13 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from playbooks.duty.handover import ItemNotice, ItemObligation, OpenIncident
-from playbooks.duty.log import IncidentEntry
+from playbooks.duty.log import INCIDENT_KINDS, IncidentEntry, involves
 from services.view import IncidentView
-from topics.models import EventKind
-
-# the incident lines a duty log keeps (issue 18 item 6): received, report filed, breach, escalation
-LOG_KINDS = {EventKind.REPORTED: "received", EventKind.REPORT_FILED: "report_filed", EventKind.BREACH: "breach",
-             EventKind.ESCALATION: "escalation"}
 
 
 def open_incidents(view: IncidentView) -> list[OpenIncident]:
@@ -40,12 +35,11 @@ def incident_entries(view: IncidentView, unit_id: str) -> Iterable[IncidentEntry
         if inc.decided is None or inc.decided.drill:
             continue
         d = inc.decided.decision
-        involved = (unit_id in d.lead_unit_ids or any(o.owner_id == unit_id for o in d.obligations)
-                    or any(n.unit_id == unit_id for n in inc.notifications.values()))
-        if not involved:
+        if not involves(unit_id, lead_unit_ids=d.lead_unit_ids, owner_ids=(o.owner_id for o in d.obligations),
+                        told_unit_ids=(n.unit_id for n in inc.notifications.values())):
             continue
         for e in inc.events.values():
-            kind = LOG_KINDS.get(e.kind)
+            kind = INCIDENT_KINDS.get(e.kind)
             if kind is not None:
                 yield IncidentEntry(at=e.at, incident_id=inc.incident_id, kind=kind,
                                     text=f"{d.type_name}：{e.reason}", unit_id=unit_id)

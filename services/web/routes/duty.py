@@ -9,7 +9,7 @@ contacts only to the roles of `duty.contacts`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 from urllib.parse import quote
 
 import structlog
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from playbooks.duty.handover import HandoverRefused, HandoverState, Item, changes, confirm, handovers, open_items
 from playbooks.duty.ical import to_ics
 from playbooks.duty.log import KIND_NAMES, ShiftLog, duty_log, log_rows
-from playbooks.duty.roster import SHANGHAI, on_duty, shifts
+from playbooks.duty.roster import SHANGHAI, on_duty, shifts, week_start
 from playbooks.duty.rules import Problem as DutyProblem
 from playbooks.duty.rules import check
 from playbooks.duty.table import TableRefused
@@ -151,10 +151,7 @@ def span(start: datetime | None, end: datetime | None, now: datetime, plan: Plan
     for name, t in (("from", start), ("to", end)):
         if t is not None:
             plausible(name, t)
-    if start is None:
-        change = plan.duty.shift_change.value
-        day = (now.astimezone(SHANGHAI) - timedelta(hours=change.hour, minutes=change.minute)).date()
-        start = datetime.combine(day - timedelta(days=day.weekday()), change, SHANGHAI)
+    start = start or week_start(now, plan.duty)
     end = end or start + timedelta(days=days)
     if end <= start:
         raise HTTPException(status_code=422, detail="to: must be after from")
@@ -181,6 +178,24 @@ def read_back(book: DutyBook) -> None:
         raise BrokerUnavailable("the rosters are still being read back from the broker")
 
 
+async def change_roster(book: DutyBook, publisher: Publisher, make: Callable[[], Change], refused: str, *,
+                        unreadable: str | None = None) -> Any:
+    """A change made on the rosters read back, one at a time (the next is made on the roster this one
+    leaves), kept whole or refused whole: 422 naming each problem, or `unreadable` for a file that
+    cannot be read at all."""
+    read_back(book)
+    async with book.writing:
+        try:
+            change = make()
+        except TableRefused as exc:
+            return refusal(exc.problems, refused)
+        except ValueError as exc:
+            if unreadable is None:
+                raise
+            return invalid([{"field": unreadable, "message": str(exc)}], error="the file cannot be read")
+        return await keep(change, book, publisher)
+
+
 async def keep(change: Change, book: DutyBook, publisher: Publisher) -> RosterChanged:
     """Every record acknowledged, then applied here (the next read sees it before the topic echoes it)."""
     for rec in change.records:
@@ -205,16 +220,9 @@ async def import_roster(file: Annotated[UploadFile, File(description="值班表.
                         user: UserRecord = require("duty.manage")) -> Any:
     """Import a 值班表 (and its 人员 sheet) or an .ics: all of it kept, or nothing (422 naming each row and column)."""
     data = await file.read()
-    read_back(book)
-    async with book.writing:  # one change at a time: the next is made on the roster this one leaves
-        try:
-            change = import_file(book, plan, data, file.filename or "upload", unit_id=unit_id, now=clock.now(),
-                                 by=user.name)
-        except TableRefused as exc:
-            return refusal(exc.problems, "the roster is refused: nothing of it was kept")
-        except ValueError as exc:
-            return invalid([{"field": "file", "message": str(exc)}], error="the file cannot be read")
-        return await keep(change, book, publisher)
+    return await change_roster(book, publisher, lambda: import_file(
+        book, plan, data, file.filename or "upload", unit_id=unit_id, now=clock.now(), by=user.name),
+        "the roster is refused: nothing of it was kept", unreadable="file")
 
 
 @router.post("/units/{unit_id}/duty/overrides", status_code=201, response_model=RosterChanged,
@@ -223,13 +231,8 @@ async def add_duty_override(unit_id: UnitIdParam, req: OverrideRequest, plan: Pl
                             publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
     """代班: another person on a post for an interval, with who approved it; refused if it breaks a duty rule."""
     known_unit(plan, unit_id)
-    read_back(book)
-    async with book.writing:
-        try:
-            change = add_override(book, plan, unit_id, req, now=clock.now(), by=user.name)
-        except TableRefused as exc:
-            return refusal(exc.problems, "the override is refused")
-        return await keep(change, book, publisher)
+    return await change_roster(book, publisher, lambda: add_override(book, plan, unit_id, req, now=clock.now(), by=user.name),
+                               "the override is refused")
 
 
 @router.post("/units/{unit_id}/duty/swaps", status_code=201, response_model=RosterChanged,
@@ -238,13 +241,8 @@ async def add_duty_swap(unit_id: UnitIdParam, req: SwapRequest, plan: PlanDep, c
                         publisher: PublisherDep, user: UserRecord = require("duty.manage")) -> Any:
     """换班: a planned shift stood by another person, with who approved it; refused if it breaks a duty rule."""
     known_unit(plan, unit_id)
-    read_back(book)
-    async with book.writing:
-        try:
-            change = add_swap(book, plan, unit_id, req, now=clock.now(), by=user.name)
-        except TableRefused as exc:
-            return refusal(exc.problems, "the swap is refused")
-        return await keep(change, book, publisher)
+    return await change_roster(book, publisher, lambda: add_swap(book, plan, unit_id, req, now=clock.now(), by=user.name),
+                               "the swap is refused")
 
 
 # --- handovers (交接班) ----------------------------------------------------------------------------
