@@ -165,6 +165,7 @@ class _Emitter:
                 unit=unit,
                 role=role,
                 kind=kind,  # type: ignore[arg-type]
+                level=self.state.decision.response_level,
                 why=why,
                 rule=rule,
                 section=section,

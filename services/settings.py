@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     seal_key_file: Path | None = Field(default=None, description="Fernet key sealing personal data")
     max_body_bytes: int = 64 * 1024
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, description="a 值班表 (.xlsx/.csv/.ics) upload")
+    # issue 19: delivery. The channels' secrets are read from the environment by their own names
+    # (playbooks/data/channels.yaml url_env/secret_env, or NAME_FILE): see channel_env.
+    channels_file: Path | None = Field(default=None, description="the channels' YAML; default playbooks/data/channels.yaml")
+    channels: str = Field(default="", description="comma-separated channel ids the delivery stage uses; empty: every channel in the file (each must then have its secret)")
+    ack_key_file: Path | None = Field(default=None, description="key signing the ack links (/ack/{token}); made once under data_dir")
+    ack_max_age_hours: float = Field(default=72.0, gt=0, description="an ack link works this long (our choice: a weekend's shifts)")
+    public_url: str = Field(default="", description="the API's address as people open it, for the ack links in messages; empty: api_url")
+    delivery_web_port: int = Field(default=6090, description="the delivery stage's metrics port")
+    delivery_group: str = Field(default="yingji-delivery", description="the delivery stage's consumer group")
+    sinks_smtp_port: int = Field(default=8025, description="`yingji run`'s local SMTP server (a Maildir under data_dir/mail)")
+    sinks_http_port: int = Field(default=8026, description="`yingji run`'s local chat-robot and SMS-gateway sink")
+    local_sinks: bool = Field(default=True, description="`yingji run` starts the local SMTP server and robot sink and points the channels at them, unless the channel variables are set")
 
     @property
     def worker_processes(self) -> int:
@@ -82,6 +94,25 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def link_base(self) -> str:
+        """Where an ack link points: the public address, or the API's own."""
+        return (self.public_url or self.api_url).rstrip("/")
+
+    @property
+    def ack_key_path(self) -> Path:
+        return self.ack_key_file or (self.data_dir / "ack.key")
+
+    @property
+    def channel_ids(self) -> set[str] | None:
+        ids = {c.strip() for c in self.channels.split(",") if c.strip()}
+        return ids or None
+
+    @staticmethod
+    def channel_env() -> dict[str, str]:
+        """The environment the channels' secrets are read from (their names are in channels.yaml)."""
+        return {k: v for k, v in os.environ.items() if k.startswith("YINGJI_")}
 
 
 @lru_cache(maxsize=1)

@@ -26,6 +26,7 @@ from topics.models import (
     SCHEMA_VERSION,
     Contract,
     LongText,
+    NotificationRequested,
     Post,
     RecordId,
     ShortText,
@@ -98,6 +99,8 @@ class DeliveryRecord(Contract):
     provider_id: ShortText | None = Field(default=None, description="the provider's id of the message (accepted)")
     reason: LongText = Field(default="", description="why it failed or is in doubt; never a contact or a secret")
     resend: bool = Field(default=False, description="a send after one in doubt: the message says 【重发】")
+    retryable: bool = Field(default=False, description="failed: worth another try (a timeout, a rate limit, a 5xx)")
+    digest: int = Field(default=1, ge=1, le=1000, description="notices in the one post this send went in (a robot's digest)")
     at: UtcDatetime
     drill: bool = False
     schema_version: int = SCHEMA_VERSION
@@ -132,6 +135,7 @@ class AckRecord(Contract):
     record: Literal["ack"] = "ack"
     id: RecordId
     dedup_key: RecordId
+    incident_id: RecordId = Field(description="the notice's incident (a test message's: `test`)")
     step: Step = 0
     person_id: RecordId | None = Field(description="who acknowledged, as the directory names them; None: a "
                                                    "signed-in user with no person in the directory")
@@ -163,6 +167,7 @@ class LadderStepTaken(Contract):
     role: ShortText
     post: Post
     person_id: RecordId | None = Field(default=None, description="the person on duty found for it; None: nobody")
+    channels: list[ChannelName] = Field(default_factory=list, description="the channels the step's sends take")
     at: UtcDatetime
     recorded_at: UtcDatetime
     reasons: list[LongText] = Field(default_factory=list)
@@ -176,12 +181,70 @@ class LadderStepTaken(Contract):
         return self
 
 
+def taken_id(dedup_key: str) -> str:
+    return fit_id(f"{dedup_key}.taken")
+
+
+def undeliverable_id(dedup_key: str, step: int) -> str:
+    return fit_id(f"{dedup_key}.s{step}.undeliverable")
+
+
+class NoticeTaken(Contract):
+    """The delivery stage took a notice: the notice itself, the person it goes to and the channels,
+    chosen once (channels.yaml's route and the person's contacts at that time). Everything the stage
+    does for the notice after this is folded from this topic alone."""
+
+    record: Literal["notice"] = "notice"
+    id: RecordId
+    dedup_key: RecordId
+    notice: NotificationRequested
+    person_id: RecordId | None = Field(description="the person on duty the notice names; None: nobody (the ladder starts)")
+    channels: list[ChannelName] = Field(default_factory=list)
+    rule: ShortText = Field(description="channels.yaml's route")
+    reasons: list[LongText] = Field(default_factory=list)
+    at: UtcDatetime
+    drill: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _identity(self) -> "NoticeTaken":
+        if self.id != taken_id(self.dedup_key) or self.notice.dedup_key != self.dedup_key:
+            raise ValueError(f"id: must be {taken_id(self.dedup_key)}, of the notice with that dedup_key")
+        return self
+
+
+class Undeliverable(Contract):
+    """Every channel of a step's person failed for good, or the step had nobody to send to: the notice
+    is dead-lettered, shown on the board, and the ladder's next step is taken at once."""
+
+    record: Literal["undeliverable"] = "undeliverable"
+    id: RecordId
+    dedup_key: RecordId
+    step: Step = 0
+    incident_id: RecordId
+    person_id: RecordId | None = None
+    reason: LongText
+    at: UtcDatetime
+    drill: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _identity(self) -> "Undeliverable":
+        if self.id != undeliverable_id(self.dedup_key, self.step):
+            raise ValueError(f"id: must be {undeliverable_id(self.dedup_key, self.step)}")
+        return self
+
+
+DeliveryBody = Annotated[DeliveryRecord | AckRecord | LadderStepTaken | NoticeTaken | Undeliverable,
+                         Field(discriminator="record")]
+
+
 class DeliveryEvent(Contract):
     """One record of topic deliveries (key dedup_key): a send's state, an ack, or a ladder step."""
 
     id: RecordId
     dedup_key: RecordId
-    body: Annotated[DeliveryRecord | AckRecord | LadderStepTaken, Field(discriminator="record")]
+    body: DeliveryBody
     schema_version: int = SCHEMA_VERSION
 
     @model_validator(mode="after")
@@ -193,5 +256,5 @@ class DeliveryEvent(Contract):
         return self
 
     @classmethod
-    def of(cls, body: DeliveryRecord | AckRecord | LadderStepTaken) -> "DeliveryEvent":
+    def of(cls, body: DeliveryRecord | AckRecord | LadderStepTaken | NoticeTaken | Undeliverable) -> "DeliveryEvent":
         return cls(id=body.id, dedup_key=body.dedup_key, body=body)

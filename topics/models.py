@@ -336,6 +336,9 @@ class NotificationRequested(Contract):
     unit: ShortText
     role: ShortText | None = Field(default=None, description="who in the unit: 值班领导, 值班主任, 分管区领导 …")
     kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover"] = "routing"
+    level: ResponseLevel | None = Field(
+        default=None, description="the incident's response level when the notice was decided (issue 19: it picks "
+                                  "the channels and the re-notification ladder's pace); None: no level (交接班)")
     why: LongText
     rule: ShortText
     section: ShortText

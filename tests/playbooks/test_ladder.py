@@ -28,7 +28,7 @@ def notice(*, drill: bool = False, key: str = KEY) -> NotificationRequested:
 
 
 def ack(at: timedelta, *, step: int = 0, how: AckHow = AckHow.LINK, key: str = KEY, person: str = "p-chief") -> AckRecord:
-    return AckRecord(id=ack_id(key, person, "link"), dedup_key=key, step=step, person_id=person, at=T0 + at,
+    return AckRecord(id=ack_id(key, person, "link"), dedup_key=key, incident_id="i-1", step=step, person_id=person, at=T0 + at,
                      how=how, by="link")
 
 

@@ -48,7 +48,7 @@ def test_accepted_needs_the_providers_id_and_failed_a_reason():
 
 
 def test_ack_id_one_per_notice_and_person_and_long_keys_fit():
-    a = AckRecord(id=ack_id("k1", "p-7", "link"), dedup_key="k1", person_id="p-7", at=T0, how=AckHow.LINK, by="link")
+    a = AckRecord(id=ack_id("k1", "p-7", "link"), dedup_key="k1", incident_id="i-1", person_id="p-7", at=T0, how=AckHow.LINK, by="link")
     assert DeliveryEvent.of(a).body == a
     long_key = "k" * 120
     assert len(ack_id(long_key, "p-7", "link")) <= 120
