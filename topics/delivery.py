@@ -168,6 +168,7 @@ class LadderStepTaken(Contract):
     post: Post
     person_id: RecordId | None = Field(default=None, description="the person on duty found for it; None: nobody")
     channels: list[ChannelName] = Field(default_factory=list, description="the channels the step's sends take")
+    spare: list[ChannelName] = Field(default_factory=list, description="the person's channels a failed one fails over to, in order")
     at: UtcDatetime
     recorded_at: UtcDatetime
     reasons: list[LongText] = Field(default_factory=list)
@@ -200,6 +201,7 @@ class NoticeTaken(Contract):
     notice: NotificationRequested
     person_id: RecordId | None = Field(description="the person on duty the notice names; None: nobody (the ladder starts)")
     channels: list[ChannelName] = Field(default_factory=list)
+    spare: list[ChannelName] = Field(default_factory=list, description="the person's channels a failed one fails over to, in order")
     rule: ShortText = Field(description="channels.yaml's route")
     reasons: list[LongText] = Field(default_factory=list)
     at: UtcDatetime

@@ -123,9 +123,21 @@ class Route(ChannelsModel):
         return kind in self.kinds and (self.levels is None or level in self.levels)
 
 
+class Retry(ChannelsModel):
+    tries: Sourced[int] = Field(description="tries of one send, the first included")
+    backoff_seconds: Sourced[list[float]] = Field(description="the wait before try 2, 3, …; the last repeats")
+
+    def wait_after(self, attempt: int) -> float:
+        waits = self.backoff_seconds.value
+        return waits[min(attempt, len(waits)) - 1] if waits else 0.0
+
+
 class ChannelsFile(ChannelsModel):
     channels: list[Channel] = Field(min_length=1)
     routes: list[Route] = Field(min_length=1)
+    retry: Retry
+    failover: Sourced[list[ChannelId]]
+    drill: Sourced[dict[ChannelId, str]] = Field(description="channel -> the drill's address on it")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ChannelsFile":
@@ -144,6 +156,11 @@ class ChannelsFile(ChannelsModel):
                     raise ValueError(f"routes[{i}].channels: {name!r} is not a channel {ids}")
             if len(set(route.channels)) != len(route.channels):
                 raise ValueError(f"routes[{i}].channels: a channel listed twice")
+        for name in [*self.failover.value, *self.drill.value]:
+            if name not in ids:
+                raise ValueError(f"failover/drill: {name!r} is not a channel {ids}")
+        if self.retry.tries.value < 1 or any(w < 0 for w in self.retry.backoff_seconds.value):
+            raise ValueError("retry: at least one try, and no negative wait")
         for kind in NOTICE_KINDS:  # every notice has a route, whatever its level: none is left unsent
             for level in (*LEVELS, None):
                 if not any(r.matches(kind, level) for r in self.routes):
@@ -163,12 +180,14 @@ class ChannelsFile(ChannelsModel):
 
 @dataclass(frozen=True)
 class ChannelChoice:
-    """The channels a notice takes to one person, in order, each with the address on it; and why."""
+    """The channels a notice takes to one person, in order, each with the address on it; the spare
+    channels it fails over to, in failover order; and why."""
 
     rule: str
     channels: list[str]
     addresses: dict[str, str]
     reasons: list[str] = field(default_factory=list)
+    spare: list[str] = field(default_factory=list)
 
 
 def choose_channels(notice_kind: str, level: str | None, contacts: Contacts, config: ChannelsFile) -> ChannelChoice:
@@ -186,9 +205,18 @@ def choose_channels(notice_kind: str, level: str | None, contacts: Contacts, con
             addresses[name] = address
         else:
             reasons.append(f"{name} skipped: the person has no {channel.needs()}")
+    spare: list[str] = []
+    for name in config.failover.value:
+        address = config.channel(name).address(contacts)
+        if name not in route.channels and address:
+            spare.append(name)
+            addresses[name] = address
+    if not chosen and spare:
+        chosen, spare = spare[:1], spare[1:]
+        reasons.append(f"none of the route's channels: the person's first channel in failover order, {chosen[0]}")
     if not chosen:
         reasons.append("no channel: the person has none of the contacts the route needs")
-    return ChannelChoice(rule=route.id, channels=chosen, addresses=addresses, reasons=reasons)
+    return ChannelChoice(rule=route.id, channels=chosen, addresses=addresses, reasons=reasons, spare=spare)
 
 
 def channels_for(notice_kind: str, level: str | None, contacts: Contacts, config: ChannelsFile) -> list[str]:

@@ -99,6 +99,26 @@ def step_time(notice: NotificationRequested, n: int, minutes: int) -> datetime:
     return notice.requested_at + timedelta(minutes=minutes * n)
 
 
+def _pace(level: ResponseLevel | None, config: LadderFile) -> tuple[Sourced[PositiveInt], str]:
+    minutes = config.minutes_for(level)
+    level_text = level.value if level is not None else "无响应级别"
+    pace = f"ladder.yaml minutes[{level_text}] = {minutes.value}" if level in config.minutes else \
+        f"ladder.yaml default_minutes = {minutes.value} ({level_text} not in ladder.yaml)"
+    return minutes, pace
+
+
+def _step(notice: NotificationRequested, n: int, at: datetime, why: str, pace: str, config: LadderFile) -> LadderStep:
+    s = config.steps.value[n - 1]
+    own = s.unit == UNIT_SELF
+    return LadderStep(
+        id=ladder_step_id(notice.dedup_key, n), dedup_key=notice.dedup_key, n=n, at=at,
+        incident_id=notice.incident_id, unit_id=notice.unit_id if own else s.unit,
+        unit=notice.unit if own else None, role=s.role, post=s.post, label=s.label, drill=notice.drill,
+        reasons=[f"{'【演练】' if notice.drill else ''}{notice.unit} 未阅：{notice.dedup_key} 于 "
+                 f"{notice.requested_at.isoformat()} 发出，{why}，第 {n} 步报{s.label}", f"{pace}; {ITEM_SOURCE}"],
+    )
+
+
 def ladder_due(notice: NotificationRequested, *, level: ResponseLevel | None, acks: Iterable[AckRecord],
                steps_done: set[int], now: datetime, config: LadderFile) -> list[LadderStep]:
     """The steps of `notice`'s ladder due at `now` and not yet taken, in order; none once acknowledged.
@@ -108,31 +128,31 @@ def ladder_due(notice: NotificationRequested, *, level: ResponseLevel | None, ac
         raise ValueError("now: must carry its timezone")
     if _stopping_ack(notice, acks) is not None:
         return []
-    minutes = config.minutes_for(level)
-    level_text = level.value if level is not None else "无响应级别"
-    pace = f"ladder.yaml minutes[{level_text}] = {minutes.value}" if level in config.minutes else \
-        f"ladder.yaml default_minutes = {minutes.value} ({level_text} not in ladder.yaml)"
+    minutes, pace = _pace(level, config)
+    if minutes.our_choice:
+        pace += f"（our_choice: {minutes.source}）"
     out: list[LadderStep] = []
-    for n, s in enumerate(config.steps.value, start=1):
+    for n in range(1, len(config.steps.value) + 1):
         at = step_time(notice, n, minutes.value)
         if at > now:
             break
         if n in steps_done:
             continue
-        own = s.unit == UNIT_SELF
-        drill = "【演练】" if notice.drill else ""
-        reasons = [
-            f"{drill}{notice.unit} 未阅：{notice.dedup_key} 于 {notice.requested_at.isoformat()} 发出，"
-            f"{minutes.value * n} 分钟内无人确认，第 {n} 步报{s.label}",
-            f"{pace}{'（our_choice: ' + minutes.source + '）' if minutes.our_choice else ''}; {ITEM_SOURCE}",
-        ]
-        out.append(LadderStep(
-            id=ladder_step_id(notice.dedup_key, n), dedup_key=notice.dedup_key, n=n, at=at,
-            incident_id=notice.incident_id, unit_id=notice.unit_id if own else s.unit,
-            unit=notice.unit if own else None, role=s.role, post=s.post, label=s.label, drill=notice.drill,
-            reasons=reasons,
-        ))
+        out.append(_step(notice, n, at, f"{minutes.value * n} 分钟内无人确认", pace, config))
     return out
+
+
+def step_at_once(notice: NotificationRequested, *, level: ResponseLevel | None, acks: Iterable[AckRecord],
+                 steps_done: set[int], failed_step: int, now: datetime, config: LadderFile) -> LadderStep | None:
+    """The step after `failed_step`, taken now, not at its own time: step `failed_step` could reach
+    nobody (every channel failed, or nobody on duty), so waiting for an ack that cannot come would only
+    lose minutes (issue 19 item 2: after the last try the notice goes up the ladder). None: acknowledged,
+    taken already, or no step left."""
+    n = failed_step + 1
+    if _stopping_ack(notice, acks) is not None or n in steps_done or n > len(config.steps.value):
+        return None
+    _, pace = _pace(level, config)
+    return _step(notice, n, now, f"第 {failed_step} 步无法送达", pace, config)
 
 
 def next_due_at(notice: NotificationRequested, *, level: ResponseLevel | None, acks: Iterable[AckRecord],

@@ -21,34 +21,38 @@ def config():
 
 # (kind, level, contacts, expected channels, rule): one row per route and per skip
 ROWS = [
-    ("routing", "一级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "level_1_2_every_channel"),
-    ("routing", "二级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "level_1_2_every_channel"),
-    ("routing", "三级", EVERYTHING, ["wecom", "dingtalk", "email"], "level_3_chat_and_email"),
-    ("routing", None, EVERYTHING, ["wecom", "dingtalk", "email"], "level_3_chat_and_email"),
-    ("reminder", "一级", EVERYTHING, ["wecom", "dingtalk", "email"], "reminder_chat_and_email"),
-    ("escalation", "三级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel"),
-    ("escalation", None, EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel"),
-    ("handover", None, EVERYTHING, ["wecom", "dingtalk", "email"], "handover_chat_and_email"),
-    ("approved_report", "二级", EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat"),
-    ("end", None, EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat"),
+    ("routing", "一级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "level_1_2_every_channel", []),
+    ("routing", "二级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "level_1_2_every_channel", []),
+    ("routing", "三级", EVERYTHING, ["wecom", "dingtalk", "email"], "level_3_chat_and_email", ["sms"]),
+    ("routing", None, EVERYTHING, ["wecom", "dingtalk", "email"], "level_3_chat_and_email", ["sms"]),
+    ("reminder", "一级", EVERYTHING, ["wecom", "dingtalk", "email"], "reminder_chat_and_email", ["sms"]),
+    ("escalation", "三级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel", []),
+    ("escalation", None, EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel", []),
+    ("handover", None, EVERYTHING, ["wecom", "dingtalk", "email"], "handover_chat_and_email", ["sms"]),
+    ("approved_report", "二级", EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat", ["sms"]),
+    ("end", None, EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat", ["sms"]),
     # skips: a channel needs its contact
-    ("routing", "一级", Contacts(mobile="13800138000"), ["sms"], "level_1_2_every_channel"),
-    ("routing", "一级", Contacts(email="a@b.cn", chat_ids={"dingtalk": "zs01"}), ["dingtalk", "email"], "level_1_2_every_channel"),
-    ("routing", "三级", Contacts(mobile="13800138000"), [], "level_3_chat_and_email"),
-    ("reminder", None, Contacts(chat_ids={"wecom": "zhangsan", "other": "x"}), ["wecom"], "reminder_chat_and_email"),
+    ("routing", "一级", Contacts(mobile="13800138000"), ["sms"], "level_1_2_every_channel", []),
+    ("routing", "一级", Contacts(email="a@b.cn", chat_ids={"dingtalk": "zs01"}), ["dingtalk", "email"], "level_1_2_every_channel", []),
+    # none of the route's channels: the first in failover order the person has (failover, issue 19 item 2)
+    ("routing", "三级", Contacts(mobile="13800138000"), ["sms"], "level_3_chat_and_email", []),
+    ("reminder", None, Contacts(chat_ids={"wecom": "zhangsan", "other": "x"}), ["wecom"], "reminder_chat_and_email", []),
+    ("routing", "三级", Contacts(), [], "level_3_chat_and_email", []),
 ]
 
 
-@pytest.mark.parametrize(("kind", "level", "contacts", "expected", "rule"), ROWS,
+@pytest.mark.parametrize(("kind", "level", "contacts", "expected", "rule", "spare"), ROWS,
                          ids=[f"{r[4]}-{r[0]}-{r[1]}-{'+'.join(r[3]) or 'none'}" for r in ROWS])
-def test_route(config, kind, level, contacts, expected, rule):
+def test_route(config, kind, level, contacts, expected, rule, spare):
     choice = choose_channels(kind, level, contacts, config)
     assert choice.rule == rule
     assert choice.channels == expected
     assert channels_for(kind, level, contacts, config) == expected
-    assert set(choice.addresses) == set(expected)
+    assert choice.spare == spare
+    assert set(choice.addresses) == set(expected) | set(spare)
     skipped = [r for r in choice.reasons if "skipped" in r]
-    assert len(skipped) == len(config.route_for(kind, level).channels) - len(expected)
+    route = config.route_for(kind, level).channels
+    assert len(skipped) == len([c for c in route if c not in choice.addresses])
     if not expected:
         assert choice.reasons[-1].startswith("no channel")
 
