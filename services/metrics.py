@@ -73,3 +73,31 @@ NOTICES_ADDRESSED = Counter(
     "yingji_duty_notices_addressed_total", "Notices addressed to a person on duty, by where the answer came from",
     ["source", "drill"], registry=REGISTRY,
 )
+
+# --- delivery (issue 19): channel labels are channels.yaml's ids (bounded); never a person or address
+DELIVERIES = Counter(
+    "yingji_deliveries_total", "Delivery records written, by channel and outcome (attempted, accepted, failed, in_doubt)",
+    ["channel", "outcome", "drill"], registry=REGISTRY,
+)
+DELIVERY_SEND_SECONDS = Histogram(
+    "yingji_delivery_send_seconds", "From the notice's requested_at (a ladder step's own time) to the channel's acceptance",
+    ["channel"], registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 180, 600),
+)
+ACK_SECONDS = Histogram(
+    "yingji_ack_seconds", "From the notice's requested_at to its first ack (已阅)", registry=REGISTRY,
+    buckets=(5, 15, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600),
+)
+LADDER_STEPS = Counter(
+    "yingji_ladder_steps_total", "Re-notification ladder steps taken, by step", ["step", "drill"], registry=REGISTRY,
+)
+UNDELIVERABLE = Counter(
+    "yingji_notices_undeliverable_total", "Notice steps that reached nobody (every channel failed, or nobody on duty)",
+    ["drill"], registry=REGISTRY,
+)
+NOTICES_UNACKNOWLEDGED = Gauge(
+    "yingji_notices_unacknowledged", "Live notices not acknowledged: pending (within their ladder) or past_ladder (every step taken)",
+    ["state"], registry=REGISTRY,
+)
+CHANNEL_FAILING = Gauge(
+    "yingji_channel_failing", "1 while the channel's last 5 results were all failures", ["channel"], registry=REGISTRY,
+)

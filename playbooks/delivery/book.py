@@ -163,15 +163,16 @@ def _step_sends(book: NoticeBook, step: int, person: str, channels: list[str], s
         i += 1
         sid = send_id(book.dedup_key, step, person, channel)
         cur = book.sends.get(sid)
+        if sid in in_flight:
+            continue  # a try under way in this process: its records are coming
         if cur is None:
             work.tries.append(Try(sid, step, person, channel, 1, resend=False))
             continue
         if cur.state in DONE:
             continue
         if cur.state is DeliveryState.ATTEMPTED:
-            if sid not in in_flight:
-                work.tries.append(Try(sid, step, person, channel, cur.attempt + 1, resend=True, in_doubt=cur.attempt,
-                                      reason="no result recorded for the try: the stage stopped between attempt and result"))
+            work.tries.append(Try(sid, step, person, channel, cur.attempt + 1, resend=True, in_doubt=cur.attempt,
+                                  reason="no result recorded for the try: the stage stopped between attempt and result"))
             continue
         if cur.state is DeliveryState.IN_DOUBT:
             work.tries.append(Try(sid, step, person, channel, cur.attempt + 1, resend=True))

@@ -110,6 +110,12 @@ class SlidingWindow:
         self._sent.append(now)
         return True
 
+    def fill(self) -> None:
+        """The window counted full from now: the robot refused for its limit (it counts sends this
+        process no longer remembers, from before a restart)."""
+        now = self._clock.now()
+        self._sent = deque([now] * self._limit)
+
     def retry_after(self) -> float:
         """Seconds until a place frees up (0 when one is free now)."""
         if len(self._sent) < self._limit:
@@ -206,17 +212,38 @@ class RobotSender:
         self.limiter = SlidingWindow(config.rate.value, clock)
 
     def body(self, message: Outgoing) -> dict:
-        text = fit(f"{message.title()}\n{message.text}", self._config.max_bytes.value - 64)  # room for the @-mention
+        return self.digest_body([message])
+
+    @property
+    def max_bytes(self) -> int:
+        return self._config.max_bytes.value
+
+    def digest_body(self, messages: list[Outgoing]) -> dict:
+        """One post for one or several messages (a digest when the robot's minute is full), every person
+        @-mentioned. content_bytes() of it is what the robot's 2048-byte limit counts."""
+        entries = [fit(f"{m.title()}\n{m.text}", self.max_bytes - 160) for m in messages]  # room for the mentions
+        text = entries[0] if len(entries) == 1 else \
+            f"汇总 {len(entries)} 条通知\n" + "\n\n".join(f"{i}. {e}" for i, e in enumerate(entries, start=1))
+        mobiles = list(dict.fromkeys(m.mobile for m in messages if m.mobile))
+        users = list(dict.fromkeys(m.address for m in messages))
         if self._config.kind == "wecom_robot":
             if self._config.msgtype.value == "markdown":
-                return {"msgtype": "markdown", "markdown": {"content": f"**{text}**\n<@{message.address}>"}}
-            return {"msgtype": "text", "text": {"content": text, "mentioned_list": [message.address],
-                                                "mentioned_mobile_list": [message.mobile] if message.mobile else []}}
-        at = {"atMobiles": [message.mobile] if message.mobile else [], "atUserIds": [message.address], "isAtAll": False}
-        mention = f"\n\n@{message.mobile}" if message.mobile else ""  # 钉钉 markdown: the text must name @mobile
+                mentions = "".join(f"<@{u}>" for u in users)
+                return {"msgtype": "markdown", "markdown": {"content": f"{text}\n{mentions}"}}
+            return {"msgtype": "text", "text": {"content": text, "mentioned_list": users,
+                                                "mentioned_mobile_list": mobiles}}
+        at = {"atMobiles": mobiles, "atUserIds": users, "isAtAll": False}
+        mention = ("\n\n" + " ".join(f"@{m}" for m in mobiles)) if mobiles else ""  # 钉钉: the text must name @mobile
+        title = messages[0].title() if len(messages) == 1 else f"汇总 {len(messages)} 条通知"
         if self._config.msgtype.value == "markdown":
-            return {"msgtype": "markdown", "markdown": {"title": message.title(), "text": f"### {text}{mention}"}, "at": at}
+            return {"msgtype": "markdown", "markdown": {"title": title, "text": f"### {text}{mention}"}, "at": at}
         return {"msgtype": "text", "text": {"content": text + mention}, "at": at}
+
+    def content_bytes(self, messages: list[Outgoing]) -> int:
+        """The UTF-8 bytes of the post's text as the robot counts them (its content or text field)."""
+        body = self.digest_body(messages)
+        part = body[body["msgtype"]]
+        return len((part.get("content") or part.get("text") or "").encode())
 
     def signed_url(self) -> str:
         """钉钉 加签: sign = urlencode(base64(HmacSHA256(secret, f"{timestamp_ms}\\n{secret}")))."""
@@ -226,17 +253,22 @@ class RobotSender:
         return f"{self._url}{'&' if '?' in self._url else '?'}timestamp={timestamp}&sign={dingtalk_sign(timestamp, self._secret)}"
 
     async def send(self, message: Outgoing) -> SendResult:
+        return await self.send_digest([message])
+
+    async def send_digest(self, messages: list[Outgoing]) -> SendResult:
+        """One post for the messages; the result is every message's (one provider id for all)."""
+        first = messages[0]
         if not self.limiter.try_acquire():
             rate = self._config.rate.value
-            return _logged(self.id, message, Failed(
+            return _logged(self.id, first, Failed(
                 f"rate: {rate.messages} a robot in {rate.seconds} s reached; a place frees in {self.limiter.retry_after():.0f} s",
                 retryable=True))
-        body = json.dumps(self.body(message), ensure_ascii=False).encode()
+        body = json.dumps(self.digest_body(messages), ensure_ascii=False).encode()
         response = await _post(self._client, self.signed_url(), body, {})
         if isinstance(response, Failed):
-            return _logged(self.id, message, response)
-        return _logged(self.id, message, _robot_answer(
-            response, self._config.retryable_errcodes.value, f"{self.id}:{send_id(message, self.id)}"))
+            return _logged(self.id, first, response)
+        return _logged(self.id, first, _robot_answer(
+            response, self._config.retryable_errcodes.value, f"{self.id}:{send_id(first, self.id)}"))
 
 
 def fit(text: str, max_bytes: int) -> str:
