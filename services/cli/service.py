@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("worker", help="the Faust worker alone")
     p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("sinks", help="the local SMTP server (a Maildir) and robot sink alone, until SIGTERM or Ctrl-C")
+    p.set_defaults(func=cmd_sinks)
     p = sub.add_parser("topics", help="create the catalog's topics (idempotent)")
     p.set_defaults(func=cmd_topics)
     p = sub.add_parser("user", help="users and their tokens")
@@ -39,6 +41,13 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from services.worker.main import run_worker
 
     return run_worker(get_settings())
+
+
+def cmd_sinks(_: argparse.Namespace) -> int:
+    from services.local.sinks import run_sinks
+    from services.settings import get_settings
+
+    return run_sinks(get_settings())
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
@@ -146,6 +155,8 @@ def cmd_run(_: argparse.Namespace) -> int:
             print(f"starting local Apache Kafka (data in {s.data_dir / 'kafka'}) …", flush=True)
         stack.start_broker()
         admin_token = ensure_admin(s.bootstrap, now=WallClock().now(), data_dir=s.data_dir)
+        if s.local_sinks:
+            stack.start_sinks()
         stack.start_workers()
         stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
@@ -161,11 +172,23 @@ def cmd_run(_: argparse.Namespace) -> int:
             print(f"    sign in: {s.api_url}/login  (or: Authorization: Bearer TOKEN)", flush=True)
         ports = ", ".join(str(s.worker_web_port + i) for i in range(len(stack.workers)))
         print(f"  workers:   {len(stack.workers)} (metrics on 127.0.0.1, ports {ports})", flush=True)
-        print("Ctrl-C stops the API, the workers and the broker.", flush=True)
+        if stack.sinks is not None:
+            from services.local.sinks import mail_dir, sinks_dir
+
+            print(f"  mail:      SMTP 127.0.0.1:{s.sinks_smtp_port} keeps it in {mail_dir(s.data_dir)}  "
+                  f"(ls {mail_dir(s.data_dir) / 'new'})", flush=True)
+            robots = "the local sink" if stack.uses_local_robots else "yours (YINGJI_WECOM_ROBOT_URL is set)"
+            print(f"  robots:    {robots}; the sink keeps what it takes in {sinks_dir(s.data_dir)}/"
+                  f"{{wecom,dingtalk,sms}}.jsonl  (http://127.0.0.1:{s.sinks_http_port}/messages?robot=wecom)",
+                  flush=True)
+        print("Ctrl-C stops the API, the workers, the sinks and the broker.", flush=True)
         restarts: list[float] = []
         while not stopping:
             if stack.api is not None and stack.api.poll() is not None:
                 print("the API exited; stopping everything", file=sys.stderr, flush=True)
+                return 1
+            if stack.sinks is not None and stack.sinks.poll() is not None:
+                print("the local sinks exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
             for index, worker in enumerate(stack.workers):
                 if worker.poll() is None:

@@ -1,10 +1,11 @@
-"""The local stack as processes: Apache Kafka, the worker and the API. `yingji run`, the fault tests
-and the benchmarks all start it the same way."""
+"""The local stack as processes: Apache Kafka, the worker, the API and the local sinks. `yingji run`,
+the fault tests and the benchmarks all start it the same way."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if
 
 from services.kafka_topics import create_topics
 from services.local.kafka import LocalKafka
+from services.local.sinks import sinks_env
 from services.settings import Settings
 
 
@@ -55,15 +57,23 @@ class LocalStack:
         self.worker: subprocess.Popen | None = None
         self.api: subprocess.Popen | None = None
         self.extra_workers: list[subprocess.Popen] = []
+        self.sinks: subprocess.Popen | None = None
+
+    @property
+    def uses_local_robots(self) -> bool:
+        """The channels go to the local sinks: asked for, and the user has not pointed them at real robots."""
+        env = self.settings.channel_env()
+        return self.settings.local_sinks and not ({"YINGJI_WECOM_ROBOT_URL", "YINGJI_WECOM_ROBOT_URL_FILE"} & env.keys())
 
     @property
     def env(self) -> dict[str, str]:
         s = self.settings
-        return {**os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
+        local = sinks_env(s) if self.uses_local_robots else {}
+        return {**local, **os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
                 "YINGJI_API_PORT": str(s.api_port), "YINGJI_WORKER_WEB_PORT": str(s.worker_web_port)}
 
     def log_path(self, name: str) -> Path | None:
-        """The file process `name` ("worker-0", "worker-1", ..., "api") writes to under `log_dir`."""
+        """The file process `name` ("worker-0", "worker-1", ..., "api", "sinks") writes to under `log_dir`."""
         return None if self.log_dir is None else Path(self.log_dir) / f"{name}.log"
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -143,16 +153,40 @@ class LocalStack:
                  wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
         return api
 
+    def start_sinks(self, timeout: float = 30) -> subprocess.Popen:
+        """`yingji sinks` (the local SMTP server and robot sink), once both its ports answer."""
+        s = self.settings
+        self.sinks = self._spawn("sinks", [sys.executable, "-m", "services.cli", "sinks"],
+                                 env={"YINGJI_SINKS_SMTP_PORT": str(s.sinks_smtp_port),
+                                      "YINGJI_SINKS_HTTP_PORT": str(s.sinks_http_port)})
+        sinks = self.sinks
+
+        def ready() -> bool:
+            if sinks.poll() is not None:  # not retried: the sinks are gone (a port in use: see sinks.log)
+                raise RuntimeError("the local sinks exited during start-up")
+            with socket.create_connection(("127.0.0.1", s.sinks_smtp_port), timeout=1) as smtp:
+                if smtp.recv(3) != b"220":  # the SMTP greeting
+                    return False
+            return httpx.get(f"http://127.0.0.1:{s.sinks_http_port}/healthz", timeout=1).status_code == 200
+
+        def gave_up(_: RetryCallState) -> None:
+            raise RuntimeError(f"the local sinks did not answer on ports {s.sinks_smtp_port} and "
+                               f"{s.sinks_http_port} within {timeout:.0f}s")
+
+        Retrying(retry=retry_if_exception_type((httpx.HTTPError, OSError)) | retry_if_result(lambda ok: not ok),
+                 wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
+        return sinks
+
     def kill_worker(self) -> None:
         """The first worker SIGKILLed."""
         if self.worker:
             _kill(self.worker)
 
     def children(self) -> list[subprocess.Popen]:
-        return [p for p in (*self.workers, self.api) if p is not None]
+        return [p for p in (*self.workers, self.api, self.sinks) if p is not None]
 
     def stop(self) -> None:
-        for proc in (self.api, *self.workers):
+        for proc in (self.api, *self.workers, self.sinks):
             if proc is not None:
                 stop_group(proc)
         if self.broker is not None:
