@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # (playbooks/data/channels.yaml url_env/secret_env, or NAME_FILE): see channel_env.
     channels_file: Path | None = Field(default=None, description="the channels' YAML; default playbooks/data/channels.yaml")
     channels: str = Field(default="", description="comma-separated channel ids the delivery stage uses; empty: every channel in the file (each must then have its secret)")
+    ladder_file: Path | None = Field(default=None, description="the re-notification ladder's YAML; default playbooks/data/ladder.yaml")
     ack_key_file: Path | None = Field(default=None, description="key signing the ack links (/ack/{token}); made once under data_dir")
     ack_max_age_hours: float = Field(default=72.0, gt=0, description="an ack link works this long (our choice: a weekend's shifts)")
     public_url: str = Field(default="", description="the API's address as people open it, for the ack links in messages; empty: api_url")

@@ -92,6 +92,7 @@ def service(tmp_path_factory) -> Service:
         "YINGJI_WORKER_WEB_PORT": str(worker_port),
         "YINGJI_SINKS_SMTP_PORT": str(free_port()),  # `yingji run` starts the local sinks: never on 8025/8026
         "YINGJI_SINKS_HTTP_PORT": str(free_port()),
+        "YINGJI_DELIVERY_WEB_PORT": str(free_port()),
         "YINGJI_LOG_JSON": "true",
     }
     env.pop("YINGJI_BOOTSTRAP_SERVERS", None)

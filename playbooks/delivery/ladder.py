@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from playbooks.duty.config import DutyFile, Sourced
 from topics.delivery import AckHow, AckRecord, LadderStepTaken, ladder_step_id
@@ -42,11 +42,11 @@ class StepConfig(LadderModel):
 
 
 class LadderFile(LadderModel):
-    minutes: dict[ResponseLevel, Sourced[PositiveInt]]
-    default_minutes: Sourced[PositiveInt]
+    minutes: dict[ResponseLevel, Sourced[PositiveFloat]]
+    default_minutes: Sourced[PositiveFloat]
     steps: Sourced[list[StepConfig]] = Field(description="in order; at least one")
 
-    def minutes_for(self, level: ResponseLevel | None) -> Sourced[PositiveInt]:
+    def minutes_for(self, level: ResponseLevel | None) -> Sourced[PositiveFloat]:
         """The level's minutes; a notice with no level, or a level not in the file, takes the default."""
         if level is not None and level in self.minutes:
             return self.minutes[level]
@@ -99,7 +99,7 @@ def step_time(notice: NotificationRequested, n: int, minutes: int) -> datetime:
     return notice.requested_at + timedelta(minutes=minutes * n)
 
 
-def _pace(level: ResponseLevel | None, config: LadderFile) -> tuple[Sourced[PositiveInt], str]:
+def _pace(level: ResponseLevel | None, config: LadderFile) -> tuple[Sourced[PositiveFloat], str]:
     minutes = config.minutes_for(level)
     level_text = level.value if level is not None else "无响应级别"
     pace = f"ladder.yaml minutes[{level_text}] = {minutes.value}" if level in config.minutes else \
@@ -138,7 +138,7 @@ def ladder_due(notice: NotificationRequested, *, level: ResponseLevel | None, ac
             break
         if n in steps_done:
             continue
-        out.append(_step(notice, n, at, f"{minutes.value * n} 分钟内无人确认", pace, config))
+        out.append(_step(notice, n, at, f"{minutes.value * n:g} 分钟内无人确认", pace, config))
     return out
 
 

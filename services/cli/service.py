@@ -158,6 +158,7 @@ def cmd_run(_: argparse.Namespace) -> int:
         if s.local_sinks:
             stack.start_sinks()
         stack.start_workers()
+        stack.start_delivery()
         stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
@@ -181,7 +182,8 @@ def cmd_run(_: argparse.Namespace) -> int:
             print(f"  robots:    {robots}; the sink keeps what it takes in {sinks_dir(s.data_dir)}/"
                   f"{{wecom,dingtalk,sms}}.jsonl  (http://127.0.0.1:{s.sinks_http_port}/messages?robot=wecom)",
                   flush=True)
-        print("Ctrl-C stops the API, the workers, the sinks and the broker.", flush=True)
+        print(f"  delivery:  notices to the people on duty (metrics on 127.0.0.1:{s.delivery_web_port})", flush=True)
+        print("Ctrl-C stops the API, the workers, the delivery stage, the sinks and the broker.", flush=True)
         restarts: list[float] = []
         while not stopping:
             if stack.api is not None and stack.api.poll() is not None:
@@ -190,6 +192,13 @@ def cmd_run(_: argparse.Namespace) -> int:
             if stack.sinks is not None and stack.sinks.poll() is not None:
                 print("the local sinks exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
+            if stack.delivery is not None and stack.delivery.poll() is not None:
+                if stack.delivery.returncode == 2:  # a start-up error (a channel without its secret): said in its log
+                    print("the delivery stage could not start (see its message above); stopping everything",
+                          file=sys.stderr, flush=True)
+                    return 1
+                print("the delivery stage exited; starting it again", file=sys.stderr, flush=True)
+                stack.start_delivery()
             for index, worker in enumerate(stack.workers):
                 if worker.poll() is None:
                     continue

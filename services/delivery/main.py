@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import start_http_server
 
 from playbooks.delivery.channels import CHANNELS_FILE, load_channels
-from playbooks.delivery.ladder import load_ladder
+from playbooks.delivery.ladder import LADDER_FILE, load_ladder
 from playbooks.plan import load_plan
 from services import logs
 from services.clock import Clock, WallClock
@@ -22,6 +22,7 @@ from services.delivery.compose import Composer
 from services.delivery.stage import DeliveryStage
 from services.delivery.tokens import key_from_file
 from services.duty.book import DutyBook
+from services.local.sinks import local_channels
 from services.metrics import REGISTRY
 from services.privacy import Sealer
 from services.settings import Settings
@@ -36,8 +37,10 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
     secret stops it here, before anything is read (MissingSecret names the channel and the variable)."""
     clock = clock or WallClock()
     config = load_channels(settings.channels_file or CHANNELS_FILE)
+    if settings.local_sinks:  # `yingji run`: mail to this machine goes to the local SMTP sink's port
+        config = local_channels(config, settings)
     plan = load_plan()
-    ladder = load_ladder(duty=plan.duty)
+    ladder = load_ladder(settings.ladder_file or LADDER_FILE, duty=plan.duty)
     async with httpx.AsyncClient(timeout=10.0) as client:
         senders = build_channels(config, settings.channel_env() if env is None else env, client=client, clock=clock,
                                  only=settings.channel_ids)

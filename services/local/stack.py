@@ -58,6 +58,7 @@ class LocalStack:
         self.api: subprocess.Popen | None = None
         self.extra_workers: list[subprocess.Popen] = []
         self.sinks: subprocess.Popen | None = None
+        self.delivery: subprocess.Popen | None = None
 
     @property
     def uses_local_robots(self) -> bool:
@@ -177,16 +178,31 @@ class LocalStack:
                  wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
         return sinks
 
+    def start_delivery(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`yingji delivery`, the delivery stage (issue 19), in its own process and consumer group."""
+        self.delivery = self._spawn("delivery", [sys.executable, "-m", "services.cli", "delivery"],
+                                    env={"YINGJI_DELIVERY_WEB_PORT": str(self.settings.delivery_web_port),
+                                         "YINGJI_LOCAL_SINKS": str(self.settings.local_sinks).lower(),
+                                         "YINGJI_SINKS_SMTP_PORT": str(self.settings.sinks_smtp_port),
+                                         "YINGJI_SINKS_HTTP_PORT": str(self.settings.sinks_http_port),
+                                         **(env or {})})
+        return self.delivery
+
+    def kill_delivery(self) -> None:
+        """The delivery stage SIGKILLed, as a crash would."""
+        if self.delivery:
+            _kill(self.delivery)
+
     def kill_worker(self) -> None:
         """The first worker SIGKILLed."""
         if self.worker:
             _kill(self.worker)
 
     def children(self) -> list[subprocess.Popen]:
-        return [p for p in (*self.workers, self.api, self.sinks) if p is not None]
+        return [p for p in (*self.workers, self.api, self.delivery, self.sinks) if p is not None]
 
     def stop(self) -> None:
-        for proc in (self.api, *self.workers, self.sinks):
+        for proc in (self.api, *self.workers, self.delivery, self.sinks):
             if proc is not None:
                 stop_group(proc)
         if self.broker is not None:
