@@ -127,7 +127,7 @@ class IncidentView:
                     state.decisions.append(dec.decision)
             elif topic in (NOTIFICATIONS_REQUESTED.name, DRILL_NOTIFICATIONS.name):
                 note = NotificationRequested.model_validate_json(value)
-                if note.kind == "handover":  # a handover's notice (its id in incident_id): no incident of it
+                if note.kind in ("handover", "test"):  # a handover's notice (its id in incident_id): no incident of it
                     return
                 incident_id = note.incident_id
                 self._state(incident_id).notifications[note.dedup_key] = note

@@ -25,7 +25,8 @@ from topics.models import NotificationRequested
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DRILL_RULE = "drill"
 KIND_NAMES = {"routing": "通知", "reminder": "提醒", "escalation": "督办", "approved_report": "报告",
-              "end": "响应结束", "handover": "交接班"}
+              "end": "响应结束", "handover": "交接班",
+              "test": "测试消息"}
 
 
 @dataclass

@@ -73,6 +73,19 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
             await producer.stop()
 
 
+def dump_tasks() -> None:
+    """`kill -USR1 PID`: every asyncio task's stack on stderr, one write (a diagnostic of a stall)."""
+    import io
+    import sys
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- task {task.get_name()}\n")
+        task.print_stack(file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
+
+
 def run_delivery(settings: Settings) -> int:
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
     start_http_server(settings.delivery_web_port, addr="127.0.0.1", registry=REGISTRY)
@@ -82,6 +95,7 @@ def run_delivery(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         await run_stage(settings, stopping=stopping)
 
     asyncio.run(main())
