@@ -1,6 +1,6 @@
 """deploy/: the Prometheus config and alert rules pass promtool, the alerts fire on their unit tests,
 and the Grafana dashboard queries only metrics the service exports (issue 6, part 5; the duty alerts
-and row: issue 18 item 7)."""
+and row: issue 18 item 7; the delivery stage's scrape job, alerts and row: issue 19 item 8)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,17 @@ METRICS = {
     "yingji_duty_handovers_unconfirmed",
     "yingji_duty_handovers_total",
     "yingji_duty_notices_addressed_total",
+    "yingji_deliveries_total",
+    "yingji_delivery_send_seconds",
+    "yingji_ack_seconds",
+    "yingji_ladder_steps_total",
+    "yingji_notices_undeliverable_total",
+    "yingji_notices_unacknowledged",
+    "yingji_channel_failing",
     "up",
 }
-HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds"}
+HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds",
+              "yingji_delivery_send_seconds", "yingji_ack_seconds"}
 # The board's summary: each of these must be on the dashboard.
 DASHBOARD_MUST_SHOW = METRICS - {"yingji_notifications_total", "yingji_duplicate_reports_total"}
 
@@ -187,7 +195,9 @@ def _alert_rules() -> list[dict]:
 def test_alert_rules_query_only_exported_metrics():
     rules = _alert_rules()
     expected = {"YingjiObligationBreaches", "YingjiConsumerLagHigh", "YingjiDeadLetters", "YingjiWorkerDown",
-                "DutyRosterGap", "DutyRuleViolation", "HandoverUnconfirmed", "NoticeToNobody"}
+                "DutyRosterGap", "DutyRuleViolation", "HandoverUnconfirmed", "NoticeToNobody",
+                "DeliveryStageDown", "DeliveryChannelFailing", "NoticesPastLadder", "NoticeUndeliverable",
+                "DeliveriesInDoubt", "DeliverySlow"}
     assert expected <= {r["alert"] for r in rules}
     for rule in rules:
         name = rule["alert"]
@@ -293,10 +303,74 @@ def test_every_duty_alert_names_its_source():
             assert "duty.yaml" in source and "issue 18" in source, rule["alert"]
 
 
-def test_scrape_jobs_are_the_api_and_the_worker():
+def test_scrape_jobs_are_the_api_the_worker_and_the_delivery_stage():
+    from services.settings import Settings
+
+    defaults = Settings.model_fields
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert set(jobs) == {"yingji-api", "yingji-worker", "yingji-delivery"}
     assert jobs["yingji-api"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
     assert jobs["yingji-worker"]["static_configs"][0]["targets"] == ["127.0.0.1:6066"]
+    port = defaults["delivery_web_port"].default
+    assert jobs["yingji-delivery"]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
     assert all(j.get("metrics_path", "/metrics") == "/metrics" for j in jobs.values())
     assert config["rule_files"] == ["alerts.yml"]
+
+
+# --- delivery (issue 19 item 8) -------------------------------------------------------------
+
+DELIVERY_ALERTS = {"DeliveryStageDown", "DeliveryChannelFailing", "NoticesPastLadder", "NoticeUndeliverable",
+                   "DeliveriesInDoubt", "DeliverySlow"}
+DELIVERY_METRICS = {"yingji_deliveries_total", "yingji_delivery_send_seconds", "yingji_ack_seconds",
+                    "yingji_ladder_steps_total", "yingji_notices_undeliverable_total",
+                    "yingji_notices_unacknowledged", "yingji_channel_failing"}
+
+
+def test_dashboard_has_the_delivery_row():
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    rows = [p for p in dashboard["panels"] if p.get("type") == "row"]
+    assert "送达 Delivery" in [r["title"] for r in rows]
+
+
+def test_the_delivery_alerts_are_their_own_group():
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+    (group,) = [g for g in groups if g["name"] == "yingji-delivery"]
+    assert {r["alert"] for r in group["rules"]} == DELIVERY_ALERTS
+    for rule in group["rules"]:
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        annotations = rule["annotations"]
+        assert annotations["summary"] and annotations["description"], rule["alert"]
+        assert "issue 19" in annotations["source"], rule["alert"]
+
+
+def test_every_delivery_metric_is_alerted_and_shown():
+    """Each metric of the delivery stage is on the board; a renamed one fails here and in the list above."""
+    declared = _declared_metrics()
+    assert DELIVERY_METRICS <= declared, DELIVERY_METRICS - declared
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    shown = {exported(n) for p in _panels(dashboard) for t in p.get("targets", []) for n in metric_names(t["expr"])}
+    assert DELIVERY_METRICS <= shown, DELIVERY_METRICS - shown
+    alerted = {exported(n) for r in _alert_rules() if r["alert"] in DELIVERY_ALERTS for n in metric_names(r["expr"])}
+    assert alerted == (DELIVERY_METRICS - {"yingji_ack_seconds", "yingji_ladder_steps_total"}) | {"up"}
+
+
+def test_delivery_alerts_match_what_the_stage_writes():
+    """The label values the delivery alerts filter on are the stage's: an outcome of DeliveryState, a state of
+    the unacknowledged gauge, the drill label as str(drill).lower(), the scrape job's name; and the
+    channel-failing description counts the stage's FAILING_AFTER results."""
+    from services.delivery import stage
+    from topics.delivery import DeliveryState
+
+    rules = {r["alert"]: r for r in _alert_rules() if r["alert"] in DELIVERY_ALERTS}
+    exprs = " ".join(r["expr"] for r in rules.values())
+    for value in re.findall(r'\boutcome=~?"([^"]+)"', exprs):
+        assert value in {s.value for s in DeliveryState}, value
+    source = Path(stage.__file__).read_text(encoding="utf-8")
+    for value in re.findall(r'\bstate=~?"([^"]+)"', exprs):
+        assert f'state="{value}"' in source, value
+    assert 'drill="false"' in rules["NoticeUndeliverable"]["expr"]
+    assert 'job="yingji-delivery"' in rules["DeliveryStageDown"]["expr"]
+    failing = rules["DeliveryChannelFailing"]["annotations"]
+    assert f"最近 {stage.FAILING_AFTER} 次" in failing["description"]
+    assert f"FAILING_AFTER = {stage.FAILING_AFTER}" in failing["source"]
