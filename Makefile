@@ -9,7 +9,7 @@ JARS   := .kafka/lib/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e faults bench bench-smoke deps kafka-jars schemas clean
+.PHONY: run test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars schemas clean
 
 run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -45,6 +45,9 @@ $(JARS): deploy/kafka/pom.xml
 
 faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents in flight, worker SIGKILLed
 	$(BIN)/python -m pytest -q -s tests/e2e/test_faults.py --fault-incidents=10000
+
+faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 notices, the delivery stage SIGKILLed five times
+	$(BIN)/python -m pytest -q -s tests/e2e/test_delivery_faults.py --delivery-notices=10000 --delivery-kills=5
 
 bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench

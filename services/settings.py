@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     public_url: str = Field(default="", description="the API's address as people open it, for the ack links in messages; empty: api_url")
     delivery_web_port: int = Field(default=6090, description="the delivery stage's metrics port")
     delivery_group: str = Field(default="yingji-delivery", description="the delivery stage's consumer group")
+    delivery_max_in_flight: int = Field(default=200, ge=1, description="tries the delivery stage has under way at once; more wait their turn in its books (a burst of 10,000 notices never opens 10,000 connections)")
+    delivery_channel_concurrency: int = Field(default=16, ge=1, description="sends under way at once per channel (SMTP connections, webhook requests)")
     sinks_smtp_port: int = Field(default=8025, description="`yingji run`'s local SMTP server (a Maildir under data_dir/mail)")
     sinks_http_port: int = Field(default=8026, description="`yingji run`'s local chat-robot and SMS-gateway sink")
     local_sinks: bool = Field(default=True, description="`yingji run` starts the local SMTP server and robot sink and points the channels at them, unless the channel variables are set")
@@ -74,6 +76,11 @@ class Settings(BaseSettings):
     @property
     def group_instance_id(self) -> str:
         return self.worker_instance_id or f"{socket.gethostname()}-{self.worker_web_port}"
+
+    @property
+    def delivery_instance_id(self) -> str:
+        """The delivery stage's static group membership: restarted, it takes its partitions straight back."""
+        return f"{socket.gethostname()}-delivery-{self.delivery_web_port}"
 
     @property
     def worker_dir(self) -> Path:

@@ -62,7 +62,9 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
         follow = asyncio.create_task(duty.follow(settings.bootstrap), name="follow_duty")
         stage = DeliveryStage(bootstrap=settings.bootstrap, group=settings.delivery_group, channels=config,
                               ladder=ladder, senders=senders, composer=composer, clock=clock, produce=produce,
-                              duty_ready=duty_ready)
+                              duty_ready=duty_ready, instance_id=settings.delivery_instance_id,
+                              max_in_flight=settings.delivery_max_in_flight,
+                              channel_concurrency=settings.delivery_channel_concurrency)
         log.info("delivery_started", channels=sorted(senders))
         try:
             await stage.run(stopping)

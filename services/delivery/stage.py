@@ -111,8 +111,11 @@ class Partition:
 class DeliveryStage:
     def __init__(self, *, bootstrap: str, group: str, channels: ChannelsFile, ladder: LadderFile,
                  senders: dict[str, Channel], composer: Composer, clock: Clock, produce: Produce,
-                 duty_ready: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.bootstrap, self.group = bootstrap, group
+                 duty_ready: Callable[[], Awaitable[None]] | None = None, instance_id: str | None = None,
+                 max_in_flight: int = 200, channel_concurrency: int = 16) -> None:
+        self.bootstrap, self.group, self.instance_id = bootstrap, group, instance_id
+        self.max_in_flight = max_in_flight
+        self.gates = {cid: asyncio.Semaphore(channel_concurrency) for cid in senders}
         self.channels, self.ladder, self.senders, self.composer = channels, ladder, senders, composer
         self.clock, self.produce = clock, produce
         self.duty_ready = duty_ready
@@ -233,11 +236,23 @@ class DeliveryStage:
         while self.dirty and rounds < 3:  # a step written makes its own sends due at once
             rounds += 1
             batch, self.dirty = self.dirty, set()
-            for p, key in batch:
+            for p, key in sorted(batch, key=self._age):
+                if len(self.in_flight) >= self.max_in_flight:
+                    self.dirty.add((p, key))  # its turn comes when tries finish (their end marks it again)
+                    continue
                 part = self.parts.get(p)
                 if part is None or not part.ready or key not in part.books:
                     continue
                 await self._work(p, part.books[key], now)
+            if len(self.in_flight) >= self.max_in_flight:
+                break
+
+    def _age(self, item: tuple[int, str]) -> datetime:
+        """Oldest notice first when tries must wait their turn."""
+        part = self.parts.get(item[0])
+        book = part.books.get(item[1]) if part else None
+        return book.taken.notice.requested_at if book is not None and book.taken is not None else datetime.max.replace(
+            tzinfo=self.clock.now().tzinfo)
 
     async def _work(self, p: int, book: NoticeBook, now: datetime) -> None:
         w = work(book, now, channels=self.channels, ladder=self.ladder, in_flight=self.in_flight)
@@ -296,7 +311,8 @@ class DeliveryStage:
             elif t.channel in self.robots:
                 result, digest = await self.robots[t.channel].send(message)
             elif t.channel in self.senders:
-                result = await self.senders[t.channel].send(message)
+                async with self.gates[t.channel]:
+                    result = await self.senders[t.channel].send(message)
             else:
                 result = Failed(f"channel {t.channel} not configured in this process", retryable=False)
             now = self.clock.now()
@@ -362,7 +378,7 @@ class DeliveryStage:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=500)
+            max_poll_records=500, group_instance_id=self.instance_id)
         self.consumer = consumer
         await consumer.start()
         consumer.subscribe(topics=[*NOTICE_TOPICS, DELIVERIES.name], listener=Listener())
