@@ -43,7 +43,7 @@ from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 
 T = TypeVar("T")
 # The phases, in the order they run (tests/bench/__main__.py maps each to its module).
-NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills", "duty")
+NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills", "duty", "delivery")
 # One worker per core unless YINGJI_WORKERS says otherwise: the phases start them and wait until each
 # holds its partitions before any traffic, so no worker joins while records flow.
 BENCH_WORKERS = get_settings().workers if "workers" in get_settings().model_fields_set else 0
@@ -62,13 +62,19 @@ class Sizes:
     recovery_incidents: int = 100_000
     drill_seconds: float = 3.0
     duty_notices: int = 20_000
+    delivery_rate: float = 50.0  # issue 19: notice → mail at 50 notices/s for two minutes
+    delivery_seconds: float = 120.0
+    delivery_acks: int = 200
+    robot_notices: int = 200  # issue 19: 200 notices to one robot in 60 s
+    robot_seconds: float = 60.0
 
 
 FULL = Sizes()
 SMOKE = Sizes(engine_reports=1_000, pipeline_incidents=300, latency_rate=50.0, latency_seconds=4.0,
               light_rate=20.0, light_seconds=2.0,
               open_obligations=2_000, deadline_window_s=10.0, recovery_incidents=2_000, drill_seconds=0.5,
-              duty_notices=1_000)
+              duty_notices=1_000, delivery_rate=10.0, delivery_seconds=3.0, delivery_acks=10, robot_notices=30,
+              robot_seconds=5.0)
 
 
 @dataclass

@@ -39,13 +39,18 @@ EXPECTED = {
     "recovery.serve_s": "s",
     "recovery.tables_s": "s",
     "drills.sim_hours": "sim-h/s",
+    "delivery.mail_latency_p50": "ms",
+    "delivery.mail_latency_p99": "ms",
+    "delivery.ack_to_ladder_stopped_p99": "ms",
+    "delivery.robot_posts_max_per_60s": "posts",
+    "delivery.robot_every_notice_in_a_post": "bool",
 }
 
 
 def test_smoke_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "tests.bench", "--smoke", "--out", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=480)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text(encoding="utf-8"))
 
