@@ -195,6 +195,7 @@ class IncidentView:
         self.notices: dict[str, NotificationRequested] = {}
         # incident id -> dedup_key -> status; an incident's read model holds the same dict
         self.deliveries: dict[str, dict[str, NoticeStatus]] = {}
+        self.notice_incident: dict[str, str] = {}  # dedup_key -> incident id, of every notice with deliveries
         self.caught_up = asyncio.Event()
         self._subscribers: set[asyncio.Queue] = set()
 
@@ -234,13 +235,8 @@ class IncidentView:
         return note
 
     def status_of(self, dedup_key: str, incident_id: str | None = None) -> NoticeStatus | None:
-        incident_id = incident_id or (self.notices[dedup_key].incident_id if dedup_key in self.notices else None)
-        if incident_id is not None:
-            return self.deliveries.get(incident_id, {}).get(dedup_key)
-        for statuses in self.deliveries.values():  # a notice known only from deliveries (rare: not yet read)
-            if dedup_key in statuses:
-                return statuses[dedup_key]
-        return None
+        incident_id = incident_id or self.notice_incident.get(dedup_key)
+        return self.deliveries.get(incident_id, {}).get(dedup_key) if incident_id else None
 
     def _apply_delivery(self, value: bytes) -> str | None:
         """Fold one deliveries record; the incident to tell subscribers about, if what it shows changed."""
@@ -251,6 +247,7 @@ class IncidentView:
         status = self.deliveries.setdefault(incident_id, {}).get(body.dedup_key)
         if status is None:
             status = self.deliveries[incident_id][body.dedup_key] = NoticeStatus(body.dedup_key)
+            self.notice_incident[body.dedup_key] = incident_id
         changed = status.apply(body)
         return incident_id if changed and incident_id in self.incidents else None
 

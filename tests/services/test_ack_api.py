@@ -370,6 +370,13 @@ def test_deliveries_read_before_their_incident_are_there_when_it_comes_and_test_
     deliveries = view.incidents["late-1"].as_json()["deliveries"]
     assert [(d["dedup_key"], d["sent_at"]) for d in deliveries] == [("late.x.notify", "2026-11-25T01:40:00+00:00")]
     assert "test" not in view.incidents
+    # a notice known only as the delivery stage took it (notifications.requested not read yet): the ack
+    # link still finds it
+    note = incident_view().notices[NOTICE]
+    assert view.notice(NOTICE) is None
+    view.apply(DELIVERIES.name, event_bytes(NoticeTaken(id=taken_id(NOTICE), dedup_key=NOTICE, notice=note,
+                                                        person_id="zhang", rule="三级", at=NOW)))
+    assert view.notice(NOTICE) == note and view.status_of(NOTICE).taken_at == NOW
 
 
 def test_the_openapi_document_declares_the_ack_and_the_incidents_deliveries(api):
