@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from playbooks.duty.roster import SHANGHAI
 from services.delivery.tokens import TokenExpired, TokenForged, read_token
+from services.duty.book import DutyBook
 from services.view import IncidentView, NoticeStatus
 from services.web.answers import RETRY_AFTER_S, Refused, responses
 from services.web.auth import require
@@ -69,7 +70,7 @@ def _unknown(request: Request, pages: Pages, view: IncidentView) -> Response:
     return pages.render(request, "ack.html", user=None, status_code=404, state="unknown")
 
 
-def _ack_view(status: NoticeStatus | None, book, person_id: str | None = None) -> dict[str, Any] | None:
+def _ack_view(status: NoticeStatus | None, book: DutyBook, person_id: str | None = None) -> dict[str, Any] | None:
     """An ack as the page says it: when, by whom (the person's name from the directory), how."""
     ack = None
     if status is not None:
