@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -17,15 +18,116 @@ from pydantic import ValidationError
 
 from playbooks.fold import IncidentFold
 from topics.catalog import (
+    DELIVERIES,
     DRILL_NOTIFICATIONS,
     INCIDENT_EVENTS,
     INCIDENTS_DECIDED,
     INCIDENTS_REPORTED,
     NOTIFICATIONS_REQUESTED,
 )
+from topics.delivery import (
+    AckHow,
+    AckRecord,
+    DeliveryEvent,
+    DeliveryRecord,
+    DeliveryState,
+    LadderStepTaken,
+    NoticeTaken,
+    Undeliverable,
+)
+from topics.duty import POST_NAMES
 from topics.models import IncidentDecided, IncidentEvent, IncidentReported, NotificationRequested
 
 log = structlog.get_logger("yingji", stage="view")
+TEST_INCIDENT = "test"  # a test message's records name this incident (topics.delivery.AckRecord)
+
+
+def _first(current: datetime | None, at: datetime) -> datetime:
+    """The earlier of two times: records of a notice arrive in any order across a restart's replay."""
+    return at if current is None or at < current else current
+
+
+@dataclass
+class AckSeen:
+    at: datetime
+    by: str
+    how: str
+    person_id: str | None
+
+
+@dataclass
+class NoticeStatus:
+    """What became of one notice, folded from topic deliveries: a few times and names, not the records
+    (an incident with many notices and retries stays small)."""
+
+    dedup_key: str
+    notice: NotificationRequested | None = None  # from NoticeTaken, when the notice itself was not seen
+    taken_at: datetime | None = None
+    sent_at: datetime | None = None  # first accepted send, any person, channel or step
+    delivered_at: datetime | None = None
+    failed: set = field(default_factory=set)  # ids of failed attempts (a replayed record counts once)
+    acks: dict[str, AckSeen] = field(default_factory=dict)  # by ack id: one per person or user
+    ladder: dict[int, LadderStepTaken] = field(default_factory=dict)
+    undeliverable: dict[int, Undeliverable] = field(default_factory=dict)
+
+    @property
+    def first_ack(self) -> AckSeen | None:
+        return min(self.acks.values(), key=lambda a: a.at, default=None)
+
+    def apply(self, body) -> bool:
+        """Fold one record; whether anything shown changed (an `attempted` send changes nothing)."""
+        before = self.as_json(None)
+        if isinstance(body, DeliveryRecord):
+            if body.state == DeliveryState.ACCEPTED:
+                self.sent_at = _first(self.sent_at, body.at)
+            elif body.state == DeliveryState.DELIVERED:
+                self.delivered_at = _first(self.delivered_at, body.at)
+            elif body.state == DeliveryState.FAILED:
+                self.failed.add(body.id)
+        elif isinstance(body, AckRecord):
+            seen = self.acks.get(body.id)
+            if seen is None or body.at < seen.at:  # the same ack again (a second POST): the first one stands
+                self.acks[body.id] = AckSeen(body.at, body.by, body.how.value, body.person_id)
+        elif isinstance(body, LadderStepTaken):
+            self.ladder.setdefault(body.step, body)
+        elif isinstance(body, Undeliverable):
+            self.undeliverable.setdefault(body.step, body)
+        elif isinstance(body, NoticeTaken):
+            self.taken_at = _first(self.taken_at, body.at)
+            self.notice = self.notice or body.notice
+        return self.as_json(None) != before
+
+    def step_of(self, person_id: str) -> int:
+        """The ladder step that reached this person (0: the notice itself)."""
+        return max((s for s, t in self.ladder.items() if t.person_id == person_id), default=0)
+
+    def as_json(self, note: NotificationRequested | None) -> dict[str, Any]:
+        """As topics.requests.NoticeDelivery."""
+        note = note or self.notice
+        ack = self.first_ack
+
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        return {
+            "dedup_key": self.dedup_key,
+            "unit_id": note.unit_id if note else None,
+            "unit": note.unit if note else None,
+            "kind": note.kind if note else None,
+            "taken_at": iso(self.taken_at),
+            "sent_at": iso(self.sent_at),
+            "delivered_at": iso(self.delivered_at),
+            "acked_at": iso(ack.at) if ack else None,
+            "acked_by": ack.by if ack else None,
+            "acked_how": ack.how if ack else None,
+            "acked_person_id": ack.person_id if ack else None,
+            "failed_sends": len(self.failed),
+            "undeliverable": [{"step": u.step, "reason": u.reason, "at": u.at.isoformat()}
+                              for _, u in sorted(self.undeliverable.items())],
+            "ladder": [{"step": t.step, "unit_id": t.unit_id, "role": t.role, "post": t.post.value,
+                        "post_name": POST_NAMES.get(t.post, t.post.value), "person_id": t.person_id,
+                        "at": t.at.isoformat()} for _, t in sorted(self.ladder.items())],
+        }
 
 
 @dataclass
@@ -41,6 +143,9 @@ class IncidentReadModel:
     decisions: list = field(default_factory=list)  # every decision, first to latest (regrades)
     decision_ids: set = field(default_factory=set)
     fold: IncidentFold = field(default_factory=IncidentFold)
+    # per notice (dedup_key): the view's own dict for this incident, shared, so deliveries read before
+    # the incident's report are there when it comes
+    deliveries: dict[str, NoticeStatus] = field(default_factory=dict)
 
     def add_event(self, event: IncidentEvent) -> None:
         if event.seq in self.events:
@@ -71,14 +176,26 @@ class IncidentReadModel:
             "decision": self.decided.decision.model_dump(mode="json") if self.decided else None,
             "notifications": [n.model_dump(mode="json") for n in self.notifications.values()],
             "obligations": list(self.obligations.values()),
+            "deliveries": self.deliveries_json(),
         }
+
+    def deliveries_json(self) -> list[dict[str, Any]]:
+        """Every notice of the incident, with what became of it (nothing yet: all null)."""
+        keys = [*self.notifications, *(k for k in self.deliveries if k not in self.notifications)]
+        return [(self.deliveries.get(k) or NoticeStatus(k)).as_json(self.notifications.get(k)) for k in keys]
 
 
 class IncidentView:
-    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, DRILL_NOTIFICATIONS, INCIDENT_EVENTS)
+    TOPICS = (INCIDENTS_REPORTED, INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED, DRILL_NOTIFICATIONS, INCIDENT_EVENTS,
+              DELIVERIES)
 
     def __init__(self) -> None:
         self.incidents: dict[str, IncidentReadModel] = {}
+        # every notice by dedup_key (a handover's too, which has no incident): the ack link names one
+        self.notices: dict[str, NotificationRequested] = {}
+        # incident id -> dedup_key -> status; an incident's read model holds the same dict
+        self.deliveries: dict[str, dict[str, NoticeStatus]] = {}
+        self.notice_incident: dict[str, str] = {}  # dedup_key -> incident id, of every notice with deliveries
         self.caught_up = asyncio.Event()
         self._subscribers: set[asyncio.Queue] = set()
 
@@ -105,8 +222,34 @@ class IncidentView:
     def _state(self, incident_id: str) -> IncidentReadModel:
         state = self.incidents.get(incident_id)
         if state is None:
-            state = self.incidents[incident_id] = IncidentReadModel(incident_id)
+            state = self.incidents[incident_id] = IncidentReadModel(
+                incident_id, deliveries=self.deliveries.setdefault(incident_id, {}))
         return state
+
+    def notice(self, dedup_key: str) -> NotificationRequested | None:
+        """A notice by its dedup_key: as requested, or as the delivery stage took it."""
+        note = self.notices.get(dedup_key)
+        if note is None:
+            status = self.status_of(dedup_key)
+            note = status.notice if status else None
+        return note
+
+    def status_of(self, dedup_key: str, incident_id: str | None = None) -> NoticeStatus | None:
+        incident_id = incident_id or self.notice_incident.get(dedup_key)
+        return self.deliveries.get(incident_id, {}).get(dedup_key) if incident_id else None
+
+    def _apply_delivery(self, value: bytes) -> str | None:
+        """Fold one deliveries record; the incident to tell subscribers about, if what it shows changed."""
+        body = DeliveryEvent.model_validate_json(value).body
+        incident_id = body.notice.incident_id if isinstance(body, NoticeTaken) else body.incident_id
+        if incident_id == TEST_INCIDENT or (isinstance(body, AckRecord) and body.how == AckHow.TEST):
+            return None  # a test message is no incident's notice
+        status = self.deliveries.setdefault(incident_id, {}).get(body.dedup_key)
+        if status is None:
+            status = self.deliveries[incident_id][body.dedup_key] = NoticeStatus(body.dedup_key)
+            self.notice_incident[body.dedup_key] = incident_id
+        changed = status.apply(body)
+        return incident_id if changed and incident_id in self.incidents else None
 
     def apply(self, topic: str, value: bytes) -> None:
         try:
@@ -127,7 +270,8 @@ class IncidentView:
                     state.decisions.append(dec.decision)
             elif topic in (NOTIFICATIONS_REQUESTED.name, DRILL_NOTIFICATIONS.name):
                 note = NotificationRequested.model_validate_json(value)
-                if note.kind in ("handover", "test"):  # a handover's notice (its id in incident_id): no incident of it
+                self.notices[note.dedup_key] = note
+                if note.kind in ("handover", "test"):  # a handover's or a test message's notice: no incident of it
                     return
                 incident_id = note.incident_id
                 self._state(incident_id).notifications[note.dedup_key] = note
@@ -136,6 +280,10 @@ class IncidentView:
                 incident_id = event.incident_id
                 self._state(incident_id).add_event(event)
                 event_json = event.model_dump(mode="json")
+            elif topic == DELIVERIES.name:
+                incident_id = self._apply_delivery(value)
+                if incident_id is None:
+                    return
             else:
                 return
         except ValidationError:

@@ -7,7 +7,7 @@ ones people type: aware, and between 2000 and 2100 (InputDatetime).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, GetJsonSchemaHandler, StringConstraints, model_validator
 from pydantic.json_schema import JsonSchemaValue
@@ -307,3 +307,77 @@ class DutyLogAnswer(Contract):
     start: AwareDatetime
     end: AwareDatetime
     lines: list[DutyLogLine]
+
+
+# --- acknowledgement (已阅, issue 19) and what became of each notice ---------------------------------
+
+
+class AckRequest(Contract):
+    """POST /notices/{dedup_key}/ack's optional body: where the signed-in user acknowledged from."""
+
+    how: Literal["api", "page"] = Field(default="api", description="page: the incident page's 「已阅」 button")
+
+
+class AckAnswer(Contract):
+    """An ack on record: the first one of this user (or person) for the notice; sent again, the same."""
+
+    ack_id: RecordId
+    dedup_key: RecordId
+    incident_id: RecordId
+    person_id: RecordId | None = Field(description="null: a signed-in user with no person in the directory")
+    by: ShortText
+    how: ShortText = Field(description="link, page or api")
+    at: AwareDatetime
+
+
+class LadderStepAnswer(Contract):
+    """A step of the re-notification ladder taken: to whom (post) and when."""
+
+    step: int
+    unit_id: ShortText
+    role: ShortText
+    post: Post
+    post_name: ShortText
+    person_id: RecordId | None = Field(description="null: nobody on duty was found for the step")
+    at: AwareDatetime
+
+
+class UndeliverableAnswer(Contract):
+    step: int
+    reason: LongText
+    at: AwareDatetime
+
+
+class NoticeDelivery(Contract):
+    """What became of one notice (dedup_key): 已发送 (the first send a provider accepted, any person,
+    channel or step), 已送达 (the first delivered), 已阅 (the first ack that was not a test), the
+    ladder's steps and whether it was undeliverable. Null: not yet."""
+
+    dedup_key: RecordId
+    unit_id: ShortText | None
+    unit: ShortText | None
+    kind: ShortText | None
+    taken_at: AwareDatetime | None = Field(description="the delivery stage took the notice")
+    sent_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
+    acked_at: AwareDatetime | None
+    acked_by: ShortText | None = Field(description="the signed-in user, or `link` for the ack link")
+    acked_how: ShortText | None = Field(description="link, page or api")
+    acked_person_id: RecordId | None
+    failed_sends: int = Field(description="sends that failed (each attempt counted once)")
+    undeliverable: list[UndeliverableAnswer]
+    ladder: list[LadderStepAnswer]
+
+
+class IncidentAnswer(Contract):
+    """GET /incidents/{id}: the incident as the read model holds it."""
+
+    incident_id: RecordId
+    status: Literal["reported", "decided", "ended"]
+    drill: bool
+    accepted_at: str | None = Field(description="ISO 8601")
+    report: dict[str, Any] | None = Field(description="the report (topics.models.IncidentReport), personal data sealed away")
+    decision: dict[str, Any] | None = Field(description="the latest decision (topics.models.Decision)")
+    notifications: list[dict[str, Any]] = Field(description="each NotificationRequested")
+    obligations: list[dict[str, Any]]
+    deliveries: list[NoticeDelivery] = Field(description="per notice: sent, delivered, acknowledged, ladder steps")

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Match
 from playbooks.plan import Plan, load_plan
 from services import logs
 from services.clock import Clock, WallClock
+from services.delivery.tokens import key_from_file
 from services.duty.book import DutyBook
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
@@ -36,15 +37,28 @@ from services.web.answers import field_errors, invalid, unavailable
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.rendering import STATIC_DIR, Pages
-from services.web.routes import board, commands, drills, duty, duty_pages, health, incidents, pages, signin, users
+from services.web.routes import (
+    ack,
+    board,
+    commands,
+    drills,
+    duty,
+    duty_pages,
+    health,
+    incidents,
+    pages,
+    signin,
+    users,
+)
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
-           signin.router, pages.router, board.router, duty.router, duty_pages.router)
+           signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router)
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
                sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
-               publisher: Publisher | None = None, duty: DutyBook | None = None) -> FastAPI:
+               publisher: Publisher | None = None, duty: DutyBook | None = None,
+               ack_key: bytes | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -66,6 +80,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.users = users or UserDirectory()
     app.state.duty = duty or DutyBook(app.state.sealer, plan.duty)
     app.state.publisher = publisher or Publisher(settings.bootstrap)
+    # the delivery stage signs the ack links with the same key file (made once, beside the seal key)
+    app.state.ack_key = ack_key or key_from_file(settings.ack_key_path)
     app.state.drills = {}  # run id -> DrillRun, the runs this process started
     app.state.drill_tasks = set()
     app.state.pages = Pages()

@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "duty.contacts": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
     "duty.manage": frozenset({Role.COMMANDER, Role.ADMIN}),
     "duty.handover": frozenset({Role.DUTY_OFFICER, Role.COMMANDER}),
+    # 已阅 (issue 19) for a notice, signed in: those who answer for a unit's duty; the ack link needs no sign-in
+    "notices.ack": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
 }
 
 

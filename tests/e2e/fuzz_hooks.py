@@ -4,7 +4,9 @@ cannot state, kept by the cases schemathesis means to be valid. The document sta
 
 - a time people enter is between 2000-01-01 and 2100-01-01 UTC (topics.models.InputDatetime);
 - a report is not received before it occurred (ReportSubmission.received_at);
-- an override (代班) ends after it starts (OverrideRequest).
+- an override (代班) ends after it starts (OverrideRequest);
+- a period asked about in the query (`at`, `from`, `to` of the duty routes) is within 2000-2100, and
+  `to` comes after `from`, at most 62 days (services/web/routes/duty.py's span).
 
 What an uploaded 值班表 holds is beyond JSON Schema altogether: tests/e2e/schemathesis.toml lets
 POST /rosters answer 422 to a file the schema cannot tell from a good one.
@@ -14,7 +16,7 @@ Cases meant to be invalid are left as generated: the API must still refuse them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
@@ -36,9 +38,33 @@ def _in_range(text: object) -> bool:
         return False
 
 
+def _keep_query(case) -> None:
+    """The duty routes' period: in range, `to` after `from` and within 62 days (what the 422 names)."""
+    query = case.query
+    if not isinstance(query, dict):
+        return
+    for name in ("at", "from", "to"):
+        if name in query and not _in_range(query[name]):
+            query[name] = IN_RANGE
+    start, end = query.get("from"), query.get("to")
+    if isinstance(start, str) and isinstance(end, str):
+        a, b = datetime.fromisoformat(start), datetime.fromisoformat(end)
+        if not timedelta(0) < b - a <= timedelta(days=62):
+            if a + timedelta(days=7) >= LATEST:  # a `from` at the end of 2099: the week after is out of range
+                a = datetime.fromisoformat(IN_RANGE)
+                query["from"] = IN_RANGE
+            query["to"] = (a + timedelta(days=7)).isoformat()
+    elif isinstance(end, str) and "from" not in query:
+        # `from` defaults to this week's Monday: a `to` near now is after it and within 62 days
+        query["to"] = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
+    case.query = query
+
+
 @schemathesis.hook
 def map_case(context, case):
     meta = case.meta
+    if meta is not None and not meta.is_negative_at(ParameterLocation.QUERY):
+        _keep_query(case)
     body = case.body
     if meta is None or meta.is_negative_at(ParameterLocation.BODY) or not isinstance(body, dict):
         return case

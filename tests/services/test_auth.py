@@ -14,7 +14,8 @@ from services.settings import Settings
 from services.users import new_token, user_record
 from topics.models import Role
 
-PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login", "/logout"}
+# /ack/{token}: the ack link, whose token is its own credential (services/web/routes/ack.py)
+PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login", "/logout", "/ack/{token}"}
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from playbooks.duty.handover import HandoverRefused, HandoverState, Item, changes, confirm, handovers, open_items
@@ -134,13 +135,19 @@ def roster_answer(book: DutyBook, plan: Plan, unit_id: str, start: datetime, end
                         changed_by=book.records[unit_id].changed_by if unit_id in book.records else None)
 
 
+def bad_query(name: str, message: str) -> RequestValidationError:
+    """A query parameter refused as FastAPI refuses one: a 422 Problem naming it (the answer the
+    OpenAPI document declares for 422), not a bare {"detail"}."""
+    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
+
+
 def plausible(name: str, t: datetime) -> datetime:
     """A time asked about: with its offset, and within 2000-2100 as every time people enter is (a
     year 9000 would have every rotation walk millions of days)."""
     if t.tzinfo is None:
-        raise HTTPException(status_code=422, detail=f"{name}: give the time with its offset (+08:00)")
+        raise bad_query(name, "give the time with its offset (+08:00)")
     if not EARLIEST <= t < LATEST:
-        raise HTTPException(status_code=422, detail=f"{name}: must be between 2000 and 2100")
+        raise bad_query(name, "must be between 2000 and 2100")
     return t
 
 
@@ -154,9 +161,9 @@ def span(start: datetime | None, end: datetime | None, now: datetime, plan: Plan
     start = start or week_start(now, plan.duty)
     end = end or start + timedelta(days=days)
     if end <= start:
-        raise HTTPException(status_code=422, detail="to: must be after from")
+        raise bad_query("to", "must be after from")
     if end - start > MAX_SPAN:
-        raise HTTPException(status_code=422, detail=f"to: at most {MAX_SPAN.days} days after from")
+        raise bad_query("to", f"at most {MAX_SPAN.days} days after from")
     return start, end
 
 

@@ -18,7 +18,7 @@ from services.web.routes.params import IncidentId
 from services.web.state import ClockDep, PlanDep, PublisherDep, SealerDep, ViewDep
 from topics.catalog import INCIDENTS_REPORTED
 from topics.models import PrivateDetails, UserRecord
-from topics.requests import ReportSubmission
+from topics.requests import IncidentAnswer, ReportSubmission
 
 log = structlog.get_logger("yingji", stage="api")
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -79,8 +79,9 @@ async def list_incidents(view: ViewDep, drill: bool | None = None,
     return {"count": len(items), "incidents": items[-limit:]}
 
 
-@router.get("/{incident_id}", responses=responses(401, 403, 404))
-async def get_incident(incident_id: IncidentId, view: ViewDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+@router.get("/{incident_id}", response_model=IncidentAnswer, responses=responses(401, 403, 404))
+async def get_incident(incident_id: IncidentId, view: ViewDep, _: UserRecord = require("incident.read")) -> Any:
+    """The incident: report, decision, notifications, obligations, and what became of each notice."""
     incident = view.incidents.get(incident_id)
     if incident is None:
         raise HTTPException(status_code=404, detail=f"incident_id: no incident {incident_id!r}")

@@ -88,6 +88,7 @@ async def incident_page(request: Request, incident_id: str, pages: PagesDep, pla
         "can_approve": can(who, "incident.approve"),
         "can_end": can(who, "incident.end"),
         "can_private": can(who, "incident.private"),
+        "can_ack": can(who, "notices.ack"),
         "units": [{"id": u.id, "name": u.name} for u in plan.units.values()],
         "end_authority": {g.value: a for g, a in plan.end_authority.items()},
         "grades": [g.value for g in Grade],

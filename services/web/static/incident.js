@@ -28,11 +28,69 @@
     if (incident.status === 'ended') title.push(' ', el('span', { class: 'badge grade', text: '已结束' }));
     $('title').replaceChildren(...title);
     document.title = `${d ? d.type_name : '事件'} · 通州区应急指挥`;
-    detail.replaceChildren(YJ.renderDetail(incident, events));
+    const rendered = YJ.renderDetail(incident, events);
+    // what became of each notice, before the timeline
+    const timelineHead = [...rendered.querySelectorAll('h3')].find((h) => h.textContent === '时间线');
+    rendered.insertBefore(renderDeliveries(incident.deliveries || []), timelineHead || null);
+    detail.replaceChildren(rendered);
     renderActions();
   }
   let loadTimer = null;
   const reload = () => { clearTimeout(loadTimer); loadTimer = setTimeout(load, 150); };
+
+  // --- 已发送 / 已送达 / 已阅 per notified unit -------------------------------------------------------
+  const NOTICE_KIND = { routing: '事件通报', reminder: '报送提醒', escalation: '督办', approved_report: '批准上报后通报', end: '应急结束', handover: '交接班' };
+  const ACK_HOW = { link: '通知链接', page: '事件页面', api: '接口' };
+  function stamp(label, iso, title) {
+    return iso ? el('span', { class: 'mono', title: `${label} ${YJ.dateTime(iso)}${title ? `（${title}）` : ''}`, text: `${label} ${YJ.time(iso)}` }) : '—';
+  }
+  function renderDeliveries(list) {
+    const frag = document.createDocumentFragment();
+    frag.append(el('h3', { text: '通知送达' }));
+    if (!list.length) { frag.append(el('p', { class: 'hint', text: '暂无通知。' })); return frag; }
+    frag.append(el('table', { id: 'deliveries' },
+      el('thead', {}, el('tr', {}, ['单位', '事项', '已发送', '已送达', '已阅', '说明', ''].map((t) => el('th', { text: t })))),
+      el('tbody', {}, list.map((n) => {
+        const notes = [];
+        let bad = false;
+        for (const u of n.undeliverable || []) { bad = true; notes.push(`发送失败/无法送达${u.step ? `（第${u.step}步）` : ''}：${u.reason}`); }
+        if (!n.sent_at && n.failed_sends && !bad) notes.push(`发送失败 ${n.failed_sends} 次，重试中`);
+        for (const s of n.ladder || []) notes.push(`逐级提醒第${s.step}步：${s.role || s.post_name}${s.person_id ? '' : '（无人值守）'} ${YJ.time(s.at)}`);
+        if (!n.taken_at && !n.sent_at && !bad) notes.push('待发送');
+        const acked = n.acked_at
+          ? stamp('已阅', n.acked_at, `${n.acked_how === 'link' ? (n.acked_person_id || '') : (n.acked_by || '')} 经${ACK_HOW[n.acked_how] || n.acked_how}`)
+          : '—';
+        const button = config.can_ack && !n.acked_at
+          ? el('button', { type: 'button', class: 'secondary', 'data-action': 'ack', text: '已阅', onclick: (e) => ack(n.dedup_key, e.target) })
+          : null;
+        return el('tr', { 'data-notice': n.dedup_key, 'data-unit': n.unit_id || '' },
+          el('td', { text: n.unit || n.unit_id || '—' }), el('td', { text: NOTICE_KIND[n.kind] || n.kind || '—' }),
+          el('td', { 'data-col': 'sent' }, stamp('已发送', n.sent_at)), el('td', { 'data-col': 'delivered' }, stamp('已送达', n.delivered_at)),
+          el('td', { 'data-col': 'acked' }, acked),
+          el('td', { class: bad ? 'd-undeliverable' : (notes.length === 1 && notes[0] === '待发送' ? 'd-pending' : ''), 'data-col': 'notes', text: notes.join('；') }),
+          el('td', {}, button));
+      }))));
+    return frag;
+  }
+  async function ack(dedupKey, button) {
+    button.disabled = true;
+    try {
+      const resp = await YJ.api(`/notices/${encodeURIComponent(dedupKey)}/ack`, { method: 'POST', json: { how: 'page' } });
+      if (resp.ok) {
+        okBox.textContent = `已阅：已记录（${YJ.time(resp.body.at)}）`;
+        okBox.hidden = false;
+        reload();
+      } else {
+        errBox.textContent = resp.status === 404 ? '未找到该通知。' : YJ.statusMessage(resp);
+        errBox.hidden = false;
+        button.disabled = false;
+      }
+    } catch (err) {
+      errBox.textContent = `提交失败：无法连接服务（${err.message}）。`;
+      errBox.hidden = false;
+      button.disabled = false;
+    }
+  }
 
   // --- buttons ----------------------------------------------------------------------------------
   function obligationState(kind) { return (incident.obligations || []).find((o) => o.kind === kind); }
