@@ -147,6 +147,39 @@ def deliveries(st: LocalStack, incident: str) -> list[dict]:
             or r["body"].get("notice", {}).get("incident_id") == incident]
 
 
+def in_the_browser(st: LocalStack, incident: str, token: str, lead_unit: str, notices: int) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.pages.conftest import CHROMIUM_ARGS
+
+    api = st.settings.api_url
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai")
+        errors: list[str] = []
+        board = context.new_page()
+        board.on("pageerror", lambda e: errors.append(str(e)))
+        board.goto(f"{api}/login?next=/incidents/{incident}/page")
+        board.get_by_label("访问令牌").fill(st.token)  # type: ignore[attr-defined]
+        board.get_by_role("button", name="登录").click()
+        rows = board.locator("#deliveries tbody tr")
+        expect(rows).to_have_count(notices, timeout=20_000)
+        lead_row = board.locator(f'#deliveries tbody tr[data-unit="{lead_unit}"]')
+        expect(lead_row.locator('[data-col="sent"]')).to_contain_text("已发送", timeout=20_000)
+        expect(lead_row.locator('[data-col="acked"]')).to_have_text("—")
+        link = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai").new_page()  # no sign-in: the token is enough
+        link.on("pageerror", lambda e: errors.append(str(e)))
+        link.goto(f"{api}/ack/{token}")
+        expect(link.locator("#ack-unit")).to_be_visible()
+        link.get_by_role("button", name="已阅").click()
+        expect(link.locator("#ack-done")).to_be_visible()
+        expect(lead_row.locator('[data-col="acked"]')).to_contain_text("已阅", timeout=20_000)  # live, no reload
+        for i in range(notices):
+            expect(rows.nth(i).locator('[data-col="sent"]')).to_contain_text("已发送")
+        browser.close()
+    assert errors == []
+
+
 def test_a_level_1_report_reaches_every_unit_once_an_ack_stops_its_ladder_and_the_rest_walk_it(delivery_stack):
     st = delivery_stack
     plan = load_plan()
@@ -197,11 +230,16 @@ def test_a_level_1_report_reaches_every_unit_once_an_ack_stops_its_ladder_and_th
     assert httpx.post(f"{api}/ack/{forged}", timeout=10).status_code == 403
     time.sleep(1)
     assert not [b for b in deliveries(st, rid) if b["record"] == "ack"], "a GET, a HEAD or a forged token acknowledged"
-    acked = httpx.post(f"{api}/ack/{token}", timeout=10, follow_redirects=True)
-    assert acked.status_code == 200, acked.text
+    # in Chromium: the incident page open, the ack link opened in another tab and its button clicked; the
+    # page shows 已阅 for the lead unit without a reload (live), and 已发送 for every unit
+    in_the_browser(st, rid, token, keys[lead]["unit_id"], len(keys))
     acks = eventually(lambda: [b for b in deliveries(st, rid) if b["record"] == "ack"], timeout=20,
                       what="the ack on the deliveries topic")
     assert [(a["dedup_key"], a["person_id"], a["how"]) for a in acks] == [(lead, person_of[lead], "link")]
+    again = httpx.post(f"{api}/ack/{token}", timeout=10, follow_redirects=True)  # a second click: the same ack
+    assert again.status_code == 200 and "已确认已阅" in again.text
+    time.sleep(1)
+    assert len([b for b in deliveries(st, rid) if b["record"] == "ack"]) == 1
 
     # 3. the ladder: the acknowledged notice takes no step; every other takes steps 1, 2, 3, each once
     others = set(keys) - {lead}
