@@ -69,6 +69,11 @@ HANDOVERS = Counter(
     "yingji_duty_handovers_total", "Handover events recorded (opened, confirmed, escalated)", ["unit", "kind"],
     registry=REGISTRY,
 )
+DUTY_UNVERIFIED = Gauge(
+    "yingji_duty_unverified_on_duty",
+    "People on duty now at the unit (any post, its own roster) who never acknowledged a test message: contacts unverified",
+    ["unit"], registry=REGISTRY,
+)
 NOTICES_ADDRESSED = Counter(
     "yingji_duty_notices_addressed_total", "Notices addressed to a person on duty, by where the answer came from",
     ["source", "drill"], registry=REGISTRY,

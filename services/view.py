@@ -40,6 +40,7 @@ from topics.models import IncidentDecided, IncidentEvent, IncidentReported, Noti
 
 log = structlog.get_logger("yingji", stage="view")
 TEST_INCIDENT = "test"  # a test message's records name this incident (topics.delivery.AckRecord)
+TEST_PREFIX = "test."  # and its dedup_key starts so (services.delivery.testmsg; not imported: delivery reads the view)
 
 
 def _first(current: datetime | None, at: datetime) -> datetime:
@@ -196,6 +197,10 @@ class IncidentView:
         # incident id -> dedup_key -> status; an incident's read model holds the same dict
         self.deliveries: dict[str, dict[str, NoticeStatus]] = {}
         self.notice_incident: dict[str, str] = {}  # dedup_key -> incident id, of every notice with deliveries
+        # test messages (issue 19 item 6), kept apart: no incident of them, but the ack page shows their 已阅
+        self.tests: dict[str, NoticeStatus] = {}
+        # person id -> their first ack of a test message: their contacts are verified
+        self.verified: dict[str, datetime] = {}
         self.caught_up = asyncio.Event()
         self._subscribers: set[asyncio.Queue] = set()
 
@@ -236,6 +241,8 @@ class IncidentView:
 
     def status_of(self, dedup_key: str, incident_id: str | None = None) -> NoticeStatus | None:
         incident_id = incident_id or self.notice_incident.get(dedup_key)
+        if incident_id == TEST_INCIDENT:
+            return self.tests.get(dedup_key)
         return self.deliveries.get(incident_id, {}).get(dedup_key) if incident_id else None
 
     def _apply_delivery(self, value: bytes) -> str | None:
@@ -243,6 +250,7 @@ class IncidentView:
         body = DeliveryEvent.model_validate_json(value).body
         incident_id = body.notice.incident_id if isinstance(body, NoticeTaken) else body.incident_id
         if incident_id == TEST_INCIDENT or (isinstance(body, AckRecord) and body.how == AckHow.TEST):
+            self._apply_test(body)
             return None  # a test message is no incident's notice
         status = self.deliveries.setdefault(incident_id, {}).get(body.dedup_key)
         if status is None:
@@ -250,6 +258,15 @@ class IncidentView:
             self.notice_incident[body.dedup_key] = incident_id
         changed = status.apply(body)
         return incident_id if changed and incident_id in self.incidents else None
+
+    def _apply_test(self, body) -> None:
+        """A test message's record: its status, and a person's ack of it verifies their contacts
+        (the ack link names the token's person; a signed-in user's ack names nobody and verifies nothing)."""
+        if not body.dedup_key.startswith(TEST_PREFIX):
+            return
+        self.tests.setdefault(body.dedup_key, NoticeStatus(body.dedup_key)).apply(body)
+        if isinstance(body, AckRecord) and body.person_id is not None:
+            self.verified[body.person_id] = _first(self.verified.get(body.person_id), body.at)
 
     def apply(self, topic: str, value: bytes) -> None:
         try:

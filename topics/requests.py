@@ -195,6 +195,8 @@ class PersonAnswer(Contract):
     is_leader: bool
     employment: Employment
     contacts: Contacts | None = Field(description="only for the roles that may read contacts; else null")
+    contacts_verified: bool = Field(description="the person acknowledged (已阅) a test message: their contacts reach them")
+    verified_at: AwareDatetime | None = Field(description="when they first acknowledged a test message; null: not verified")
 
 
 class ShiftAnswer(Contract):
@@ -227,6 +229,13 @@ class DutyAnswer(Contract):
     at: AwareDatetime
     posts: list[DutyPost]
     roster_kept: bool = Field(description="false: no roster of this unit is on record; every post falls back")
+
+
+class ContactTestAnswer(Contract):
+    """POST /people/{person_id}/test-message: the test notice written; its 已阅 verifies the person's contacts."""
+
+    dedup_key: RecordId = Field(description="the test notice's key (test.{person_id}.…): its deliveries and ack carry it")
+    person_id: RecordId
 
 
 class RosterProblem(Contract):

@@ -47,6 +47,22 @@ def chip_label(label: str) -> str:
     return _NOTE.sub("", label)
 
 
+def notice_counts(st: IncidentReadModel) -> tuple[int, int]:
+    """(无法送达, 未阅): the incident's notices with an undeliverable step, and those nobody has
+    acknowledged yet; a handover's or a test message's are no incident's and left out."""
+    undeliverable = unacked = 0
+    for key in {*st.notifications, *st.deliveries}:
+        status = st.deliveries.get(key)
+        note = st.notifications.get(key) or (status.notice if status else None)
+        if note is not None and note.kind in ("handover", "test"):
+            continue
+        if status is not None and status.undeliverable:
+            undeliverable += 1
+        if status is None or not status.acks:
+            unacked += 1
+    return undeliverable, unacked
+
+
 def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
     """One incident as the board shows it: no reporter, no summary, no address. What its events say
     (obligations, approval, end) is read from the one fold of them, playbooks.fold."""
@@ -57,6 +73,7 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
     fold = st.fold
     labels = {o.kind.value: o.label for o in dec.obligations} if dec else {}
     last = st.events[max(st.events)] if st.events else None
+    undeliverable, unacked = notice_counts(st)
     obligations = [
         {
             "kind": ob.kind,
@@ -88,6 +105,8 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
         "needs_approval": bool(dec and dec.needs_approval_for_city_report and not fold.approved),
         "approval_requested_at": fold.approval_requested_at.isoformat() if fold.approval_requested_at else None,
         "clock_at": _iso(last.recorded_at) if last else _iso(st.reported.accepted_at),
+        "notices_undeliverable": undeliverable,
+        "notices_unacked": unacked,
     }
 
 

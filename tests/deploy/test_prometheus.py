@@ -41,6 +41,7 @@ METRICS = {
     "yingji_duty_handovers_unconfirmed",
     "yingji_duty_handovers_total",
     "yingji_duty_notices_addressed_total",
+    "yingji_duty_unverified_on_duty",
     "yingji_deliveries_total",
     "yingji_delivery_send_seconds",
     "yingji_ack_seconds",

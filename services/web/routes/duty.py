@@ -9,7 +9,7 @@ contacts only to the roles of `duty.contacts`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Mapping
 from urllib.parse import quote
 
 import structlog
@@ -25,6 +25,7 @@ from playbooks.duty.rules import Problem as DutyProblem
 from playbooks.duty.rules import check
 from playbooks.duty.table import TableRefused
 from playbooks.plan import Plan
+from services.delivery.testmsg import test_notice
 from services.duty.book import DutyBook
 from services.duty.changes import Change, add_override, add_swap, import_file
 from services.duty.desk import incident_entries, open_incidents
@@ -36,10 +37,11 @@ from services.web.permissions import can
 from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.routes.params import RecordIdParam, UnitIdParam
 from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, ViewDep
-from topics.catalog import DUTY_LOG, DUTY_ROSTERS
+from topics.catalog import DUTY_LOG, DUTY_ROSTERS, NOTIFICATIONS_REQUESTED
 from topics.duty import POST_NAMES, Post, Shift
 from topics.models import EARLIEST, LATEST, UserRecord
 from topics.requests import (
+    ContactTestAnswer,
     DutyAnswer,
     DutyLogAnswer,
     DutyLogLine,
@@ -70,46 +72,53 @@ def known_unit(plan: Plan, unit_id: str) -> str:
     return plan.unit_name(unit_id)
 
 
-def person_answer(book: DutyBook, person_id: str | None, user: UserRecord) -> PersonAnswer | None:
+def person_answer(book: DutyBook, person_id: str | None, user: UserRecord,
+                  verified: Mapping[str, datetime]) -> PersonAnswer | None:
+    """The person as `user` may see them; `verified`: IncidentView.verified (first 已阅 of a test message)."""
     person = book.roster().person(person_id) if person_id else None
     if person is None:
         return None
     contacts = person.contacts if can(user, "duty.contacts") else None
+    at = verified.get(person.id)
     return PersonAnswer(id=person.id, name=person.name, unit_id=person.unit_id, post=person.post,
-                        is_leader=person.is_leader, employment=person.employment, contacts=contacts)
+                        is_leader=person.is_leader, employment=person.employment, contacts=contacts,
+                        contacts_verified=at is not None, verified_at=at.astimezone(SHANGHAI) if at else None)
 
 
-def shift_answer(book: DutyBook, plan: Plan, s: Shift, user: UserRecord) -> ShiftAnswer:
+def shift_answer(book: DutyBook, plan: Plan, s: Shift, user: UserRecord, verified: Mapping[str, datetime]) -> ShiftAnswer:
     return ShiftAnswer(unit_id=s.unit_id, unit=plan.unit_name(s.unit_id), post=s.post, post_name=POST_NAMES[s.post],
-                       person=person_answer(book, s.person_id, user), person_id=s.person_id,
+                       person=person_answer(book, s.person_id, user, verified), person_id=s.person_id,
                        start=s.start, end=s.end, source=s.source, ref=s.ref, row=s.row, column=s.column)
 
 
 @router.get("/units/{unit_id}/duty", response_model=DutyAnswer, responses=READ)
-async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+async def who_is_on_duty(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep, view: ViewDep,
                          at: datetime | None = None, user: UserRecord = require("duty.read")) -> Any:
     """Person per post of the unit at `at` (now when absent): where the answer came from (rotation,
-    值班表, override, swap, or a fallback along duty.yaml's chain), and why."""
+    值班表, override, swap, or a fallback along duty.yaml's chain), and why; each person with whether
+    their contacts are verified (a test message acknowledged) and since when."""
     known_unit(plan, unit_id)
     when = plausible("at", at) if at is not None else clock.now()
-    return duty_answer(book, plan, unit_id, when, user)
+    return duty_answer(book, plan, unit_id, when, user, view.verified)
 
 
-def duty_answer(book: DutyBook, plan: Plan, unit_id: str, when: datetime, user: UserRecord) -> DutyAnswer:
+def duty_answer(book: DutyBook, plan: Plan, unit_id: str, when: datetime, user: UserRecord,
+                verified: Mapping[str, datetime]) -> DutyAnswer:
     """Who stands each post of the unit at `when` (the route's answer; the 值班表 page's top)."""
     roster, index = book.roster(), book.index_for(when)
     posts = []
     for post in (Post.leader, Post.chief, Post.officer):
         found = on_duty(roster, plan.duty, unit_id, post, when, in_force=index.in_force(when))
-        posts.append(DutyPost(post=post, post_name=POST_NAMES[post], person=person_answer(book, found.person.id if found.person else None, user),
+        posts.append(DutyPost(post=post, post_name=POST_NAMES[post],
+                              person=person_answer(book, found.person.id if found.person else None, user, verified),
                               source=found.source, reasons=found.reasons,
-                              shift=shift_answer(book, plan, found.shift, user) if found.shift else None))
+                              shift=shift_answer(book, plan, found.shift, user, verified) if found.shift else None))
     return DutyAnswer(unit_id=unit_id, unit=plan.unit_name(unit_id), at=when.astimezone(SHANGHAI), posts=posts,
                       roster_kept=unit_id in book.records)
 
 
 @router.get("/units/{unit_id}/roster", response_model=RosterAnswer, responses=READ)
-async def unit_roster(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+async def unit_roster(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep, view: ViewDep,
                       start: Annotated[datetime | None, Query(alias="from")] = None,
                       end: Annotated[datetime | None, Query(alias="to")] = None,
                       user: UserRecord = require("duty.read")) -> Any:
@@ -118,17 +127,17 @@ async def unit_roster(unit_id: UnitIdParam, plan: PlanDep, clock: ClockDep, book
     known_unit(plan, unit_id)
     now = clock.now()
     start, end = span(start, end, now, plan)
-    return roster_answer(book, plan, unit_id, start, end, now, user)
+    return roster_answer(book, plan, unit_id, start, end, now, user, view.verified)
 
 
 def roster_answer(book: DutyBook, plan: Plan, unit_id: str, start: datetime, end: datetime, now: datetime,
-                  user: UserRecord) -> RosterAnswer:
+                  user: UserRecord, verified: Mapping[str, datetime]) -> RosterAnswer:
     """The unit's shifts in [start, end) and the rules its roster breaks over the next 30 days from `now`."""
     roster = book.roster()
     mine = [s for s in shifts(roster, start, end) if s.unit_id == unit_id]
     problems = check(roster, plan.duty, plan.unit_names, now, only_units={unit_id})
     return RosterAnswer(unit_id=unit_id, unit=plan.unit_name(unit_id), start=start.astimezone(SHANGHAI), end=end.astimezone(SHANGHAI),
-                        shifts=[shift_answer(book, plan, s, user) for s in mine],
+                        shifts=[shift_answer(book, plan, s, user, verified) for s in mine],
                         problems=[RosterProblem(rule=p.rule, message=p.message, row=p.row, column=p.column, field=p.field)
                                   for p in problems],
                         changed_at=book.records[unit_id].changed_at if unit_id in book.records else None,
@@ -408,3 +417,43 @@ async def person_calendar(person_id: RecordIdParam, plan: PlanDep, clock: ClockD
     start, end = span(start or clock.now(), end, clock.now(), plan, days=31)
     chosen = [s for s in shifts(book.roster(), start, end) if s.person_id == person_id]
     return calendar(book, plan, clock.now(), chosen, f"{person.name} 值班", f"值班-{person.id}")
+
+
+# --- a test message (issue 19 item 6) ---------------------------------------------------------------
+
+
+def unverified_on_duty(book: DutyBook, plan: Plan, verified: Mapping[str, datetime], when: datetime) -> dict[str, int]:
+    """Per unit with a roster kept: its people on duty at `when` (any post, its own roster: a fallback
+    counts at the person's own unit) whose contacts are not verified. The API's /metrics sets
+    yingji_duty_unverified_on_duty from it at each scrape."""
+    roster, index = book.roster(), book.index_for(when)
+    in_force = index.in_force(when)
+    out = {}
+    for unit_id in sorted(book.records):
+        if unit_id not in plan.units:
+            continue
+        people = {found.person.id for post in (Post.leader, Post.chief, Post.officer)
+                  if (found := on_duty(roster, plan.duty, unit_id, post, when, in_force=in_force)).person is not None
+                  and found.source not in ("fallback", "nobody")}
+        out[unit_id] = len(people - set(verified))
+    return out
+
+
+@router.post("/people/{person_id}/test-message", status_code=202, response_model=ContactTestAnswer,
+             responses=responses(401, 403, 404, 413, 422, 503))
+async def send_test_message(person_id: RecordIdParam, plan: PlanDep, clock: ClockDep, book: DutyDep,
+                            view: ViewDep, publisher: PublisherDep,
+                            user: UserRecord = require("duty.manage")) -> Any:
+    """A test message to the person on every channel they have, each with its 「已阅」 link (the
+    delivery stage sends it, as `yingji notify test` does); their 已阅 marks their contacts verified."""
+    read_back(book)  # the directory as kept: an unknown person is only known once it is read back
+    person = book.roster().person(person_id)
+    if person is None:
+        raise HTTPException(status_code=404, detail=f"person_id: no person {person_id!r} in the directory")
+    unit = plan.unit_names.get(person.unit_id, person.unit_id)
+    note = test_notice(person, unit, clock.now(), by=user.name)
+    await publisher.send(NOTIFICATIONS_REQUESTED.name, note.dedup_key, note, what="the test message")
+    # the broker has it: the ack link works at once, before the view reads it back
+    view.apply(NOTIFICATIONS_REQUESTED.name, note.model_dump_json().encode())
+    log.info("test_message_requested", dedup_key=note.dedup_key, unit=person.unit_id, by=user.name)
+    return ContactTestAnswer(dedup_key=note.dedup_key, person_id=person.id)

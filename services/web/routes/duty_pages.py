@@ -4,8 +4,9 @@ latest 交接班 (/duty/{unit_id}), and its 值班记录 by shift (/duty/{unit_i
 
 Thin: each reads what the JSON routes of services.web.routes.duty answer, through the same functions
 (duty_answer, roster_answer, latest_handovers, unit_duty_log), and lays it out; 确认接班 is the page's
-script calling POST /handovers/{id}/confirm. Contacts show only where the answers carry them (the
-roles of duty.contacts). Days and times in Asia/Shanghai.
+script calling POST /handovers/{id}/confirm, 发送测试消息 POST /people/{id}/test-message (duty.manage).
+Each person on duty now carries 「联系方式未核实」 or 「已核实 HH:MM」 (a test message acknowledged).
+Contacts show only where the answers carry them (the roles of duty.contacts). Days and times in Asia/Shanghai.
 """
 
 from __future__ import annotations
@@ -133,12 +134,12 @@ def not_found(request: Request, pages: Any, who: UserRecord, unit_id: str) -> HT
 
 
 @router.get("/duty", response_class=HTMLResponse)
-async def duty_index(request: Request, pages: PagesDep, plan: PlanDep, clock: ClockDep, book: DutyDep,
+async def duty_index(request: Request, pages: PagesDep, plan: PlanDep, clock: ClockDep, book: DutyDep, view: ViewDep,
                      who: UserRecord | Response = require_page("duty.read")) -> Response:
     if isinstance(who, Response):
         return who
     now = clock.now()
-    watch = [duty_answer(book, plan, u, now, who) for u in plan.duty.twenty_four_hour_units.value if u in plan.units]
+    watch = [duty_answer(book, plan, u, now, who, view.verified) for u in plan.duty.twenty_four_hour_units.value if u in plan.units]
     kept = [u for u in plan.units.values() if u.id in book.records]
     return pages.render(request, "duty_index.html", user=who, watch=watch, kept=kept, units=list(plan.units.values()),
                         source_label=SOURCE_LABEL, now=local(now), config={"server_time": now.isoformat()})
@@ -157,7 +158,7 @@ async def duty_table(request: Request, unit_id: UnitIdParam, pages: PagesDep, pl
     now = clock.now()
     first = day_start(plan, start) if start else span(None, None, now, plan)[0]
     end = first + timedelta(weeks=weeks)
-    roster = roster_answer(book, plan, unit_id, first, end, now, who)
+    roster = roster_answer(book, plan, unit_id, first, end, now, who, view.verified)
     # the period shown, checked by the same rules (the answer's problems look 30 days ahead of now)
     problems = check(book.roster(), plan.duty, plan.unit_names, now, only_units={unit_id}, window=(first, end))
     shown = {p.message for p in problems}
@@ -175,14 +176,15 @@ async def duty_table(request: Request, unit_id: UnitIdParam, pages: PagesDep, pl
              "week": f"/duty/{unit_id}", "month": page(this_month, 5),
              "ics": f"/units/{unit_id}/duty.ics",
              "log": f"/duty/{unit_id}/log?{urlencode({'from': first_day.isoformat(), 'to': local(end).date().isoformat()})}"}
+    can_test = can(who, "duty.manage")  # 发送测试消息: POST /people/{id}/test-message
     config = {"server_time": now.isoformat(), "unit_id": unit_id,
               "handover_id": handover.handover_id if handover else None, "can_confirm": can_confirm}
     return pages.render(
         request, "duty.html", user=who, unit=roster.unit, unit_id=unit_id, first=local(first), end=local(end),
-        weeks=weeks, now=local(now), current=duty_answer(book, plan, unit_id, now, who),
+        weeks=weeks, now=local(now), current=duty_answer(book, plan, unit_id, now, who, view.verified),
         days=grid(plan, unit_id, first, 7 * weeks, roster.shifts, problems, now), posts=POSTS, post_names=POST_NAMES,
         problems=problems, ahead=ahead, rule_label=RULE_LABEL, source_label=SOURCE_LABEL, handover=handover,
-        status=status, can_confirm=can_confirm, item_label=ITEM_LABEL, links=links, config=config, hhmm=hhmm,
+        status=status, can_confirm=can_confirm, can_test=can_test, item_label=ITEM_LABEL, links=links, config=config, hhmm=hhmm,
         roster_kept=unit_id in book.records)
 
 

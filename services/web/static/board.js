@@ -93,12 +93,20 @@
       el('td', { class: 'place' }, el('div', { text: r.street || '未明确' }),
         r.key_area.length ? el('div', { class: 'ev-sub', text: r.key_area.join('、') }) : null),
       el('td', { class: 'units' }, el('div', { text: r.lead_units.join('、') || '—' }),
-        cmd ? el('div', { class: 'cmd', title: r.commanders.map((c) => `${c.role}：${c.who}`).join('\n'), text: `${cmd.role}：${cmd.who}` }) : null),
+        cmd ? el('div', { class: 'cmd', title: r.commanders.map((c) => `${c.role}：${c.who}`).join('\n'), text: `${cmd.role}：${cmd.who}` }) : null,
+        noticeChips(r)),
       el('td', { class: 'since' }, since, el('span', { class: 'at', text: `接报 ${YJ.dateTime(r.received_at).slice(5, 16)}` })),
       el('td', {}, el('div', { class: 'oblig' }, chipNodes.length ? chipNodes : el('span', { class: 'hint', text: r.status === 'reported' ? '研判中' : '无' }))),
     );
     return { data: r, tr, chips, since, receivedMs: Date.parse(r.received_at), sinceText: '', key: urgency(r),
              approvalBadge, approvalMs: r.approval_requested_at ? Date.parse(r.approval_requested_at) : null };
+  }
+
+  function noticeChips(r) { // what became of the incident's notices: none reached, none read yet
+    const chips = [];
+    if (r.notices_undeliverable) chips.push(el('span', { class: 'chip notice undeliverable', title: '通知各渠道均未能送达（或无人值班），已按升级顺序通知上一级', text: `无法送达 ${r.notices_undeliverable}` }));
+    if (r.notices_unacked) chips.push(el('span', { class: 'chip notice unacked', title: '已发出、尚无人点「已阅」的通知', text: `未阅 ${r.notices_unacked}` }));
+    return chips.length ? el('div', { class: 'notice-chips' }, chips) : null;
   }
 
   function place(entry) {

@@ -1,11 +1,39 @@
-/* The 值班 pages: the top clock on the server's time, and 确认接班 on the 值班表 page (POST
-   /handovers/{id}/confirm with the sign-in cookie; the block updated in place, a refusal in words). */
+/* The 值班 pages: the top clock on the server's time, and on the 值班表 page 确认接班 (POST
+   /handovers/{id}/confirm with the sign-in cookie; the block updated in place, a refusal in words)
+   and 发送测试消息 (POST /people/{id}/test-message). */
 'use strict';
 
 (() => {
   const { el } = YJ;
   const config = JSON.parse(document.getElementById('config').textContent);
   if (config.server_time) YJ.setServerTime(config.server_time);
+  document.querySelectorAll('button.send-test').forEach((b) => b.addEventListener('click', () => sendTest(b)));
+
+  async function sendTest(b) { // 发送测试消息: the person's 已阅 of it verifies their contacts
+    const ok = document.getElementById('test-ok');
+    const err = document.getElementById('test-error');
+    ok.hidden = true;
+    err.hidden = true;
+    b.disabled = true;
+    let resp;
+    try {
+      resp = await YJ.api(`/people/${encodeURIComponent(b.dataset.person)}/test-message`, { method: 'POST' });
+    } catch (e) {
+      resp = null;
+    }
+    b.disabled = false;
+    if (resp && resp.status === 202) {
+      ok.textContent = '测试消息已发出，请对方点「已阅」';
+      ok.hidden = false;
+      return;
+    }
+    err.textContent = !resp ? '未能发送：无法连接服务器，请稍后重试。'
+      : resp.status === 404 ? '未能发送：人员名录中没有此人。'
+        : resp.status === 403 ? '未能发送：当前身份无权发送测试消息。'
+          : `未能发送：${YJ.statusMessage(resp)}`;
+    err.hidden = false;
+  }
+
   const button = document.getElementById('confirm-handover');
   if (!button || !config.handover_id) return;
   const $ = (id) => document.getElementById(id);
