@@ -202,20 +202,25 @@ class DeliveryStage:
 
     # --- the notices ---------------------------------------------------------------------------
 
-    async def take(self, topic: str, partition: int, raw: bytes, offset: int) -> None:
+    async def take(self, topic: str, partition: int, raw: bytes, offset: int) -> bool:
+        """False: not taken now (its partition is not read back yet); it is read again."""
         part = self.parts.get(partition)
         if part is None or not part.ready:
-            raise RuntimeError(f"notice read on partition {partition} before its deliveries were read back")
+            # fetched just before a rebalance took the partition back: read again once it is rebuilt
+            if self.consumer is not None and TopicPartition(topic, partition) in self.consumer.assignment():
+                self.consumer.seek(TopicPartition(topic, partition), offset)
+            return False
         try:
             notice = NotificationRequested.model_validate_json(raw)
         except ValidationError as exc:
             await self._dead(topic, partition, offset, raw, f"not a notice: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
-            return
+            return True
         book = self.book(partition, notice.dedup_key)
         if book.taken is not None:
-            return  # read again after a restart: taken once
+            return True  # read again after a restart: taken once
         taken = self.composer.take(notice, self.clock.now())
         await self.write(partition, taken)
+        return True
 
     async def _dead(self, topic: str, partition: int, offset: int, raw: bytes, reason: str) -> None:
         now = self.clock.now()
@@ -402,8 +407,9 @@ class DeliveryStage:
                     for r in records:
                         if tp.topic == DELIVERIES.name:
                             self._fold_raw(tp.partition, r.value, r.offset, live=True)
+                        elif not await self.take(tp.topic, tp.partition, r.value, r.offset):
+                            break  # the rest of this partition's batch is read again too
                         else:
-                            await self.take(tp.topic, tp.partition, r.value, r.offset)
                             took = True
                 if took:
                     await consumer.commit()  # the notices taken are on the deliveries topic already
