@@ -81,7 +81,7 @@ NOTICES_ADDRESSED = Counter(
 
 # --- delivery (issue 19): channel labels are channels.yaml's ids (bounded); never a person or address
 DELIVERIES = Counter(
-    "yingji_deliveries_total", "Delivery records written, by channel and outcome (attempted, accepted, failed, in_doubt)",
+    "yingji_deliveries_total", "Delivery records written, by channel and outcome (attempted, accepted, delivered, failed, in_doubt)",
     ["channel", "outcome", "drill"], registry=REGISTRY,
 )
 DELIVERY_SEND_SECONDS = Histogram(

@@ -56,6 +56,8 @@ class RobotChannel(ChannelBase):
     rate: Sourced[Rate]
     retryable_errcodes: Sourced[list[int]]
     max_bytes: Sourced[int]
+    delivered_on_accept: Sourced[bool] = Field(description="errcode 0 means the post is in the group, before the person: "
+                                                           "recorded 已送达 at once")
 
     @model_validator(mode="after")
     def _signed(self) -> "RobotChannel":

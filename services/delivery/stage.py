@@ -32,7 +32,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from pydantic import ValidationError
 
 from playbooks.delivery.book import NoticeBook, Try, Unreachable, work
-from playbooks.delivery.channels import ChannelsFile
+from playbooks.delivery.channels import ChannelsFile, RobotChannel
 from playbooks.delivery.ladder import LadderFile, LadderStep
 from services import metrics
 from services.clock import Clock
@@ -290,6 +290,10 @@ class DeliveryStage:
         metrics.LADDER_STEPS.labels(step=str(step.n), drill=str(notice.drill).lower()).inc()
         log.info("ladder_step", incident_id=notice.incident_id, dedup_key=book.dedup_key, step=step.n)
 
+    def _delivered_on_accept(self, channel: str) -> bool:
+        config = next((c for c in self.channels.channels if c.id == channel), None)
+        return isinstance(config, RobotChannel) and config.delivered_on_accept.value
+
     def _record(self, book: NoticeBook, t: Try, attempt: int, state: DeliveryState, now: datetime, **extra) -> DeliveryRecord:
         notice = book.taken.notice  # type: ignore[union-attr]
         return DeliveryRecord(id=delivery_id(book.dedup_key, t.step, t.person_id, t.channel, attempt, state),
@@ -332,6 +336,11 @@ class DeliveryStage:
                 self.recent[t.channel].append(isinstance(result, Accepted))
             await self.write(p, rec)
             metrics.DELIVERIES.labels(channel=t.channel, outcome=rec.state.value, drill=drill).inc()
+            if isinstance(result, Accepted) and self._delivered_on_accept(t.channel):
+                # a robot's errcode 0: the post is in the group, before the person (channels.yaml)
+                await self.write(p, self._record(book, t, t.attempt, DeliveryState.DELIVERED, now,
+                                                 provider_id=result.provider_id[:200], resend=t.resend, digest=digest))
+                metrics.DELIVERIES.labels(channel=t.channel, outcome="delivered", drill=drill).inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the try stays `attempted`: in doubt, resent, never lost

@@ -176,6 +176,7 @@ def in_the_browser(st: LocalStack, incident: str, token: str, lead_unit: str, no
         expect(lead_row.locator('[data-col="acked"]')).to_contain_text("已阅", timeout=20_000)  # live, no reload
         for i in range(notices):
             expect(rows.nth(i).locator('[data-col="sent"]')).to_contain_text("已发送")
+            expect(rows.nth(i).locator('[data-col="delivered"]')).to_contain_text("已送达")  # the robots' errcode 0
         browser.close()
     assert errors == []
 
