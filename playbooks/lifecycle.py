@@ -166,6 +166,7 @@ class _Emitter:
                 role=role,
                 kind=kind,  # type: ignore[arg-type]
                 level=self.state.decision.response_level,
+                drill_participants=list(self.state.report.drill_participants),
                 why=why,
                 rule=rule,
                 section=section,

@@ -183,11 +183,17 @@ class ReportFacts(Contract):
     asserted_by: ShortText | None = None
     source: ShortText = ""
     drill: bool = False
+    drill_participants: list[RecordId] = Field(
+        default_factory=list, max_length=200,
+        description="drills only: the people (directory ids) the scenario names as taking part; a drill's notice to "
+                    "one of them reaches their own channels, marked 【演练】 (issue 19 item 5)")
 
     @model_validator(mode="after")
     def _received_after_occurred(self) -> "ReportFacts":
         if self.received_at < self.occurred_at:
             raise ValueError("received_at: must not be before occurred_at")
+        if self.drill_participants and not self.drill:
+            raise ValueError("drill_participants: only a drill names participants")
         return self
 
 
@@ -347,6 +353,10 @@ class NotificationRequested(Contract):
     requested_at: UtcDatetime
     on_duty: OnDutyRef | None = Field(
         default=None, description="the person on duty for the role at requested_at (issue 18); None when no roster is kept")
+    drill_participants: list[RecordId] = Field(
+        default_factory=list, max_length=200,
+        description="a drill's notice: the people its scenario names as taking part (reached on their own channels, "
+                    "marked 【演练】); anyone else's message goes to the drill addresses only")
     schema_version: int = SCHEMA_VERSION
 
 

@@ -118,6 +118,7 @@ def _reported(scenario: Scenario, inj: ReportInject, now: datetime, run: str) ->
         report_id=iid, type=inj.type, occurred_at=occurred, received_at=now, location=inj.location,
         facts=inj.facts, flags=inj.flags, asserted_grade=inj.asserted_grade, asserted_by=inj.asserted_by,
         source=inj.source, drill=True,  # every drill record says so (CAP's status=Exercise)
+        drill_participants=list(scenario.participants),
     )
     return IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=now)
 

@@ -184,6 +184,10 @@ class Scenario(DrillModel):
     duration: Offset
     injects: list[Inject] = Field(min_length=1)
     expect: dict[Key, Expect] = Field(default_factory=dict)
+    participants: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=200,
+        description="people (directory ids) taking part: a notice to one of them reaches their own channels, marked "
+                    "【演练】; everyone else's goes to the drill addresses only (issue 19 item 5)")
 
     def ordered(self) -> list[tuple[int, _Inject]]:
         """Injects by time; at the same time, in the order written."""

@@ -47,7 +47,7 @@ class Composer:
 
     def _choose(self, notice: NotificationRequested, person_id: str | None) -> tuple[list[str], list[str], str, list[str]]:
         """(channels, spare, rule, reasons) for the person: a drill's go to the drill's addresses only."""
-        if notice.drill:
+        if notice.drill and person_id not in notice.drill_participants:
             chans = [c for c in self.channels.drill.value if c in self.built]
             return chans, [], DRILL_RULE, [f"drill: channels.yaml drill addresses only ({', '.join(chans) or 'none built'}); "
                                            f"{self.channels.drill.source}"]
@@ -61,6 +61,8 @@ class Composer:
         chans = [c for c in choice.channels if c in self.built]
         spare = [c for c in choice.spare if c in self.built]
         reasons = list(choice.reasons)
+        if notice.drill:
+            reasons.insert(0, f"drill: {person_id} is a participant the scenario names: their own channels, marked 【演练】")
         off = [c for c in (*choice.channels, *choice.spare) if c not in self.built]
         if off:
             reasons.append(f"not configured in this deployment (YINGJI_CHANNELS): {', '.join(off)}")
@@ -93,7 +95,7 @@ class Composer:
 
     def address(self, notice: NotificationRequested, person_id: str, channel: str) -> tuple[str | None, str | None]:
         """(the address on the channel, the mobile to @-mention) or (None, None): the contact is gone."""
-        if notice.drill:
+        if notice.drill and person_id not in notice.drill_participants:
             return self.channels.drill.value.get(channel), None
         contacts = self.contacts(person_id)
         if contacts is None:

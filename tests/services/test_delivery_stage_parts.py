@@ -121,3 +121,36 @@ async def test_a_burst_to_one_robot_goes_in_digests_within_its_limit_every_notic
     for i in range(120):
         assert sum(f"通知 {i}\n" in c for c in contents) == 1, f"notice {i} in {sum(f'通知 {i}' in c for c in contents)} posts"
     assert sum(n for _, n in results) >= len(messages)
+
+
+def test_a_drill_notice_to_a_participant_the_scenario_names_reaches_their_own_channels_marked_drill():
+    c = composer()
+    n = notice(drill=True).model_copy(update={"drill_participants": ["p1"]})
+    taken = c.take(n, NOW)
+    assert taken.channels == ["wecom", "sms", "email"] and "participant" in taken.reasons[0]
+    b = NoticeBook("i-1.n")
+    b.apply(taken)
+    out = c.outgoing(b, Try(send_id("i-1.n", 0, "p1", "email"), 0, "p1", "email", 1, resend=False), NOW)
+    assert out.address == "p1@example.cn" and out.title().startswith("【演练】")
+    other = notice(drill=True).model_copy(update={"drill_participants": ["someone-else"]})
+    assert c.take(other, NOW).rule == "drill"
+
+
+def test_a_scenarios_participants_travel_on_its_reports_and_notices_and_only_a_drills():
+    from pydantic import ValidationError
+
+    from playbooks.drill.replay import replay
+    from playbooks.drill.scenario import load_scenario
+    from topics.models import IncidentReported, ReportFacts
+
+    with pytest.raises(ValidationError, match="only a drill names participants"):
+        ReportFacts(report_id="r", type="燃气事故", occurred_at=NOW, received_at=NOW, drill_participants=["p1"])
+    plan = load_plan()
+    scenario = load_scenario("playbooks/drill/scenarios/gas-explosion.yaml", plan).model_copy(
+        update={"participants": ["p1", "p2"]})
+    feed: list = []
+    observed = replay(scenario, plan, feed=feed)
+    reports = [r for _, r in feed if isinstance(r, IncidentReported)]
+    assert reports and all(r.report.drill_participants == ["p1", "p2"] for r in reports)
+    notices = [n for inc in observed.incidents.values() for n in inc.notifications]
+    assert notices and all(n.drill and n.drill_participants == ["p1", "p2"] for n in notices)
