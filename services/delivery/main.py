@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import time
 
 import httpx
 import structlog
@@ -88,8 +90,24 @@ def dump_tasks() -> None:
     sys.stderr.flush()
 
 
+class CoordinatorWarmup(logging.Filter):
+    """aiokafka says ERROR for a group coordinator not yet elected on a broker just started (it retries
+    and joins a moment later): kept out of the first minute's log, where it only alarms a newcomer
+    running `make run`; after that, every such line shows."""
+
+    NOISE = ("Group Coordinator Request failed", "Marking the coordinator dead")
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        super().__init__()
+        self.until = time.monotonic() + seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return time.monotonic() > self.until or not str(record.msg).startswith(self.NOISE)
+
+
 def run_delivery(settings: Settings) -> int:
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(CoordinatorWarmup())
     start_http_server(settings.delivery_web_port, addr="127.0.0.1", registry=REGISTRY)
 
     async def main() -> None:
