@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from topics.delivery import DeliveryEvent
 from topics.duty import DutyEvent, RosterRecord
+from topics.warnings import WarningEvent
 from topics.models import (
     DeadLetter,
     DueTick,
@@ -168,6 +169,18 @@ DELIVERIES = TopicSpec(
     "every re-notification ladder step, keyed by the notice's dedup_key: on the partition of the notice itself.",
 )
 
+WARNING_EVENTS = TopicSpec(
+    name="yingji.warnings.events",
+    key="warning_id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=WarningEvent,
+    description="Every step of every warning (预警, plan 3.2): drafted, approved, issued, adjusted, lifted, each "
+    "carrying the warning's state after it, its tasks and who is told. One partition: a district has few warnings, "
+    "and the API reads them all in order.",
+)
+
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
     INCIDENTS_DECIDED,
@@ -181,6 +194,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     DUTY_ROSTERS,
     DUTY_LOG,
     DELIVERIES,
+    WARNING_EVENTS,
     DEAD_LETTERS,
 )
 

@@ -95,6 +95,9 @@ class WarningEvent(Contract):
     content: WarningContent
     approvals: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list,
                                                                     description="approval ids recorded so far")
+    approval: ShortText | None = Field(default=None, description="approved/adjusted: the approval step recorded")
+    approver: ShortText | None = Field(default=None, description="approved/adjusted: who approved")
+    proposer: ShortText = Field(default="", description="the unit that drafted the warning")
     tasks: list[WarningTask] = Field(default_factory=list)
     told: list[ShortText] = Field(default_factory=list, description="units told of this step")
     reasons: list[LongText] = Field(default_factory=list)

@@ -261,10 +261,28 @@ def _event(state: WarningState, cmd: WarningCommand, kind: WarningEventKind, rea
            tasks: list[WarningTask] | None = None, told: list[str] | None = None) -> WarningEvent:
     state.seq += 1
     assert state.content.level is not None
+    approved = kind in (WarningEventKind.APPROVED, WarningEventKind.ADJUSTED)
     return WarningEvent(id=f"{state.warning_id}.w{state.seq}", warning_id=state.warning_id, seq=state.seq, kind=kind,
                         at=cmd.at, by=cmd.by, level=state.content.level, status=state.status, content=state.content,
-                        approvals=list(state.approvals), tasks=tasks or [], told=told or [], reasons=reasons,
-                        drill=state.drill)
+                        approvals=list(state.approvals), approval=cmd.approval if approved else None,
+                        approver=cmd.approver if approved else None, proposer=state.proposer, tasks=tasks or [],
+                        told=told or [], reasons=reasons, drill=state.drill)
+
+
+def fold(events: list[WarningEvent]) -> WarningState | None:
+    """A warning's state from its events, in seq order (each carries the state after it): what the API
+    checks the next command against. Pure; an event read twice changes nothing."""
+    state: WarningState | None = None
+    for e in sorted({e.seq: e for e in events}.values(), key=lambda e: e.seq):
+        if state is None:
+            state = WarningState(warning_id=e.warning_id, drill=e.drill, status=e.status, content=e.content,
+                                 proposer=e.proposer)
+        state.status, state.content, state.seq = e.status, e.content, e.seq
+        if e.approval:
+            state.approvals[e.approval] = (e.by, e.approver or "", e.at)
+        if e.told:
+            state.told = list(e.told)
+    return state
 
 
 def step(state: WarningState | None, cmd: WarningCommand, config: WarningsFile, plan: Plan) -> Result:

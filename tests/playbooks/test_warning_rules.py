@@ -157,3 +157,19 @@ def test_a_warning_opens_no_incident_and_sets_no_response_level():
     _, results = run(cmd("draft", MET, content=content()), cmd("issue", MET, 2))
     dumped = results[-1].events[0].model_dump()
     assert "incident_id" not in dumped and "response_level" not in dumped
+
+
+def test_the_state_folded_from_the_events_takes_the_next_command_as_the_live_one_does():
+    from playbooks.warning.rules import fold
+
+    commands = [cmd("draft", OFFICE, content=content(WarningLevel.ORANGE, OFFICE, measures=HIGH)),
+                cmd("approve", "district_government", 2, approval="district_leader", approver="分管副区长"),
+                cmd("approve", "city_emergency_office", 3, approval="city_office", approver="市应急办值班"),
+                cmd("issue", OFFICE, 4)]
+    live, results = run(*commands)
+    events = [e for r in results for e in r.events]
+    folded = fold(events + events[:2])  # read twice: the same
+    assert (folded.status, folded.content, folded.seq, folded.told) == (live.status, live.content, live.seq, live.told)
+    assert folded.approvals.keys() == live.approvals.keys()
+    nxt = cmd("lift", OFFICE, 5)
+    assert step(folded, nxt, CONFIG, PLAN).events[0].model_dump() == step(live, nxt, CONFIG, PLAN).events[0].model_dump()
