@@ -341,9 +341,11 @@ class NotificationRequested(Contract):
     unit_id: ShortText
     unit: ShortText
     role: ShortText | None = Field(default=None, description="who in the unit: 值班领导, 值班主任, 分管区领导 …")
-    kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover", "test"] = Field(
+    kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover", "test", "warning"] = Field(
         default="routing", description="test: a test message to one person (yingji notify test, issue 19 item 6); "
-                                       "its incident_id is `test`, its ack verifies the person's contacts")
+                                       "its incident_id is `test`, its ack verifies the person's contacts. warning: a "
+                                       "warning (预警) issued, adjusted or lifted (issue 20); its incident_id is the "
+                                       "warning's id")
     level: ResponseLevel | None = Field(
         default=None, description="the incident's response level when the notice was decided (issue 19: it picks "
                                   "the channels and the re-notification ladder's pace); None: no level (交接班)")

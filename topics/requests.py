@@ -14,6 +14,13 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema as cs
 
 from topics.duty import Contacts, Employment
+from topics.warnings import (
+    WarningContent,
+    WarningEventKind,
+    WarningLevel,
+    WarningStatus,
+    WarningTask,
+)
 from topics.models import (
     ID_PATTERN,
     ApproverRole,
@@ -390,3 +397,74 @@ class IncidentAnswer(Contract):
     notifications: list[dict[str, Any]] = Field(description="each NotificationRequested")
     obligations: list[dict[str, Any]]
     deliveries: list[NoticeDelivery] = Field(description="per notice: sent, delivered, acknowledged, ladder steps")
+
+
+# --- warnings (预警, issue 20) ---------------------------------------------------------------------
+
+UnitRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class WarningDraftRequest(Contract):
+    """A warning drafted by its issuing unit (3.2.3): the eight items of 3.2.4 (发布时间 set when issued)."""
+
+    warning_id: ClientId | None = Field(default=None, description="the client's id; one is made when absent")
+    unit: UnitRef = Field(description="the unit drafting it: the issuer of 蓝/黄, 区应急办 for 橙/红")
+    content: WarningContent
+    drill: bool = False
+
+
+class WarningApproveRequest(Contract):
+    unit: UnitRef = Field(description="the approving authority's unit (区政府 for 区领导, 市应急办)")
+    approval: Literal["district_leader", "city_office"]
+    approver: ShortText = Field(description="who approved, as recorded (3.2.3(1))")
+
+
+class WarningActRequest(Contract):
+    """Issue or lift: the acting unit; a lift's reason (3.2.7)."""
+
+    unit: UnitRef
+    reason: LongText = ""
+
+
+class WarningAdjustRequest(Contract):
+    """3.2.6: 区应急办 changes the level with the 区应急委 leader's approval; measures for the new level."""
+
+    unit: UnitRef
+    level: WarningLevel
+    measures: list[ShortText] = Field(default_factory=list, max_length=20)
+    area: list[ShortText] = Field(default_factory=list, max_length=40)
+    approval: Literal["committee_leader"] = "committee_leader"
+    approver: ShortText
+    reason: LongText = ""
+
+
+class WarningApprovalAnswer(Contract):
+    id: str
+    approver: str
+    by: str
+    at: AwareDatetime
+
+
+class WarningStepAnswer(Contract):
+    seq: int
+    kind: WarningEventKind
+    at: AwareDatetime
+    by: str
+    level: WarningLevel
+    status: WarningStatus
+    reasons: list[str]
+    tasks: list[WarningTask]
+    told: list[str]
+
+
+class WarningAnswer(Contract):
+    warning_id: str
+    status: WarningStatus
+    level: WarningLevel
+    level_name: str = Field(description="四级蓝色 … 一级红色")
+    drill: bool
+    proposer: str
+    content: WarningContent
+    approvals: list[WarningApprovalAnswer]
+    told: list[str]
+    history: list[WarningStepAnswer]

@@ -28,7 +28,9 @@ from playbooks.plan import Plan, load_plan
 from services import logs
 from services.clock import Clock, WallClock
 from services.delivery.tokens import key_from_file
+from playbooks.warning.rules import load_warnings
 from services.duty.book import DutyBook
+from services.warnings.book import WarningBook
 from services.privacy import Sealer
 from services.settings import Settings, get_settings
 from services.users import UserDirectory
@@ -49,16 +51,17 @@ from services.web.routes import (
     pages,
     signin,
     users,
+    warnings,
 )
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
-           signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router)
+           signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router, warnings.router)
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
                sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
                publisher: Publisher | None = None, duty: DutyBook | None = None,
-               ack_key: bytes | None = None) -> FastAPI:
+               ack_key: bytes | None = None, warnings: WarningBook | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -79,6 +82,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.view = view or IncidentView()
     app.state.users = users or UserDirectory()
     app.state.duty = duty or DutyBook(app.state.sealer, plan.duty)
+    app.state.warnings = warnings or WarningBook()
+    app.state.warnings_config = load_warnings(plan=plan)
     app.state.publisher = publisher or Publisher(settings.bootstrap)
     # the delivery stage signs the ack links with the same key file (made once, beside the seal key)
     app.state.ack_key = ack_key or key_from_file(settings.ack_key_path)
@@ -107,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(state.view.follow(state.settings.bootstrap)),
         asyncio.create_task(state.users.follow(state.settings.bootstrap)),
         asyncio.create_task(state.duty.follow(state.settings.bootstrap)),
+        asyncio.create_task(state.warnings.follow(state.settings.bootstrap)),
     ]
     try:
         yield

@@ -24,6 +24,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "duty.handover": frozenset({Role.DUTY_OFFICER, Role.COMMANDER}),
     # 已阅 (issue 19) for a notice, signed in: those who answer for a unit's duty; the ack link needs no sign-in
     "notices.ack": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
+    # warnings (issue 20): drafted, issued and lifted by the issuing units' duty staff; approved and
+    # adjusted by the commanders (区领导, 区应急委); users are not linked to units: each command names its unit
+    "warning.read": ALL,
+    "warning.issue": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
+    "warning.approve": frozenset({Role.COMMANDER, Role.ADMIN}),
 }
 
 

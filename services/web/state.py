@@ -14,7 +14,9 @@ from fastapi import Depends, Request
 from playbooks.plan import Plan
 from services.clock import Clock
 from services.drill_runner import DrillRun
+from playbooks.warning.rules import WarningsFile
 from services.duty.book import DutyBook
+from services.warnings.book import WarningBook
 from services.privacy import Sealer
 from services.settings import Settings
 from services.users import UserDirectory
@@ -45,3 +47,5 @@ DrillTasksDep = Annotated[set[asyncio.Task], Depends(_state("drill_tasks"))]
 DutyDep = Annotated[DutyBook, Depends(_state("duty"))]
 PagesDep = Annotated[Pages, Depends(_state("pages"))]
 AckKeyDep = Annotated[bytes, Depends(_state("ack_key"))]
+WarningsDep = Annotated[WarningBook, Depends(_state("warnings"))]
+WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]

@@ -1,0 +1,136 @@
+"""Every warning's events, followed from `yingji.warnings.events` (one partition, in order), and each
+warning's state folded from them (playbooks/warning/rules.py fold). The API checks a command against
+the state here and writes its events; a change is made on the warnings read back, one at a time.
+
+A command accepted becomes: its events on the warnings topic, then one notice per unit it tells on the
+notifications topic (a drill's on the drill topic), addressed to the person on duty, which the
+delivery stage takes to them. Events before notices: a notice never tells of a step not on record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from playbooks.plan import Plan
+from playbooks.warning.rules import Result, WarningsFile, WarningState, fold, step
+from topics.catalog import DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED, WARNING_EVENTS
+from topics.models import NotificationRequested
+from topics.warnings import WarningCommand, WarningEvent, WarningEventKind, WarningStatus
+
+log = structlog.get_logger("yingji", stage="warnings")
+TELLS = {WarningEventKind.ISSUED, WarningEventKind.ADJUSTED, WarningEventKind.LIFTED}
+KIND_WORDS = {WarningEventKind.ISSUED: "发布", WarningEventKind.ADJUSTED: "调整", WarningEventKind.LIFTED: "解除"}
+# (topic, key, record, what) -> acknowledged by the broker
+Send = Callable[[str, str, object, str], Awaitable[None]]
+Address = Callable[[NotificationRequested], NotificationRequested]
+
+
+class WarningBook:
+    def __init__(self) -> None:
+        self.events: dict[str, dict[int, WarningEvent]] = {}
+        self.caught_up = asyncio.Event()
+        self.writing = asyncio.Lock()
+
+    def apply(self, event: WarningEvent) -> bool:
+        seqs = self.events.setdefault(event.warning_id, {})
+        if event.seq in seqs:
+            return False
+        seqs[event.seq] = event
+        return True
+
+    def history(self, warning_id: str) -> list[WarningEvent]:
+        return [e for _, e in sorted(self.events.get(warning_id, {}).items())]
+
+    def state(self, warning_id: str) -> WarningState | None:
+        return fold(self.history(warning_id))
+
+    def all(self) -> list[WarningState]:
+        return [s for wid in self.events if (s := self.state(wid)) is not None]
+
+    def active(self) -> list[WarningState]:
+        """Issued and not lifted: what the board shows."""
+        return [s for s in self.all() if s.status is WarningStatus.ISSUED]
+
+    def apply_raw(self, value: bytes, offset: int) -> None:
+        try:
+            self.apply(WarningEvent.model_validate_json(value))
+        except (ValidationError, ValueError) as exc:
+            log.error("bad_warning_record", offset=offset, error=type(exc).__name__)
+
+    async def follow(self, bootstrap: str) -> None:
+        tp = TopicPartition(WARNING_EVENTS.name, 0)
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            try:
+                await consumer.start()
+                consumer.assign([tp])
+                await consumer.seek_to_beginning(tp)
+                end = (await consumer.end_offsets([tp]))[tp]
+                if end == 0:
+                    self.caught_up.set()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200)
+                    for records in batches.values():
+                        for r in records:
+                            self.apply_raw(r.value, r.offset)
+                    if await consumer.position(tp) >= end:
+                        self.caught_up.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: read again from the start
+                log.warning("warnings_retry", error=type(exc).__name__)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+
+def notices(event: WarningEvent, plan: Plan, config: WarningsFile) -> list[NotificationRequested]:
+    """One notice per unit the step tells (its tasks named in the why), kind `warning`."""
+    if event.kind not in TELLS:
+        return []
+    level = config.level(event.level)
+    category = config.category(event.content.category or "")
+    out = []
+    for unit_id in event.told:
+        mine = [t for t in event.tasks if t.unit_id == unit_id]
+        tasks = "、".join(dict.fromkeys(t.name[:24] for t in mine))[:400]
+        why = (f"{'【演练】' if event.drill else ''}{category.name if category else ''}{level.name}预警"
+               f"{KIND_WORDS[event.kind]}（{level.grade}）" + (f"：{tasks}" if tasks else ""))
+        key = f"{event.id}.{unit_id}"
+        name = plan.unit_name(unit_id) if unit_id in plan.units or unit_id in plan.parties else unit_id
+        out.append(NotificationRequested(
+            id=key, dedup_key=key, incident_id=event.warning_id, drill=event.drill, unit_id=unit_id, unit=name,
+            kind="warning", why=why, rule=f"warning.{event.kind.value}", section="3.2.5" if mine else "3.2.7",
+            requested_at=event.at))
+    return out
+
+
+async def apply_command(book: WarningBook, cmd: WarningCommand, config: WarningsFile, plan: Plan, send: Send,
+                        address: Address | None = None) -> Result:
+    """The command checked against the warning read back; if accepted, its events and notices written
+    (each acknowledged) and applied here. The caller holds book.writing."""
+    result = step(book.state(cmd.warning_id), cmd, config, plan)
+    if result.refused:
+        return result
+    for event in result.events:
+        await send(WARNING_EVENTS.name, event.warning_id, event, "the warning")
+    for event in result.events:
+        book.apply(event)
+        for notice in notices(event, plan, config):
+            if address is not None:
+                try:
+                    notice = address(notice)
+                except Exception:  # noqa: BLE001 - a notice unaddressed is better than a unit not told
+                    log.exception("notice_not_addressed", warning_id=event.warning_id)
+            topic = DRILL_NOTIFICATIONS.name if notice.drill else NOTIFICATIONS_REQUESTED.name
+            await send(topic, notice.dedup_key, notice, "the notice")
+        log.info("warning", warning_id=event.warning_id, kind=event.kind.value, level=event.level.value,
+                 told=len(event.told), drill=event.drill)
+    return result
+
