@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from playbooks.plan import Plan
+from playbooks.warning.cap import NOT_XML
 from topics.warnings import (
     WarningCommand,
     WarningContent,
@@ -173,6 +174,9 @@ def content_problems(content: WarningContent, config: WarningsFile, plan: Plan, 
             problems.append(f"content.measures: {m!r} is not a measure of 3.2.5 {sorted(known)}")
     if content.issuer and content.issuer not in plan.units:
         problems.append(f"content.issuer: {content.issuer!r} is not a unit of the plan")
+    bad = NOT_XML.search(content.hazards)
+    if bad:  # the warning goes out as CAP (XML): a control character could not be published
+        problems.append(f"content.hazards: holds {bad.group()!r}, a character a published warning cannot carry")
     return problems
 
 
