@@ -82,7 +82,9 @@ class Composer:
         person_id: str | None = None
         found_reasons: list[str] = []
         if self.duty is not None:
-            found = on_duty(self.duty.roster(), self.duty.config, step.unit_id, step.post, step.at)
+            index = self.duty.index_for(step.at)  # expanded once per window, as the worker addresses notices
+            found = on_duty(self.duty.roster(), self.duty.config, step.unit_id, step.post, step.at,
+                            in_force=index.in_force(step.at))
             person_id = found.person.id if found.person is not None else None
             found_reasons = found.reasons
         chans, spare, _, reasons = self._choose(notice, person_id)
