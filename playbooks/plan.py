@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from playbooks.delivery.channels import ChannelsFile
 from playbooks.delivery.ladder import LadderFile
+from playbooks.warning.config import WarningsFile
 from playbooks.duty.config import DutyFile
 from topics.models import Grade, ObligationKind, ResponseLevel
 
@@ -292,6 +293,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "duty.yaml": DutyFile,
     "ladder.yaml": LadderFile,  # validated with the plan and its schema exported; used by load_ladder only
     "channels.yaml": ChannelsFile,  # the same: used by load_channels only (issue 19)
+    "warnings.yaml": WarningsFile,  # the same: used by load_warnings only (issue 20)
 }
 
 # --- the plan -------------------------------------------------------------------------------

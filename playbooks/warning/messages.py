@@ -5,8 +5,8 @@ drill's messages are Exercise. Approvals change no message: the draft stands unt
 
 from __future__ import annotations
 
-from playbooks.plan import Plan
 from playbooks.warning.cap import CapMessage, Level, Reference, identifier_for
+from playbooks.warning.config import PlanUnits as Plan
 from playbooks.warning.rules import WarningsFile
 from topics.warnings import WarningEvent, WarningEventKind, WarningStatus
 
@@ -58,3 +58,33 @@ def messages(history: list[WarningEvent], config: WarningsFile, plan: Plan) -> l
         if _disseminated(event) and status != "Draft":
             sent_before.append(Reference(SENDER, msg.identifier, msg.sent))
     return out
+
+
+LEVEL_OF = {"红": "red", "橙": "orange", "黄": "yellow", "蓝": "blue"}
+
+
+def content_of(msg: CapMessage, config: WarningsFile, plan: Plan, issuer: str) -> tuple[dict, list[str]]:
+    """An incoming CAP warning as a draft's content (3.2.4), or the problems naming the CAP element."""
+    problems: list[str] = []
+    category = next((c for c in config.categories if c.name in msg.event), None)
+    if category is None:
+        problems.append(f"info.event: {msg.event!r} names none of the categories {[c.name for c in config.categories]}")
+    by_name = {u.name: u.id for u in plan.units.values() if u.kind == "street"}
+    if list(msg.areas) == ["通州区"]:
+        area = list(by_name.values())
+    else:
+        area = []
+        for name in msg.areas:
+            if name in by_name:
+                area.append(by_name[name])
+            else:
+                problems.append(f"info.area.areaDesc: {name!r} is not a street or township of 通州")
+    base = [m.id for m in config.base_measures]
+    level = LEVEL_OF[msg.level.value[0]] if msg.level.value[:1] in LEVEL_OF else None
+    if level is None:
+        problems.append(f"info.parameter: level {msg.level!r} unknown")
+    if level in ("orange", "red"):  # 3.2.3(1): 区应急办 takes an 橙/红 one on to its approvals
+        issuer = config.authority["orange_red"]["issuer"]
+    content = {"category": category.id if category else None, "level": level, "start": msg.onset or msg.effective or msg.sent,
+               "area": area, "hazards": msg.description or msg.headline, "measures": base, "issuer": issuer}
+    return content, problems

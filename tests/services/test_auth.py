@@ -14,8 +14,10 @@ from services.settings import Settings
 from services.users import new_token, user_record
 from topics.models import Role
 
-# /ack/{token}: the ack link, whose token is its own credential (services/web/routes/ack.py)
-PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login", "/logout", "/ack/{token}"}
+# /ack/{token}: the ack link, whose token is its own credential (services/web/routes/ack.py);
+# /warnings/feed.atom: the live warnings, public as the warnings themselves are (issue 20, 3.2.8)
+PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login", "/logout", "/ack/{token}",
+          "/warnings/feed.atom"}
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 

@@ -7,17 +7,21 @@ per field, with the section), nothing written."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+import xml.etree.ElementTree as ET
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+
+from playbooks.warning.cap import CapError, format_time, parse, to_xml
+from playbooks.warning.messages import content_of, messages
 
 from playbooks.warning.rules import WarningState
 from services.warnings.book import WarningBook, apply_command
 from services.web.answers import invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
-from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, WarningsConfigDep, WarningsDep
+from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, SettingsDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
 from topics.requests import (
     WarningActRequest,
@@ -32,6 +36,7 @@ from topics.warnings import WarningCommand, WarningContent
 
 log = structlog.get_logger("yingji", stage="api")
 router = APIRouter(tags=["warnings"])
+ATOM_NS = "http://www.w3.org/2005/Atom"
 WRITE = responses(401, 403, 404, 413, 422, 503)
 
 
@@ -121,12 +126,101 @@ async def lift_warning(warning_id: str, req: WarningActRequest, book: WarningsDe
                          config, plan, publisher, duty)
 
 
+CAP_TYPE = "application/cap+xml"
+ATOM_TYPE = "application/atom+xml"
+
+
+@router.get("/warnings/feed.atom", response_class=Response,
+            responses={200: {"content": {ATOM_TYPE: {"schema": {"type": "string"}}},
+                             "description": "Atom feed of the issued, live warnings, each linking to its CAP 1.2"}})
+async def warnings_feed(book: WarningsDep, config: WarningsConfigDep, plan: PlanDep, settings: SettingsDep) -> Response:
+    """The active (issued, not lifted, not drill) warnings as an Atom feed, each entry linking to its CAP
+    message: what a publication system (3.2.8) takes. Public, as the warnings themselves are."""
+    base = settings.link_base
+    feed = ET.Element("feed", xmlns=ATOM_NS)
+    ET.SubElement(feed, "id").text = f"{base}/warnings/feed.atom"
+    ET.SubElement(feed, "title").text = "通州区预警信息"
+    active = [s for s in book.active() if not s.drill]
+    updated = max((e.at for s in active for e in book.history(s.warning_id)), default=None)
+    ET.SubElement(feed, "updated").text = format_time(updated) if updated else "2000-01-01T00:00:00+08:00"
+    ET.SubElement(ET.SubElement(feed, "author"), "name").text = "通州区应急办"
+    for state in active:
+        sent = messages(book.history(state.warning_id), config, plan)
+        if not sent:
+            continue
+        event, msg = sent[-1]
+        entry = ET.SubElement(feed, "entry")
+        ET.SubElement(entry, "id").text = f"urn:cap:{msg.sender}:{msg.identifier}"
+        ET.SubElement(entry, "title").text = msg.headline
+        ET.SubElement(entry, "updated").text = format_time(msg.sent)
+        ET.SubElement(entry, "summary").text = msg.description
+        ET.SubElement(entry, "link", href=f"{base}/warnings/{state.warning_id}/cap/{event.seq}", type=CAP_TYPE)
+    return Response(ET.tostring(feed, encoding="utf-8", xml_declaration=True), media_type=ATOM_TYPE)
+
+
+@router.post("/warnings/cap", status_code=201, response_model=WarningAnswer, responses=WRITE,
+             openapi_extra={"requestBody": {"required": True, "content": {CAP_TYPE: {"schema": {"type": "string"}},
+                                                                         "application/xml": {"schema": {"type": "string"}}}}})
+async def incoming_cap(request: Request, unit: Annotated[str, Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                                                                    description="the issuer whose CAP this is")],
+                       book: WarningsDep, config: WarningsConfigDep, plan: PlanDep, clock: ClockDep,
+                       publisher: PublisherDep, duty: DutyDep, user: UserRecord = require("warning.issue")) -> Any:
+    """A CAP 1.2 warning from an issuer the plan lets issue its own (the weather bureau, 3.2.3(5)): parsed
+    safely (no DTD, no entities), validated against the OASIS XSD and the extra rules, and kept as a draft
+    for the office to act on; anything wrong is refused naming the element, nothing stored."""
+    allowed = config.incoming_issuers["value"]
+    if unit not in allowed:
+        return invalid([{"field": "unit", "message": f"{unit} is not an issuer whose CAP is taken in {allowed} (3.2.3(5))"}],
+                       error="the CAP warning is refused")
+    body = await request.body()
+    try:
+        msg = parse(body)
+    except CapError as exc:
+        return invalid([{"field": p.split(":", 1)[0], "message": p} for p in exc.problems], error="the CAP warning is refused")
+    fields, problems = content_of(msg, config, plan, unit)
+    if problems:
+        return invalid([{"field": p.split(":", 1)[0], "message": p} for p in problems], error="the CAP warning is refused")
+    wid = f"w-cap-{uuid.uuid5(uuid.NAMESPACE_URL, msg.sender + ',' + msg.identifier).hex[:16]}"
+    if book.state(wid) is not None:  # the same message sent again: the warning it made
+        return answer(book, book.state(wid), config)
+    return await command(book, _cmd("draft", wid, user, unit, clock, content=WarningContent(**fields),
+                                    drill=msg.status == "Exercise", reason=f"CAP {msg.identifier}"),
+                         config, plan, publisher, duty)
+
+
 @router.get("/warnings", response_model=list[WarningAnswer], responses=responses(401, 403))
 async def list_warnings(book: WarningsDep, config: WarningsConfigDep,
                         user: UserRecord = require("warning.read")) -> list[WarningAnswer]:
     """Every warning, issued ones first, newest first."""
     states = sorted(book.all(), key=lambda s: (s.status.value != "issued", -(s.seq)))
     return [answer(book, s, config) for s in states]
+
+
+def _cap(book: WarningBook, config, plan, warning_id: str, seq: int | None) -> Response:
+    sent = messages(book.history(warning_id), config, plan)
+    if seq is not None:
+        sent = [(e, m) for e, m in sent if e.seq == seq]
+    if not sent:
+        raise HTTPException(404, f"no CAP message of warning {warning_id}" + (f" step {seq}" if seq else ""))
+    return Response(to_xml(sent[-1][1]), media_type=CAP_TYPE)
+
+
+CAP_ANSWER = {200: {"content": {CAP_TYPE: {"schema": {"type": "string"}}}, "description": "a CAP 1.2 alert"},
+              **responses(401, 403, 404)}
+
+
+@router.get("/warnings/{warning_id}/cap", response_class=Response, responses=CAP_ANSWER)
+async def warning_cap(warning_id: str, book: WarningsDep, config: WarningsConfigDep, plan: PlanDep,
+                      user: UserRecord = require("warning.read")) -> Response:
+    """The warning's latest CAP 1.2 message: Draft before issue, Alert, Update, Cancel; Exercise in a drill."""
+    return _cap(book, config, plan, warning_id, None)
+
+
+@router.get("/warnings/{warning_id}/cap/{seq}", response_class=Response, responses=CAP_ANSWER)
+async def warning_cap_step(warning_id: str, seq: Annotated[int, Path(ge=1, le=10_000)], book: WarningsDep,
+                           config: WarningsConfigDep, plan: PlanDep, user: UserRecord = require("warning.read")) -> Response:
+    """The CAP 1.2 message of one step of the warning."""
+    return _cap(book, config, plan, warning_id, seq)
 
 
 @router.get("/warnings/{warning_id}", response_model=WarningAnswer, responses=responses(401, 403, 404))
