@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
+from playbooks.command import Command, CommandFile, KeyArea, command_for, key_area
 from playbooks.delivery.channels import ChannelsFile
 from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
@@ -294,6 +295,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "ladder.yaml": LadderFile,  # validated with the plan and its schema exported; used by load_ladder only
     "channels.yaml": ChannelsFile,  # the same: used by load_channels only (issue 19)
     "warnings.yaml": WarningsFile,  # the same: used by load_warnings only (issue 20)
+    "command.yaml": CommandFile,  # special HQs, special plans, key areas (issue 20); Plan.command
 }
 
 # --- the plan -------------------------------------------------------------------------------
@@ -317,6 +319,7 @@ class Plan(PlanModel):
     escalation_chains: dict[str, list[EscalationStep]]
     end_authority: dict[Grade, Literal["district_committee", "city"]]
     duty: DutyFile
+    command: CommandFile
     version: str
 
     @cached_property
@@ -358,6 +361,14 @@ class Plan(PlanModel):
         names = difflib.get_close_matches(wanted, [t.name for t in self.types.values()], n=n, cutoff=0.4)
         ids = difflib.get_close_matches(wanted.lower(), list(self.types), n=n, cutoff=0.6)
         return (names + [self.types[i].name for i in ids if self.types[i].name not in names])[:n]
+
+    def command_for(self, type_id: str) -> Command:
+        """The special HQ (2.3.1) or temporary HQ (2.3.3) and the special plans (8.3) behind a type."""
+        return command_for(self.command, type_id, self.types[type_id].lead_units, self.unit_names)
+
+    def key_area(self, text: str) -> KeyArea | None:
+        """The key area (4.1.4, 4.1.7, 4.3.1) a place text names, longest alias first."""
+        return key_area(self.command, text)
 
     def unit_name(self, unit_id: str) -> str:
         if unit_id in self.units:
@@ -411,6 +422,9 @@ def _check_refs(plan: Plan) -> None:
     for i, rp in enumerate(plan.duty.role_posts.value):
         if rp.unit is not None and rp.unit not in plan.units:
             problems.append(f"duty.yaml: role_posts.{i}.unit: unknown unit {rp.unit!r}")
+    problems += plan.command.problems(
+        units={u.id: (u.name, u.kind) for u in plan.units.values()},
+        table_types=[t.id for t in plan.table_types], all_types=list(plan.types))
     names = [t.name for t in plan.types.values()]
     if len(set(names)) != len(names):
         problems.append("incident_types.yaml: duplicate type names")
@@ -464,6 +478,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         escalation_chains=obligations.escalation_chains,
         end_authority=obligations.end_authority,
         duty=files["duty.yaml"],
+        command=files["command.yaml"],
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan)
