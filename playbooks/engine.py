@@ -29,6 +29,7 @@ from topics.models import (
     RecordId,
     ReportFacts,
     ResponseLevel,
+    SpecialCommand,
     UtcDatetime,
 )
 from topics.requests import FileReportRequest
@@ -408,6 +409,9 @@ def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple
     street_id = plan.streets[street].id if street else None
     notify, notify_reasons = notices(ctx, plan, street_id)
     reasons += notify_reasons
+    special = memo((plan.version, "special_command", itype.id), lambda: _special_command(itype.id, plan))
+    if special is not None:
+        reasons += list(special[1])
     decision = Decision(
         incident_id=report.report_id,
         report_id=report.report_id,
@@ -432,5 +436,16 @@ def _decision_template(report: ReportFacts, plan: Plan) -> tuple[Decision, tuple
         reasons=reasons,
         decided_at=report.received_at,
         plan_version=plan.version,
+        special_command=special[0] if special is not None else None,
     )
     return decision, _matching_obligations(ctx, plan)
+
+
+def _special_command(type_id: str, plan: Plan) -> tuple[SpecialCommand, tuple[Reason, ...]] | None:
+    """The HQ and plans behind the type (command.yaml), with their reasons; None for a type it lacks."""
+    try:
+        c = plan.command_for(type_id)
+    except KeyError:
+        return None
+    return SpecialCommand(hq_id=c.hq_id, hq_name=c.hq_name, temporary=c.temporary, host_unit=c.host_unit,
+                          special_plans=[p.name for p in c.plans], our_choice=c.our_choice), tuple(c.reasons)

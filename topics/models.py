@@ -246,6 +246,19 @@ class Obligation(Contract):
     section: ShortText
 
 
+class SpecialCommand(Contract):
+    """Who commands an incident of the type beyond the response level (issue 20 item 1): the special HQ
+    (专项应急指挥部/应急工作小组, 2.3.1) behind the type, or the temporary HQ of 2.3.3, and the special
+    plans (8.3)."""
+
+    hq_id: ShortText = Field(description="a special HQ's id (units.yaml), or `temporary`")
+    hq_name: ShortText
+    temporary: bool
+    host_unit: ShortText | None = Field(description="the HQ's 主办部门 (2.3.4); None for a temporary HQ")
+    special_plans: list[ShortText] = Field(default_factory=list, description="8.3's special plans, as the plan names them")
+    our_choice: bool = Field(description="some link of this answer is our reading, not the plan's words")
+
+
 class Decision(Contract):
     incident_id: RecordId
     report_id: RecordId
@@ -269,6 +282,8 @@ class Decision(Contract):
     reasons: list[Reason]
     decided_at: UtcDatetime
     plan_version: ShortText
+    special_command: SpecialCommand | None = Field(
+        default=None, description="the special or temporary HQ and special plans behind the type (2.3.1, 2.3.3, 8.3)")
 
 
 # --- records on topics ----------------------------------------------------------------------
