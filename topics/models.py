@@ -187,6 +187,8 @@ class ReportFacts(Contract):
         default_factory=list, max_length=200,
         description="drills only: the people (directory ids) the scenario names as taking part; a drill's notice to "
                     "one of them reaches their own channels, marked 【演练】 (issue 19 item 5)")
+    warning_id: RecordId | None = Field(default=None, description="the warning (预警) this incident followed (issue 20): "
+                                                                  "named only; a warning opens no incident")
 
     @model_validator(mode="after")
     def _received_after_occurred(self) -> "ReportFacts":

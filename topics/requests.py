@@ -74,6 +74,8 @@ class ReportSubmission(Contract):
     source: ShortText = ""
     summary: LongText = ""
     reporter: Reporter = Field(default_factory=Reporter)
+    warning_id: ClientId | None = Field(default=None, description="the warning (预警) this incident followed, if any "
+                                                                   "(issue 20); it must be one the service knows")
 
     @model_validator(mode="after")
     def _received_after_occurred(self) -> "ReportSubmission":

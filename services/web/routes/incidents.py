@@ -15,7 +15,7 @@ from services.view import IncidentView
 from services.web.answers import conflict, invalid, problem_fields, responses
 from services.web.auth import require
 from services.web.routes.params import IncidentId
-from services.web.state import ClockDep, PlanDep, PublisherDep, SealerDep, ViewDep
+from services.web.state import WarningsDep, ClockDep, PlanDep, PublisherDep, SealerDep, ViewDep
 from topics.catalog import INCIDENTS_REPORTED
 from topics.models import PrivateDetails, UserRecord
 from topics.requests import IncidentAnswer, ReportSubmission
@@ -41,9 +41,11 @@ def known_incident(view: IncidentView, incident_id: str):
 
 @router.post("", status_code=202, response_model=Accepted, responses=responses(401, 403, 409, 413, 422, 503))
 async def raise_incident(submission: ReportSubmission, plan: PlanDep, sealer: SealerDep, clock: ClockDep,
-                         view: ViewDep, publisher: PublisherDep,
+                         view: ViewDep, publisher: PublisherDep, warnings: WarningsDep,
                          user: UserRecord = require("incident.raise")) -> Any:
     """Accept a report: answered 202 only once the broker acknowledged it (acks=all)."""
+    if submission.warning_id is not None and warnings.state(submission.warning_id) is None:
+        return invalid([{"field": "warning_id", "message": f"no warning {submission.warning_id!r}"}])
     try:
         record = accept(submission, plan=plan, sealer=sealer, now=clock.now(), raised_by=user.name)
     except ReportRejected as exc:
