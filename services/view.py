@@ -224,6 +224,12 @@ class IncidentView:
                     queue.get_nowait()
                     queue.put_nowait(None)
 
+    def warning_changed(self, warning_id: str) -> None:
+        """A warning moved (services.warnings.book): the board's streams re-read the active warnings.
+        Told here so one queue per board carries incidents and warnings in the order they changed."""
+        if self._subscribers:
+            self._publish({"incident_id": None, "warning_id": warning_id, "topic": "warnings", "event": None})
+
     def _state(self, incident_id: str) -> IncidentReadModel:
         state = self.incidents.get(incident_id)
         if state is None:

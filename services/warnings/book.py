@@ -35,12 +35,16 @@ class WarningBook:
         self.events: dict[str, dict[int, WarningEvent]] = {}
         self.caught_up = asyncio.Event()
         self.writing = asyncio.Lock()
+        # told of each new event's warning id (create_app: the view, whose subscribers feed the board)
+        self.listeners: list[Callable[[str], None]] = []
 
     def apply(self, event: WarningEvent) -> bool:
         seqs = self.events.setdefault(event.warning_id, {})
         if event.seq in seqs:
             return False
         seqs[event.seq] = event
+        for listener in self.listeners:
+            listener(event.warning_id)
         return True
 
     def history(self, warning_id: str) -> list[WarningEvent]:

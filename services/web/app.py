@@ -51,11 +51,13 @@ from services.web.routes import (
     pages,
     signin,
     users,
+    warning_pages,
     warnings,
 )
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
-           signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router, warnings.router)
+           signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
+           warning_pages.router, warnings.router)  # pages first: /warnings/list is no warning id
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.users = users or UserDirectory()
     app.state.duty = duty or DutyBook(app.state.sealer, plan.duty)
     app.state.warnings = warnings or WarningBook()
+    app.state.warnings.listeners.append(app.state.view.warning_changed)  # the board shows active warnings live
     app.state.warnings_config = load_warnings(plan=plan)
     app.state.publisher = publisher or Publisher(settings.bootstrap)
     # the delivery stage signs the ack links with the same key file (made once, beside the seal key)

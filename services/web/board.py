@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
@@ -22,7 +23,12 @@ from services.drill_runner import DrillRun
 from services.view import IncidentView
 
 if TYPE_CHECKING:
+    from playbooks.plan import Plan
+    from playbooks.warning.rules import WarningsFile
     from services.view import IncidentReadModel
+    from services.warnings.book import WarningBook
+
+Warnings = Callable[[], list[dict[str, Any]]]  # the active warnings as the board shows them
 
 RECONNECT_MS = 1000  # the browser's EventSource waits this long before it reconnects
 TICK_S = 1.0  # a running drill's simulated clock goes out this often
@@ -149,7 +155,29 @@ def drill_runs(drills: dict[str, DrillRun], *, wall_now: float | None = None) ->
     return out
 
 
-def snapshot(view: IncidentView, incident: str | None = None, drills: list | None = None) -> dict[str, Any]:
+def warning_rows(book: WarningBook, config: WarningsFile, plan: Plan) -> list[dict[str, Any]]:
+    """The active (issued, not lifted) warnings, highest level first: each in its colour beside the
+    incidents (issue 20 item 3). A warning is no incident: it has no row of the incidents' table."""
+    out = []
+    for st in book.active():
+        c = st.content
+        if c.level is None:
+            continue
+        lv = config.level(c.level)
+        cat = config.category(c.category or "")
+        out.append({
+            "id": st.warning_id, "drill": st.drill, "level": c.level.value, "rank": lv.rank,
+            "level_name": lv.name, "grade": lv.grade, "category": cat.name if cat else (c.category or ""),
+            "area": [plan.unit_name(a) if a in plan.units else a for a in c.area],
+            "issuer": plan.unit_name(c.issuer) if c.issuer and c.issuer in plan.units else (c.issuer or ""),
+            "issued_at": _iso(c.issued_at), "start": _iso(c.start), "hazards": c.hazards[:200],
+        })
+    out.sort(key=lambda w: (-w["rank"], w["issued_at"] or ""))
+    return out
+
+
+def snapshot(view: IncidentView, incident: str | None = None, drills: list | None = None,
+             warnings: Warnings | None = None) -> dict[str, Any]:
     if incident is not None:
         st = view.incidents.get(incident)
         row = board_row(st) if st else None
@@ -162,14 +190,20 @@ def snapshot(view: IncidentView, incident: str | None = None, drills: list | Non
         rows.append(row)
         feed.extend(_feed_item(st, e.model_dump(mode="json")) for e in st.events.values() if e.kind.value in FEED_KINDS)
     feed.sort(key=lambda f: f["recorded_at"])
-    return {"server_time": _now(), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or []}
+    return {"server_time": _now(), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or [],
+            "warnings": warnings() if warnings else []}
 
 
-def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | None = None) -> dict[str, Any] | None:
+def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | None = None,
+            warnings: Warnings | None = None) -> dict[str, Any] | None:
     ids: dict[str, None] = {}
     feed = []
+    warned = False
     for change in batch:
         iid = change["incident_id"]
+        if iid is None:  # a warning moved: the board (not an incident's page) re-reads the active ones
+            warned = warned or (incident is None and warnings is not None)
+            continue
         if incident is not None and iid != incident:
             continue
         ids[iid] = None
@@ -178,9 +212,12 @@ def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | Non
         if event and st is not None and event["kind"] in FEED_KINDS:
             feed.append(_feed_item(st, event))
     rows = [r for r in (board_row(view.incidents[i]) for i in ids if i in view.incidents) if r is not None]
-    if not rows and not feed:
+    if not rows and not feed and not warned:
         return None
-    return {"server_time": _now(), "rows": rows, "feed": feed}
+    body = {"server_time": _now(), "rows": rows, "feed": feed}
+    if warned and warnings is not None:
+        body["warnings"] = warnings()
+    return body
 
 
 def ping() -> ServerSentEvent:
@@ -188,7 +225,8 @@ def ping() -> ServerSentEvent:
     return JSONServerSentEvent({"server_time": _now()}, event="ping")
 
 
-async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str | None) -> AsyncIterator[ServerSentEvent]:
+async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str | None,
+                 warnings: Warnings | None = None) -> AsyncIterator[ServerSentEvent]:
     """The board's stream for one client. sse-starlette ends it when the client goes or the server
     shuts down (it cancels this generator), and sends the pings."""
     queue = view.subscribe()
@@ -196,7 +234,7 @@ async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str 
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         drills_seen = drill_runs(drills)
-        yield JSONServerSentEvent(snapshot(view, incident, drills_seen), event="snapshot")
+        yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings), event="snapshot")
         while True:
             # one pending get kept across ticks: a get cancelled on a timeout could lose its change
             if getter is None:
@@ -217,9 +255,9 @@ async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str 
                 view.unsubscribe(queue)
                 queue = view.subscribe()
                 drills_seen = drill_runs(drills)
-                yield JSONServerSentEvent(snapshot(view, incident, drills_seen), event="snapshot")
+                yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings), event="snapshot")
                 continue
-            body = changes(view, batch, incident)
+            body = changes(view, batch, incident, warnings)
             if body is not None:
                 yield JSONServerSentEvent(body, event="changes")
     finally:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from services.web import board
 from services.web.auth import require
-from services.web.state import DrillsDep, ViewDep
+from services.web.state import DrillsDep, PlanDep, ViewDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/board/stream")
-async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, incident: str | None = None,
-                       _: UserRecord = require("incident.read")) -> Response:
-    """`snapshot` (every open incident, or the one asked for), then `changes`, `drills` and `ping`."""
+async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book: WarningsDep, config: WarningsConfigDep,
+                       plan: PlanDep, incident: str | None = None, _: UserRecord = require("incident.read")) -> Response:
+    """`snapshot` (every open incident, or the one asked for; the active warnings), then `changes`, `drills`
+    and `ping`."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         return JSONResponse(status_code=406, content={"error": "an event stream: send Accept: text/event-stream"})
-    return EventSourceResponse(board.events(view, drills, incident), ping=board.KEEPALIVE_S,
+    return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan)), ping=board.KEEPALIVE_S,
                                ping_message_factory=board.ping, headers={"Cache-Control": "no-store"})

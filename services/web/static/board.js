@@ -215,11 +215,31 @@
     feedEmpty.hidden = shown;
   }
 
+  // --- warnings (预警, 3.2): the active ones, each in its level's colour; a drill's marked 演练 ---------
+  const warningsPanel = $('warnings-panel');
+  const warningList = $('warnings');
+  let warnings = [];
+  function renderWarnings(list) {
+    warnings = list || [];
+    warningList.replaceChildren(...warnings.map((w) => el('li', { class: `warning ${w.level} ${w.drill ? 'drill' : 'live'}`, 'data-id': w.id, 'data-level': w.level },
+      el('a', { href: `/warnings/${encodeURIComponent(w.id)}/page`, title: w.hazards },
+        el('div', { class: 'w-head' }, el('span', { class: 'w-name', text: `${w.category}${w.level_name}预警` }),
+          el('span', { class: 'w-grade', text: w.grade }), w.drill ? YJ.drillBadge() : null),
+        el('div', { class: 'w-area', text: w.area.join('、') }),
+        el('div', { class: 'w-sub', text: `${w.issuer} · 发布 ${YJ.dateTime(w.issued_at).slice(5, 16)}` })))));
+    updateWarningsEmpty();
+  }
+  function updateWarningsEmpty() {
+    $('warnings-empty').hidden = warnings.some((w) => filter === 'all' || (filter === 'drill') === w.drill);
+  }
+
   // --- filter -------------------------------------------------------------------------------------
   function setFilter(value) {
     filter = value;
     localStorage.setItem('yj.board.filter', value);
     table.dataset.filter = value;
+    warningsPanel.dataset.filter = value;
+    updateWarningsEmpty();
     main.classList.toggle('hide-drill-feed', value === 'live');
     main.classList.toggle('hide-live-feed', value === 'drill');
     document.querySelectorAll('.segmented [data-filter]').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.filter === value)));
@@ -284,8 +304,10 @@
     feedList.replaceChildren();
     addFeed(data.feed, false);
     if (selected) refreshDrawer(new Set([selected]));
+    renderWarnings(data.warnings);
   }
   function applyChanges(data) {
+    if (data.warnings) renderWarnings(data.warnings);
     const ids = new Set();
     for (const r of data.rows) {
       ids.add(r.id);
