@@ -24,9 +24,12 @@ from playbooks.drill.evaluation import Evaluation, score, to_markdown
 from playbooks.drill.replay import Observed, replay
 from playbooks.drill.scenario import Scenario, incident_id
 from playbooks.plan import Plan
+from playbooks.warning.config import WarningsFile
 from services.view import IncidentView
+from services.warnings.book import WarningBook, apply_command
 from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
 from topics.models import IncidentReported
+from topics.warnings import WarningCommand
 
 log = structlog.get_logger("yingji", stage="drill")
 SETTLE_S = 3.0  # quiet time after the last record before scoring (1 s was too short on a loaded machine)
@@ -97,10 +100,27 @@ def _count(view: IncidentView, ids: set[str]) -> int:
     return sum(len(s.events) + len(s.notifications) for i, s in view.incidents.items() if i in ids)
 
 
-async def run_drill(run: DrillRun, *, plan: Plan, producer: AIOKafkaProducer, view: IncidentView) -> None:
+async def _warning(cmd: WarningCommand, plan: Plan, producer: AIOKafkaProducer, book: WarningBook | None,
+                   config: WarningsFile | None) -> None:
+    """A drill's warning step through the same rules and writes as the API's (services/warnings/book.py):
+    its events, then its notices on the drill topic (the command is a drill's)."""
+    if book is None or config is None:
+        raise RuntimeError("this drill injects warnings, and this process keeps no warning book")
+
+    async def send(topic: str, key: str, record, what: str) -> None:  # noqa: ARG001 - the API's Send
+        await producer.send_and_wait(topic, key=key.encode(), value=record.model_dump_json().encode())
+
+    async with book.writing:
+        result = await apply_command(book, cmd, config, plan, send)
+    if result.refused:
+        raise ValueError(f"the drill's warning {cmd.warning_id} {cmd.kind} is refused: " + "; ".join(result.refused))
+
+
+async def run_drill(run: DrillRun, *, plan: Plan, producer: AIOKafkaProducer, view: IncidentView,
+                    warnings: WarningBook | None = None, warnings_config: WarningsFile | None = None) -> None:
     scenario = run.scenario
     feed: list = []
-    ids = {incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects}
+    ids = {incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects if inj.action != "warning"}
     wall0 = time.monotonic()
     try:  # a failure anywhere, the replay included, must end the run as failed, not leave it running
         replay(scenario, plan, run=run.run_id, feed=feed)  # the schedule of moments, not the outcome
@@ -110,6 +130,10 @@ async def run_drill(run: DrillRun, *, plan: Plan, producer: AIOKafkaProducer, vi
             if wait > 0:
                 await asyncio.sleep(wait)
             run.sim_now = sim_at.isoformat()
+            if isinstance(rec, WarningCommand):  # a warning moves as the API moves it: checked, then written
+                await _warning(rec, plan, producer, warnings, warnings_config)
+                run.sent += 1
+                continue
             topic = INCIDENTS_REPORTED if isinstance(rec, IncidentReported) else INCIDENT_COMMANDS
             if topic is INCIDENT_COMMANDS:
                 await _decided(view, rec.incident_id)

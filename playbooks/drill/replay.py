@@ -20,11 +20,15 @@ from playbooks.drill.scenario import (
     FollowupInject,
     ReportInject,
     Scenario,
+    WarningInject,
     _Inject,
     incident_id,
 )
 from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
 from playbooks.plan import Plan
+from playbooks.warning.rules import WarningState, load_warnings
+from playbooks.warning.rules import step as warning_step
+from topics.warnings import WarningCommand, WarningContent, WarningEvent
 from topics.models import (
     ApprovalRecorded,
     Decision,
@@ -54,13 +58,15 @@ class IncidentObserved(BaseModel):
 class Observed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     incidents: dict[str, IncidentObserved] = Field(default_factory=dict, description="by scenario key")
+    warnings: dict[str, list[WarningEvent]] = Field(default_factory=dict, description="by scenario key (issue 20)")
 
     @classmethod
     def from_records(
         cls, scenario: Scenario, records: Iterable[IncidentEvent | Decision | NotificationRequested], *, run: str
     ) -> "Observed":
         """For `drill run`: group what the pipeline emitted by incident; records of other incidents are ignored."""
-        keys = {incident_id(scenario, inj.incident, run): inj.incident for inj in scenario.injects}
+        keys = {incident_id(scenario, inj.incident, run): inj.incident for inj in scenario.injects
+                if not isinstance(inj, WarningInject)}
         obs = cls(incidents={k: IncidentObserved(incident_id=i) for i, k in keys.items()})
         for rec in records:
             key = keys.get(rec.incident_id)
@@ -123,7 +129,23 @@ def _reported(scenario: Scenario, inj: ReportInject, now: datetime, run: str) ->
     return IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=now)
 
 
-FeedItem = tuple[datetime, Union[IncidentReported, IncidentCommand]]
+FeedItem = tuple[datetime, Union[IncidentReported, IncidentCommand, WarningCommand]]
+
+
+def _warning_command(scenario: Scenario, inj: WarningInject, index: int, now: datetime, plan: Plan,
+                     run: str) -> WarningCommand:
+    """A warning inject as the command the API would take (the drill's simulated time as its time)."""
+    wid = incident_id(scenario, inj.incident, run)
+    content = None
+    if inj.step in ("draft", "adjust"):
+        streets = [_unit_id(plan, a) or a for a in inj.area]
+        content = WarningContent(
+            category=inj.category, level=inj.level, start=now if inj.step == "draft" else None, area=streets,
+            hazards=inj.hazards, measures=list(inj.measures),
+            issuer=_unit_id(plan, inj.unit) if inj.step == "draft" else None)
+    return WarningCommand(id=f"{wid}.i{index}", warning_id=wid, kind=inj.step, by=inj.by,
+                          unit=_unit_id(plan, inj.unit) or inj.unit, at=now, content=content, approval=inj.approval,
+                          approver=inj.approver, reason=inj.reason, drill=True)
 
 
 def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[FeedItem] | None = None) -> Observed:
@@ -167,9 +189,21 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[Fee
                     raise RuntimeError(f"drill replay: {key} due at {now.isoformat()} but nothing happened")
                 record(key, out)
 
+    warnings_config = load_warnings() if any(isinstance(i, WarningInject) for i in scenario.injects) else None
+    warning_states: dict[str, WarningState | None] = {}
     for index, inj in scenario.ordered():
         now = scenario.start + inj.at
         advance(now, inclusive=False)
+        if isinstance(inj, WarningInject):
+            cmd = _warning_command(scenario, inj, index, now, plan, run)
+            result = warning_step(warning_states.get(inj.incident), cmd, warnings_config, plan)
+            if result.refused:
+                raise ValueError(f"injects.{index}: the warning's {inj.step} is refused: " + "; ".join(result.refused))
+            warning_states[inj.incident] = result.state
+            obs.warnings.setdefault(inj.incident, []).extend(result.events)
+            if feed is not None:
+                feed.append((now, cmd))
+            continue
         if isinstance(inj, ReportInject):
             rec = _reported(scenario, inj, now, run)
             obs.incidents[inj.incident] = IncidentObserved(incident_id=rec.incident_id)

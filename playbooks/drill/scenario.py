@@ -149,8 +149,26 @@ class EndInject(_Inject):
     by: Text = "演练指挥员"
 
 
+class WarningInject(_Inject):
+    """预警 (issue 20): a step of a warning, keyed like an incident (`incident` is the warning's key). A
+    drill's warning is Exercise in its CAP and tells the drill addresses only."""
+
+    action: Literal["warning"]
+    step: Literal["draft", "approve", "issue", "adjust", "lift"]
+    unit: UnitRef = Field(description="the acting unit: the issuer, 区应急办, or the approving authority")
+    category: Text | None = Field(default=None, description="draft: a category id of warnings.yaml")
+    level: Literal["blue", "yellow", "orange", "red"] | None = Field(default=None, description="draft, adjust")
+    area: list[UnitRef] = Field(default_factory=list, description="draft: streets (ids or names)")
+    hazards: LongText = ""
+    measures: list[Text] = Field(default_factory=list, description="draft, adjust: measure ids of 3.2.5")
+    approval: Text | None = Field(default=None, description="approve: district_leader | city_office; adjust: committee_leader")
+    approver: Text | None = None
+    reason: Text = ""
+    by: Text = "演练值班员"
+
+
 Inject = Annotated[
-    Union[ReportInject, FollowupInject, FileInject, ApproveInject, EndInject], Field(discriminator="action")
+    Union[ReportInject, FollowupInject, FileInject, ApproveInject, EndInject, WarningInject], Field(discriminator="action")
 ]
 
 
@@ -209,11 +227,20 @@ class Scenario(DrillModel):
         elif self.duration > timedelta(0) and not self.start + self.duration < LATEST:
             problems.append("duration: the drill must end before 2100-01-01")
         reported: set[str] = set()
+        drafted: set[str] = set()
         for i, inj in self.ordered():
             if not timedelta(0) <= inj.at <= self.duration:
                 problems.append(f"injects.{i}.at: must lie between 00:00 and the duration {format_offset(self.duration)}")
+            if isinstance(inj, WarningInject):  # a warning's key names a warning, not an incident
+                if inj.step == "draft":
+                    if inj.incident in drafted or inj.incident in reported:
+                        problems.append(f"injects.{i}.incident: {inj.incident!r} is used already")
+                    drafted.add(inj.incident)
+                elif inj.incident not in drafted:
+                    problems.append(f"injects.{i}.incident: no earlier inject drafts a warning {inj.incident!r}")
+                continue
             if isinstance(inj, ReportInject):
-                if inj.incident in reported:
+                if inj.incident in reported or inj.incident in drafted:
                     problems.append(f"injects.{i}.incident: {inj.incident!r} is already reported; use a followup")
                 if inj.occurred is not None and inj.occurred > inj.at:
                     problems.append(f"injects.{i}.occurred: must not be after the report is received (`at`)")

@@ -128,6 +128,36 @@ def test_an_orange_warning_issued_raised_to_red_and_lifted_tells_its_units_and_s
              if b["body"].get("record") == "notice" and b["body"]["dedup_key"].startswith("w-e2e-drill.")]
     assert taken and all(t["rule"] == "drill" for t in taken)
 
+    # a drill controller's scenario injects a warning: run on the live service, through the same rules
+    ctl_token = new_token()
+    publish_user(st.settings.bootstrap, user_record("w-drill", Role.DRILL_CONTROLLER, ctl_token,
+                                                    now=datetime.now(timezone.utc), by="e2e"))
+    controller = httpx.Client(base_url=api, timeout=30, headers={"Authorization": f"Bearer {ctl_token}"})
+    scenario = """
+id: storm
+name: 暴雨预警演练
+kind: 单项
+organiser: 区应急办
+objectives: [预警发布与解除]
+start: 2026-07-20T14:00:00+08:00
+duration: "02:00"
+injects:
+  - {at: "00:00", action: warning, step: draft, incident: rain, unit: 区气象局, category: rainstorm, level: blue,
+     area: [中仓街道], hazards: 预计降雨50毫米, measures: [collect, analyse, publish_forecast, advise_public]}
+  - {at: "00:05", action: warning, step: issue, incident: rain, unit: 区气象局}
+  - {at: "01:30", action: warning, step: lift, incident: rain, unit: 区气象局, reason: 降雨结束}
+"""
+    run = eventually(lambda: controller.post("/drills", json={"scenario": scenario, "speed": 3600}),
+                     until=lambda r: r.status_code == 202, timeout=30, every=0.5, what="the drill started")
+    run_id = run.json()["run_id"]
+    eventually(lambda: controller.get(f"/drills/{run_id}").json(), until=lambda b: b["status"] in ("done", "failed"),
+               timeout=60, every=0.5, what="the drill done")
+    wid = f"{run_id}.storm.rain"
+    drilled = [e for e in read_all(st.settings.bootstrap, WARNING_EVENTS.name) if e["warning_id"] == wid]
+    assert [e["kind"] for e in drilled] == ["drafted", "issued", "lifted"] and all(e["drill"] for e in drilled)
+    assert b"<status>Exercise</status>" in officer.get(f"/warnings/{wid}/cap").content
+    controller.close()
+
     # the API restarted reads every warning back
     stop_group(st.api)
     st.start_api()

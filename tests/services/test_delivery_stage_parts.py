@@ -154,3 +154,4 @@ def test_a_scenarios_participants_travel_on_its_reports_and_notices_and_only_a_d
     assert reports and all(r.report.drill_participants == ["p1", "p2"] for r in reports)
     notices = [n for inc in observed.incidents.values() for n in inc.notifications]
     assert notices and all(n.drill and n.drill_participants == ["p1", "p2"] for n in notices)
+

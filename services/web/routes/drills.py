@@ -15,7 +15,7 @@ from services.web.answers import invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
 from services.web.routes.params import RunId
-from services.web.state import DrillsDep, DrillTasksDep, PlanDep, PublisherDep, ViewDep
+from services.web.state import DrillsDep, DrillTasksDep, PlanDep, PublisherDep, ViewDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
 
 log = structlog.get_logger("yingji", stage="api")
@@ -32,7 +32,8 @@ class DrillRequest(BaseModel):
 
 @router.post("", status_code=202, responses=responses(401, 403, 413, 422, 503))
 async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher: PublisherDep, drills: DrillsDep,
-                      tasks: DrillTasksDep, user: UserRecord = require("drill.run")) -> Any:
+                      tasks: DrillTasksDep, warnings: WarningsDep, warnings_config: WarningsConfigDep,
+                      user: UserRecord = require("drill.run")) -> Any:
     """Replay a scenario onto the running service, marked as a drill; score it when it ends."""
     try:
         scenario = parse_scenario(req.scenario, source="scenario", plan=plan)
@@ -43,7 +44,8 @@ async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher
         raise BrokerUnavailable("broker not reachable yet")
     run = DrillRun(run_id=new_run_id(), scenario=scenario, speed=req.speed, started_by=user.name)
     drills[run.run_id] = run
-    task = asyncio.create_task(run_drill(run, plan=plan, producer=publisher.producer, view=view))
+    task = asyncio.create_task(run_drill(run, plan=plan, producer=publisher.producer, view=view,
+                                          warnings=warnings, warnings_config=warnings_config))
     tasks.add(task)  # the app's lifespan cancels what is still running when it stops
     task.add_done_callback(tasks.discard)
     log.info("drill_started", run_id=run.run_id, scenario=scenario.id, speed=req.speed, by=user.name)
