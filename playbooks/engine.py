@@ -352,6 +352,7 @@ def decide(
     basis_at: the time of the record this decision answers (the report's received_at, or the
     follow-up's filing time); obligations that count from it (the city report) start there.
     """
+    report = _normalized(report, plan)
     key = report_key(report, plan)
     hit = DECISIONS.get(key)
     template, matched = hit if hit is not None else DECISIONS.get_or_compute(
@@ -365,6 +366,25 @@ def decide(
                "obligations": _timed(matched, report, basis_at or report.received_at)}
     changes.update(_caller_fields(incident_id, report, now))
     return copy_with(template, changes)
+
+
+def _normalized(report: ReportFacts, plan: Plan) -> ReportFacts:
+    """The report as the plan's conditions read it (issue 20 item 1): a key area typed as people type it
+    (城市副中心核心区, 副中心) also under the name the plan writes (4.1.7, 4.3.1, command.yaml's aliases), and a
+    type that implies foreign involvement (涉外, 4.1.4) with its flag set. Before the memo's key, so two
+    reports that read alike share a decision and two that do not never do."""
+    areas = list(report.location.key_area)
+    named = [area.name for a in areas if (area := plan.key_area(a)) is not None and area.name not in areas]
+    itype = plan.find_type(report.type)
+    foreign = itype is not None and not report.flags.foreign_involved and plan.implies_foreign(itype.id)
+    if not named and not foreign:
+        return report
+    update: dict = {}
+    if named:
+        update["location"] = report.location.model_copy(update={"key_area": [*areas, *dict.fromkeys(named)]})
+    if foreign:
+        update["flags"] = report.flags.model_copy(update={"foreign_involved": True})
+    return report.model_copy(update=update)
 
 
 class _CallerFields(Contract):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from playbooks.command import Command, CommandFile, KeyArea, command_for, key_area
+from playbooks.command import Command, CommandFile, KeyArea, command_for, implies_foreign, key_area
 from playbooks.delivery.channels import ChannelsFile
 from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
@@ -365,6 +365,10 @@ class Plan(PlanModel):
     def command_for(self, type_id: str) -> Command:
         """The special HQ (2.3.1) or temporary HQ (2.3.3) and the special plans (8.3) behind a type."""
         return command_for(self.command, type_id, self.types[type_id].lead_units, self.unit_names)
+
+    def implies_foreign(self, type_id: str) -> bool:
+        """A type whose report implies foreigners or 港澳台 people, or effects abroad (4.1.4)."""
+        return implies_foreign(self.command, type_id)
 
     def key_area(self, text: str) -> KeyArea | None:
         """The key area (4.1.4, 4.1.7, 4.3.1) a place text names, longest alias first."""
