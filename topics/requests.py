@@ -459,6 +459,16 @@ class WarningStepAnswer(Contract):
     told: list[str]
 
 
+class WarningTaskAnswer(Contract):
+    task: WarningTask
+    done_at: AwareDatetime | None = None
+    done_by: str | None = None
+
+
+class WarningConfirmRequest(Contract):
+    unit: UnitRef = Field(description="the unit the task falls to")
+
+
 class WarningAnswer(Contract):
     warning_id: str
     status: WarningStatus
@@ -470,3 +480,5 @@ class WarningAnswer(Contract):
     approvals: list[WarningApprovalAnswer]
     told: list[str]
     history: list[WarningStepAnswer]
+    tasks: list[WarningTaskAnswer] = Field(default_factory=list, description="every measure, publication and filing "
+                                                                             "owed, and whether its unit confirmed it")

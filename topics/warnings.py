@@ -36,7 +36,7 @@ class WarningContent(Contract):
     issued_at: UtcDatetime | None = Field(default=None, description="发布时间 (set when issued)")
 
 
-WarningCommandKind = Literal["draft", "approve", "issue", "adjust", "lift"]
+WarningCommandKind = Literal["draft", "approve", "issue", "adjust", "lift", "confirm"]
 
 
 class WarningCommand(Contract):
@@ -51,6 +51,7 @@ class WarningCommand(Contract):
     content: WarningContent | None = Field(default=None, description="draft; adjust (the new level and measures)")
     approval: ShortText | None = Field(default=None, description="approve/adjust: the approval step id of warnings.yaml")
     approver: ShortText | None = Field(default=None, description="approve/adjust: who approved, as recorded")
+    task_id: RecordId | None = Field(default=None, description="confirm: the task its unit has done (3.2.5, 3.2.8)")
     reason: LongText = ""
     drill: bool = False
     schema_version: int = SCHEMA_VERSION
@@ -79,6 +80,7 @@ class WarningEventKind(StrEnum):
     ISSUED = "issued"
     ADJUSTED = "adjusted"
     LIFTED = "lifted"
+    TASK_DONE = "task_done"  # a unit confirmed a measure taken or a publication made
 
 
 class WarningEvent(Contract):
@@ -98,6 +100,7 @@ class WarningEvent(Contract):
     approval: ShortText | None = Field(default=None, description="approved/adjusted: the approval step recorded")
     approver: ShortText | None = Field(default=None, description="approved/adjusted: who approved")
     proposer: ShortText = Field(default="", description="the unit that drafted the warning")
+    task_id: RecordId | None = Field(default=None, description="task_done: the task confirmed")
     tasks: list[WarningTask] = Field(default_factory=list)
     told: list[ShortText] = Field(default_factory=list, description="units told of this step")
     reasons: list[LongText] = Field(default_factory=list)

@@ -60,6 +60,8 @@ class WarningState:
     approvals: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)  # id -> (by, approver, at)
     told: list[str] = field(default_factory=list)
     seq: int = 0
+    tasks: dict[str, WarningTask] = field(default_factory=dict)  # every task of every step, by id
+    done: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # task id -> (by, when confirmed)
 
 
 @dataclass
@@ -183,10 +185,15 @@ def _event(state: WarningState, cmd: WarningCommand, kind: WarningEventKind, rea
     state.seq += 1
     assert state.content.level is not None
     approved = kind in (WarningEventKind.APPROVED, WarningEventKind.ADJUSTED)
+    for t in tasks or []:
+        state.tasks[t.id] = t
+    if kind is WarningEventKind.TASK_DONE and cmd.task_id:
+        state.done[cmd.task_id] = (cmd.by, cmd.at)
     return WarningEvent(id=f"{state.warning_id}.w{state.seq}", warning_id=state.warning_id, seq=state.seq, kind=kind,
                         at=cmd.at, by=cmd.by, level=state.content.level, status=state.status, content=state.content,
                         approvals=list(state.approvals), approval=cmd.approval if approved else None,
-                        approver=cmd.approver if approved else None, proposer=state.proposer, tasks=tasks or [],
+                        approver=cmd.approver if approved else None, proposer=state.proposer,
+                        task_id=cmd.task_id if kind is WarningEventKind.TASK_DONE else None, tasks=tasks or [],
                         told=told or [], reasons=reasons, drill=state.drill)
 
 
@@ -201,6 +208,10 @@ def fold(events: list[WarningEvent]) -> WarningState | None:
         state.status, state.content, state.seq = e.status, e.content, e.seq
         if e.approval:
             state.approvals[e.approval] = (e.by, e.approver or "", e.at)
+        for t in e.tasks:
+            state.tasks[t.id] = t
+        if e.kind is WarningEventKind.TASK_DONE and e.task_id:
+            state.done[e.task_id] = (e.by, e.at)
         if e.told:
             state.told = list(e.told)
     return state
@@ -212,9 +223,24 @@ def step(state: WarningState | None, cmd: WarningCommand, config: WarningsFile, 
         return _draft(state, cmd, config, plan)
     if state is None:
         return Result(None, refused=[f"warning_id: no warning {cmd.warning_id} (draft it first)"])
+    if cmd.kind == "confirm":  # a lifting's own publications are confirmed after it
+        return _confirm(state, cmd, config, plan)
     if state.status is WarningStatus.LIFTED:
         return Result(state, refused=[f"warning_id: {cmd.warning_id} was lifted (3.2.7)"])
     return {"approve": _approve, "issue": _issue, "adjust": _adjust, "lift": _lift}[cmd.kind](state, cmd, config, plan)
+
+
+def _confirm(state: WarningState, cmd: WarningCommand, config: WarningsFile, plan: Plan) -> Result:
+    """A task done, confirmed by the unit it fell to (3.2.5 measures, 3.2.8 publications, 3.2.3 filing)."""
+    task = state.tasks.get(cmd.task_id or "")
+    if task is None:
+        return Result(state, refused=[f"task_id: {cmd.task_id!r} is no task of {state.warning_id}"])
+    if cmd.unit != task.unit_id:
+        return Result(state, refused=[f"unit: the task falls to {task.unit_id}, which confirms it, not {cmd.unit} ({task.section})"])
+    if task.id in state.done:
+        return Result(state, refused=[f"task_id: {task.id} was confirmed already"])
+    reasons = [f"{plan.unit_name(task.unit_id) if task.unit_id in plan.units else task.unit_id} 确认：{task.name[:60]} ({task.section})"]
+    return Result(state, [_event(state, cmd, WarningEventKind.TASK_DONE, reasons)])
 
 
 def _draft(state: WarningState | None, cmd: WarningCommand, config: WarningsFile, plan: Plan) -> Result:

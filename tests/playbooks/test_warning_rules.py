@@ -173,3 +173,19 @@ def test_the_state_folded_from_the_events_takes_the_next_command_as_the_live_one
     assert folded.approvals.keys() == live.approvals.keys()
     nxt = cmd("lift", OFFICE, 5)
     assert step(folded, nxt, CONFIG, PLAN).events[0].model_dump() == step(live, nxt, CONFIG, PLAN).events[0].model_dump()
+
+
+def test_a_task_is_confirmed_by_the_unit_it_falls_to_once():
+    state, results = run(cmd("draft", MET, content=content()), cmd("issue", MET, 2))
+    issued = results[-1].events[0]
+    sms = next(t for t in issued.tasks if t.what == "sms")
+    other = step(state, cmd("confirm", MET, 3, task_id=sms.id), CONFIG, PLAN)
+    assert other.refused and "falls to district_emergency_office" in other.refused[0]  # 3.2.8: its runner confirms
+    done = step(state, cmd("confirm", sms.unit_id, 4, task_id=sms.id), CONFIG, PLAN)
+    assert not done.refused and done.events[0].kind.value == "task_done" and sms.id in done.state.done
+    assert step(done.state, cmd("confirm", sms.unit_id, 5, task_id=sms.id), CONFIG, PLAN).refused  # once
+    assert step(done.state, cmd("confirm", MET, 6, task_id="nope"), CONFIG, PLAN).refused[0].startswith("task_id")
+    # lifted: the lifting's own publications are still confirmed
+    lifted = step(done.state, cmd("lift", MET, 7), CONFIG, PLAN)
+    pub = next(t for t in lifted.events[0].tasks if t.kind == "publication")
+    assert not step(lifted.state, cmd("confirm", pub.unit_id, 8, task_id=pub.id), CONFIG, PLAN).refused

@@ -161,3 +161,19 @@ def test_incoming_cap_from_the_weather_bureau_becomes_a_draft_and_malformed_cap_
     assert officer.post("/warnings/cap", params={"unit": "street_zhongcang"}, content=cap_from_bureau(),
                         headers=headers).status_code == 422
     assert sent.records == []
+
+
+def test_a_publication_task_is_done_when_its_unit_confirms_it(warn):
+    _, client, _ = warn
+    officer = client(Role.DUTY_OFFICER)
+    officer.post("/warnings", json=draft("blue", MET, BASE))
+    body = officer.post("/warnings/w-test-1/issue", json={"unit": MET}).json()
+    sms = next(t["task"] for t in body["tasks"] if t["task"]["what"] == "sms")
+    assert sms["unit_id"] == OFFICE and all(t["done_at"] is None for t in body["tasks"])
+    wrong = officer.post(f"/warnings/w-test-1/tasks/{sms['id']}/confirm", json={"unit": MET})
+    assert wrong.status_code == 422 and wrong.json()["fields"][0]["field"] == "unit"
+    done = officer.post(f"/warnings/w-test-1/tasks/{sms['id']}/confirm", json={"unit": OFFICE})
+    assert done.status_code == 200, done.text
+    [confirmed] = [t for t in done.json()["tasks"] if t["task"]["id"] == sms["id"]]
+    assert confirmed["done_at"] and confirmed["done_by"]
+    assert officer.post(f"/warnings/w-test-1/tasks/{sms['id']}/confirm", json={"unit": OFFICE}).status_code == 422

@@ -30,7 +30,9 @@ from topics.requests import (
     WarningApprovalAnswer,
     WarningApproveRequest,
     WarningDraftRequest,
+    WarningConfirmRequest,
     WarningStepAnswer,
+    WarningTaskAnswer,
 )
 from topics.warnings import WarningCommand, WarningContent
 
@@ -47,6 +49,8 @@ def answer(book: WarningBook, state: WarningState, config) -> WarningAnswer:
         drill=state.drill, proposer=state.proposer, content=state.content,
         approvals=[WarningApprovalAnswer(id=k, by=by, approver=approver, at=at) for k, (by, approver, at) in state.approvals.items()],
         told=state.told,
+        tasks=[WarningTaskAnswer(task=t, done_at=state.done[t.id][1] if t.id in state.done else None,
+                                 done_by=state.done[t.id][0] if t.id in state.done else None) for t in state.tasks.values()],
         history=[WarningStepAnswer(seq=e.seq, kind=e.kind, at=e.at, by=e.by, level=e.level, status=e.status,
                                    reasons=e.reasons, tasks=e.tasks, told=e.told) for e in book.history(state.warning_id)])
 
@@ -123,6 +127,16 @@ async def lift_warning(warning_id: str, req: WarningActRequest, book: WarningsDe
                        user: UserRecord = require("warning.issue")) -> Any:
     """3.2.7: the issuer lifts it at once; everyone told of the issue is told."""
     return await command(book, _cmd("lift", warning_id, user, req.unit, clock, reason=req.reason),
+                         config, plan, publisher, duty)
+
+
+@router.post("/warnings/{warning_id}/tasks/{task_id}/confirm", response_model=WarningAnswer, responses=WRITE)
+async def confirm_warning_task(warning_id: str, task_id: str, req: WarningConfirmRequest, book: WarningsDep,
+                               config: WarningsConfigDep, plan: PlanDep, clock: ClockDep, publisher: PublisherDep,
+                               duty: DutyDep, user: UserRecord = require("warning.issue")) -> Any:
+    """A measure taken (3.2.5), a publication made on its channel (3.2.8) or a filing done, confirmed by
+    the unit it falls to: a task is done when its unit confirms it."""
+    return await command(book, _cmd("confirm", warning_id, user, req.unit, clock, task_id=task_id),
                          config, plan, publisher, duty)
 
 
