@@ -207,3 +207,60 @@ def test_a_drill_warning_is_marked_on_the_board(site, context):
     expect(card).to_contain_text("高温蓝色预警")
     board.get_by_role("button", name=re.compile("^实战")).click()
     expect(card).to_be_hidden()  # filtered as drill incidents are, never mixed in silently
+
+
+def test_the_tasks_of_an_issued_warning_are_confirmed_from_its_page_and_a_viewer_only_reads_them(site, context, browser):
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    sign_in(page, site, Role.DUTY_OFFICER, "/warnings/new")
+    page.get_by_label("发布单位 *").select_option(label="区气象局")
+    page.get_by_label("类别 *").select_option(label="暴雨")
+    page.get_by_label("预警级别 *").select_option("blue")
+    page.locator("#content\\.area").select_option(["street_zhongcang"])
+    page.get_by_label("警示事项 *").fill("预计未来6小时降雨量将达50毫米以上")
+    page.get_by_role("button", name="提交预警草案").click()
+    expect(page.locator("#status")).to_have_text("草案")
+    expect(page.locator("#tasks-empty")).to_be_visible()
+    page.get_by_role("button", name="发布", exact=True).click()
+    expect(page.locator("#status")).to_have_text("已发布")
+    warning_id = re.search(r"/warnings/(w-[0-9a-f]+)/page", page.url).group(1)
+
+    # 发布渠道 (3.2.8) open, each channel with its unit and a 确认完成; the measures folded
+    channels = page.locator('details.task-group[data-kind="publication"]')
+    expect(channels).to_have_attribute("open", "")
+    expect(page.locator('details.task-group[data-kind="measure"]')).not_to_have_attribute("open", "")
+    rows = channels.locator("tbody tr")
+    expect(rows).to_have_count(7)  # six channels of the district and 中仓街道's targeted notice
+    for name in ("广播、电视", "手机短信", "微博、微信", "网站", "电子显示屏", "有线广播警报器、宣传车"):
+        expect(channels).to_contain_text(name)
+    expect(channels.get_by_role("button", name="确认完成")).to_have_count(7)
+    count = channels.locator(".task-count")
+    expect(count).to_have_text("已确认 0 / 7")
+
+    sms = rows.filter(has_text="手机短信")
+    expect(sms).to_contain_text("区应急办")
+    page.evaluate("window.__marker = 'not-reloaded'")
+    sms.get_by_role("button", name="确认完成").click()
+    expect(sms.locator(".task-done")).to_have_text(re.compile(r"^已确认 \d\d:\d\d（w-duty_officer）$"))
+    expect(sms.locator(".task-done")).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    expect(count).to_have_text("已确认 1 / 7")
+    expect(sms.get_by_role("button")).to_have_count(0)
+    assert page.evaluate("window.__marker") == "not-reloaded"  # the section re-rendered in place
+    expect(page.locator("#tasks-error")).to_be_hidden()
+    shot(page, "warn-05-tasks")
+
+    # a viewer: the same list, confirmed where it was, no buttons
+    viewer_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN",
+                                         timezone_id="Asia/Shanghai")
+    try:
+        viewer = viewer_context.new_page()
+        sign_in(viewer, site, Role.VIEWER, f"/warnings/{warning_id}/page")
+        seen = viewer.locator('details.task-group[data-kind="publication"]')
+        expect(seen.locator("tbody tr")).to_have_count(7)
+        expect(seen.locator(".task-count")).to_have_text("已确认 1 / 7")
+        expect(seen.locator("tbody tr").filter(has_text="手机短信")).to_contain_text("已确认")
+        expect(viewer.locator("#tasks").get_by_role("button")).to_have_count(0)
+        expect(viewer.locator("#tasks")).to_contain_text("待确认")
+    finally:
+        viewer_context.close()

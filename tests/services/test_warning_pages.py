@@ -131,3 +131,42 @@ def test_the_board_stream_carries_the_active_warnings_and_a_change_when_one_move
     assert board.changes(view, batch, incident="some-incident", warnings=rows) is None  # an incident's page: no warnings
     r = client(Role.DUTY_OFFICER).post("/warnings/w-test-1/lift", json={"unit": OFFICE, "reason": "结束"})
     assert r.status_code == 200 and rows() == []
+
+
+def test_the_warning_page_lists_its_tasks_by_kind_with_counts_and_confirmations(warn):  # noqa: F811
+    app, client, _ = warn
+    officer, viewer = client(Role.DUTY_OFFICER), client(Role.VIEWER)
+    assert officer.post("/warnings", json=draft()).status_code == 201
+    page = officer.get("/warnings/w-test-1/page", headers=HTML).text
+    assert 'id="tasks-empty"' in page and "确认完成" not in page  # a draft owes nothing yet
+    orange_issued_after_draft(client)
+    tasks = officer.get("/warnings/w-test-1").json()["tasks"]
+    by_kind = {k: [t for t in tasks if t["task"]["kind"] == k] for k in ("measure", "publication", "filing")}
+    # 橙: every street (22) plus the HQ and the department, 4 base measures each, 2 extra for the streets
+    assert len(by_kind["measure"]) == 24 * 4 + 22 * 2 and len(by_kind["publication"]) == 8
+    sms = next(t["task"] for t in by_kind["publication"] if t["task"]["what"] == "sms")
+    r = officer.post(f"/warnings/w-test-1/tasks/{sms['id']}/confirm", json={"unit": sms["unit_id"]})
+    assert r.status_code == 200, r.text
+
+    page = officer.get("/warnings/w-test-1/page", headers=HTML).text
+    section = page.split('id="tasks"')[1].split("</section>")[0]
+    for label, kind, done in (("措施", "measure", 0), ("发布渠道", "publication", 1), ("备案", "filing", 0)):
+        group = section.split(f'<details class="task-group" data-kind="{kind}"')[1]
+        assert f"<strong>{label}</strong>" in group
+        assert f'已确认 <b class="done">{done}</b> / <b class="total">{len(by_kind[kind])}</b>' in group
+    # the measures start folded, the publications and filings open
+    assert '<details class="task-group" data-kind="measure">' in section
+    assert '<details class="task-group" data-kind="publication" open>' in section
+    assert '<details class="task-group" data-kind="filing" open>' in section
+    assert section.count('class="task-confirm"') == len(tasks) - 1
+    sms_row = section.split(f'data-task="{sms["id"]}"')[1].split("</tr>")[0]
+    assert "<td>区应急办</td>" in sms_row and "手机短信" in sms_row and "3.2.8" in sms_row
+    assert 'title="2026-12-07 08:40:00">已确认 08:40（' in sms_row and "确认完成" not in sms_row
+    assert "<td>中仓街道</td>" in section  # the units by their names
+    # a confirmation is no step of the history: the 历程 stays short
+    history = page.split('id="history"')[1].split("</table>")[0]
+    assert history.count("<tr data-seq") == 4
+
+    viewer_page = viewer.get("/warnings/w-test-1/page", headers=HTML).text
+    assert "<button" not in viewer_page.split("<main")[1]
+    assert "已确认 08:40" in viewer_page and "待确认" in viewer_page

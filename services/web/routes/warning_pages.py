@@ -1,6 +1,7 @@
 """The 预警 pages (issue 20 item 5): the warnings, live ones first (/warnings/list); the warning form for
 the issuing units (/warnings/new); a warning's page with its eight items of 3.2.4, its approvals, its
-history with each step's CAP, and the buttons its reader may use (/warnings/{id}/page).
+history with each step's CAP, its tasks (issue 20 item 2: 3.2.5 measures, 3.2.8 publications, 3.2.3
+filings, each with its unit's confirmation) and the buttons its reader may use (/warnings/{id}/page).
 
 Thin: each reads the WarningBook as GET /warnings does (the same `answer`) and lays it out; the form and
 the buttons are the pages' script (static/warning.js) calling the JSON routes of
@@ -24,18 +25,49 @@ from services.web.permissions import can
 from services.web.routes.warnings import answer
 from services.web.state import ClockDep, PagesDep, PlanDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
-from topics.warnings import WarningStatus
+from topics.warnings import WarningEventKind, WarningStatus
 
 router = APIRouter(include_in_schema=False)
 
 STATUS_LABEL = {"draft": "草案", "issued": "已发布", "lifted": "已解除"}
-KIND_LABEL = {"drafted": "拟稿", "approved": "批准", "issued": "发布", "adjusted": "调整级别", "lifted": "解除"}
+KIND_LABEL = {"drafted": "拟稿", "approved": "批准", "issued": "发布", "adjusted": "调整级别", "lifted": "解除",
+              "task_done": "确认任务"}
+# the task groups of the page, in the plan's order; the measures (a 橙/红 warning: 22 streets × up to 6)
+# start folded, the publications and filings open
+TASK_GROUPS = [("measure", "措施", "3.2.5", False), ("publication", "发布渠道", "3.2.8", True),
+               ("filing", "备案", "3.2.3", True)]
 # the units of the approvals (3.2.3(1)): 区领导 sit in 区政府, then 市应急办
 APPROVAL_UNIT = {"district_leader": "district_government", "city_office": "city_emergency_office"}
 
 
 def when(t: datetime | None) -> str:
     return t.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
+
+
+def hhmm(t: datetime) -> str:
+    return t.astimezone(SHANGHAI).strftime("%H:%M")
+
+
+def task_groups(ans: Any, plan: Plan) -> list[dict[str, Any]]:
+    """The warning's tasks by kind, each row laid out once here (no call per row from the page): its
+    unit's name, what it is, its section, the step that made it (the task id's seq) and who confirmed it."""
+    steps = {h.seq: KIND_LABEL.get(h.kind.value, h.kind.value) for h in ans.history}
+    prefix = f"{ans.warning_id}."
+    groups = []
+    for kind, label, section, open_ in TASK_GROUPS:
+        rows = []
+        for t in ans.tasks:
+            if t.task.kind != kind:
+                continue
+            seq = t.task.id[len(prefix):].split(".", 1)[0] if t.task.id.startswith(prefix) else ""
+            rows.append({"id": t.task.id, "unit_id": t.task.unit_id, "unit": unit_name(plan, t.task.unit_id),
+                         "name": t.task.name, "section": t.task.section,
+                         "step": steps.get(int(seq), "") if seq.isdigit() else "",
+                         "done_at": hhmm(t.done_at) if t.done_at else None,
+                         "done_full": when(t.done_at) if t.done_at else None, "done_by": t.done_by})
+        groups.append({"kind": kind, "label": label, "section": section, "open": open_, "rows": rows,
+                       "done": sum(1 for r in rows if r["done_at"])})
+    return groups
 
 
 def unit_name(plan: Plan, unit_id: str | None) -> str:
@@ -127,7 +159,8 @@ async def warning_page(request: Request, warning_id: str, pages: PagesDep, plan:
                  for a in ans.approvals]
     history = [{"seq": h.seq, "kind": KIND_LABEL.get(h.kind.value, h.kind.value), "at": when(h.at), "by": h.by,
                 "level": f"{config.level(h.level).name}", "reasons": h.reasons, "tasks": len(h.tasks),
-                "told": len(h.told), "cap": h.kind in MESSAGE_KINDS} for h in ans.history]
+                "told": len(h.told), "cap": h.kind in MESSAGE_KINDS} for h in ans.history
+               if h.kind is not WarningEventKind.TASK_DONE]  # confirmations: in the tasks, each by its row
     draft, issued = ans.status is WarningStatus.DRAFT, ans.status is WarningStatus.ISSUED
     high = ans.level in config.high
     pending = [a for a in config.approvals if a.id not in state.approvals] if draft and high else []
@@ -143,4 +176,4 @@ async def warning_page(request: Request, warning_id: str, pages: PagesDep, plan:
         approvals=approvals, history=history, pending=pending if may_approve else [],
         can_issue=draft and may_issue, can_adjust=(draft or issued) and may_approve, can_lift=issued and may_issue,
         levels=levels(config), extra=config.extra_measures, config=page_config, proposer=unit_name(plan, ans.proposer),
-        done=request.query_params.get("done", ""))
+        done=request.query_params.get("done", ""), task_groups=task_groups(ans, plan), can_confirm=may_issue)

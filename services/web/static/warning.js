@@ -1,5 +1,7 @@
 /* 预警: the warning form (POST /warnings as JSON, refusals shown next to their field) and a warning's
-   buttons (approve, issue, adjust, lift: each calls the API, then the page is rendered again). */
+   buttons (approve, issue, adjust, lift: each calls the API, then the page is rendered again); its tasks'
+   确认完成 (POST …/tasks/{id}/confirm by the task's own unit: the rows and counts are set again from the
+   answer's tasks, no call per row). */
 'use strict';
 
 (() => {
@@ -25,6 +27,9 @@
     [/is not a street or township of 通州/, () => '不是本区的街道乡镇'],
     [/drafts a warning that .* issues: the issuer drafts it/, () => '蓝色、黄色预警由发布单位自行拟制（3.2.3(1)）'],
     [/recorded already/, () => '该批准已记录'],
+    [/^the task falls to (\S+), which confirms it/, () => '该任务由其所属单位确认'],
+    [/was confirmed already/, () => '该任务已确认'],
+    [/is no task of/, () => '没有这项任务'],
   ];
   function readable(message) {
     const text = String(message || '').replace(/^Value error, /, '').replace(/^[\w.]+: /, '');
@@ -36,7 +41,7 @@
   }
   const fieldsOf = (body) => ((body && body.fields) || []).map((f) => ({ field: f.field, message: readable(f.message) }));
   const FIELD_NAMES = { unit: '单位', approval: '批准', approver: '批准人', approvals: '批准', status: '状态',
-    warning_id: '编号', level: '级别', 'content.level': '级别', 'content.measures': '措施', reason: '原因' };
+    warning_id: '编号', task_id: '任务', level: '级别', 'content.level': '级别', 'content.measures': '措施', reason: '原因' };
 
   // --- the form ------------------------------------------------------------------------------------
   const form = document.getElementById('warning-form');
@@ -135,6 +140,65 @@
       }
     }
 
+    const refusalLines = (resp) => {
+      if (resp.status === 422 && resp.body && resp.body.fields) {
+        return fieldsOf(resp.body).map((x) => `${FIELD_NAMES[x.field] || x.field}：${x.message}`);
+      }
+      if (resp.status === 404) return ['未找到该预警。'];
+      return [YJ.statusMessage(resp)];
+    };
+
+    // --- its tasks: 确认完成 ---------------------------------------------------------------------------
+    const tasks = document.getElementById('tasks');
+    const tasksError = document.getElementById('tasks-error');
+    const doneNode = (t) => YJ.el('span', { class: 'task-done', title: YJ.dateTime(t.done_at),
+      text: `已确认 ${YJ.time(t.done_at).slice(0, 5)}（${t.done_by || '—'}）` });
+
+    // the section again from the warning's answer: each row's state, each group's count
+    function renderTasks(answer) {
+      const rows = new Map([...tasks.querySelectorAll('tr[data-task]')].map((r) => [r.dataset.task, r]));
+      if ((answer.tasks || []).some((t) => !rows.has(t.task.id))) { // tasks made since: the page again
+        location.replace(location.pathname);
+        return;
+      }
+      for (const t of answer.tasks || []) {
+        if (!t.done_at) continue;
+        const cell = rows.get(t.task.id).querySelector('.task-state');
+        if (!cell.querySelector('.task-done')) cell.replaceChildren(doneNode(t));
+      }
+      for (const group of tasks.querySelectorAll('details.task-group')) {
+        const kind = group.dataset.kind;
+        const mine = (answer.tasks || []).filter((t) => t.task.kind === kind);
+        group.querySelector('.task-count .done').textContent = String(mine.filter((t) => t.done_at).length);
+        group.querySelector('.task-count .total').textContent = String(mine.length);
+      }
+    }
+
+    if (tasks) {
+      tasks.addEventListener('click', async (e) => {
+        const button = e.target.closest('button.task-confirm');
+        if (!button) return;
+        tasksError.hidden = true;
+        button.disabled = true;
+        try {
+          const resp = await YJ.api(`/warnings/${id}/tasks/${encodeURIComponent(button.dataset.task)}/confirm`,
+            { method: 'POST', json: { unit: button.dataset.unit } });
+          if (resp.ok) {
+            renderTasks(resp.body);
+            return;
+          }
+          tasksError.replaceChildren(YJ.el('strong', { text: '未受理：' }),
+            ...refusalLines(resp).map((t) => YJ.el('div', { class: 'refusal', text: t })));
+          tasksError.hidden = false;
+        } catch (err) {
+          tasksError.textContent = `提交失败：无法连接服务（${err.message}）。`;
+          tasksError.hidden = false;
+        } finally {
+          button.disabled = false;
+        }
+      });
+    }
+
     page.addEventListener('submit', async (e) => {
       const f = e.target.closest('form[data-action]');
       if (!f) return;
@@ -149,14 +213,7 @@
           location.replace(`${location.pathname}?done=${f.dataset.action}`); // rendered again from the book
           return;
         }
-        let lines;
-        if (resp.status === 422 && resp.body && resp.body.fields) {
-          lines = fieldsOf(resp.body).map((x) => `${FIELD_NAMES[x.field] || x.field}：${x.message}`);
-        } else if (resp.status === 404) {
-          lines = ['未找到该预警。'];
-        } else {
-          lines = [YJ.statusMessage(resp)];
-        }
+        const lines = refusalLines(resp);
         error.replaceChildren(YJ.el('strong', { text: '未受理：' }), ...lines.map((t) => YJ.el('div', { class: 'refusal', text: t })));
         error.hidden = false;
       } catch (err) {
