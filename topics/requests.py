@@ -404,12 +404,14 @@ class IncidentAnswer(Contract):
 # --- warnings (预警, issue 20) ---------------------------------------------------------------------
 
 UnitRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+# a warning's id: short enough that its steps', tasks' and notices' ids stay record ids
+WarningId = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=ID_PATTERN)]
 
 
 class WarningDraftRequest(Contract):
     """A warning drafted by its issuing unit (3.2.3): the eight items of 3.2.4 (发布时间 set when issued)."""
 
-    warning_id: ClientId | None = Field(default=None, description="the client's id; one is made when absent")
+    warning_id: WarningId | None = Field(default=None, description="the client's id; one is made when absent")
     unit: UnitRef = Field(description="the unit drafting it: the issuer of 蓝/黄, 区应急办 for 橙/红")
     content: WarningContent
     drill: bool = False

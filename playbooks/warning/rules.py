@@ -26,6 +26,7 @@ import yaml
 
 from playbooks.warning.cap import NOT_XML
 from playbooks.warning.config import WARNINGS_FILE, WarningsFile
+from topics.delivery import fit_id
 from playbooks.warning.config import PlanUnits as Plan
 from topics.warnings import (
     WarningCommand,
@@ -158,21 +159,21 @@ def tasks_for(state: WarningState, config: WarningsFile, plan: Plan, kind: Warni
     if kind is not WarningEventKind.LIFTED:
         for u in units:
             for m in config.base_measures:
-                tasks.append(WarningTask(id=f"{prefix}.{u}.{m.id}", unit_id=u, kind="measure", what=m.id, name=m.name,
+                tasks.append(WarningTask(id=fit_id(f"{prefix}.{u}.{m.id}"), unit_id=u, kind="measure", what=m.id, name=m.name,
                                          section="3.2.5(1)"))
             if high and u in streets:
                 for m in config.extra_measures:
                     if m.id in c.measures:
-                        tasks.append(WarningTask(id=f"{prefix}.{u}.{m.id}", unit_id=u, kind="measure", what=m.id,
+                        tasks.append(WarningTask(id=fit_id(f"{prefix}.{u}.{m.id}"), unit_id=u, kind="measure", what=m.id,
                                                  name=m.name, section="3.2.5(2)"))
     for ch in config.channels:
         owners = list(c.area) if ch.unit == "street" else [ch.unit]
         for u in owners:
-            tasks.append(WarningTask(id=f"{prefix}.{u}.{ch.id}", unit_id=u, kind="publication", what=ch.id, name=ch.name,
+            tasks.append(WarningTask(id=fit_id(f"{prefix}.{u}.{ch.id}"), unit_id=u, kind="publication", what=ch.id, name=ch.name,
                                      section="3.2.8"))
     filing = config.authority["orange_red" if high else "blue_yellow"]["filed_with"]
     for u in filing:
-        tasks.append(WarningTask(id=f"{prefix}.{u}.filing", unit_id=u, kind="filing", what="filing",
+        tasks.append(WarningTask(id=fit_id(f"{prefix}.{u}.filing"), unit_id=u, kind="filing", what="filing",
                                  name="备案" if not high else "报告", section="3.2.3(1)(2)"))
     told = list(dict.fromkeys([*units, *filing, *(t.unit_id for t in tasks)]))
     if kind is WarningEventKind.LIFTED:  # 3.2.7: everyone told of the issue

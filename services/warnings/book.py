@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from playbooks.plan import Plan
 from playbooks.warning.rules import Result, WarningsFile, WarningState, fold, step
+from topics.delivery import fit_id
 from topics.catalog import DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED, WARNING_EVENTS
 from topics.models import NotificationRequested
 from topics.warnings import WarningCommand, WarningEvent, WarningEventKind, WarningStatus
@@ -106,7 +107,7 @@ def notices(event: WarningEvent, plan: Plan, config: WarningsFile) -> list[Notif
         tasks = "、".join(dict.fromkeys(t.name[:24] for t in mine))[:400]
         why = (f"{'【演练】' if event.drill else ''}{category.name if category else ''}{level.name}预警"
                f"{KIND_WORDS[event.kind]}（{level.grade}）" + (f"：{tasks}" if tasks else ""))
-        key = f"{event.id}.{unit_id}"
+        key = fit_id(f"{event.id}.{unit_id}")
         name = plan.unit_name(unit_id) if unit_id in plan.units or unit_id in plan.parties else unit_id
         out.append(NotificationRequested(
             id=key, dedup_key=key, incident_id=event.warning_id, drill=event.drill, unit_id=unit_id, unit=name,

@@ -146,19 +146,19 @@ def test_incoming_cap_from_the_weather_bureau_becomes_a_draft_and_malformed_cap_
     app, client, sent = warn
     officer = client(Role.DUTY_OFFICER)
     headers = {"content-type": "application/cap+xml"}
-    r = officer.post("/warnings/cap", params={"unit": MET}, content=cap_from_bureau(), headers=headers)
+    r = officer.post("/warnings/cap/incoming", params={"unit": MET}, content=cap_from_bureau(), headers=headers)
     assert r.status_code == 201, r.text
     body = r.json()
     assert (body["status"], body["level"], body["content"]["issuer"]) == ("draft", "yellow", MET)
     assert set(body["content"]["area"]) == {"street_zhongcang", "town_songzhuang"}
-    again = officer.post("/warnings/cap", params={"unit": MET}, content=cap_from_bureau(), headers=headers)
+    again = officer.post("/warnings/cap/incoming", params={"unit": MET}, content=cap_from_bureau(), headers=headers)
     assert again.json()["warning_id"] == body["warning_id"]  # the same message: the same warning
     sent.records.clear()
     bomb = b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><alert>&lol2;</alert>'
     for bad in (b"not xml", bomb, cap_from_bureau().replace(b"+08:00</sent>", b"Z</sent>")):
-        r = officer.post("/warnings/cap", params={"unit": MET}, content=bad, headers=headers)
+        r = officer.post("/warnings/cap/incoming", params={"unit": MET}, content=bad, headers=headers)
         assert r.status_code == 422 and r.json()["fields"], r.text
-    assert officer.post("/warnings/cap", params={"unit": "street_zhongcang"}, content=cap_from_bureau(),
+    assert officer.post("/warnings/cap/incoming", params={"unit": "street_zhongcang"}, content=cap_from_bureau(),
                         headers=headers).status_code == 422
     assert sent.records == []
 

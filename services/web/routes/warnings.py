@@ -38,6 +38,9 @@ from topics.warnings import WarningCommand, WarningContent
 
 log = structlog.get_logger("yingji", stage="api")
 router = APIRouter(tags=["warnings"])
+# path parameters as the records take them: anything else is a 422 naming it, never a record that fails to build
+WarningIdParam = Annotated[str, Path(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9._:\-]+$")]
+TaskIdParam = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
 ATOM_NS = "http://www.w3.org/2005/Atom"
 WRITE = responses(401, 403, 404, 413, 422, 503)
 
@@ -77,7 +80,7 @@ async def command(book: WarningBook, cmd: WarningCommand, config, plan, publishe
 
 
 def _cmd(kind: str, warning_id: str, user: UserRecord, unit: str, clock, **kw) -> WarningCommand:
-    return WarningCommand(id=f"{warning_id}.{kind}.{uuid.uuid4().hex[:12]}", warning_id=warning_id, kind=kind,
+    return WarningCommand(id=f"{warning_id}.{kind[:7]}.{uuid.uuid4().hex[:12]}", warning_id=warning_id, kind=kind,
                           by=user.name, unit=unit, at=clock.now(), **kw)
 
 
@@ -94,7 +97,7 @@ async def draft_warning(req: WarningDraftRequest, book: WarningsDep, config: War
 
 
 @router.post("/warnings/{warning_id}/approvals", response_model=WarningAnswer, responses=WRITE)
-async def approve_warning(warning_id: str, req: WarningApproveRequest, book: WarningsDep, config: WarningsConfigDep,
+async def approve_warning(warning_id: WarningIdParam, req: WarningApproveRequest, book: WarningsDep, config: WarningsConfigDep,
                           plan: PlanDep, clock: ClockDep, publisher: PublisherDep, duty: DutyDep,
                           user: UserRecord = require("warning.approve")) -> Any:
     """An approval of an 橙/红 warning, with who approved (3.2.3(1)): 区领导 first, then 市应急办."""
@@ -103,7 +106,7 @@ async def approve_warning(warning_id: str, req: WarningApproveRequest, book: War
 
 
 @router.post("/warnings/{warning_id}/issue", response_model=WarningAnswer, responses=WRITE)
-async def issue_warning(warning_id: str, req: WarningActRequest, book: WarningsDep, config: WarningsConfigDep,
+async def issue_warning(warning_id: WarningIdParam, req: WarningActRequest, book: WarningsDep, config: WarningsConfigDep,
                         plan: PlanDep, clock: ClockDep, publisher: PublisherDep, duty: DutyDep,
                         user: UserRecord = require("warning.issue")) -> Any:
     """Issue it: the units and streets it names are told, its measures and publications become tasks."""
@@ -112,7 +115,7 @@ async def issue_warning(warning_id: str, req: WarningActRequest, book: WarningsD
 
 
 @router.post("/warnings/{warning_id}/adjust", response_model=WarningAnswer, responses=WRITE)
-async def adjust_warning(warning_id: str, req: WarningAdjustRequest, book: WarningsDep, config: WarningsConfigDep,
+async def adjust_warning(warning_id: WarningIdParam, req: WarningAdjustRequest, book: WarningsDep, config: WarningsConfigDep,
                          plan: PlanDep, clock: ClockDep, publisher: PublisherDep, duty: DutyDep,
                          user: UserRecord = require("warning.approve")) -> Any:
     """3.2.6: 区应急办 changes the level with the 区应急委 leader's approval."""
@@ -122,7 +125,7 @@ async def adjust_warning(warning_id: str, req: WarningAdjustRequest, book: Warni
 
 
 @router.post("/warnings/{warning_id}/lift", response_model=WarningAnswer, responses=WRITE)
-async def lift_warning(warning_id: str, req: WarningActRequest, book: WarningsDep, config: WarningsConfigDep,
+async def lift_warning(warning_id: WarningIdParam, req: WarningActRequest, book: WarningsDep, config: WarningsConfigDep,
                        plan: PlanDep, clock: ClockDep, publisher: PublisherDep, duty: DutyDep,
                        user: UserRecord = require("warning.issue")) -> Any:
     """3.2.7: the issuer lifts it at once; everyone told of the issue is told."""
@@ -131,7 +134,7 @@ async def lift_warning(warning_id: str, req: WarningActRequest, book: WarningsDe
 
 
 @router.post("/warnings/{warning_id}/tasks/{task_id}/confirm", response_model=WarningAnswer, responses=WRITE)
-async def confirm_warning_task(warning_id: str, task_id: str, req: WarningConfirmRequest, book: WarningsDep,
+async def confirm_warning_task(warning_id: WarningIdParam, task_id: TaskIdParam, req: WarningConfirmRequest, book: WarningsDep,
                                config: WarningsConfigDep, plan: PlanDep, clock: ClockDep, publisher: PublisherDep,
                                duty: DutyDep, user: UserRecord = require("warning.issue")) -> Any:
     """A measure taken (3.2.5), a publication made on its channel (3.2.8) or a filing done, confirmed by
@@ -172,7 +175,7 @@ async def warnings_feed(book: WarningsDep, config: WarningsConfigDep, plan: Plan
     return Response(ET.tostring(feed, encoding="utf-8", xml_declaration=True), media_type=ATOM_TYPE)
 
 
-@router.post("/warnings/cap", status_code=201, response_model=WarningAnswer, responses=WRITE,
+@router.post("/warnings/cap/incoming", status_code=201, response_model=WarningAnswer, responses=WRITE,
              openapi_extra={"requestBody": {"required": True, "content": {CAP_TYPE: {"schema": {"type": "string"}},
                                                                          "application/xml": {"schema": {"type": "string"}}}}})
 async def incoming_cap(request: Request, unit: Annotated[str, Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
@@ -224,21 +227,21 @@ CAP_ANSWER = {200: {"content": {CAP_TYPE: {"schema": {"type": "string"}}}, "desc
 
 
 @router.get("/warnings/{warning_id}/cap", response_class=Response, responses=CAP_ANSWER)
-async def warning_cap(warning_id: str, book: WarningsDep, config: WarningsConfigDep, plan: PlanDep,
+async def warning_cap(warning_id: WarningIdParam, book: WarningsDep, config: WarningsConfigDep, plan: PlanDep,
                       user: UserRecord = require("warning.read")) -> Response:
     """The warning's latest CAP 1.2 message: Draft before issue, Alert, Update, Cancel; Exercise in a drill."""
     return _cap(book, config, plan, warning_id, None)
 
 
 @router.get("/warnings/{warning_id}/cap/{seq}", response_class=Response, responses=CAP_ANSWER)
-async def warning_cap_step(warning_id: str, seq: Annotated[int, Path(ge=1, le=10_000)], book: WarningsDep,
+async def warning_cap_step(warning_id: WarningIdParam, seq: Annotated[int, Path(ge=1, le=10_000)], book: WarningsDep,
                            config: WarningsConfigDep, plan: PlanDep, user: UserRecord = require("warning.read")) -> Response:
     """The CAP 1.2 message of one step of the warning."""
     return _cap(book, config, plan, warning_id, seq)
 
 
 @router.get("/warnings/{warning_id}", response_model=WarningAnswer, responses=responses(401, 403, 404))
-async def get_warning(warning_id: str, book: WarningsDep, config: WarningsConfigDep,
+async def get_warning(warning_id: WarningIdParam, book: WarningsDep, config: WarningsConfigDep,
                       user: UserRecord = require("warning.read")) -> Any:
     state = book.state(warning_id)
     if state is None:
