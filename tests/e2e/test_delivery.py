@@ -44,7 +44,7 @@ from topics.models import Post, Role
 
 pytestmark = pytest.mark.e2e
 SH = ZoneInfo("Asia/Shanghai")
-STEP_S = 20
+STEP_S = 12
 LINK = re.compile(r"/ack/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 POSTS = {"officer": Post.officer, "chief": Post.chief, "leader": Post.leader}
 
