@@ -8,7 +8,7 @@ by name, never an address."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from playbooks.delivery.book import NoticeBook, Try
@@ -141,5 +141,5 @@ def base_time(book: NoticeBook, step: int) -> datetime:
 
 
 def seconds_since(then: datetime, now: datetime) -> float:
-    return max(0.0, (now - then.astimezone(timezone.utc)).total_seconds()) if then else 0.0
+    return max(0.0, (now - then).total_seconds())
 

@@ -128,7 +128,6 @@ class DeliveryStage:
         self.recent: dict[str, deque[bool]] = {cid: deque(maxlen=FAILING_AFTER) for cid in senders}
         self.consumer: AIOKafkaConsumer | None = None
         self.to_rebuild: set[int] = set()  # partitions given to this process and not yet read back
-        self.live = False  # records read from here on are new (not the rebuild): acks count in ack latency
 
     # --- folding ---------------------------------------------------------------------------
 

@@ -8,18 +8,18 @@ event; a restarted process reads both from the beginning and knows what it knew.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from playbooks.duty.address import DutyIndex, address
 from playbooks.duty.change import union, unit_roster
 from playbooks.duty.config import DutyFile
+from services.following import follow_from_start
 from services.privacy import Sealer
 from topics.catalog import DUTY_LOG, DUTY_ROSTERS
 from topics.duty import DutyEvent, Person, PersonPrivate, Roster, RosterRecord, RosterSource, SealedPerson
@@ -128,35 +128,7 @@ class DutyBook:
     async def follow(self, bootstrap: str) -> None:
         """Both topics from the beginning, then as they grow; caught_up once both ends were reached."""
         tps = [TopicPartition(DUTY_ROSTERS.name, 0), TopicPartition(DUTY_LOG.name, 0)]
-        while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-            try:
-                await consumer.start()
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-                ends = await consumer.end_offsets(tps)
-                pending = {tp for tp in tps if ends[tp] > 0}
-                if not pending:
-                    self.caught_up.set()
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200)
-                    for tp, records in batches.items():
-                        for r in records:
-                            self.apply_raw(tp.topic, r.value, r.offset)
-                    # by position, not by a record at end - 1: a log emptied by retention has none
-                    for tp in list(pending):
-                        if await consumer.position(tp) >= ends[tp]:
-                            pending.discard(tp)
-                    if not pending:
-                        self.caught_up.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away: read again from the start
-                log.warning("duty_retry", error=type(exc).__name__)
-                await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        await follow_from_start(bootstrap, tps, self.apply_raw, self.caught_up, "duty")
 
 
 # --- synchronous edge: the CLI ---------------------------------------------------------------

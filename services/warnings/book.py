@@ -9,17 +9,17 @@ delivery stage takes to them. Events before notices: a notice never tells of a s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from playbooks.plan import Plan
 from playbooks.warning.rules import Result, WarningsFile, WarningState, fold, step
-from topics.delivery import fit_id
+from services.following import follow_from_start
 from topics.catalog import DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED, WARNING_EVENTS
+from topics.delivery import fit_id
 from topics.models import NotificationRequested
 from topics.warnings import WarningCommand, WarningEvent, WarningEventKind, WarningStatus
 
@@ -61,38 +61,15 @@ class WarningBook:
         """Issued and not lifted: what the board shows."""
         return [s for s in self.all() if s.status is WarningStatus.ISSUED]
 
-    def apply_raw(self, value: bytes, offset: int) -> None:
+    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:  # noqa: ARG002 - follow_from_start's apply
         try:
             self.apply(WarningEvent.model_validate_json(value))
         except (ValidationError, ValueError) as exc:
             log.error("bad_warning_record", offset=offset, error=type(exc).__name__)
 
     async def follow(self, bootstrap: str) -> None:
-        tp = TopicPartition(WARNING_EVENTS.name, 0)
-        while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-            try:
-                await consumer.start()
-                consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
-                end = (await consumer.end_offsets([tp]))[tp]
-                if end == 0:
-                    self.caught_up.set()
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200)
-                    for records in batches.values():
-                        for r in records:
-                            self.apply_raw(r.value, r.offset)
-                    if await consumer.position(tp) >= end:
-                        self.caught_up.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away: read again from the start
-                log.warning("warnings_retry", error=type(exc).__name__)
-                await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        await follow_from_start(bootstrap, [TopicPartition(WARNING_EVENTS.name, 0)], self.apply_raw, self.caught_up,
+                                "warnings")
 
 
 def notices(event: WarningEvent, plan: Plan, config: WarningsFile) -> list[NotificationRequested]:

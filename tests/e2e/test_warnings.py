@@ -20,7 +20,7 @@ from playbooks.warning.cap import validate
 from services.local.sinks import mail_dir
 from services.local.stack import stop_group
 from tests.conftest import read_all
-from tests.e2e.test_delivery import delivery_stack, roster_records, person_id, start  # noqa: F401 - the fixture
+from tests.e2e.test_delivery import delivery_stack, person_id, start  # noqa: F401 - the fixture
 from tests.waiting import eventually
 from topics.catalog import DELIVERIES, DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED, WARNING_EVENTS
 
