@@ -151,7 +151,14 @@ def stack(tmp_path):
     publish_user(settings.bootstrap, user_record("stack-officer", Role.DUTY_OFFICER, token,
                                                  now=datetime.now(timezone.utc), by="test"))
     st.start_worker()
-    st.start_api()
+    for attempt in range(3):  # a port free a moment ago can be taken meanwhile (a client's ephemeral port)
+        try:
+            st.start_api()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            st.settings = st.settings.model_copy(update={"api_port": free_port()})
     st.token = token  # type: ignore[attr-defined]
     yield st
     st.stop()
