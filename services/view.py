@@ -203,6 +203,7 @@ class IncidentView:
         self.verified: dict[str, datetime] = {}
         self.caught_up = asyncio.Event()
         self._subscribers: set[asyncio.Queue] = set()
+        self.version = 0  # counts the changes shown: what is computed from the whole view is cached by it
 
     def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue:
         """A queue of changes, each {"incident_id", "topic", "event" (timeline event JSON or None)}.
@@ -311,6 +312,7 @@ class IncidentView:
                 return
         except ValidationError:
             return  # the incidents stage dead-letters bad records; the view just does not show them
+        self.version += 1
         if self._subscribers:
             self._publish({"incident_id": incident_id, "topic": topic, "event": event_json})
 

@@ -35,6 +35,7 @@ from services.privacy import Sealer
 from services.settings import Settings, get_settings
 from services.users import UserDirectory
 from services.view import IncidentView
+from services.web.board import TrendCache
 from services.web.answers import field_errors, invalid, unavailable
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.drills = {}  # run id -> DrillRun, the runs this process started
     app.state.drill_tasks = set()
     app.state.pages = Pages()
+    app.state.trends = TrendCache(app.state.view)  # the board's trends, computed once for every board watching
     app.openapi = partial(openapi_with_plan, app, plan)  # type: ignore[method-assign]
 
     app.middleware("http")(limit_body)

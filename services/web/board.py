@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, AsyncIterator
+from zoneinfo import ZoneInfo
 
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
 
@@ -36,6 +37,10 @@ KEEPALIVE_S = 15.0  # and a ping, so proxies, dead peers and the page's watchdog
 COALESCE_S = 0.1  # changes arriving together (a decision opens several obligations) go out as one message
 FEED_KINDS = frozenset({"breach", "escalation", "obligation_late", "regraded", "level_adjusted"})
 FEED_SIZE = 60
+TREND_HOURS = 24  # issue 21 item 4: incidents per hour over the last 24 hours
+TREND_EVERY_S = 30.0  # the trends go out again this often when they changed (an hour turns, a breach lands)
+TREND_KINDS = {"breach": "breaches", "escalation": "escalations"}  # 超时未报 and 督办 (逐级上报) per hour
+BEIJING = ZoneInfo("Asia/Shanghai")  # "today" and the hours are the duty room's (people read them)
 _NOTE = re.compile(r"（[^（）]*）$")
 
 
@@ -96,7 +101,9 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
         "id": st.incident_id,
         "drill": rep.drill,
         "status": "ended" if fold.ended else ("decided" if dec else "reported"),
+        "ended_at": _iso(fold.ended_at),
         "type": dec.type_name if dec else rep.type,
+        "type_id": dec.type_id if dec else rep.type,
         "category": dec.category_name if dec else "",
         "grade": dec.grade.value if dec else None,
         "level": dec.response_level.value if dec else None,
@@ -131,6 +138,8 @@ def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:
         "step": (event.get("details") or {}).get("step"),
         "type": dec.type_name if dec else (rep.type if rep else ""),
         "street": rep.location.street if rep else None,
+        "level": dec.response_level.value if dec else None,
+        "lead_units": list(dec.lead_units) if dec else [],
     }
 
 
@@ -169,6 +178,7 @@ def warning_rows(book: WarningBook, config: WarningsFile, plan: Plan) -> list[di
             "id": st.warning_id, "drill": st.drill, "level": c.level.value, "rank": lv.rank,
             "level_name": lv.name, "grade": lv.grade, "category": cat.name if cat else (c.category or ""),
             "area": [plan.unit_name(a) if a in plan.units else a for a in c.area],
+            "area_ids": list(c.area),  # the map colours a street's cell by its id, or the district when no street is named
             "issuer": plan.unit_name(c.issuer) if c.issuer and c.issuer in plan.units else (c.issuer or ""),
             "issued_at": _iso(c.issued_at), "start": _iso(c.start), "hazards": c.hazards[:200],
         })
@@ -176,22 +186,89 @@ def warning_rows(book: WarningBook, config: WarningsFile, plan: Plan) -> list[di
     return out
 
 
+def on_board(st: IncidentReadModel, now: datetime) -> bool:
+    """Open, or ended today (Beijing's day, issue 21's 今日已结束 filter); a drill's incident ended on its
+    own simulated day stays while its run is shown."""
+    ended = st.fold.ended_at
+    if ended is None:
+        return True
+    if st.reported is not None and st.reported.report.drill:
+        return False
+    return ended.astimezone(BEIJING).date() == now.astimezone(BEIJING).date()
+
+
 def snapshot(view: IncidentView, incident: str | None = None, drills: list | None = None,
-             warnings: Warnings | None = None) -> dict[str, Any]:
+             warnings: Warnings | None = None, trends: dict[str, Any] | None = None) -> dict[str, Any]:
     if incident is not None:
         st = view.incidents.get(incident)
         row = board_row(st) if st else None
         return {"server_time": _now(), "rows": [row] if row else [], "feed": [], "drills": drills or []}
     rows, feed = [], []
+    now = datetime.now(timezone.utc)
     for st in view.incidents.values():
+        if not on_board(st, now):
+            continue
         row = board_row(st)
-        if row is None or row["status"] == "ended":
+        if row is None:
             continue
         rows.append(row)
-        feed.extend(_feed_item(st, e.model_dump(mode="json")) for e in st.events.values() if e.kind.value in FEED_KINDS)
+        if row["status"] != "ended":
+            feed.extend(_feed_item(st, e.model_dump(mode="json")) for e in st.events.values() if e.kind.value in FEED_KINDS)
     feed.sort(key=lambda f: f["recorded_at"])
-    return {"server_time": _now(), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or [],
+    body = {"server_time": _iso(now), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or [],
             "warnings": warnings() if warnings else []}
+    if trends is not None:
+        body["trends"] = trends
+    return body
+
+
+def hour_start(t: datetime) -> datetime:
+    """The Beijing hour a time falls in, as an aware datetime."""
+    return t.astimezone(BEIJING).replace(minute=0, second=0, microsecond=0)
+
+
+def trends(view: IncidentView, now: datetime, hours: int = TREND_HOURS) -> dict[str, Any]:
+    """Live incidents received per Beijing hour over the last `hours` by response level (研判中 while
+    undecided), and breaches (超时未报) and 督办 steps (逐级上报) per hour by the time they fell due.
+    Drills are left out: their times are a scenario's, scored on their own."""
+    first = hour_start(now) - timedelta(hours=hours - 1)
+    levels = ["一级", "二级", "三级", "研判中"]
+    incidents = {lv: [0] * hours for lv in levels}
+    events = {name: [0] * hours for name in TREND_KINDS.values()}
+
+    def slot(t: datetime) -> int | None:
+        i = int((t - first).total_seconds() // 3600)
+        return i if 0 <= i < hours else None
+
+    for st in view.incidents.values():
+        if st.reported is None or st.reported.report.drill:
+            continue
+        i = slot(st.reported.report.received_at)
+        if i is not None:
+            dec = st.decided.decision if st.decided else None
+            incidents[dec.response_level.value if dec else "研判中"][i] += 1
+        for e in st.events.values():
+            name = TREND_KINDS.get(e.kind.value)
+            if name is not None and (j := slot(e.at)) is not None:
+                events[name][j] += 1
+    return {"hours": [_iso(first + timedelta(hours=k)) for k in range(hours)], "incidents": incidents, **events}
+
+
+class TrendCache:
+    """The trends, computed once per view change and minute for every board watching (each stream
+    asks every TREND_EVERY_S); held by the app (app.state.trends), not the module."""
+
+    def __init__(self, view: IncidentView) -> None:
+        self.view = view
+        self._key: tuple | None = None
+        self._value: dict[str, Any] = {}
+
+    def get(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(timezone.utc)
+        key = (self.view.version, hour_start(now))
+        if key != self._key:
+            self._value, self._key = trends(self.view, now), key
+        return self._value
 
 
 def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | None = None,
@@ -226,16 +303,29 @@ def ping() -> ServerSentEvent:
 
 
 async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str | None,
-                 warnings: Warnings | None = None) -> AsyncIterator[ServerSentEvent]:
+                 warnings: Warnings | None = None, trend_cache: TrendCache | None = None) -> AsyncIterator[ServerSentEvent]:
     """The board's stream for one client. sse-starlette ends it when the client goes or the server
     shuts down (it cancels this generator), and sends the pings."""
     queue = view.subscribe()
     getter: asyncio.Future | None = None
+    trend_cache = trend_cache if incident is None else None  # an incident's page has no trends
+
+    def trend_now() -> dict[str, Any] | None:
+        return trend_cache.get() if trend_cache is not None else None
+
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         drills_seen = drill_runs(drills)
-        yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings), event="snapshot")
+        trends_seen = trend_now()
+        trends_at = time.monotonic()
+        yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings, trends_seen), event="snapshot")
         while True:
+            if trend_cache is not None and time.monotonic() - trends_at >= TREND_EVERY_S:
+                trends_at = time.monotonic()
+                latest = trend_now()
+                if latest != trends_seen:
+                    trends_seen = latest
+                    yield JSONServerSentEvent({"server_time": _now(), "trends": latest}, event="trends")
             # one pending get kept across ticks: a get cancelled on a timeout could lose its change
             if getter is None:
                 getter = asyncio.ensure_future(queue.get())
@@ -255,7 +345,8 @@ async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str 
                 view.unsubscribe(queue)
                 queue = view.subscribe()
                 drills_seen = drill_runs(drills)
-                yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings), event="snapshot")
+                trends_seen = trend_now()
+                yield JSONServerSentEvent(snapshot(view, incident, drills_seen, warnings, trends_seen), event="snapshot")
                 continue
             body = changes(view, batch, incident, warnings)
             if body is not None:

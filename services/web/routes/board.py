@@ -23,5 +23,6 @@ async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book:
     and `ping`."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         return JSONResponse(status_code=406, content={"error": "an event stream: send Accept: text/event-stream"})
-    return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan)), ping=board.KEEPALIVE_S,
+    return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan),
+                                            request.app.state.trends), ping=board.KEEPALIVE_S,
                                ping_message_factory=board.ping, headers={"Cache-Control": "no-store"})

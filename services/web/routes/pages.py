@@ -14,7 +14,7 @@ from playbooks.plan import IncidentType, Plan
 from services.web.auth import require_page
 from services.web.permissions import can
 from services.web.state import PagesDep, PlanDep, ViewDep
-from topics.models import Grade, Role, UserRecord
+from topics.models import Grade, ResponseLevel, Role, UserRecord
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,12 +55,17 @@ async def home(who: UserRecord | Response = require_page("incident.read")) -> Re
 
 
 @router.get("/board", response_class=HTMLResponse)
-async def board(request: Request, pages: PagesDep, who: UserRecord | Response = require_page("incident.read")) -> Response:
+async def board(request: Request, pages: PagesDep, plan: PlanDep,
+                who: UserRecord | Response = require_page("incident.read")) -> Response:
     if isinstance(who, Response):
         return who
     default_filter = "drill" if who.role is Role.DRILL_CONTROLLER else "live"
     config = {"user": who.name, "role": who.role.value, "default_filter": default_filter,
-              "can_raise": can(who, "incident.raise")}
+              "can_raise": can(who, "incident.raise"),
+              # the filters' values in the plan's order, each shown even at 0 (issue 21 item 1)
+              "streets": list(plan.streets), "grades": [g.value for g in Grade],
+              "levels": [lv.value for lv in ResponseLevel],
+              "categories": [name for name, _ in type_groups(plan)]}
     return pages.render(request, "board.html", user=who, config=config)
 
 
