@@ -147,6 +147,8 @@ class IncidentReadModel:
     # per notice (dedup_key): the view's own dict for this incident, shared, so deliveries read before
     # the incident's report are there when it comes
     deliveries: dict[str, NoticeStatus] = field(default_factory=dict)
+    rev: int = 0  # counts the changes to this incident: what is computed from it is cached by it
+    shown: tuple[int, Any] | None = None  # (rev, the board's row of it) for every board watching (services.web.board)
 
     def add_event(self, event: IncidentEvent) -> None:
         if event.seq in self.events:
@@ -313,6 +315,8 @@ class IncidentView:
         except ValidationError:
             return  # the incidents stage dead-letters bad records; the view just does not show them
         self.version += 1
+        if (changed := self.incidents.get(incident_id)) is not None:
+            changed.rev += 1
         if self._subscribers:
             self._publish({"incident_id": incident_id, "topic": topic, "event": event_json})
 

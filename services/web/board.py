@@ -10,6 +10,7 @@ reporter and summary are only ever sealed, and the board never asks for them).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -123,6 +124,14 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
     }
 
 
+def shown_row(st: IncidentReadModel) -> dict[str, Any] | None:
+    """The board's row of an incident, built once per change of it for every board watching (a row is
+    never changed after it is built: each change builds a new one)."""
+    if st.shown is None or st.shown[0] != st.rev:
+        st.shown = (st.rev, board_row(st))
+    return st.shown[1]
+
+
 def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:
     rep = st.reported.report if st.reported else None
     dec = st.decided.decision if st.decided else None
@@ -201,21 +210,23 @@ def snapshot(view: IncidentView, incident: str | None = None, drills: list | Non
              warnings: Warnings | None = None, trends: dict[str, Any] | None = None) -> dict[str, Any]:
     if incident is not None:
         st = view.incidents.get(incident)
-        row = board_row(st) if st else None
+        row = shown_row(st) if st else None
         return {"server_time": _now(), "rows": [row] if row else [], "feed": [], "drills": drills or []}
     rows, feed = [], []
     now = datetime.now(timezone.utc)
     for st in view.incidents.values():
         if not on_board(st, now):
             continue
-        row = board_row(st)
+        row = shown_row(st)
         if row is None:
             continue
         rows.append(row)
         if row["status"] != "ended":
-            feed.extend(_feed_item(st, e.model_dump(mode="json")) for e in st.events.values() if e.kind.value in FEED_KINDS)
-    feed.sort(key=lambda f: f["recorded_at"])
-    body = {"server_time": _iso(now), "rows": rows, "feed": feed[-FEED_SIZE:], "drills": drills or [],
+            feed.extend((e.recorded_at, e.seq, st, e) for e in st.events.values() if e.kind.value in FEED_KINDS)
+    # only the latest are sent: thousands of incidents have tens of thousands of breaches and steps
+    latest = heapq.nlargest(FEED_SIZE, feed, key=lambda f: (f[0], f[1]))
+    items = [_feed_item(st, e.model_dump(mode="json")) for _, _, st, e in reversed(latest)]
+    body = {"server_time": _iso(now), "rows": rows, "feed": items, "drills": drills or [],
             "warnings": warnings() if warnings else []}
     if trends is not None:
         body["trends"] = trends
@@ -288,7 +299,7 @@ def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | Non
         st = view.incidents.get(iid)
         if event and st is not None and event["kind"] in FEED_KINDS:
             feed.append(_feed_item(st, event))
-    rows = [r for r in (board_row(view.incidents[i]) for i in ids if i in view.incidents) if r is not None]
+    rows = [r for r in (shown_row(view.incidents[i]) for i in ids if i in view.incidents) if r is not None]
     if not rows and not feed and not warned:
         return None
     body = {"server_time": _now(), "rows": rows, "feed": feed}

@@ -1,0 +1,117 @@
+"""What the board's stream computes from the read model (issue 21): which incidents it carries (open, and
+ended today by Beijing's day), the trends per Beijing hour, and the cache every board shares."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from playbooks.lifecycle import check_due, handle, start
+from playbooks.plan import load_plan
+from services.view import IncidentView
+from services.web.board import TrendCache, board_row, on_board, shown_row, snapshot, trends
+from tests.playbooks.conftest import make_report
+from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED
+from topics.models import EndRecorded, IncidentCommand, IncidentDecided, IncidentReported
+
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+# 2026-12-07 10:30 Beijing: the hours on the board start at 10:00 Beijing, 02:00 UTC
+NOW = datetime(2026, 12, 7, 2, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return load_plan()
+
+
+def feed(view: IncidentView, plan, iid: str, received: datetime, *, facts=None, drill=False, breach_at=None,
+         end_at=None) -> None:
+    """One incident through the pure lifecycle into the view, as the topics would carry it."""
+    report = make_report("gas_accident", report_id=iid, occurred_at=(received - M).isoformat(),
+                         received_at=received.isoformat(), facts=facts or {}, drill=drill)
+    rec = IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=received)
+    out = start(rec, plan, received)
+    events = list(out.events)
+    state = out.state
+    if breach_at is not None:
+        due = check_due(state, plan, breach_at)
+        events += due.events
+        state = due.state
+    if end_at is not None:
+        body = EndRecorded(id=f"end-{iid}", incident_id=iid, authority="district_committee", decided_by="区应急委",
+                           ended_at=end_at, recorded_by="指挥员乙")
+        events += handle(state, IncidentCommand(id=f"c-{iid}", incident_id=iid, body=body), plan, end_at).events
+    view.apply(INCIDENTS_REPORTED.name, rec.model_dump_json().encode())
+    for d in out.decisions:
+        dec = IncidentDecided(id=f"d-{iid}", incident_id=iid, drill=drill, decision=d, accepted_at=received)
+        view.apply(INCIDENTS_DECIDED.name, dec.model_dump_json().encode())
+    for e in events:
+        view.apply(INCIDENT_EVENTS.name, e.model_dump_json().encode())
+
+
+def test_trends_count_live_incidents_per_beijing_hour_by_level_and_breaches_by_their_due_hour(plan):
+    view = IncidentView()
+    feed(view, plan, "a", NOW - 10 * M)  # this hour (10:00 Beijing)
+    feed(view, plan, "b", NOW - 2 * H, facts={"deaths": 3})  # 08:xx, 较大: 一级
+    feed(view, plan, "c", NOW - 2 * H - 5 * M, breach_at=NOW - 2 * H + 6 * M)  # 08:xx, its phone report missed at 08:31
+    feed(view, plan, "old", NOW - 30 * H)  # outside the 24 hours
+    feed(view, plan, "drill", NOW - 10 * M, drill=True)  # drills are not the district's trend
+    t = trends(view, NOW)
+    assert len(t["hours"]) == 24
+    assert t["hours"][-1] == "2026-12-07T02:00:00+00:00" and t["hours"][0] == "2026-12-06T03:00:00+00:00"
+    levels = {lv: sum(v) for lv, v in t["incidents"].items()}
+    assert sum(levels.values()) == 3
+    assert t["incidents"]["一级"][-3] == 1  # b, at 08:xx Beijing: two hours before the last
+    assert sum(t["incidents"][lv][-1] for lv in t["incidents"]) == 1  # a
+    assert sum(t["breaches"]) >= 1 and t["breaches"][-3] >= 1
+    assert t["escalations"][-3] == sum(t["escalations"])  # 督办 steps taken with the breach, at its due hour
+
+
+def test_the_board_carries_open_incidents_and_those_ended_today_by_beijing_day(plan):
+    view = IncidentView()
+    feed(view, plan, "open", NOW - 3 * H)
+    feed(view, plan, "ended-today", NOW - 3 * H, end_at=NOW - 1 * H)  # ended 09:30 Beijing today
+    # ended 2026-12-06 23:50 Beijing: yesterday there, although the same UTC day as NOW
+    feed(view, plan, "ended-yesterday", NOW - 20 * H, end_at=datetime(2026, 12, 6, 15, 50, tzinfo=timezone.utc))
+    feed(view, plan, "drill-ended", NOW - 3 * H, drill=True, end_at=NOW - 1 * H)
+    carried = {iid for iid, st in view.incidents.items() if on_board(st, NOW)}
+    assert carried == {"open", "ended-today"}
+    row = board_row(view.incidents["ended-today"])
+    assert row["status"] == "ended" and row["ended_at"] == (NOW - 1 * H).isoformat()
+    assert row["type_id"] == "gas_accident" and row["street"] == "梨园镇"
+
+
+def test_the_snapshot_feed_keeps_the_latest_breaches_of_open_incidents(plan):
+    view = IncidentView()
+    for i in range(70):
+        feed(view, plan, f"i{i:02d}", NOW - 3 * H + i * M, breach_at=NOW)
+    snap = snapshot(view)
+    assert len(snap["rows"]) == 70
+    assert len(snap["feed"]) == 60
+    assert [f["recorded_at"] for f in snap["feed"]] == sorted(f["recorded_at"] for f in snap["feed"])
+    assert all(f["level"] and f["lead_units"] for f in snap["feed"])
+
+
+def test_the_trend_cache_computes_again_only_when_the_view_changed_or_the_hour_turned(plan):
+    view = IncidentView()
+    cache = TrendCache(view)
+    feed(view, plan, "a", NOW - 10 * M)
+    first = cache.get(NOW)
+    assert cache.get(NOW + 5 * M) is first  # nothing changed, same hour
+    feed(view, plan, "b", NOW - 5 * M)
+    second = cache.get(NOW + 5 * M)
+    assert second is not first and sum(sum(v) for v in second["incidents"].values()) == 2
+    assert cache.get(NOW + 40 * M) is not second  # 11:10 Beijing: a new hour
+
+
+def test_a_row_is_built_once_per_change_of_its_incident_for_every_board(plan):
+    view = IncidentView()
+    feed(view, plan, "a", NOW - 3 * H)
+    st = view.incidents["a"]
+    first = shown_row(st)
+    assert shown_row(st) is first and snapshot(view)["rows"][0] is first
+    feed(view, plan, "a", NOW - 3 * H, breach_at=NOW)  # the same records again (no change), then the breach
+    again = shown_row(st)
+    assert again is not first and again["breached"] and not first["breached"]
