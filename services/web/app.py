@@ -37,6 +37,7 @@ from services.settings import Settings, get_settings
 from services.users import UserDirectory
 from services.view import IncidentView
 from services.web.answers import field_errors, invalid, unavailable
+from services.web.district_map import DistrictMap
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
 from services.web.rendering import STATIC_DIR, Pages, VendorFiles, missing_vendor_scripts
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.drills = {}  # run id -> DrillRun, the runs this process started
     app.state.drill_tasks = set()
     app.state.pages = Pages()
+    app.state.district_map = DistrictMap(plan)  # the board's map: built on its first request (/board/map.json)
     app.openapi = partial(openapi_with_plan, app, plan)  # type: ignore[method-assign]
 
     app.middleware("http")(limit_body)
