@@ -4,23 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
+# the pages' vendored scripts (Apache ECharts for the board's map), from Maven as a WebJar: deploy/web/pom.xml
+WEB    := .web/.complete
 # Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
 # a CJK font so the page screenshots are legible.
 APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars schemas clean
+.PHONY: run test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
 
-run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
+run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
 
-test: $(DEPS) $(JARS) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
+test: $(DEPS) $(JARS) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
 	$(BIN)/python -m pytest -q
 
-test-unit: $(DEPS)  ## engine, contracts and agents: no broker needed
+test-unit: $(DEPS) $(WEB)  ## engine, contracts and agents: no broker needed
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-test-e2e: $(DEPS) $(JARS)
+test-e2e: $(DEPS) $(JARS) $(WEB)
 	$(BIN)/python -m pytest -q -m e2e
 
 deps: $(DEPS)
@@ -43,16 +45,29 @@ $(JARS): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
 	touch $@
 
+# Apache ECharts (Apache-2.0): the one minified bundle and its LICENSE and NOTICE, served at /static/vendor/
+web-assets: $(WEB)
+$(WEB): deploy/web/pom.xml
+	rm -rf .web/maven .web/vendor
+	mvn -q -B -f deploy/web/pom.xml dependency:unpack-dependencies
+	mkdir -p .web/vendor
+	cd .web/maven/unpacked/META-INF/resources/webjars/echarts/* && \
+	  cp dist/echarts.min.js $(CURDIR)/.web/vendor/ && \
+	  cp LICENSE $(CURDIR)/.web/vendor/echarts.LICENSE.txt && \
+	  cp NOTICE $(CURDIR)/.web/vendor/echarts.NOTICE.txt && \
+	  cp licenses/LICENSE-d3 $(CURDIR)/.web/vendor/echarts.LICENSE-d3.txt
+	touch $@
+
 faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents in flight, worker SIGKILLed
 	$(BIN)/python -m pytest -q -s tests/e2e/test_faults.py --fault-incidents=10000
 
 faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 notices, the delivery stage SIGKILLed five times
 	$(BIN)/python -m pytest -q -s tests/e2e/test_delivery_faults.py --delivery-notices=10000 --delivery-kills=5
 
-bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
+bench: $(DEPS) $(JARS) $(WEB)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench
 
-bench-smoke: $(DEPS) $(JARS)  ## the same harness, small (seconds); also run by make test
+bench-smoke: $(DEPS) $(JARS) $(WEB)  ## the same harness, small (seconds); also run by make test
 	$(BIN)/python -m tests.bench --smoke
 
 schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playbook-format change
@@ -60,4 +75,4 @@ schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playb
 	$(BIN)/python -m playbooks.schemas
 
 clean:
-	rm -rf $(VENV) .kafka .pytest_cache
+	rm -rf $(VENV) .kafka .web .pytest_cache

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
 
     bootstrap_servers: str = Field(default="", description="host:port[,host:port]; empty: local Kafka")
     data_dir: Path = Field(default=REPO_ROOT / ".data", description="local broker data, keys, worker state")
+    vendor_dir: Path = Field(default=REPO_ROOT / ".web" / "vendor", description="the pages' third-party scripts (Apache ECharts), put there by `make web-assets` and served at /static/vendor/")
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import AsyncIterator, Iterator
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -37,9 +38,10 @@ from services.users import UserDirectory
 from services.view import IncidentView
 from services.web.board import TrendCache
 from services.web.answers import field_errors, invalid, unavailable
+from services.web.district_map import DistrictMap
 from services.web.openapi import openapi_with_plan
 from services.web.publisher import BrokerUnavailable, Publisher
-from services.web.rendering import STATIC_DIR, Pages
+from services.web.rendering import STATIC_DIR, Pages, VendorFiles, missing_vendor_scripts
 from services.web.routes import (
     ack,
     board,
@@ -55,6 +57,8 @@ from services.web.routes import (
     warning_pages,
     warnings,
 )
+
+log = structlog.get_logger("yingji", stage="api")
 
 ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
            signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
@@ -95,12 +99,18 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.drill_tasks = set()
     app.state.pages = Pages()
     app.state.trends = TrendCache(app.state.view)  # the board's trends, computed once for every board watching
+    app.state.district_map = DistrictMap(plan)  # the board's map: built on its first request (/board/map.json)
     app.openapi = partial(openapi_with_plan, app, plan)  # type: ignore[method-assign]
 
     app.middleware("http")(limit_body)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    # before /static, which would take /static/vendor/… too; the files come from `make web-assets`
+    app.mount("/static/vendor", VendorFiles(settings.vendor_dir), name="vendor")
+    if missing := missing_vendor_scripts(settings.vendor_dir):
+        log.warning("web_assets_missing", missing=missing, directory=str(settings.vendor_dir),
+                    fix="run `make web-assets`: the board's map needs them, /static/vendor/ answers 404 meanwhile")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:
         app.include_router(router)

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from services.web.permissions import can
@@ -17,6 +18,10 @@ from topics.models import Role, UserRecord
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 TEMPLATES_DIR = HERE / "templates"
+# /static/vendor/: third-party scripts, not in git. `make web-assets` fetches them from Maven as WebJars
+# (deploy/web/pom.xml) into .web/vendor/: Apache ECharts (Apache License 2.0; its LICENSE and NOTICE
+# are served beside it) draws the board's map.
+VENDOR_SCRIPTS = ("echarts.min.js",)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -59,3 +64,19 @@ class Pages:
 
 def role_label(role: Role) -> str:
     return ROLE_LABEL.get(role, role.value)
+
+
+class VendorFiles(StaticFiles):
+    """The files of `directory` (settings.vendor_dir) at /static/vendor/. The directory may be
+    missing (`make web-assets` not run): the API starts all the same and each path answers 404,
+    where Starlette's StaticFiles would fail the first request."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory=directory, check_dir=False)
+
+    async def check_config(self) -> None:
+        return None  # a missing directory: every lookup finds nothing, so 404
+
+
+def missing_vendor_scripts(directory: Path) -> list[str]:
+    return [name for name in VENDOR_SCRIPTS if not (directory / name).is_file()]

@@ -21,6 +21,7 @@ from services.privacy import Sealer
 from services.settings import Settings
 from services.users import UserDirectory
 from services.view import IncidentView
+from services.web.district_map import DistrictMap
 from services.web.publisher import Publisher
 from services.web.rendering import Pages
 
@@ -49,3 +50,4 @@ PagesDep = Annotated[Pages, Depends(_state("pages"))]
 AckKeyDep = Annotated[bytes, Depends(_state("ack_key"))]
 WarningsDep = Annotated[WarningBook, Depends(_state("warnings"))]
 WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]
+DistrictMapDep = Annotated[DistrictMap, Depends(_state("district_map"))]

