@@ -469,7 +469,7 @@
     setText($('map-note'), `示意图：${mapData.credit}`);
     if (!window.echarts) { setText($('map-note'), `态势图组件未加载（运行 make web-assets）。${mapData.credit}`); drawMap(); return; }
     echarts.registerMap('tongzhou', mapData.outline);
-    map = echarts.init($('map'), null, { renderer: 'svg' });
+    map = echarts.init($('map'), null, { renderer: 'canvas' });
     map.on('click', (p) => { if (p.data && p.data.street) toggle('street', p.data.street); });
     window.addEventListener('resize', () => map && map.resize());
     mapKey = '';
@@ -508,7 +508,7 @@
     map.setOption({
       animation: false,
       tooltip: { formatter: (p) => (p.data && p.data.street ? `${p.data.street}：${p.data.n} 起${p.data.overdue ? `（超时 ${p.data.overdue}）` : ''}${p.data.warning ? `<br>生效预警：${p.data.warning}` : ''}` : '') },
-      geo: { map: 'tongzhou', roam: false, silent: true, layoutCenter: ['50%', '50%'], layoutSize: '100%',
+      geo: { map: 'tongzhou', roam: false, silent: true, top: 8, bottom: 8, left: 8, right: 8,
         itemStyle: { areaColor: '#122132', borderColor: '#6f8bab', borderWidth: 1.5 } },
       series: [{
         type: 'custom', coordinateSystem: 'geo', data, animation: false,
@@ -533,7 +533,7 @@
   let lastTrends = null; // drawn again once ECharts has loaded (it comes after this script)
   function drawTrends(t) {
     if (!t || !window.echarts) return;
-    if (!trendCharts) trendCharts = [echarts.init($('trend-incidents'), null, { renderer: 'svg' }), echarts.init($('trend-breaches'), null, { renderer: 'svg' })];
+    if (!trendCharts) trendCharts = [echarts.init($('trend-incidents'), null, { renderer: 'canvas' }), echarts.init($('trend-breaches'), null, { renderer: 'canvas' })];
     const hours = t.hours.map((h) => YJ.time(h).slice(0, 2));
     const axis = { type: 'category', data: hours, axisLabel: { color: '#9fb0c4', fontSize: 10, interval: 3 }, axisLine: { lineStyle: { color: '#2c3e55' } } };
     const yAxis = { type: 'value', minInterval: 1, axisLabel: { color: '#9fb0c4', fontSize: 10 }, splitLine: { lineStyle: { color: '#223246' } } };
