@@ -11,10 +11,13 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
+
+run-cluster: $(DEPS) $(JARS) $(WEB)  ## the same on a local three-node Kafka cluster (replication 3, min.insync.replicas 2; ports 9092-9097)
+	YINGJI_KAFKA_NODES=3 $(BIN)/yingji run
 
 test: $(DEPS) $(JARS) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
 	$(BIN)/python -m pytest -q

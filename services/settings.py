@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    kafka_nodes: int = Field(default=1, description="local Apache Kafka nodes `yingji run` starts: 1 (one combined node on kafka_port and kafka_controller_port), or 3 (`make run-cluster`: three combined broker+controller nodes, node i on kafka_port + 2(i-1) and the port after it as its controller; topics on 3 replicas, min.insync.replicas 2)")
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     worker_web_port: int = 6066
@@ -90,7 +91,14 @@ class Settings(BaseSettings):
 
     @property
     def local_bootstrap(self) -> str:
+        if self.kafka_nodes > 1:
+            return ",".join(f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.kafka_nodes))
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def topic_replication(self) -> int:
+        """The catalog's topics' replication: the setting, or 3 on the local three-node cluster."""
+        return max(self.replication_factor, min(3, self.kafka_nodes) if not self.bootstrap_servers else 1)
 
     @property
     def bootstrap(self) -> str:

@@ -55,7 +55,7 @@ def cmd_topics(_: argparse.Namespace) -> int:
     from services.settings import get_settings
 
     s = get_settings()
-    created = create_topics(s.bootstrap, replication=s.replication_factor)
+    created = create_topics(s.bootstrap, replication=s.topic_replication)
     print(json.dumps({"created": created}))
     return 0
 
@@ -151,7 +151,10 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # Ctrl-C, even when started with SIGINT ignored
     try:
-        if not s.bootstrap_servers:
+        if not s.bootstrap_servers and s.kafka_nodes > 1:
+            print(f"starting a local Apache Kafka cluster of {s.kafka_nodes} nodes (data in {s.data_dir / 'cluster'}) …",
+                  flush=True)
+        elif not s.bootstrap_servers:
             print(f"starting local Apache Kafka (data in {s.data_dir / 'kafka'}) …", flush=True)
         stack.start_broker()
         admin_token = ensure_admin(s.bootstrap, now=WallClock().now(), data_dir=s.data_dir)
@@ -163,7 +166,8 @@ def cmd_run(_: argparse.Namespace) -> int:
         print(f"yingji API:  {s.api_url}", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
         print(f"  metrics:   {s.api_url}/metrics", flush=True)
-        print(f"  Kafka:     {s.bootstrap}", flush=True)
+        print(f"  Kafka:     {s.bootstrap}" + (f"  ({s.kafka_nodes} nodes, topics on {s.topic_replication} replicas, "
+                                                   "min.insync.replicas 2)" if s.kafka_nodes > 1 else ""), flush=True)
         if admin_token:
             print(f"  first start: user 'admin' created; token (shown once, kept in {s.data_dir / 'admin.token'}):",
                   flush=True)

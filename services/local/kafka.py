@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -252,17 +253,46 @@ def rss_bytes(pid: int) -> int:
 # the broker
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """The controllers of a cluster of several combined nodes (KIP-853's dynamic quorum): every node is
+    formatted with the same cluster id and the same initial controllers, each with its own directory id."""
+
+    cluster_id: str
+    controllers: tuple[tuple[int, int, str], ...]  # (node id, controller port, metadata directory id)
+
+    @classmethod
+    def new(cls, controllers: list[tuple[int, int]]) -> Quorum:
+        return cls(_new_cluster_id(), tuple((node, port, _new_cluster_id()) for node, port in controllers))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for _, port, _ in self.controllers)
+
+    @property
+    def initial_controllers(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{port}:{dir_id}" for node, port, dir_id in self.controllers)
+
+    @property
+    def size(self) -> int:
+        return len(self.controllers)
+
+
 class LocalKafka:
-    """One Apache Kafka node (process.roles=broker,controller) on loopback, data in data_dir."""
+    """One Apache Kafka node (process.roles=broker,controller) on loopback, data in data_dir: alone
+    (quorum None: its own controller, every replication factor 1) or one of a quorum's nodes
+    (services.local.cluster: replication factor 3, min.insync.replicas 2)."""
 
     def __init__(self, data_dir: Path, port: int = 9092, controller_port: int = 9093,
-                 heap: str = "512m") -> None:
+                 heap: str = "512m", *, node_id: int = 1, quorum: Quorum | None = None) -> None:
         if port == controller_port:
             raise ValueError("port and controller_port must differ")
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
+        self.node_id = node_id
+        self.quorum = quorum
         self.log_dirs = self.data_dir / "kafka-logs"
         self.properties_file = self.data_dir / "server.properties"
         self.cluster_id_file = self.data_dir / "cluster-id"
@@ -284,8 +314,10 @@ class LocalKafka:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 60) -> LocalKafka:
-        """Fetch jars if needed, format once, start the JVM and wait until it answers metadata."""
+    def start(self, timeout: float = 60, *, wait: bool = True) -> LocalKafka:
+        """Fetch jars if needed, format once, start the JVM and wait until it answers metadata (a node
+        of a quorum cannot before a majority of its controllers run: LocalCluster starts them all, then
+        waits with wait_ready)."""
         with self._lock:
             if self.is_running():
                 return self
@@ -301,12 +333,16 @@ class LocalKafka:
             self._write_properties()
             self._format_once(lib)
             self._launch(lib)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
         try:
             self._wait_ready(timeout)
         except BaseException:
             self.kill()
             raise
-        return self
 
     def stop(self, timeout: float = 20) -> None:
         """Clean shutdown (SIGTERM: Kafka flushes and closes its logs); SIGKILL after timeout."""
@@ -342,10 +378,11 @@ class LocalKafka:
     # -- steps ---------------------------------------------------------------------------------
 
     def _properties(self) -> dict[str, str]:
-        return {
+        q = self.quorum
+        props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.bootstrap.servers": q.bootstrap_servers if q else f"127.0.0.1:{self.controller_port}",
             "listeners": (f"PLAINTEXT://127.0.0.1:{self.port},"
                           f"CONTROLLER://127.0.0.1:{self.controller_port}"),
             "advertised.listeners": (f"PLAINTEXT://127.0.0.1:{self.port},"
@@ -374,6 +411,28 @@ class LocalKafka:
             "broker.heartbeat.interval.ms": "1000",
             "broker.session.timeout.ms": "9000",
         }
+        if q is not None and q.size >= 3:
+            # Three nodes: every record on three, acknowledged by two (acks=all), so one node can die
+            # with nothing acknowledged lost and writes going on; a replica that fell behind is never
+            # made leader (it would drop what the others acknowledged).
+            props |= {
+                "offsets.topic.replication.factor": "3",
+                "transaction.state.log.replication.factor": "3",
+                "transaction.state.log.min.isr": "2",
+                "share.coordinator.state.topic.replication.factor": "3",
+                "share.coordinator.state.topic.min.isr": "2",
+                "default.replication.factor": "3",
+                "min.insync.replicas": "2",
+                "unclean.leader.election.enable": "false",
+                # Three JVMs on two cores beside the workers and the API: few threads each
+                # (defaults 3 network, 8 io, 10 background).
+                "num.network.threads": "2",
+                "num.io.threads": "2",
+                "background.threads": "2",
+                "num.replica.fetchers": "1",
+                "log.cleaner.threads": "1",
+            }
+        return props
 
     def _write_properties(self) -> None:
         body = "".join(f"{k}={v}\n" for k, v in self._properties().items())
@@ -382,6 +441,8 @@ class LocalKafka:
         tmp.replace(self.properties_file)
 
     def _cluster_id(self) -> str:
+        if self.quorum is not None:
+            return self.quorum.cluster_id
         # Kept beside the data so a re-format (after a lost meta.properties) keeps the same id.
         if self.cluster_id_file.is_file():
             cid = self.cluster_id_file.read_text().strip()
@@ -405,8 +466,9 @@ class LocalKafka:
     def _format_once(self, lib: Path) -> None:
         if (self.log_dirs / "meta.properties").is_file():
             return
+        quorum = ["--standalone"] if self.quorum is None else ["--initial-controllers", self.quorum.initial_controllers]
         cmd = self._jvm_base(lib, "256m") + [
-            "kafka.tools.StorageTool", "format", "--standalone",
+            "kafka.tools.StorageTool", "format", *quorum,
             "-t", self._cluster_id(), "-c", str(self.properties_file)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from services.kafka_topics import create_topics
+from services.local.cluster import LocalCluster
 from services.local.kafka import LocalKafka
 from services.local.sinks import sinks_env
 from services.settings import Settings
@@ -53,7 +54,7 @@ class LocalStack:
         self.settings = settings
         self.log = log
         self.log_dir = log_dir
-        self.broker: LocalKafka | None = None
+        self.broker: LocalKafka | LocalCluster | None = None
         self.worker: subprocess.Popen | None = None
         self.api: subprocess.Popen | None = None
         self.extra_workers: list[subprocess.Popen] = []
@@ -70,7 +71,10 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         s = self.settings
         local = sinks_env(s) if self.uses_local_robots else {}
+        # the processes see the cluster as given (YINGJI_BOOTSTRAP_SERVERS), so they are told its replication too:
+        # a worker's table changelog on one replica of three nodes would die with that node
         return {**local, **os.environ, "YINGJI_BOOTSTRAP_SERVERS": s.bootstrap, "YINGJI_DATA_DIR": str(s.data_dir),
+                "YINGJI_REPLICATION_FACTOR": str(s.topic_replication),
                 "YINGJI_API_PORT": str(s.api_port), "YINGJI_WORKER_WEB_PORT": str(s.worker_web_port)}
 
     def log_path(self, name: str) -> Path | None:
@@ -89,10 +93,12 @@ class LocalStack:
 
     def start_broker(self) -> None:
         s = self.settings
-        if not s.bootstrap_servers:
+        if not s.bootstrap_servers and s.kafka_nodes > 1:
+            self.broker = LocalCluster(Path(s.data_dir) / "cluster", base_port=s.kafka_port, nodes=s.kafka_nodes).start()
+        elif not s.bootstrap_servers:
             self.broker = LocalKafka(Path(s.data_dir) / "kafka", port=s.kafka_port,
                                      controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
-        create_topics(s.bootstrap, replication=s.replication_factor)
+        create_topics(s.bootstrap, replication=s.topic_replication)
 
     def _spawn_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         return self._spawn(f"worker-{index}", [sys.executable, "-m", "services.cli", "worker"], env=env)
