@@ -33,7 +33,7 @@ $(DEPS): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-$(APT): | $(DEPS)
+$(APT): Makefile | $(DEPS)  # a package added to APT_PKGS is installed on a machine set up before
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
