@@ -7,8 +7,9 @@ JARS   := .kafka/lib/.complete
 # the pages' vendored scripts (Apache ECharts for the board's map), from Maven as a WebJar: deploy/web/pom.xml
 WEB    := .web/.complete
 # Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
-# a CJK font so the page screenshots are legible.
-APT_PKGS := prometheus chromium fonts-wqy-microhei
+# a CJK font so the page screenshots are legible; haproxy (`haproxy -c`) and systemd (`systemd-analyze
+# verify`: Debian's minimal and container images come without it) check deploy/haproxy and deploy/systemd.
+APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
 .PHONY: run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
@@ -35,7 +36,7 @@ $(DEPS): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-$(APT): | $(DEPS)
+$(APT): Makefile | $(DEPS)  # a package added to APT_PKGS is installed on a machine set up before
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
