@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -63,8 +64,10 @@ class LocalCluster:
     def start(self, timeout: float = 120) -> LocalCluster:
         """Every node launched, then each waited for: a node answers only once a majority of the
         controllers run; then until every broker is registered."""
-        for node in self.nodes.values():
-            node.start(timeout, wait=False)
+        # formatted and launched side by side: each format is a JVM of its own
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            for done in [pool.submit(node.start, timeout, wait=False) for node in self.nodes.values()]:
+                done.result()
         for node in self.nodes.values():
             node.wait_ready(timeout)
         self.wait_brokers(len(self.nodes), timeout)
