@@ -12,7 +12,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -67,6 +67,12 @@ faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents 
 
 faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 notices, the delivery stage SIGKILLed five times
 	$(BIN)/python -m pytest -q -s tests/e2e/test_delivery_faults.py --delivery-notices=10000 --delivery-kills=5
+
+test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a partition's leader SIGKILLed mid-write (minutes)
+	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_cluster.py
+
+fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 15)
+	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40
 
 bench: $(DEPS) $(JARS) $(WEB)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench

@@ -166,8 +166,10 @@ def stack(tmp_path):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--delivery-notices", type=int, default=400,
+    parser.addoption("--fuzz-examples", type=int, default=15,
+                     help="generated cases per API operation in tests/e2e/test_fuzz.py (40 via `make fuzz`)")
+    parser.addoption("--delivery-notices", type=int, default=250,
                      help="notices in flight for the delivery stage's kill test (issue 19: 10000 via `make faults-delivery`)")
-    parser.addoption("--delivery-kills", type=int, default=2, help="times the delivery stage is SIGKILLed (issue 19: 5)")
+    parser.addoption("--delivery-kills", type=int, default=1, help="times the delivery stage is SIGKILLed (issue 19: 5)")
     parser.addoption("--fault-incidents", type=int, default=800,
                      help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")

@@ -16,7 +16,7 @@ from services.local.cluster import LocalCluster
 from services.local.kafka import free_port_run
 from topics.catalog import CATALOG, INCIDENTS_REPORTED
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 TOPIC = INCIDENTS_REPORTED.name
 
 
