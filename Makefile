@@ -9,7 +9,7 @@ JARS   := .kafka/lib/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei
 APT    := .venv/.apt-installed
 
-.PHONY: run test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars schemas clean
+.PHONY: run test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke deps kafka-jars schemas clean
 
 run: $(DEPS) $(JARS)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -48,6 +48,9 @@ faults: $(DEPS) $(JARS)  ## issue 5's fault test at full size: 10,000 incidents 
 
 faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 notices, the delivery stage SIGKILLed five times
 	$(BIN)/python -m pytest -q -s tests/e2e/test_delivery_faults.py --delivery-notices=10000 --delivery-kills=5
+
+board-scale: $(DEPS) $(JARS) $(APT)  ## issue 21's board test at full size: 5,000 open incidents in Chromium, screenshots in screenshots/
+	$(BIN)/python -m pytest -q -s tests/pages/test_board_scale.py --board-incidents=5000
 
 bench: $(DEPS) $(JARS)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench
