@@ -12,7 +12,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -73,6 +73,9 @@ test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a par
 
 fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 15)
 	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40
+
+board-scale: $(DEPS) $(JARS) $(WEB) $(APT)  ## issue 21's board test at full size: 5,000 open incidents in Chromium, screenshots in screenshots/
+	$(BIN)/python -m pytest -q -s tests/pages/test_board_scale.py --board-incidents=5000
 
 bench: $(DEPS) $(JARS) $(WEB)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench

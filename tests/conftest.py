@@ -35,6 +35,7 @@ class Service:
     proc: subprocess.Popen
     worker_metrics: list[str] = field(default_factory=list)  # one URL per worker `yingji run` started
     tokens: dict[str, str] = field(default_factory=dict)
+    warm_incident: str = ""  # the incident start_service raised to see the worker decide
 
     def worker_metrics_text(self, timeout: float = 30) -> str:
         """Every worker's exposition, one after the other: a sum over lines sums over the workers."""
@@ -77,9 +78,11 @@ def unique_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
-    data_dir = tmp_path_factory.mktemp("yingji-data")
+def start_service(data_dir: Path) -> Service:
+    """`yingji run` on a local Kafka in `data_dir`, on free ports, with a user per role, back once the
+    worker has decided a first incident (`warm_incident`). RuntimeError when it does not start; the
+    caller stops it with `stop_service`. The session's `service` and the modules that need a stack of
+    their own (tests/pages/test_board_scale.py, tests/bench/board_page.py) start it this one way."""
     kafka_port, controller_port, api_port = free_port(), free_port(), free_port()
     workers = Settings().worker_processes  # what `yingji run` starts here: worker i serves worker_port + i
     worker_port = free_port_run(workers)  # below the range free_port draws from: no overlap with those
@@ -101,42 +104,78 @@ def service(tmp_path_factory) -> Service:
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    log.close()  # the child has its own copy of the descriptor
     api = f"http://127.0.0.1:{api_port}"
     svc = Service(api=api, bootstrap=f"127.0.0.1:{kafka_port}", data_dir=data_dir, log_path=log_path, proc=proc,
                   worker_metrics=[f"http://127.0.0.1:{worker_port + i}/metrics" for i in range(workers)])
-    deadline = time.monotonic() + 120
+    try:
+        _until_ready(svc, deadline=time.monotonic() + 120)
+    except httpx.HTTPError as exc:  # the API went away after saying it was up: its log says why
+        _kill_group(proc)
+        raise RuntimeError(f"yingji run stopped answering ({exc!r}):\n{svc.logs()[-3000:]}") from exc
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return svc
+
+
+def _until_ready(svc: Service, *, deadline: float) -> None:
+    proc = svc.proc
 
     def started() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"yingji run exited:\n{svc.logs()[-3000:]}")
+            raise RuntimeError(f"yingji run exited:\n{svc.logs()[-3000:]}")
         return "yingji API:" in svc.logs()
 
     try:
         eventually(started, timeout=120, every=0.3, what="yingji run to start")
     except AssertionError:
-        proc.kill()
-        pytest.fail(f"yingji run did not start:\n{svc.logs()[-3000:]}")
-    svc.tokens["admin"] = (data_dir / "admin.token").read_text().strip()
+        raise RuntimeError(f"yingji run did not start:\n{svc.logs()[-3000:]}") from None
+    svc.tokens["admin"] = (svc.data_dir / "admin.token").read_text().strip()
     with svc.client("admin") as admin:
         for role in ("duty_officer", "commander", "drill_controller", "viewer"):
             resp = admin.post("/users", json={"name": f"e2e-{role}", "role": role})
-            assert resp.status_code == 201, resp.text
+            if resp.status_code != 201:
+                raise RuntimeError(f"POST /users for {role}: {resp.status_code} {resp.text}")
             svc.tokens[role] = resp.json()["token"]
     # the worker joins its group a few seconds after the API answers: wait for a first decision
     warm = {"type": "燃气事故", "occurred_at": "2026-11-22T09:15:00+08:00", "received_at": "2026-11-22T09:20:00+08:00"}
     with svc.client() as c:
-        incident = c.post("/incidents", json=warm).json()["incident_id"]
-        eventually(lambda: c.get(f"/incidents/{incident}").json()["status"] == "decided",
-                   timeout=max(1.0, deadline - time.monotonic()), every=0.2,
-                   what=lambda _: f"a first decision; the worker never decided:\n{svc.logs()[-3000:]}")
-    yield svc
-    os.killpg(proc.pid, signal.SIGINT)
+        svc.warm_incident = c.post("/incidents", json=warm).json()["incident_id"]
+        try:
+            eventually(lambda: c.get(f"/incidents/{svc.warm_incident}").json()["status"] == "decided",
+                       timeout=max(1.0, deadline - time.monotonic()), every=0.2,
+                       what=lambda _: f"a first decision; the worker never decided:\n{svc.logs()[-3000:]}")
+        except AssertionError as exc:
+            raise RuntimeError(str(exc)) from None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
     try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def stop_service(svc: Service) -> None:
+    """SIGINT to `yingji run` (it stops what it started); SIGKILL to its group after 60 s, and raise."""
+    os.killpg(svc.proc.pid, signal.SIGINT)
+    try:
+        svc.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        _kill_group(svc.proc)
         raise
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    try:
+        svc = start_service(tmp_path_factory.mktemp("yingji-data"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield svc
+    stop_service(svc)
 
 
 @pytest.fixture()
@@ -171,5 +210,7 @@ def pytest_addoption(parser):
     parser.addoption("--delivery-notices", type=int, default=250,
                      help="notices in flight for the delivery stage's kill test (issue 19: 10000 via `make faults-delivery`)")
     parser.addoption("--delivery-kills", type=int, default=1, help="times the delivery stage is SIGKILLed (issue 19: 5)")
+    parser.addoption("--board-incidents", type=int, default=300,
+                     help="incidents on the board for its scale test (issue 21: 5000 via `make board-scale`)")
     parser.addoption("--fault-incidents", type=int, default=800,
                      help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -67,5 +68,11 @@ async def _post_all(api: str, token: str, bodies: list[dict]) -> list[str]:
 
 def post_all(api: str, token: str, bodies: list[dict]) -> list[str]:
     """Raise them all (IN_FLIGHT at once, a 5xx or 429 tried again: the report id makes a retry the same
-    report); the incident ids, in the bodies' order."""
-    return asyncio.run(_post_all(api, token, bodies))
+    report); the incident ids, in the bodies' order. From a thread with a running event loop (a page
+    test: Playwright's sync API runs one) the posting goes on in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_post_all(api, token, bodies))
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _post_all(api, token, bodies)).result()

@@ -301,9 +301,18 @@
     tbody.replaceChildren(...nodes);
   }
 
+  const groupRows = new Map(); // group id → {sig, tr}: a header drawn again as it was is the same node, so a click on its toggle holds
   function groupRow(g) {
     const id = `${groupBy}:${g.key}`;
     const open = !collapsed.has(id);
+    const sig = JSON.stringify([open, g.entries.length, g.overdue, g.l]);
+    const kept = groupRows.get(id);
+    if (kept && kept.sig === sig) return kept.tr;
+    const tr = groupRowNode(g, id, open);
+    groupRows.set(id, { sig, tr });
+    return tr;
+  }
+  function groupRowNode(g, id, open) {
     const levels = Object.entries(g.l).filter(([, n]) => n).map(([lv, n]) => el('span', { class: `badge level ${YJ.LEVEL_CLASS[lv]} mini`, text: `${lv} ${n}` }));
     return el('tr', { class: 'group', 'data-group': g.key },
       el('td', { colSpan: 7 },
@@ -386,10 +395,13 @@
   function facetButton(k, v, n) {
     const label = k === 'state' ? STATE_LABEL[v] : v;
     const on = filters[k].has(v);
-    return el('button', { type: 'button', class: `facet-v${n ? '' : ' zero'}`, 'data-facet': k, 'data-value': v, 'aria-pressed': String(on), title: `${FACET_TITLE[k]}：${label}` },
+    const b = el('button', { type: 'button', class: `facet-v${n ? '' : ' zero'}`, 'data-facet': k, 'data-value': v, 'aria-pressed': String(on), title: `${FACET_TITLE[k]}：${label}` },
       el('span', { class: 'fv', text: label }), el('span', { class: 'n', text: String(n) }));
+    facetButtons.set(`${k}\u0000${v}`, b);
+    return b;
   }
   let facetsKey = '';
+  const facetButtons = new Map(); // `${facet}\u0000${value}` → its button, to update a count in place
   function drawFacets() {
     const parts = [];
     for (const [k, title, fixed] of FACETS) {
@@ -401,9 +413,18 @@
       if (more) values = values.filter((v, i) => i < TOP || filters[k].has(v));
       parts.push([k, title, values.map((v) => [v, counts.get(v) || 0]), more]);
     }
-    const key = JSON.stringify(parts);
-    if (key === facetsKey) return;
+    // the buttons are rebuilt only when which ones there are (or which are pressed) changes: a busy
+    // stream moves the counts every draw, and a button replaced between press and release loses the click
+    const key = JSON.stringify(parts.map(([k, , values, more]) => [k, values.map(([v]) => v), [...filters[k]], more]));
+    if (key === facetsKey) {
+      for (const [k, , values] of parts) for (const [v, n] of values) {
+        const b = facetButtons.get(`${k}\u0000${v}`);
+        if (b) { setText(b.lastChild, String(n)); b.classList.toggle('zero', !n); }
+      }
+      return;
+    }
     facetsKey = key;
+    facetButtons.clear();
     $('facets').replaceChildren(...parts.map(([k, title, values, more]) => el('section', { class: 'facet', 'data-facet': k },
       el('h3', {}, title, filters[k].size ? el('button', { type: 'button', class: 'facet-clear', 'data-clear': k, text: '清除' }) : null),
       el('div', { class: 'facet-values' }, values.map(([v, n]) => facetButton(k, v, n))),
