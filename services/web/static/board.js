@@ -108,12 +108,13 @@
 
   // --- an incident as the filters see it -----------------------------------------------------------
   function makeEntry(r) {
-    const pending = r.obligations.filter((o) => o.status === 'open' || o.status === 'missed');
+    let due = Infinity;
+    for (const o of r.obligations) if (o.status === 'open' || o.status === 'missed') due = Math.min(due, Date.parse(o.due_at));
     return {
       data: r,
       ended: r.status === 'ended',
       receivedMs: Date.parse(r.received_at),
-      due: pending.length ? Math.min(...pending.map((o) => Date.parse(o.due_at))) : Infinity,
+      due,
       values: {
         level: [r.level || '研判中'],
         grade: [r.grade || '研判中'],
@@ -148,6 +149,18 @@
   function matchesQuery(e) {
     if (!query) return true;
     return query.toLowerCase().split(/\s+/).every((w) => e.text.includes(w));
+  }
+  const FACET_KEYS = FACETS.map(([k]) => k);
+  function failing(e, states) { // a bit per facet the entry does not pass
+    let mask = 0;
+    for (let i = 0; i < FACET_KEYS.length; i += 1) {
+      const k = FACET_KEYS[i];
+      const chosen = filters[k];
+      if (k === 'state') {
+        if (chosen.size === 0 ? e.ended : !states.some((v) => chosen.has(v))) mask |= 1 << i;
+      } else if (chosen.size && !e.values[k].some((v) => chosen.has(v))) mask |= 1 << i;
+    }
+    return mask;
   }
   // does an entry pass every facet but `skip`? (a facet's own counts ignore its own selection)
   function passes(e, states, skip) {
@@ -207,10 +220,16 @@
       e.states = states;
       if (!e.ended && isNew(e)) fresh += 1;
       e.key = rank(e, now);
-      for (const [k] of FACETS) {
-        if (!passes(e, states, k)) continue;
+      // which facets the incident fails: it counts in a facet's own counts when it fails none or only
+      // that one (one pass over the facets, not one per facet)
+      const fails = failing(e, states);
+      if (fails !== 0 && (fails & (fails - 1)) !== 0) continue; // fails two or more: counted nowhere
+      for (let i = 0; i < FACET_KEYS.length; i += 1) {
+        if (fails !== 0 && fails !== (1 << i)) continue;
+        const k = FACET_KEYS[i];
         const vals = k === 'state' ? states : e.values[k];
-        for (const v of vals) counts[k].set(v, (counts[k].get(v) || 0) + 1);
+        const m = counts[k];
+        for (let j = 0; j < vals.length; j += 1) m.set(vals[j], (m.get(vals[j]) || 0) + 1);
         if (k === 'street' && !e.ended) {
           const c = cells.get(vals[0]) || { n: 0, worst: 0, overdue: 0 };
           c.n += 1;
@@ -219,7 +238,7 @@
           cells.set(vals[0], c);
         }
       }
-      if (passes(e, states, null)) out.push(e);
+      if (fails === 0) out.push(e);
     }
     out.sort(cmp);
     shown = out;
@@ -468,6 +487,11 @@
   }
 
   let firstPaint = false;
+  function afterFirstRows() { // the map and the trends, once ECharts (a deferred script after this one) has run
+    if (!window.echarts && document.readyState !== 'complete') { window.addEventListener('load', afterFirstRows, { once: true }); return; }
+    loadMap();
+    drawTrends(lastTrends);
+  }
   function draw() {
     lastDraw = performance.now();
     if (dirty) { recompute(); dirty = false; drawFacets(); drawMap(); drawFeed(); }
@@ -476,6 +500,7 @@
     if (!firstPaint && snapshotSeen) {
       firstPaint = true;
       performance.mark('yj:first-rows'); // the page benchmark reads it (tests/bench)
+      setTimeout(afterFirstRows, 0); // ECharts' first drawing takes a few hundred ms: after the rows
     }
   }
 
@@ -794,5 +819,5 @@
   $('group').value = groupBy;
   setView(view);
   connect();
-  window.addEventListener('load', () => { loadMap(); drawTrends(lastTrends); }, { once: true });
+
 })();
