@@ -12,7 +12,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke bench-board deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -77,11 +77,14 @@ fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at ful
 board-scale: $(DEPS) $(JARS) $(WEB) $(APT)  ## issue 21's board test at full size: 5,000 open incidents in Chromium, screenshots in screenshots/
 	$(BIN)/python -m pytest -q -s tests/pages/test_board_scale.py --board-incidents=5000
 
-bench: $(DEPS) $(JARS) $(WEB)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
+bench: $(DEPS) $(JARS) $(WEB) $(APT)  ## the benchmarks side by side with raw baselines (minutes); prints a table, writes JSON
 	$(BIN)/python -m tests.bench
 
-bench-smoke: $(DEPS) $(JARS) $(WEB)  ## the same harness, small (seconds); also run by make test
+bench-smoke: $(DEPS) $(JARS) $(WEB) $(APT)  ## the same harness, small (seconds); also run by make test
 	$(BIN)/python -m tests.bench --smoke
+
+bench-board: $(DEPS) $(JARS) $(WEB) $(APT)  ## the board page alone (issue 21): 5,000 open incidents in Chromium; first paint, snapshot size, change to screen
+	$(BIN)/python -m tests.bench --only board
 
 schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playbook-format change
 	$(BIN)/python -m topics.schemas

@@ -10,7 +10,8 @@ in the same phase on the same broker. Sizes are bounded: nothing here offers loa
 not measure its figure prints none and the command exits 1.
 
 The harness (tests/bench/harness.py) and one module per phase: engine.py, pipeline.py (with its bare
-baselines), deadlines.py, recovery.py (both filled by seeding.py), drills.py, duty.py.
+baselines), deadlines.py, recovery.py (both filled by seeding.py), drills.py, duty.py, delivery.py,
+board_page.py (the board page in Chromium).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from pathlib import Path
 from typing import Callable
 
 from services.settings import REPO_ROOT
-from tests.bench import deadlines, delivery, drills, duty, engine, pipeline, recovery
+from tests.bench import board_page, deadlines, delivery, drills, duty, engine, pipeline, recovery
 from tests.bench.harness import FULL, NAMES, SMOKE, Context, Row, Sizes, machine, now_utc, render, say
 
 PHASES: dict[str, Callable[[Context], None]] = {
     "engine": engine.measure, "pipeline": pipeline.measure, "deadlines": deadlines.measure,
     "recovery": recovery.measure, "drills": drills.measure, "duty": duty.measure,
-    "delivery": delivery.measure,
+    "delivery": delivery.measure, "board": board_page.measure,
 }
 
 

@@ -44,13 +44,20 @@ EXPECTED = {
     "delivery.ack_to_ladder_stopped_p99": "ms",
     "delivery.robot_posts_max_per_60s": "posts",
     "delivery.robot_every_notice_in_a_post": "bool",
+    "board.snapshot_bytes": "bytes",
+    "board.first_paint_ms": "ms",
+    "board.main_thread_long_tasks": "%",
+    "board.change_to_screen_p50": "ms",
+    "board.change_to_screen_p95": "ms",
+    "board.decided_to_screen_p50": "ms",
+    "board.decided_to_screen_p95": "ms",
 }
 
 
 def test_smoke_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "tests.bench", "--smoke", "--out", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=480)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text(encoding="utf-8"))
 

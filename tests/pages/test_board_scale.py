@@ -137,10 +137,9 @@ def wait_first_rows(page, timeout: float = 60) -> None:
 def facet_counts(page) -> dict[str, dict[str, int]]:
     """Every facet's values and counts, those under 展开全部 too (the facets of values seen in the rows
     show their top 10 until it is pressed)."""
-    page.evaluate("""async () => {
-      for (const b of document.querySelectorAll('#facets button.facet-more')) b.click();
-      await new Promise(r => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 30));
-    }""")
+    wait_js(page, """() => { const more = [...document.querySelectorAll('#facets button.facet-more')];
+      for (const b of more) b.click();
+      return more.length === 0; }""", timeout=15, what="every facet 展开全部")
     return page.evaluate("""() => {
       const out = {};
       for (const b of document.querySelectorAll('#facets button.facet-v')) {
@@ -402,6 +401,7 @@ def test_a_new_breach_shows_within_a_second(scale_service, wide):
         shown_at = wait_js(page, "() => window.__breachShownAt", timeout=60, what="超时未报 on the row") / 1000
         events = eventually(lambda: api.get(f"/incidents/{late}/timeline").json()["events"],
                             until=lambda evs: any(e["kind"] == "breach" for e in evs), timeout=30, every=0.2,
+                            retry_on=(httpx.TransportError,),  # a kept-alive connection the API closed meanwhile
                             what="the breach on the timeline")
     breach = next(e for e in events if e["kind"] == "breach" and e.get("obligation") == "phone_report")
     latency = shown_at - datetime.fromisoformat(breach["recorded_at"]).timestamp()
