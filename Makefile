@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
+# Kafka's command-line tools (one jar run on the broker's): the cluster tests ask kafka-metadata-quorum
+TOOLS  := .kafka/tools/.complete
 # the pages' vendored scripts (Apache ECharts for the board's map), from Maven as a WebJar: deploy/web/pom.xml
 WEB    := .web/.complete
 # Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
@@ -12,7 +14,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -47,6 +49,11 @@ $(APT): Makefile | $(DEPS)  # a package added to APT_PKGS is installed on a mach
 kafka-jars: $(JARS)
 $(JARS): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
+	touch $@
+
+kafka-tools: $(TOOLS)
+$(TOOLS): deploy/kafka/tools/pom.xml | $(JARS)
+	mvn -q -B -f deploy/kafka/tools/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/tools
 	touch $@
 
 # Apache ECharts (Apache-2.0): the one minified bundle and its LICENSE and NOTICE, served at /static/vendor/
