@@ -14,7 +14,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: test-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster faults-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery bench bench-smoke deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -77,6 +77,9 @@ faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 
 
 test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a partition's leader SIGKILLed mid-write (minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_cluster.py
+
+faults-cluster: $(DEPS) $(JARS) $(TOOLS)  ## issue 22's faults on the three-node cluster at full size: 100 reports/s for 60 s, a partition's leader, the active controller, the worker each SIGKILLed in a run of its own (minutes)
+	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_faults_cluster.py --cluster-rate=100 --cluster-seconds=60
 
 fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 15)
 	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40
