@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
+# Kafka's command-line tools (one jar run on the broker's): the cluster tests ask kafka-metadata-quorum
+TOOLS  := .kafka/tools/.complete
 # the pages' vendored scripts (Apache ECharts for the board's map), from Maven as a WebJar: deploy/web/pom.xml
 WEB    := .web/.complete
 # Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
@@ -12,7 +14,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: test-cluster fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke bench-board deps kafka-jars web-assets schemas clean
+.PHONY: test-cluster faults-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke bench-board deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -49,6 +51,11 @@ $(JARS): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
 	touch $@
 
+kafka-tools: $(TOOLS)
+$(TOOLS): deploy/kafka/tools/pom.xml | $(JARS)
+	mvn -q -B -f deploy/kafka/tools/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/tools
+	touch $@
+
 # Apache ECharts (Apache-2.0): the one minified bundle and its LICENSE and NOTICE, served at /static/vendor/
 web-assets: $(WEB)
 $(WEB): deploy/web/pom.xml
@@ -70,6 +77,9 @@ faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 
 
 test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a partition's leader SIGKILLed mid-write (minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_cluster.py
+
+faults-cluster: $(DEPS) $(JARS) $(TOOLS)  ## issue 22's faults on the three-node cluster at full size: 100 reports/s for 60 s, a partition's leader, the active controller, the worker each SIGKILLed in a run of its own (minutes)
+	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_faults_cluster.py --cluster-rate=100 --cluster-seconds=60
 
 fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 15)
 	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40

@@ -214,3 +214,9 @@ def pytest_addoption(parser):
                      help="incidents on the board for its scale test (issue 21: 5000 via `make board-scale`)")
     parser.addoption("--fault-incidents", type=int, default=800,
                      help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")
+    parser.addoption("--cluster-rate", type=float, default=100,
+                     help="reports a second posted during the three-node cluster's fault runs "
+                          "(tests/e2e/test_faults_cluster.py; `make faults-cluster`: 100)")
+    parser.addoption("--cluster-seconds", type=float, default=60,
+                     help="seconds of load in each of those runs; the fault comes a quarter in, the restart half-way "
+                          "(`make faults-cluster`: 60)")

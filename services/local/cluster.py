@@ -14,6 +14,8 @@ and read again on every start, so a restarted cluster is the same cluster.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
-from services.local.kafka import BrokerError, LocalKafka, Quorum
+from services.local.kafka import LIB_DIR, LOG4J2_CONFIG, BrokerError, LocalKafka, Quorum, _java, ensure_tools
 
 NODES = 3
 
@@ -131,6 +133,27 @@ class LocalCluster:
 
     def leader_of(self, topic: str, partition: int) -> int:
         return self.partitions([topic])[(topic, partition)]["leader"]
+
+    def active_controller(self, timeout: float = 60) -> int:
+        """The node whose controller leads the metadata quorum now, as Kafka's own tool says it
+        (`kafka-metadata-quorum.sh describe --status`: its `LeaderId:` line), asked of a running node."""
+        alive = next((n for n in self.nodes.values() if n.is_running()), None)
+        if alive is None:
+            raise BrokerError("no node of the cluster is running")
+        # a short-lived JVM: small heap, the client compiler only (it starts faster on busy cores)
+        cmd = [_java(), "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", f"{LIB_DIR}/*:{ensure_tools()}/*",
+               "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server", alive.bootstrap,
+               "describe", "--status"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"kafka-metadata-quorum took over {timeout:.0f}s") from exc
+        found = re.search(r"^LeaderId:\s*(-?\d+)", proc.stdout, re.MULTILINE)
+        if proc.returncode != 0 or found is None or int(found.group(1)) < 0:
+            raise BrokerError(f"kafka-metadata-quorum describe --status exited {proc.returncode} with no leader:\n"
+                              f"{(proc.stdout + proc.stderr)[-2000:]}")
+        return int(found.group(1))
 
     def wait_isr(self, topics: list[str], size: int = NODES, timeout: float = 120) -> float:
         """Seconds until every partition of the topics has `size` replicas in sync again."""

@@ -43,6 +43,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # services/local/kafka.py -> th
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J2_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.yaml"
 LIB_DIR = REPO_ROOT / ".kafka" / "lib"
+# Kafka's command-line tools (kafka-tools: kafka-metadata-quorum and the like), one jar run on LIB_DIR's
+TOOLS_POM = REPO_ROOT / "deploy" / "kafka" / "tools" / "pom.xml"
+TOOLS_DIR = REPO_ROOT / ".kafka" / "tools"
+_BROKER_JARS = ("kafka_2.13-*.jar", "log4j-core-*.jar")
+_TOOLS_JARS = ("kafka-tools-*.jar",)
 # Records which pom the jars came from, so a version bump in the pom refetches them.
 _STAMP = ".pom-sha256"
 
@@ -74,36 +79,43 @@ class PortInUseError(BrokerError):
 # jars
 
 
-def _pom_digest() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
+def _pom_digest(pom: Path = POM) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
 
 
-def _jars_present(lib: Path) -> bool:
+def _jars_present(lib: Path, pom: Path = POM, jars: tuple[str, ...] = _BROKER_JARS) -> bool:
     stamp = lib / _STAMP
     return (
         stamp.is_file()
-        and stamp.read_text().strip() == _pom_digest()
-        and any(lib.glob("kafka_2.13-*.jar"))
-        and any(lib.glob("log4j-core-*.jar"))
+        and stamp.read_text().strip() == _pom_digest(pom)
+        and all(any(lib.glob(pattern)) for pattern in jars)
     )
 
 
-def ensure_jars(lib: Path = LIB_DIR, timeout: float = 900) -> Path:
+def ensure_tools(timeout: float = 900) -> Path:
+    """Kafka's command-line tools (deploy/kafka/tools/pom.xml) in TOOLS_DIR, beside the broker's jars."""
+    ensure_jars()
+    return ensure_jars(TOOLS_DIR, timeout, pom=TOOLS_POM, jars=_TOOLS_JARS)
+
+
+def ensure_jars(lib: Path = LIB_DIR, timeout: float = 900, *, pom: Path = POM,
+                jars: tuple[str, ...] = _BROKER_JARS) -> Path:
     """Make sure `lib` holds the broker's jars (Maven copy-dependencies of the pom); return it.
+    `pom` and `jars` (what must be there after): another set of jars, Kafka's tools.
 
     Copies into a temporary sibling first and renames, so an interrupted fetch never leaves a
     half-filled lib dir that looks complete.
     """
-    if _jars_present(lib):
+    if _jars_present(lib, pom, jars):
         return lib
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError("cannot fetch the Kafka jars: `mvn` (Apache Maven) is not on PATH")
-    if not POM.is_file():
-        raise BrokerError(f"cannot fetch the Kafka jars: {POM} is missing")
+    if not pom.is_file():
+        raise BrokerError(f"cannot fetch the Kafka jars: {pom} is missing")
     lib.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".lib-", dir=lib.parent))
-    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+    cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
            f"-DoutputDirectory={staging}"]
     try:
         try:
@@ -115,17 +127,17 @@ def ensure_jars(lib: Path = LIB_DIR, timeout: float = 900) -> Path:
             out = _tail_text(proc.stdout + proc.stderr, 40)
             raise BrokerError(f"cannot fetch the Kafka jars: `{' '.join(cmd)}` exited "
                               f"{proc.returncode}:\n{out}")
-        if not any(staging.glob("kafka_2.13-*.jar")):
+        if not all(any(staging.glob(pattern)) for pattern in jars):
             raise BrokerError(f"cannot fetch the Kafka jars: mvn succeeded but left no "
-                              f"kafka_2.13 jar in {staging}")
-        (staging / _STAMP).write_text(_pom_digest() + "\n")
+                              f"{' or '.join(jars)} in {staging}")
+        (staging / _STAMP).write_text(_pom_digest(pom) + "\n")
         if lib.exists():
             shutil.rmtree(lib, ignore_errors=True)
         try:
             staging.rename(lib)
         except OSError:
             # Another process fetched at the same time and renamed first: its copy will do.
-            if not _jars_present(lib):
+            if not _jars_present(lib, pom, jars):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -50,9 +50,9 @@ class Outbox:
         self.records.append((topic, None if key is None else key.encode(), value, partition))
 
     def add_outcome(self, out: Outcome) -> None:
-        for decision in out.decisions:
+        for k, decision in enumerate(out.decisions):
             rec = IncidentDecided(
-                id=f"{decision.incident_id}.decision.{out.state.seq if out.state else 0}",
+                id=decision_id(out, k),
                 incident_id=decision.incident_id,
                 drill=out.state.drill if out.state else False,
                 decision=decision,
@@ -81,6 +81,16 @@ class Outbox:
         futures = [await self.produce(topic, key, value, partition) for topic, key, value, partition in records]
         if futures:
             await asyncio.gather(*futures)
+
+
+def decision_id(out: Outcome, k: int = 0) -> str:
+    """The record id of the outcome's k-th decision: the incident's sequence number before the step,
+    which a step read again after a crash starts from too (its state was not written). Not the number
+    after it: a report read again later makes more events due (a breach where a reminder was), and the
+    same decision would get a second id, so a reader that drops repeats by id (the API's read model)
+    would keep it twice."""
+    before = out.events[0].seq - 1 if out.events else (out.state.seq if out.state else 0)
+    return f"{out.decisions[k].incident_id}.decision.{before}" + (f".{k}" if k else "")
 
 
 def count(out: Outcome, accepted_at: datetime | None = None) -> None:

@@ -9,49 +9,16 @@ nothing acknowledged is lost once it is back.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections import Counter
-from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
-from tests.conftest import read_all, read_records, unique_id
+from tests.conftest import read_all
+from tests.e2e.faults import body, check_notifications, post_many, wait_decided
 from topics.catalog import INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
-
-
-def body() -> dict:
-    now = datetime.now(timezone.utc)
-    return {"report_id": unique_id("f"), "type": "道路交通事故", "location": {"street": "宋庄镇"},
-            "occurred_at": (now - timedelta(minutes=1)).isoformat(), "received_at": now.isoformat(),
-            "facts": {"injuries": 1}}
-
-
-async def post_many(api: str, token: str, n: int, concurrency: int = 16) -> tuple[list[str], Counter]:
-    acked: list[str] = []
-    statuses: Counter = Counter()
-    queue: asyncio.Queue = asyncio.Queue()
-    for _ in range(n):
-        queue.put_nowait(body())
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            b = queue.get_nowait()
-            try:
-                resp = await client.post("/incidents", json=b)
-            except httpx.HTTPError:
-                statuses["transport_error"] += 1
-                continue
-            statuses[resp.status_code] += 1
-            if resp.status_code == 202:
-                acked.append(resp.json()["incident_id"])
-
-    async with httpx.AsyncClient(base_url=api, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
-        await asyncio.gather(*(worker(c) for _ in range(concurrency)))
-    return acked, statuses
 
 
 def test_worker_killed_with_incidents_in_flight(stack, request):
@@ -68,26 +35,13 @@ def test_worker_killed_with_incidents_in_flight(stack, request):
 
     acked, statuses = asyncio.run(scenario())
     assert statuses[202] == len(acked) and len(acked) > 0
-    deadline = time.monotonic() + 180
-    while True:
-        decided = {json.loads(r.value)["incident_id"] for r in read_records(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
-        missing = set(acked) - decided
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    notes = [json.loads(r.value) for r in read_records(stack.settings.bootstrap, NOTIFICATIONS_REQUESTED.name)]
-    notes = [n for n in notes if n["incident_id"] in set(acked)]
-    per_key = Counter(n["dedup_key"] for n in notes)
-    repeated = {k: v for k, v in per_key.items() if v > 1}
-    incidents_with_notes = {n["incident_id"] for n in notes}
+    missing = wait_decided(stack.settings.bootstrap, set(acked), timeout=180)
+    notes = check_notifications(read_all(stack.settings.bootstrap, NOTIFICATIONS_REQUESTED.name), set(acked))
     print(f"\nfault figures: in flight={n} acked={len(acked)} statuses={dict(statuses)} kills=1 "
-          f"lost={len(missing)} notification records={len(notes)} dedup keys={len(per_key)} "
-          f"repeated records={sum(v - 1 for v in repeated.values())}")
+          f"lost={len(missing)} notification records={notes.records} dedup keys={notes.dedup_keys} "
+          f"repeated records={notes.repeated_records}")
     assert not missing, f"{len(missing)} acknowledged reports never decided"
-    assert incidents_with_notes == set(acked)  # every incident's notifications exist
-    for key in repeated:  # a repeat is the same notification: same unit, rule and incident
-        same = {(n["unit_id"], n["rule"], n["incident_id"], n["kind"]) for n in notes if n["dedup_key"] == key}
-        assert len(same) == 1
+    assert not notes.incidents_without  # every incident's notifications exist (a repeat is the same one)
 
 
 def test_broker_down_means_503_with_retry_after_and_nothing_acked_is_lost(stack):

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import read_all
 from tests.waiting import eventually
-from tests.e2e.test_faults import body
+from tests.e2e.faults import body
 from topics.catalog import INCIDENTS_DECIDED
 
 pytestmark = pytest.mark.e2e

@@ -475,3 +475,23 @@ async def test_each_notice_names_the_person_on_duty_at_its_own_time_or_the_fallb
     # ids only on the topic: the directory holds the names
     raw = b"".join(v for _, v in notifications.records)
     assert "张伟".encode() not in raw and "李娜".encode() not in raw
+
+
+def test_a_report_read_again_after_its_phone_report_fell_due_keeps_its_decisions_id():
+    """A worker killed after sending a decision but before writing the state reads the report again, later:
+    by then the phone report may be due, so the step emits a breach where it had emitted a reminder. The
+    decision is the same, and its record keeps its id, so a reader dropping repeats by id keeps it once."""
+    from playbooks.lifecycle import start
+
+    rec = reported(occurred_at="2026-11-22T09:15:00+08:00", received_at="2026-11-22T09:21:00+08:00")  # phone report due 09:31
+    first = start(rec, PLAN, NOW)  # 09:30: reminded
+    again = start(rec, PLAN, NOW + timedelta(minutes=5))  # 09:35: breached, escalated
+    assert [e.kind for e in first.events] != [e.kind for e in again.events]
+    assert first.state.seq != again.state.seq
+    ids = set()
+    for out in (first, again):
+        box = outbox_module.Outbox(Produced().produce)
+        box.add_outcome(out)
+        ids |= {IncidentDecided.model_validate_json(value).id for topic, _key, value, _p in box.records
+                if topic == INCIDENTS_DECIDED.name}
+    assert ids == {f"{rec.incident_id}.decision.0"}
