@@ -44,19 +44,15 @@ EXPECTED = {
     "delivery.ack_to_ladder_stopped_p99": "ms",
     "delivery.robot_posts_max_per_60s": "posts",
     "delivery.robot_every_notice_in_a_post": "bool",
-    "board.snapshot_bytes": "bytes",
-    "board.first_paint_ms": "ms",
-    "board.main_thread_long_tasks": "%",
-    "board.change_to_screen_p50": "ms",
-    "board.change_to_screen_p95": "ms",
-    "board.decided_to_screen_p50": "ms",
-    "board.decided_to_screen_p95": "ms",
 }
 
 
 def test_smoke_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "tests.bench", "--smoke", "--out", str(out)], cwd=REPO_ROOT,
+    # every phase but the board's: its page at size is tests/pages/test_board_scale.py's in `make test`, and its
+    # bench (Chromium against a stack of its own, a minute or more) `make bench-board`'s and `make bench`'s
+    phases = [name for name in NAMES if name != "board"]
+    proc = subprocess.run([sys.executable, "-m", "tests.bench", "--smoke", "--only", *phases, "--out", str(out)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text(encoding="utf-8"))
@@ -72,7 +68,7 @@ def test_smoke_bench_reports_every_figure(tmp_path):
         assert isinstance(row["figure"], (int, float)) and row["figure"] == row["figure"], (name, row["figure"])
         assert row["unit"] == unit, (name, row["unit"])
         assert row["settings"], name
-    assert {name.split(".")[0] for name in rows} == set(NAMES)
+    assert {name.split(".")[0] for name in rows} == set(phases)
     for name, row in rows.items():  # every row with a target says whether it was met
         assert (row["met"] is None) == (row["target"] == ""), name
     assert "pipeline.ratio_vs_bare_faust" in proc.stdout  # the table was printed
