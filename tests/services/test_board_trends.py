@@ -115,3 +115,18 @@ def test_a_row_is_built_once_per_change_of_its_incident_for_every_board(plan):
     feed(view, plan, "a", NOW - 3 * H, breach_at=NOW)  # the same records again (no change), then the breach
     again = shown_row(st)
     assert again is not first and again["breached"] and not first["breached"]
+
+
+def test_the_stream_sends_the_snapshot_as_the_same_json_joined_from_each_rows_text(plan):
+    import json
+
+    from services.web.board import snapshot_text
+    view = IncidentView()
+    for i in range(5):
+        feed(view, plan, f"s{i}", NOW - (i + 1) * H, breach_at=NOW if i % 2 else None)
+    text = snapshot_text(view, trends={"hours": []})
+    body, direct = json.loads(text), snapshot(view, trends={"hours": []})
+    for key in ("server_time",):
+        body.pop(key), direct.pop(key)
+    assert body == json.loads(json.dumps(direct)) and len(body["rows"]) == 5
+    assert json.loads(snapshot_text(view, "s1"))["rows"][0]["id"] == "s1"
