@@ -320,25 +320,29 @@
     tbody.replaceChildren(...nodes);
   }
 
-  const groupRows = new Map(); // group id → {sig, tr}: a header drawn again as it was is the same node, so a click on its toggle holds
+  // a group's header is one node for as long as the grouping lasts, its figures updated in place (the
+  // overdue count moves as incidents fall due): a click on its toggle holds while the board is busy
+  const groupRows = new Map(); // group id → {sig, tr, td, button}
   function groupRow(g) {
     const id = `${groupBy}:${g.key}`;
     const open = !collapsed.has(id);
     const sig = JSON.stringify([open, g.entries.length, g.overdue, g.l]);
-    const kept = groupRows.get(id);
+    let kept = groupRows.get(id);
     if (kept && kept.sig === sig) return kept.tr;
-    const tr = groupRowNode(g, id, open);
-    groupRows.set(id, { sig, tr });
-    return tr;
-  }
-  function groupRowNode(g, id, open) {
+    if (!kept) {
+      const button = el('button', { type: 'button', class: 'g-toggle', 'data-group': id });
+      const td = el('td', { colSpan: 7 }, button);
+      kept = { tr: el('tr', { class: 'group', 'data-group': g.key }, td), td, button };
+      groupRows.set(id, kept);
+    }
+    kept.sig = sig;
+    kept.button.setAttribute('aria-expanded', String(open));
+    setText(kept.button, `${open ? '▾' : '▸'} ${g.key}`);
+    while (kept.td.lastChild !== kept.button) kept.td.lastChild.remove(); // the button itself stays put
     const levels = Object.entries(g.l).filter(([, n]) => n).map(([lv, n]) => el('span', { class: `badge level ${YJ.LEVEL_CLASS[lv]} mini`, text: `${lv} ${n}` }));
-    return el('tr', { class: 'group', 'data-group': g.key },
-      el('td', { colSpan: 7 },
-        el('button', { type: 'button', class: 'g-toggle', 'aria-expanded': String(open), 'data-group': id, text: `${open ? '▾' : '▸'} ${g.key}` }),
-        el('span', { class: 'g-count', text: `${g.entries.length} 起` }),
-        g.overdue ? el('span', { class: 'badge g-overdue', text: `超时 ${g.overdue}` }) : null,
-        levels));
+    kept.td.append(el('span', { class: 'g-count', text: `${g.entries.length} 起` }),
+      ...(g.overdue ? [el('span', { class: 'badge g-overdue', text: `超时 ${g.overdue}` })] : []), ...levels);
+    return kept.tr;
   }
 
   const STATUS_ORDER = { missed: 0, open: 1, late: 2, met: 3 };
