@@ -23,7 +23,7 @@
   const SOON_MS = 5 * 60 * 1000;
   const URGENT_MS = 60 * 1000;
   const DUE_SOON_MS = 10 * 60 * 1000;
-  const ROW_H = 66; // every incident row is this tall (CSS .incidents tr.inc), so the window is arithmetic
+  const ROW_H = 78; // every incident row is this tall (CSS .incidents tr.inc), so the window is arithmetic
   const GROUP_H = 40;
   const OVERSCAN = 8;
   const VIEWS = ['live', 'drill', 'all'];
@@ -196,10 +196,13 @@
     frame = setTimeout(() => { frame = 0; draw(); }, wait);
   }
 
-  function rank(e, now) { // what needs a person first: overdue, then due soonest, then level, then newest
+  function rank(e, now) { // what needs a person first: overdue (the highest level first), then due soonest, then level
     const r = e.data;
     const t = r.drill ? drillNow(r.id) : now;
-    return [e.ended ? 2 : ((r.breached || e.due < t) ? 0 : 1), e.due, -(YJ.LEVEL_RANK[r.level] || 0), -e.receivedMs];
+    const overdue = !e.ended && (r.breached || e.due < t);
+    const level = -(YJ.LEVEL_RANK[r.level] || 0);
+    // on a storm night thousands are overdue: a 一级 one must not sit below every older 三级 one
+    return [e.ended ? 2 : (overdue ? 0 : 1), overdue ? level : 0, e.due, level, -e.receivedMs];
   }
   function cmp(a, b) {
     for (let i = 0; i < a.key.length; i += 1) if (a.key[i] !== b.key[i]) return a.key[i] < b.key[i] ? -1 : 1;
