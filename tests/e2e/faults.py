@@ -40,8 +40,8 @@ class Sent:
     """One report and every try to post it (the same body each time: the API answers a repeat of a
     report it has with the same 202, and does not send it twice)."""
 
-    body: dict
-    scheduled: float = 0.0  # when the load generator meant to send it
+    body: dict = field(default_factory=dict)  # made when its first try goes out
+    scheduled: float = 0.0  # when the load generator meant to send it (a try waits for a free slot)
     attempts: list[Attempt] = field(default_factory=list)
     incident_id: str | None = None  # from the 202
 
@@ -65,8 +65,8 @@ class Sent:
 async def post_reports(api: str, token: str, n: int, make: Callable[[int], dict] = lambda _: body(), *,
                        concurrency: int = 16, rate: float | None = None, retry_for_s: float = 0.0,
                        timeout: float = 30) -> list[Sent]:
-    """n reports to POST /incidents, report i's body made by `make(i)` when its turn comes (its times
-    near the moment it is sent), at most `concurrency` requests under way; at `rate` a second when
+    """n reports to POST /incidents, report i's body made by `make(i)` when its first try goes out (its
+    times are the moment it is sent), at most `concurrency` requests under way; at `rate` a second when
     given (else as fast as they are answered). With `retry_for_s`, a report answered 503 is sent
     again after its Retry-After, and one whose request failed (timeout, connection refused) after a
     second, with the same report_id, until it is answered 202 or retry_for_s have passed since its first
@@ -74,9 +74,11 @@ async def post_reports(api: str, token: str, n: int, make: Callable[[int], dict]
     sem = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
 
-    async def post(client: httpx.AsyncClient, s: Sent) -> None:
+    async def post(client: httpx.AsyncClient, s: Sent, i: int) -> None:
         while True:
             async with sem:
+                if not s.body:
+                    s.body = make(i)
                 started = time.time()
                 try:
                     resp = await client.post("/incidents", json=s.body)
@@ -105,8 +107,8 @@ async def post_reports(api: str, token: str, n: int, make: Callable[[int], dict]
         for i in range(n):
             scheduled = t0 + i / rate if rate else t0
             await asyncio.sleep(max(0.0, scheduled - time.time()))
-            sent.append(s := Sent(make(i), scheduled))
-            tasks.append(asyncio.create_task(post(client, s)))
+            sent.append(s := Sent(scheduled=scheduled))
+            tasks.append(asyncio.create_task(post(client, s, i)))
         await asyncio.gather(*tasks)
     return sent
 
