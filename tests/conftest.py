@@ -178,6 +178,19 @@ def service(tmp_path_factory) -> Service:
     stop_service(svc)
 
 
+def start_api_on_a_free_port(st: LocalStack, tries: int = 3) -> None:
+    """The stack's API, started again on another port when the one picked was taken meanwhile (a port
+    free a moment ago can become a client's ephemeral port)."""
+    for attempt in range(tries):
+        try:
+            st.start_api()
+            return
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+            st.settings = st.settings.model_copy(update={"api_port": free_port()})
+
+
 @pytest.fixture()
 def stack(tmp_path):
     """Broker, worker and API as separate processes, so a test can kill one of them."""
@@ -190,14 +203,7 @@ def stack(tmp_path):
     publish_user(settings.bootstrap, user_record("stack-officer", Role.DUTY_OFFICER, token,
                                                  now=datetime.now(timezone.utc), by="test"))
     st.start_worker()
-    for attempt in range(3):  # a port free a moment ago can be taken meanwhile (a client's ephemeral port)
-        try:
-            st.start_api()
-            break
-        except RuntimeError:
-            if attempt == 2:
-                raise
-            st.settings = st.settings.model_copy(update={"api_port": free_port()})
+    start_api_on_a_free_port(st)
     st.token = token  # type: ignore[attr-defined]
     yield st
     st.stop()

@@ -38,7 +38,7 @@ from services.local.kafka import free_port, free_port_run
 from services.local.stack import LocalStack
 from services.settings import Settings
 from services.users import new_token, publish_user, user_record
-from tests.conftest import read_records, unique_id
+from tests.conftest import read_records, start_api_on_a_free_port, unique_id
 from tests.e2e.faults import Sent, TopicTail, body, check_notifications, post_reports
 from tests.waiting import eventually
 from topics.catalog import CATALOG, ESCALATIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
@@ -71,14 +71,7 @@ def cluster_stack(tmp_path):
         publish_user(settings.bootstrap, user_record("fc-officer", Role.DUTY_OFFICER, st.token,
                                                      now=datetime.now(timezone.utc), by="test"))
         st.start_worker()
-        for attempt in range(3):  # a port free a moment ago can be taken meanwhile
-            try:
-                st.start_api()
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-                st.settings = st.settings.model_copy(update={"api_port": free_port()})
+        start_api_on_a_free_port(st)
         with httpx.Client(base_url=st.settings.api_url, timeout=30,
                           headers={"Authorization": f"Bearer {st.token}"}) as c:
             first = eventually(lambda: c.post("/incidents", json=body()), until=lambda r: r.status_code == 202,
