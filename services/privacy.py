@@ -4,6 +4,8 @@ and scrubbed from every log line by a structlog processor."""
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,11 +29,7 @@ class Sealer:
     @classmethod
     def from_file(cls, path: Path) -> "Sealer":
         """The key is made once, readable by the service's user only, and kept beside the data."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Fernet.generate_key())
+        key_once(path, Fernet.generate_key)
         return cls(path.read_bytes().strip())
 
     def seal(self, details: PrivateDetails) -> str | None:
@@ -64,6 +62,28 @@ class Sealer:
             return PrivateDetails.model_validate_json(self._fernet.decrypt(sealed.encode()))
         except InvalidToken as exc:
             raise ValueError("private_sealed: cannot be opened with this key") from exc
+
+
+def key_once(path: Path, make: Callable[[], bytes]) -> None:
+    """A key file made once, owner-only, whole or not at all: written aside, then linked into place, so
+    API replicas and workers starting together on one data dir all read the one key that won (a
+    process that opened the file itself could read it empty, and another would seal with its own)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(make())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is the key
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def scrub(_logger, _method, event: dict) -> dict:

@@ -7,16 +7,16 @@ topic (a slow password hash protects low-entropy secrets; these are not).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import secrets
 from datetime import datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from services.following import ReadProgress, follow_from_start
 from topics.catalog import USERS
 from topics.models import Role, UserRecord
 
@@ -43,6 +43,7 @@ class UserDirectory:
         self.by_name: dict[str, UserRecord] = {}
         self.by_hash: dict[str, UserRecord] = {}
         self.caught_up = asyncio.Event()
+        self.progress = ReadProgress()
 
     def apply(self, rec: UserRecord) -> None:
         old = self.by_name.get(rec.name)
@@ -63,35 +64,23 @@ class UserDirectory:
         """An active admin, other than `besides` if given."""
         return any(r.role is Role.ADMIN and not r.revoked and r.name != besides for r in self.by_name.values())
 
+    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:  # noqa: ARG002 - follow_from_start's apply
+        try:
+            self.apply(UserRecord.model_validate_json(value))
+        except ValidationError:
+            log.error("bad_user_record", offset=offset)
+
     async def follow(self, bootstrap: str) -> None:
-        while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-            try:
-                await consumer.start()
-                tp = TopicPartition(USERS.name, 0)
-                consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
-                end = (await consumer.end_offsets([tp]))[tp]
-                if end == 0:
-                    self.caught_up.set()
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200)
-                    for records in batches.values():
-                        for r in records:
-                            try:
-                                self.apply(UserRecord.model_validate_json(r.value))
-                            except ValidationError:
-                                log.error("bad_user_record", offset=r.offset)
-                            if r.offset + 1 >= end:
-                                self.caught_up.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away: retry
-                log.warning("users_retry", error=type(exc).__name__)
-                await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        await follow_from_start(bootstrap, [TopicPartition(USERS.name, 0)], self.apply_raw, self.caught_up, "users",
+                                self.progress)
+
+    async def authenticate_read(self, token: str) -> UserRecord | None:
+        """`authenticate`, and for a token not known here, again once the users topic is read to its end:
+        a user another API replica made a moment ago signs in here too (while following; else as known)."""
+        user = self.authenticate(token)
+        if user is None and self.progress.consumer is not None and await self.progress.read_to_end():
+            user = self.authenticate(token)
+        return user
 
 
 # --- synchronous edge: the CLI ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from playbooks.fold import IncidentFold
+from services.following import ReadProgress
 from topics.catalog import (
     DELIVERIES,
     DRILL_NOTIFICATIONS,
@@ -204,6 +205,7 @@ class IncidentView:
         # person id -> their first ack of a test message: their contacts are verified
         self.verified: dict[str, datetime] = {}
         self.caught_up = asyncio.Event()
+        self.progress = ReadProgress()  # how far the topics were read: a request can wait for its own record
         self._subscribers: set[asyncio.Queue] = set()
         self.version = 0  # counts the changes shown: what is computed from the whole view is cached by it
 
@@ -246,6 +248,13 @@ class IncidentView:
         if note is None:
             status = self.status_of(dedup_key)
             note = status.notice if status else None
+        return note
+
+    async def read_notice(self, dedup_key: str) -> NotificationRequested | None:
+        """`notice`, and for one not known here, again once the topics are read to their end."""
+        note = self.notice(dedup_key)
+        if note is None and self.progress.consumer is not None and await self.progress.read_to_end():
+            note = self.notice(dedup_key)
         return note
 
     def status_of(self, dedup_key: str, incident_id: str | None = None) -> NoticeStatus | None:
@@ -333,6 +342,7 @@ class IncidentView:
                 ]
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
+                self.progress.restart(consumer, parts)
                 ends = await consumer.end_offsets(parts)
                 pending = {tp for tp, end in ends.items() if end > 0}
                 if not pending:
@@ -344,6 +354,7 @@ class IncidentView:
                             self.apply(tp.topic, record.value)
                         if tp in pending and records and records[-1].offset + 1 >= ends[tp]:
                             pending.discard(tp)
+                    await self.progress.advance_from(consumer)
                     if not pending and not self.caught_up.is_set():
                         self.caught_up.set()
                         log.info("view_caught_up", incidents=len(self.incidents))
@@ -353,5 +364,7 @@ class IncidentView:
                 log.warning("view_retry", error=type(exc).__name__)
                 await asyncio.sleep(1)
             finally:
+                if self.progress.consumer is consumer:
+                    self.progress.consumer = None
                 with contextlib.suppress(Exception):
                     await consumer.stop()

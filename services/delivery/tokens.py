@@ -17,10 +17,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from services.privacy import key_once
 
 _VERSION = "v1"
 _PURPOSE = b"yingji.ack-link.v1\n"
@@ -95,15 +96,7 @@ def read_token(token: str, now: datetime, key: bytes, max_age: timedelta) -> tup
 def key_from_file(path: Path) -> bytes:
     """The signing key, made once (32 random bytes, hex), readable by the service's user only, kept
     beside the seal key (.data/ack.key): as services.privacy.Sealer.from_file does for that one."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: read theirs
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(_KEY_BYTES))
+    key_once(path, lambda: secrets.token_hex(_KEY_BYTES).encode("ascii"))
     text = path.read_text(encoding="ascii").strip()
     try:
         key = bytes.fromhex(text)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from playbooks.duty.address import DutyIndex, address
 from playbooks.duty.change import union, unit_roster
 from playbooks.duty.config import DutyFile
-from services.following import follow_from_start
+from services.following import ReadProgress, follow_from_start
 from services.privacy import Sealer
 from topics.catalog import DUTY_LOG, DUTY_ROSTERS
 from topics.duty import DutyEvent, Person, PersonPrivate, Roster, RosterRecord, RosterSource, SealedPerson
@@ -68,6 +68,7 @@ class DutyBook:
         self._roster: Roster | None = None
         self._index: DutyIndex | None = None
         self.caught_up = asyncio.Event()
+        self.progress = ReadProgress()
         self.writing = asyncio.Lock()  # the API's changes, one at a time (services/web/routes/duty.py)
 
     # --- state ---------------------------------------------------------------------------
@@ -128,7 +129,7 @@ class DutyBook:
     async def follow(self, bootstrap: str) -> None:
         """Both topics from the beginning, then as they grow; caught_up once both ends were reached."""
         tps = [TopicPartition(DUTY_ROSTERS.name, 0), TopicPartition(DUTY_LOG.name, 0)]
-        await follow_from_start(bootstrap, tps, self.apply_raw, self.caught_up, "duty")
+        await follow_from_start(bootstrap, tps, self.apply_raw, self.caught_up, "duty", self.progress)
 
 
 # --- synchronous edge: the CLI ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from playbooks.plan import Plan
 from playbooks.warning.rules import Result, WarningsFile, WarningState, fold, step
-from services.following import follow_from_start
+from services.following import ReadProgress, follow_from_start
 from topics.catalog import DRILL_NOTIFICATIONS, NOTIFICATIONS_REQUESTED, WARNING_EVENTS
 from topics.delivery import fit_id
 from topics.models import NotificationRequested
@@ -35,6 +35,7 @@ class WarningBook:
     def __init__(self) -> None:
         self.events: dict[str, dict[int, WarningEvent]] = {}
         self.caught_up = asyncio.Event()
+        self.progress = ReadProgress()
         self.writing = asyncio.Lock()
         # told of each new event's warning id (create_app: the view, whose subscribers feed the board)
         self.listeners: list[Callable[[str], None]] = []
@@ -69,7 +70,7 @@ class WarningBook:
 
     async def follow(self, bootstrap: str) -> None:
         await follow_from_start(bootstrap, [TopicPartition(WARNING_EVENTS.name, 0)], self.apply_raw, self.caught_up,
-                                "warnings")
+                                "warnings", self.progress)
 
 
 def notices(event: WarningEvent, plan: Plan, config: WarningsFile) -> list[NotificationRequested]:

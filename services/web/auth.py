@@ -37,9 +37,10 @@ async def signed_in_token(
 Token = Annotated[str | None, Depends(signed_in_token)]
 
 
-def check(permission: str, users: UsersDep, token: str | None) -> UserRecord:
-    """The signed-in user, if their role has the permission; else 401 or 403."""
-    user = users.authenticate(token) if token else None
+async def check(permission: str, users: UsersDep, token: str | None) -> UserRecord:
+    """The signed-in user, if their role has the permission; else 401 or 403. A token unknown here is
+    looked up again once the users topic is read to its end: made on another replica, it works here too."""
+    user = await users.authenticate_read(token) if token else None
     if user is None:
         raise HTTPException(status_code=401, detail="sign in: a valid bearer token is required",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -53,7 +54,7 @@ def require(permission: str):
     PERMISSIONS[permission]  # noqa: B018 - a misspelt permission fails at import, not at the first request
 
     async def signed_in_with_permission(users: UsersDep, token: Token) -> UserRecord:
-        return check(permission, users, token)
+        return await check(permission, users, token)
 
     signed_in_with_permission.permission = permission  # type: ignore[attr-defined]  # read by the route × role test
     return Depends(signed_in_with_permission)
@@ -73,7 +74,7 @@ def require_page(permission: str):
 
     async def page_user(request: Request, users: UsersDep, pages: PagesDep, token: Token) -> UserRecord | Response:
         try:
-            return check(permission, users, token)
+            return await check(permission, users, token)
         except HTTPException as exc:
             if not wants_html(request):
                 raise

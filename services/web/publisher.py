@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from typing import NamedTuple
+
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_fixed
@@ -17,6 +19,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_fixed
 log = structlog.get_logger("yingji", stage="api")
 SEND_TIMEOUT_S = 5.0
 START_RETRY_S = 1.0
+
+
+class Written(NamedTuple):
+    """Where the broker put a record."""
+
+    tp: TopicPartition
+    offset: int
 
 
 class BrokerUnavailable(Exception):
@@ -57,18 +66,20 @@ class Publisher:
             await self.producer.stop()
             self.producer = None
 
-    async def send(self, topic: str, key: str, record: BaseModel, *, what: str) -> None:
-        """`record` on `topic` under `key`, acknowledged; `what` names it in the 503 ("the report")."""
+    async def send(self, topic: str, key: str, record: BaseModel, *, what: str) -> Written:
+        """`record` on `topic` under `key`, acknowledged; `what` names it in the 503 ("the report").
+        Returns where it landed: the partition, and in `offset` the record's offset on it."""
         if self.producer is None:
             raise BrokerUnavailable("broker not reachable yet")
         try:
-            await asyncio.wait_for(
+            meta = await asyncio.wait_for(
                 self.producer.send_and_wait(topic, key=key.encode(), value=record.model_dump_json().encode()),
                 timeout=self.send_timeout_s,
             )
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("produce_failed", topic=topic, key=key, error=type(exc).__name__)
             raise BrokerUnavailable(f"broker did not acknowledge {what}") from exc
+        return Written(TopicPartition(meta.topic, meta.partition), meta.offset)
 
 
 def _log_retry(state) -> None:

@@ -112,7 +112,7 @@ async def ack_page(request: Request, token: str, view: ViewDep, pages: PagesDep,
         dedup_key, person_id = read_token(token, clock.now(), key, timedelta(hours=settings.ack_max_age_hours))
     except (TokenForged, TokenExpired) as exc:
         return _refused(request, pages, exc, request.method)
-    note = view.notice(dedup_key)
+    note = await view.read_notice(dedup_key)
     if note is None:
         return _unknown(request, pages, view)
     status = view.status_of(dedup_key, note.incident_id)
@@ -131,7 +131,7 @@ async def ack_link(request: Request, token: str, view: ViewDep, pages: PagesDep,
         dedup_key, person_id = read_token(token, now, key, timedelta(hours=settings.ack_max_age_hours))
     except (TokenForged, TokenExpired) as exc:
         return _refused(request, pages, exc, "POST")
-    note = view.notice(dedup_key)
+    note = await view.read_notice(dedup_key)
     if note is None:
         return _unknown(request, pages, view)
     status = view.status_of(dedup_key, note.incident_id)
@@ -172,7 +172,7 @@ async def ack_notice(dedup_key: RecordIdParam, view: ViewDep, clock: ClockDep, p
                      user: UserRecord = require("notices.ack")) -> Any:
     """已阅 for a notice, by the signed-in user (no person of the directory is named: users and people
     are not linked). Once per user and notice: sent again, the ack on record is answered."""
-    note = view.notice(dedup_key)
+    note = await view.read_notice(dedup_key)
     if note is None:
         raise HTTPException(status_code=404, detail=f"dedup_key: no notice {dedup_key!r}")
     how = AckHow.PAGE if req is not None and req.how == "page" else AckHow.API

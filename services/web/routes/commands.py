@@ -44,7 +44,7 @@ def command_id(prefix: str, req: FileReportRequest | ApprovalRequest | EndReques
 
 async def publish_command(incident_id: str, body: ReportFiled | ApprovalRecorded | EndRecorded, *,
                           view: IncidentView, publisher: Publisher) -> Any:
-    incident = known_incident(view, incident_id)
+    incident = await known_incident(view, incident_id)
     if incident.reported.report.drill:
         # a drill's incident moves on its drill's simulated clock: the worker would dead-letter a
         # command without one, so refuse it here, where the caller sees why

@@ -33,7 +33,7 @@ async def login(request: Request, users: UsersDep, pages: PagesDep, token: Annot
                 next: Annotated[str | None, Form()] = None) -> Response:
     token = token.strip()
     next_path = safe_next(next)
-    user = users.authenticate(token) if token else None
+    user = await users.authenticate_read(token) if token else None
     if user is None:
         return pages.render(request, "login.html", user=None, status_code=401, next_path=next_path,
                             error="令牌无效或已被吊销，请核对后重试。")
