@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from topics.delivery import DeliveryEvent
+from topics.drills import DrillRunEvent
 from topics.duty import DutyEvent, RosterRecord
 from topics.warnings import WarningEvent
 from topics.models import (
@@ -180,6 +181,17 @@ WARNING_EVENTS = TopicSpec(
     "carrying the warning's state after it, its tasks and who is told. One partition: a district has few warnings, "
     "and the API reads them all in order.",
 )
+DRILL_RUNS = TopicSpec(
+    name="yingji.drills.runs",
+    key="run_id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=_YEAR_MS,
+    model=DrillRunEvent,
+    description="Drill runs (演练) as their runner records them (started, progress, done with the evaluation, "
+    "failed, stopped) and stops asked of them: every API replica shows and controls the runs from here. One "
+    "partition: few runs, read whole by every replica.",
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
@@ -195,6 +207,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     DUTY_LOG,
     DELIVERIES,
     WARNING_EVENTS,
+    DRILL_RUNS,
     DEAD_LETTERS,
 )
 

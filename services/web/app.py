@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from playbooks.plan import Plan, load_plan
 from services import logs
 from services.clock import Clock, WallClock
 from services.delivery.tokens import key_from_file
+from services.drill_book import DrillBook
 from playbooks.warning.rules import load_warnings
 from services.duty.book import DutyBook
 from services.warnings.book import WarningBook
@@ -68,7 +70,8 @@ ROUTERS = (incidents.router, commands.router, drills.router, users.router, healt
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
                sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
                publisher: Publisher | None = None, duty: DutyBook | None = None,
-               ack_key: bytes | None = None, warnings: WarningBook | None = None) -> FastAPI:
+               ack_key: bytes | None = None, warnings: WarningBook | None = None,
+               drills: DrillBook | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -95,7 +98,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.publisher = publisher or Publisher(settings.bootstrap)
     # the delivery stage signs the ack links with the same key file (made once, beside the seal key)
     app.state.ack_key = ack_key or key_from_file(settings.ack_key_path)
-    app.state.drills = {}  # run id -> DrillRun, the runs this process started
+    # every drill run, from the log; the runs this process runs among them (services/drill_book.py)
+    app.state.drills = drills or DrillBook(runner=f"{socket.gethostname()}:{settings.api_port}")
     app.state.drill_tasks = set()
     app.state.pages = Pages()
     app.state.trends = TrendCache(app.state.view)  # the board's trends, computed once for every board watching
@@ -128,6 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(state.users.follow(state.settings.bootstrap)),
         asyncio.create_task(state.duty.follow(state.settings.bootstrap)),
         asyncio.create_task(state.warnings.follow(state.settings.bootstrap)),
+        asyncio.create_task(state.drills.follow(state.settings.bootstrap)),
     ]
     try:
         yield

@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
 
-from playbooks.drill.scenario import incident_id as drill_incident_id
-from services.drill_runner import DrillRun
+from services.drill_book import DrillBook
 from services.view import IncidentView
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ Warnings = Callable[[], list[dict[str, Any]]]  # the active warnings as the boar
 
 RECONNECT_MS = 1000  # the browser's EventSource waits this long before it reconnects
 TICK_S = 1.0  # a running drill's simulated clock goes out this often
+SHOWN_DRILL_S = 3600.0  # a drill run ended longer ago than this is off the board (GET /drills lists every one)
 KEEPALIVE_S = 15.0  # and a ping, so proxies, dead peers and the page's watchdog notice
 COALESCE_S = 0.1  # changes arriving together (a decision opens several obligations) go out as one message
 FEED_KINDS = frozenset({"breach", "escalation", "obligation_late", "regraded", "level_adjusted"})
@@ -169,22 +169,23 @@ def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def drill_runs(drills: dict[str, DrillRun], *, wall_now: float | None = None) -> list[dict[str, Any]]:
-    """Drill runs the API started, each with its simulated time now — estimated from the run's start
-    and speed while it runs — and the incidents it raises, so the board shows drill rows on their own
-    clock."""
+def drill_runs(drills: DrillBook, *, wall_now: float | None = None) -> list[dict[str, Any]]:
+    """Drill runs from the log (whichever replica runs them) that are running or ended within the hour,
+    each with its simulated time now — estimated from the run's start and speed while it runs — and the
+    incidents it raises, so the board shows drill rows on their own clock."""
     wall_now = time.time() if wall_now is None else wall_now
     out = []
-    for run in list(drills.values()):
+    for run in list(drills.runs.values()):
         try:
-            scenario, status, speed = run.scenario, run.status, float(run.speed)
-            sim = datetime.fromisoformat(run.sim_now) if run.sim_now else scenario.start
+            status, speed = run.status.value, float(run.speed)
+            if status != "running" and wall_now - run.at.timestamp() > SHOWN_DRILL_S:
+                continue
+            sim = run.simulated_now or run.start
             if status == "running":
-                estimate = scenario.start + timedelta(seconds=(wall_now - run.started_wall) * speed)
-                sim = max(sim, min(estimate, scenario.end))
-            ids = sorted({drill_incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects})
-            out.append({"run_id": run.run_id, "name": scenario.name, "speed": speed, "status": status,
-                        "simulated_now": _iso(sim), "end": _iso(scenario.end), "incidents": ids})
+                estimate = run.start + timedelta(seconds=(wall_now - run.started_at.timestamp()) * speed)
+                sim = max(sim, min(estimate, run.end))
+            out.append({"run_id": run.run_id, "name": run.name, "speed": speed, "status": status,
+                        "simulated_now": _iso(sim), "end": _iso(run.end), "incidents": list(run.incidents)})
         except Exception:  # noqa: BLE001 - a run the board cannot read is not shown; the drill goes on
             continue
     return out
@@ -348,7 +349,7 @@ def ping() -> ServerSentEvent:
     return JSONServerSentEvent({"server_time": _now()}, event="ping")
 
 
-async def events(view: IncidentView, drills: dict[str, DrillRun], incident: str | None,
+async def events(view: IncidentView, drills: DrillBook, incident: str | None,
                  warnings: Warnings | None = None, trend_cache: TrendCache | None = None) -> AsyncIterator[ServerSentEvent]:
     """The board's stream for one client. sse-starlette ends it when the client goes or the server
     shuts down (it cancels this generator), and sends the pings."""

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from playbooks.plan import Plan
 from services.clock import Clock
-from services.drill_runner import DrillRun
+from services.drill_book import DrillBook
 from playbooks.warning.rules import WarningsFile
 from services.duty.book import DutyBook
 from services.warnings.book import WarningBook
@@ -43,7 +43,7 @@ SealerDep = Annotated[Sealer, Depends(_state("sealer"))]
 ViewDep = Annotated[IncidentView, Depends(_state("view"))]
 UsersDep = Annotated[UserDirectory, Depends(_state("users"))]
 PublisherDep = Annotated[Publisher, Depends(_state("publisher"))]
-DrillsDep = Annotated[dict[str, DrillRun], Depends(_state("drills"))]
+DrillsDep = Annotated[DrillBook, Depends(_state("drills"))]
 DrillTasksDep = Annotated[set[asyncio.Task], Depends(_state("drill_tasks"))]
 DutyDep = Annotated[DutyBook, Depends(_state("duty"))]
 PagesDep = Annotated[Pages, Depends(_state("pages"))]

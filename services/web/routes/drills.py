@@ -1,8 +1,12 @@
-"""/drills: replay a scenario onto the running service, marked as a drill, and read its runs."""
+"""/drills: replay a scenario onto the running service, marked as a drill; read its runs and stop one.
+
+A run is run by the API process that started it, and recorded on the drill runs topic (services/drill_book.py):
+every replica answers about every run from there, and a stop asked on any replica is a record the runner obeys."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import structlog
@@ -10,12 +14,24 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from playbooks.drill.scenario import ScenarioError, parse_scenario
+from services.drill_book import run_recorded, snapshot
 from services.drill_runner import DrillRun, new_run_id, run_drill
-from services.web.answers import invalid, responses
+from services.web.answers import conflict, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
 from services.web.routes.params import RunId
-from services.web.state import DrillsDep, DrillTasksDep, PlanDep, PublisherDep, ViewDep, WarningsConfigDep, WarningsDep
+from services.web.state import (
+    ClockDep,
+    DrillsDep,
+    DrillTasksDep,
+    PlanDep,
+    PublisherDep,
+    ViewDep,
+    WarningsConfigDep,
+    WarningsDep,
+)
+from topics.catalog import DRILL_RUNS
+from topics.drills import DrillRunEvent, DrillRunStatus, DrillStopRequested
 from topics.models import UserRecord
 
 log = structlog.get_logger("yingji", stage="api")
@@ -32,7 +48,7 @@ class DrillRequest(BaseModel):
 
 @router.post("", status_code=202, responses=responses(401, 403, 413, 422, 503))
 async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher: PublisherDep, drills: DrillsDep,
-                      tasks: DrillTasksDep, warnings: WarningsDep, warnings_config: WarningsConfigDep,
+                      tasks: DrillTasksDep, warnings: WarningsDep, warnings_config: WarningsConfigDep, clock: ClockDep,
                       user: UserRecord = require("drill.run")) -> Any:
     """Replay a scenario onto the running service, marked as a drill; score it when it ends."""
     try:
@@ -43,9 +59,15 @@ async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher
     if publisher.producer is None:
         raise BrokerUnavailable("broker not reachable yet")
     run = DrillRun(run_id=new_run_id(), scenario=scenario, speed=req.speed, started_by=user.name)
-    drills[run.run_id] = run
-    task = asyncio.create_task(run_drill(run, plan=plan, producer=publisher.producer, view=view,
-                                          warnings=warnings, warnings_config=warnings_config))
+
+    async def send(event: DrillRunEvent) -> object:
+        return await publisher.send(DRILL_RUNS.name, event.run_id, event, what="the drill run")
+
+    # on the log before the 202: any replica asked about the run knows it
+    await send(DrillRunEvent.of(snapshot(run, n=1, runner=drills.runner, at=clock.now())))
+    work = run_drill(run, plan=plan, producer=publisher.producer, view=view, warnings=warnings,
+                     warnings_config=warnings_config)
+    task = asyncio.create_task(run_recorded(run, work, book=drills, send=send, clock=clock))
     tasks.add(task)  # the app's lifespan cancels what is still running when it stops
     task.add_done_callback(tasks.discard)
     log.info("drill_started", run_id=run.run_id, scenario=scenario.id, speed=req.speed, by=user.name)
@@ -54,13 +76,28 @@ async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher
 
 @router.get("", responses=responses(401, 403))
 async def list_drills(drills: DrillsDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
-    return {"drills": [{k: v for k, v in d.as_json().items() if k not in ("evaluation", "markdown")}
-                       for d in drills.values()]}
+    return {"drills": [drills.answer(rec, full=False) for rec in drills.runs.values()]}
 
 
 @router.get("/{run_id}", responses=responses(401, 403, 404))
 async def get_drill(run_id: RunId, drills: DrillsDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
-    run = drills.get(run_id)
-    if run is None:
+    rec = await drills.read(run_id)
+    if rec is None:
         raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")
-    return run.as_json()
+    return drills.answer(rec)
+
+
+@router.post("/{run_id}/stop", status_code=202, responses=responses(401, 403, 404, 409, 503))
+async def stop_drill(run_id: RunId, drills: DrillsDep, publisher: PublisherDep, clock: ClockDep,
+                     user: UserRecord = require("drill.run")) -> Any:
+    """Stop a running drill, whichever API process runs it: the stop goes on the log, its runner stops it
+    and records it `stopped` (GET /drills/{run_id} says when)."""
+    rec = await drills.read(run_id)
+    if rec is None:
+        raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")
+    if rec.status is not DrillRunStatus.RUNNING:
+        return conflict("run_id", f"the drill run {run_id!r} is {rec.status.value} already")
+    stop = DrillStopRequested(id=f"{run_id}.stop.{uuid.uuid4().hex[:12]}", run_id=run_id, by=user.name, at=clock.now())
+    await publisher.send(DRILL_RUNS.name, run_id, DrillRunEvent.of(stop), what="the stop")
+    log.info("drill_stop_requested", run_id=run_id, by=user.name, runner=rec.runner)
+    return {"run_id": run_id, "status": "stopping", "runner": rec.runner}
