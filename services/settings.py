@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     kafka_nodes: int = Field(default=1, description="local Apache Kafka nodes `yingji run` starts: 1 (one combined node on kafka_port and kafka_controller_port), or 3 (`make run-cluster`: three combined broker+controller nodes, node i on kafka_port + 2(i-1) and the port after it as its controller; topics on 3 replicas, min.insync.replicas 2)")
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_replicas: int = Field(default=1, ge=1, le=16, description="API processes `yingji run` starts. 1: it serves on api_port itself. 2 or more: replica i (0, 1, ...) on 127.0.0.1:api_port + 1 + i, and Debian's haproxy on api_port in front of them (config rendered from deploy/haproxy/local.cfg.template into data_dir/haproxy.cfg, checked with `haproxy -c`); the replicas agree through the log (reports' dedup, drills, users), and share the seal and ack keys of data_dir")
+    haproxy_bin: str = Field(default="haproxy", description="the haproxy program (Debian package `haproxy`) `yingji run` puts in front of api_replicas >= 2")
+    haproxy_stats_port: int = Field(default=8404, ge=0, description="haproxy's stats page (/stats) and Prometheus metrics (/metrics) on 127.0.0.1, with api_replicas >= 2; 0: none")
     worker_web_port: int = 6066
     workers: int = Field(default=1, ge=0, description="worker processes `yingji run` starts, in one consumer group: the partitions, and so the incidents, are shared between them; worker i serves its metrics on worker_web_port + i. A worker is one Python process, one core at most: on 2 cores, bench deadlines (555 breaches/s) had a breach p99 of 19.4 s with one worker and 0.69-1.9 s with two. 0: one per core, at most topic_partitions. Default 1: with two, a worker joining while records flow made Faust skip records (the watchdog restarts it in place, resetting its counters) in one of three test runs")
     worker_store: str = Field(default="rocksdb://", description="where the worker keeps its table: rocksdb:// on local disk under data_dir (a restarted worker reads only the changelog written since), or memory:// (it reads the whole changelog)")
@@ -111,6 +114,10 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    def api_replica_port(self, index: int) -> int:
+        """Where API replica `index` listens when api_replicas >= 2 (haproxy takes api_port)."""
+        return self.api_port + 1 + index
 
     @property
     def link_base(self) -> str:

@@ -164,6 +164,11 @@ def cmd_run(_: argparse.Namespace) -> int:
         stack.start_delivery()
         stack.start_api()
         print(f"yingji API:  {s.api_url}", flush=True)
+        if stack.apis:
+            replicas = ", ".join(str(s.api_replica_port(i)) for i in range(len(stack.apis)))
+            print(f"  replicas:  {len(stack.apis)} behind haproxy (127.0.0.1, ports {replicas}; config "
+                  f"{s.data_dir / 'haproxy.cfg'}" + (f"; stats http://127.0.0.1:{s.haproxy_stats_port}/stats"
+                                                     if s.haproxy_stats_port else "") + ")", flush=True)
         print(f"  OpenAPI:   {s.api_url}/openapi.json  (docs: {s.api_url}/docs)", flush=True)
         print(f"  metrics:   {s.api_url}/metrics", flush=True)
         print(f"  Kafka:     {s.bootstrap}" + (f"  ({s.kafka_nodes} nodes, topics on {s.topic_replication} replicas, "
@@ -190,9 +195,21 @@ def cmd_run(_: argparse.Namespace) -> int:
         print("Ctrl-C stops the API, the workers, the delivery stage, the sinks and the broker.", flush=True)
         restarts: list[float] = []
         while not stopping:
-            if stack.api is not None and stack.api.poll() is not None:
+            if stack.haproxy is not None and stack.haproxy.poll() is not None:
+                print("haproxy exited; stopping everything", file=sys.stderr, flush=True)
+                return 1
+            if not stack.apis and stack.api is not None and stack.api.poll() is not None:
                 print("the API exited; stopping everything", file=sys.stderr, flush=True)
                 return 1
+            for index, replica in enumerate(stack.apis):
+                if replica.poll() is not None:  # haproxy serves from the others meanwhile
+                    restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
+                    if len(restarts) > 5:
+                        print("the API replicas keep exiting; stopping everything", file=sys.stderr, flush=True)
+                        return 1
+                    print(f"API replica {index} exited ({replica.returncode}); restarting it", file=sys.stderr,
+                          flush=True)
+                    stack.start_api_replica(index)
             if stack.sinks is not None and stack.sinks.poll() is not None:
                 print("the local sinks exited; stopping everything", file=sys.stderr, flush=True)
                 return 1

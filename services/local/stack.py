@@ -18,7 +18,9 @@ from services.kafka_topics import create_topics
 from services.local.cluster import LocalCluster
 from services.local.kafka import LocalKafka
 from services.local.sinks import sinks_env
-from services.settings import Settings
+from services.settings import REPO_ROOT, Settings
+
+HAPROXY_TEMPLATE = REPO_ROOT / "deploy" / "haproxy" / "local.cfg.template"
 
 
 def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
@@ -35,6 +37,21 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=5)
 
 
+def _wait_ready(proc: subprocess.Popen, url: str, what: str, timeout: float) -> None:
+    """Until `url`/healthz answers 200; raises if `proc` exits first or `timeout` passes."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:  # not retried: the process is gone
+            raise RuntimeError(f"{what} exited during start-up")
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+
+    def gave_up(_: RetryCallState) -> None:
+        raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f}s")
+
+    Retrying(retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(lambda ok: not ok),
+             wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
+
+
 def _kill(proc: subprocess.Popen) -> None:
     """SIGKILL, as a crash would: no clean shutdown, no final commit."""
     if proc.poll() is None:
@@ -45,7 +62,7 @@ def _kill(proc: subprocess.Popen) -> None:
 class LocalStack:
     """`log`: every process's output into that one file (lines may then interleave between processes).
     `log_dir`: a file of its own for each process, written by that process alone: `worker-<i>.log` for
-    worker i and `api.log` (see `log_path`); what a reader parses there is whole lines of one writer.
+    worker i, `api.log` (or `api-<i>.log` for API replica i and `haproxy.log`; see `log_path`); what a reader parses there is whole lines of one writer.
     Neither: the processes inherit this one's stdout and stderr."""
 
     def __init__(self, settings: Settings, *, log: IO[bytes] | None = None, log_dir: Path | None = None):
@@ -56,7 +73,9 @@ class LocalStack:
         self.log_dir = log_dir
         self.broker: LocalKafka | LocalCluster | None = None
         self.worker: subprocess.Popen | None = None
-        self.api: subprocess.Popen | None = None
+        self.api: subprocess.Popen | None = None  # the one API, or replica 0 of api_replicas
+        self.apis: list[subprocess.Popen] = []  # every API replica (api_replicas >= 2)
+        self.haproxy: subprocess.Popen | None = None
         self.extra_workers: list[subprocess.Popen] = []
         self.sinks: subprocess.Popen | None = None
         self.delivery: subprocess.Popen | None = None
@@ -142,23 +161,73 @@ class LocalStack:
         return self.extra_workers[-1]
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:
+        """The API on api_port; with api_replicas >= 2, the replicas and haproxy in front of them on it."""
         s = self.settings
-        self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "services.web.app:create_app",
-                                "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
-                                "--no-access-log", "--timeout-graceful-shutdown", "5"])
-        api = self.api
+        if s.api_replicas >= 2:
+            for index in range(s.api_replicas):  # started together, then each waited for
+                self.start_api_replica(index, wait=False)
+            for index, proc in enumerate(self.apis):
+                _wait_ready(proc, f"http://127.0.0.1:{s.api_replica_port(index)}", f"API replica {index}", timeout)
+            self.start_haproxy(timeout=timeout)
+            return self.api
+        self.api = self._spawn("api", self._api_args(s.api_host, s.api_port))
+        _wait_ready(self.api, s.api_url, "the API", timeout)
+        return self.api
 
-        def ready() -> bool:
-            if api.poll() is not None:  # not retried: the API is gone
-                raise RuntimeError("the API exited during start-up")
-            return httpx.get(f"{s.api_url}/healthz", timeout=1).status_code == 200
+    @staticmethod
+    def _api_args(host: str, port: int) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--factory", "services.web.app:create_app", "--host", host,
+                "--port", str(port), "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "5"]
 
-        def gave_up(_: RetryCallState) -> None:
-            raise RuntimeError(f"API did not answer at {s.api_url} within {timeout:.0f}s")
+    def start_api_replica(self, index: int, timeout: float = 60, *, wait: bool = True) -> subprocess.Popen:
+        """API replica `index` on 127.0.0.1:api_replica_port(index) (started again in its place), once ready
+        (`wait`).
+        Its ack links name the address people open (haproxy's), not its own."""
+        s = self.settings
+        port = s.api_replica_port(index)
+        proc = self._spawn(f"api-{index}", self._api_args("127.0.0.1", port),
+                           env={"YINGJI_API_PORT": str(port), "YINGJI_API_HOST": "127.0.0.1",
+                                "YINGJI_PUBLIC_URL": s.public_url or s.api_url})
+        if index < len(self.apis):
+            self.apis[index] = proc
+        else:  # started in order by start_api
+            self.apis.append(proc)
+        self.api = self.apis[0]
+        if wait:
+            _wait_ready(proc, f"http://127.0.0.1:{port}", f"API replica {index}", timeout)
+        return proc
 
-        Retrying(retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(lambda ok: not ok),
-                 wait=wait_fixed(0.2), stop=stop_after_delay(timeout), retry_error_callback=gave_up)(ready)
-        return api
+    def kill_api_replica(self, index: int) -> None:
+        """API replica `index` SIGKILLed, as a crash would."""
+        _kill(self.apis[index])
+
+    def haproxy_config(self) -> Path:
+        """deploy/haproxy/local.cfg.template rendered into data_dir/haproxy.cfg for api_replicas, and checked
+        with `haproxy -c` (a config it refuses raises, with haproxy's words)."""
+        s = self.settings
+        servers = "\n".join(f"    server api-{i} 127.0.0.1:{s.api_replica_port(i)}" for i in range(s.api_replicas))
+        stats = "" if not s.haproxy_stats_port else (
+            "frontend stats\n"
+            f"    bind 127.0.0.1:{s.haproxy_stats_port}\n"
+            "    http-request use-service prometheus-exporter if { path /metrics }\n"
+            "    stats enable\n    stats uri /stats\n    stats refresh 10s\n    option dontlog-normal\n")
+        text = (HAPROXY_TEMPLATE.read_text(encoding="utf-8").replace("@BIND@", f"{s.api_host}:{s.api_port}")
+                .replace("@SERVERS@", servers).replace("@STATS@", stats))
+        path = Path(s.data_dir) / "haproxy.cfg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        check = subprocess.run([s.haproxy_bin, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy refused {path}: {check.stdout}{check.stderr}")
+        return path
+
+    def start_haproxy(self, timeout: float = 30) -> subprocess.Popen:
+        """haproxy in the foreground on api_port, in front of the replicas, once it answers /healthz."""
+        s = self.settings
+        path = self.haproxy_config()
+        self.haproxy = self._spawn("haproxy", [s.haproxy_bin, "-db", "-f", str(path)])
+        _wait_ready(self.haproxy, s.api_url, "haproxy", timeout)
+        return self.haproxy
 
     def start_sinks(self, timeout: float = 30) -> subprocess.Popen:
         """`yingji sinks` (the local SMTP server and robot sink), once both its ports answer."""
@@ -205,10 +274,17 @@ class LocalStack:
             _kill(self.worker)
 
     def children(self) -> list[subprocess.Popen]:
-        return [p for p in (*self.workers, self.api, self.delivery, self.sinks) if p is not None]
+        return [p for p in (*self.workers, *self.api_processes, self.delivery, self.sinks) if p is not None]
+
+    @property
+    def api_processes(self) -> list[subprocess.Popen]:
+        """haproxy and the replicas, or the one API."""
+        if self.apis:
+            return [p for p in (self.haproxy, *self.apis) if p is not None]
+        return [self.api] if self.api is not None else []
 
     def stop(self) -> None:
-        for proc in (self.api, *self.workers, self.delivery, self.sinks):
+        for proc in (*self.api_processes, *self.workers, self.delivery, self.sinks):
             if proc is not None:
                 stop_group(proc)
         if self.broker is not None:
