@@ -27,7 +27,7 @@ log = structlog.get_logger("yingji", stage="warnings")
 TELLS = {WarningEventKind.ISSUED, WarningEventKind.ADJUSTED, WarningEventKind.LIFTED}
 KIND_WORDS = {WarningEventKind.ISSUED: "发布", WarningEventKind.ADJUSTED: "调整", WarningEventKind.LIFTED: "解除"}
 # (topic, key, record, what) -> acknowledged by the broker
-Send = Callable[[str, str, object, str], Awaitable[None]]
+Send = Callable[[str, str, object, str], Awaitable[object]]  # returns where it was written (Publisher.send), or None
 Address = Callable[[NotificationRequested], NotificationRequested]
 
 
@@ -94,17 +94,44 @@ def notices(event: WarningEvent, plan: Plan, config: WarningsFile) -> list[Notif
     return out
 
 
+class WarningConflict(Exception):
+    """The command's events were written, but the log kept another replica's step of the same warning
+    first (the same seq): the command is not in effect, no unit is told, the caller reads the warning
+    again. `read_back` False: the events were not read back in time, so which came first is not known yet."""
+
+    def __init__(self, message: str, *, read_back: bool = True) -> None:
+        super().__init__(message)
+        self.read_back = read_back
+
+
 async def apply_command(book: WarningBook, cmd: WarningCommand, config: WarningsFile, plan: Plan, send: Send,
                         address: Address | None = None) -> Result:
     """The command checked against the warning read back; if accepted, its events and notices written
-    (each acknowledged) and applied here. The caller holds book.writing."""
+    (each acknowledged) and applied here. The caller holds book.writing.
+
+    While the book follows the topic (the API), which step counts is the log's to say: two replicas may
+    check a command against the same state at once and both write seq n; the first on the (one)
+    partition is the step, for every replica's book alike. So the events are read back before anyone is
+    told, and a command whose event is not the one kept raises WarningConflict. Else (tests, a drill's
+    book without a broker) they are applied here as written."""
     result = step(book.state(cmd.warning_id), cmd, config, plan)
     if result.refused:
         return result
+    written = [await send(WARNING_EVENTS.name, event.warning_id, event, "the warning") for event in result.events]
+    offsets = {w.tp: w.offset for w in written if w is not None and hasattr(w, "offset")}
+    if offsets and book.progress.consumer is not None:
+        if not await book.progress.reached(offsets):
+            raise WarningConflict(f"{cmd.warning_id}: written, not read back yet", read_back=False)
+        for event in result.events:
+            kept = book.events.get(event.warning_id, {}).get(event.seq)
+            if kept != event:  # the same seq (and id) from another replica: another step
+                log.warning("warning_conflict", warning_id=event.warning_id, seq=event.seq, kind=cmd.kind)
+                raise WarningConflict(f"{cmd.warning_id}: changed meanwhile (step {event.seq} is another "
+                                      "replica's); read it again")
+    else:
+        for event in result.events:
+            book.apply(event)
     for event in result.events:
-        await send(WARNING_EVENTS.name, event.warning_id, event, "the warning")
-    for event in result.events:
-        book.apply(event)
         for notice in notices(event, plan, config):
             if address is not None:
                 try:
@@ -116,4 +143,3 @@ async def apply_command(book: WarningBook, cmd: WarningCommand, config: Warnings
         log.info("warning", warning_id=event.warning_id, kind=event.kind.value, level=event.level.value,
                  told=len(event.told), drill=event.drill)
     return result
-

@@ -17,8 +17,8 @@ from playbooks.warning.cap import CapError, format_time, parse, to_xml
 from playbooks.warning.messages import content_of, messages
 
 from playbooks.warning.rules import WarningState
-from services.warnings.book import WarningBook, apply_command
-from services.web.answers import invalid, responses
+from services.warnings.book import WarningBook, WarningConflict, apply_command
+from services.web.answers import conflict, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
 from services.web.state import ClockDep, DutyDep, PlanDep, PublisherDep, SettingsDep, WarningsConfigDep, WarningsDep
@@ -42,7 +42,7 @@ router = APIRouter(tags=["warnings"])
 WarningIdParam = Annotated[str, Path(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9._:\-]+$")]
 TaskIdParam = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
 ATOM_NS = "http://www.w3.org/2005/Atom"
-WRITE = responses(401, 403, 404, 413, 422, 503)
+WRITE = responses(401, 403, 404, 409, 413, 422, 503)
 
 
 def answer(book: WarningBook, state: WarningState, config) -> WarningAnswer:
@@ -66,13 +66,22 @@ def read_back(book: WarningBook) -> None:
 async def command(book: WarningBook, cmd: WarningCommand, config, plan, publisher, duty) -> Any:
     read_back(book)
     async with book.writing:
+        # checked against the warning as the log has it now, whichever replica wrote its last step
+        if book.progress.consumer is not None:
+            await book.progress.read_to_end()
         if cmd.kind != "draft" and book.state(cmd.warning_id) is None:
             raise HTTPException(404, f"no warning {cmd.warning_id}")
 
-        async def send(topic: str, key: str, record: Any, what: str) -> None:
-            await publisher.send(topic, key, record, what=what)
+        async def send(topic: str, key: str, record: Any, what: str) -> object:
+            return await publisher.send(topic, key, record, what=what)
 
-        result = await apply_command(book, cmd, config, plan, send, address=duty.address if duty.caught_up.is_set() else None)
+        try:
+            result = await apply_command(book, cmd, config, plan, send,
+                                         address=duty.address if duty.caught_up.is_set() else None)
+        except WarningConflict as exc:
+            if not exc.read_back:
+                raise BrokerUnavailable(str(exc)) from exc
+            return conflict("warning_id", str(exc))
     if result.refused:
         return invalid([{"field": line.split(":")[0], "message": line} for line in result.refused],
                        error=f"the warning's {cmd.kind} is refused")
