@@ -194,6 +194,14 @@ def read_back(book: DutyBook) -> None:
         raise BrokerUnavailable("the rosters are still being read back from the broker")
 
 
+async def up_to_date(book: DutyBook) -> None:
+    """The rosters and the duty log read to their end as they are now, before a change is made on them:
+    another API replica's change of a moment ago is in the roster this change is made on. (Two replicas
+    changing one unit in the same few milliseconds: the later record on the log is the unit's roster.)"""
+    if book.progress.consumer is not None:
+        await book.progress.read_to_end()
+
+
 async def change_roster(book: DutyBook, publisher: Publisher, make: Callable[[], Change], refused: str, *,
                         unreadable: str | None = None) -> Any:
     """A change made on the rosters read back, one at a time (the next is made on the roster this one
@@ -201,6 +209,7 @@ async def change_roster(book: DutyBook, publisher: Publisher, make: Callable[[],
     cannot be read at all."""
     read_back(book)
     async with book.writing:
+        await up_to_date(book)
         try:
             change = make()
         except TableRefused as exc:
@@ -314,6 +323,7 @@ async def confirm_handover(handover_id: RecordIdParam, req: HandoverConfirmReque
     person is refused (403)."""
     read_back(book)
     async with book.writing:
+        await up_to_date(book)
         state = handovers(book.events).get(handover_id)
         person_id = req.person_id or (state.incoming_id if state else None) or user.name
         listed = handover_answer(book, plan, view, state).items if state is not None and state.at is not None else []

@@ -24,6 +24,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 async def add_user(req: NewUserRequest, users: UsersDep, clock: ClockDep, publisher: PublisherDep,
                    admin: UserRecord = require("users.manage")) -> Any:
     """A new user; the token is shown in this answer only."""
+    await users.progress.read_to_end()  # made on another replica a moment ago: known here too
     existing = users.by_name.get(req.name)
     if existing is not None and not existing.revoked:
         # re-adding would silently replace a person's token and role: revoke first, on purpose
@@ -39,6 +40,7 @@ async def add_user(req: NewUserRequest, users: UsersDep, clock: ClockDep, publis
 @router.delete("/{name}", status_code=200, responses=responses(401, 403, 404, 409, 503))
 async def revoke_user(name: UserNameParam, users: UsersDep, clock: ClockDep, publisher: PublisherDep,
                       admin: UserRecord = require("users.manage")) -> Any:
+    await users.progress.read_to_end()  # the users as the log has them, not as this replica last read them
     old = users.by_name.get(name)
     if old is None:
         raise HTTPException(status_code=404, detail=f"name: no user {name!r}")
