@@ -21,6 +21,7 @@ from topics.catalog import USERS
 from topics.models import Role, UserRecord
 
 log = structlog.get_logger("yingji", stage="users")
+LOOKUP_S = 2.0  # a token unknown here waits at most this long for the users topic read to its end
 
 
 def new_token() -> str:
@@ -78,7 +79,7 @@ class UserDirectory:
         """`authenticate`, and for a token not known here, again once the users topic is read to its end:
         a user another API replica made a moment ago signs in here too (while following; else as known)."""
         user = self.authenticate(token)
-        if user is None and self.progress.consumer is not None and await self.progress.read_to_end():
+        if user is None and self.progress.consumer is not None and await self.progress.read_to_end(LOOKUP_S):
             user = self.authenticate(token)
         return user
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import structlog
@@ -70,6 +71,7 @@ async def raise_incident(submission: ReportSubmission, plan: PlanDep, sealer: Se
     # Which report of this id counts is the log's to say, not this replica's: the worker decides the first
     # one on the partition. Read back to our own record; then the first one is known here, whichever
     # replica (or a retry sent to two of them at once) wrote it.
+    sent = time.monotonic()
     if not await view.progress.reached({written.tp: written.offset}):
         raise BrokerUnavailable("the report was written but not read back yet: send it again (the same "
                                 "report_id is answered once it is)")
@@ -77,7 +79,8 @@ async def raise_incident(submission: ReportSubmission, plan: PlanDep, sealer: Se
     if answer is None:  # cannot be: our own record was read, so a first one is there
         raise BrokerUnavailable("the report was not read back")
     if isinstance(answer, Accepted):
-        log.info("accepted", incident_id=record.incident_id, type=record.report.type)
+        log.info("accepted", incident_id=record.incident_id, type=record.report.type,
+                 read_back_ms=round((time.monotonic() - sent) * 1000, 1))
     return answer
 
 
