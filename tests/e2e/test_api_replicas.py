@@ -30,6 +30,8 @@ from tests.waiting import eventually
 from topics.catalog import INCIDENTS_DECIDED
 from topics.models import Role
 
+pytestmark = pytest.mark.e2e
+
 SCENARIO = Path(__file__).resolve().parents[2] / "playbooks" / "drill" / "scenarios" / "gas-explosion.yaml"
 ROLES = (Role.ADMIN, Role.DUTY_OFFICER, Role.COMMANDER, Role.DRILL_CONTROLLER)
 
