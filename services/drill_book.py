@@ -2,10 +2,11 @@
 runs. A run started on one replica is shown, and stopped, on any: what a replica answers about a run is
 the latest record of it on the log, and a stop is a record the runner reads and obeys.
 
-The runner records the run when it starts (before the 202), about once a second while it runs, and when
-it ends (done, failed or stopped). A runner that dies leaves its run `running` on the log with the time
-of its last record (`at`): a runner whose records stopped coming is gone (left for an operator to see;
-no other replica takes a run over)."""
+The runner records the run when it starts (before the 202), about once a second while it moves and every
+HEARTBEAT_S when it does not, and when it ends (done, failed or stopped). A runner that dies leaves its
+run `running` on the log: one whose records stopped for LOST_AFTER_S is shown `runner_lost`, and a stop
+asked of it on any replica is recorded there and then (no replica takes a lost run over: its drill's
+remaining injects are never sent, and the run is not scored)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from topics.drills import DrillRunEvent, DrillRunRecorded, DrillRunStatus, Drill
 
 log = structlog.get_logger("yingji", stage="drill")
 RECORD_EVERY_S = 1.0  # a running drill's progress on the log at most this often
+HEARTBEAT_S = 10.0  # and at least this often, moving or not: its runner is alive
+LOST_AFTER_S = 3 * HEARTBEAT_S  # a running drill with no record for this long has lost its runner
 # a record of the run -> acknowledged by the broker (the API's Publisher.send)
 Send = Callable[[DrillRunEvent], Awaitable[object]]
 
@@ -70,7 +73,16 @@ class DrillBook:
             run = self.runs.get(run_id)
         return run
 
-    def answer(self, rec: DrillRunRecorded, *, full: bool = True) -> dict:
+    def runner_lost(self, rec: DrillRunRecorded, now: datetime) -> bool:
+        """Running on the log, but nobody runs it: its runner fell silent, or it was this process before
+        a restart (the same name, no task here)."""
+        if rec.status is not DrillRunStatus.RUNNING:
+            return False
+        if rec.runner == self.runner and rec.run_id not in self.tasks:
+            return True
+        return (now - rec.at).total_seconds() > LOST_AFTER_S
+
+    def answer(self, rec: DrillRunRecorded, *, now: datetime, full: bool = True) -> dict:
         """As GET /drills/{run_id} answers it."""
         stop = self.stops.get(rec.run_id)
         out = {
@@ -79,7 +91,7 @@ class DrillBook:
             "simulated_now": rec.simulated_now.isoformat() if rec.simulated_now else None,
             "started_by": rec.started_by, "started_at": rec.started_at.isoformat(), "runner": rec.runner,
             "recorded_at": rec.at.isoformat(), "error": rec.error,
-            "stop_requested_by": stop.by if stop else None,
+            "stop_requested_by": stop.by if stop else None, "runner_lost": self.runner_lost(rec, now),
         }
         if full:
             out |= {"evaluation": rec.evaluation, "markdown": rec.markdown}
@@ -107,13 +119,14 @@ async def run_recorded(run: DrillRun, work: Awaitable[None], *, book: DrillBook,
     book.tasks[run.run_id] = task
     if run.run_id in book.stops:  # asked to stop before it began here
         task.cancel()
-    last = None
+    last, last_at = None, asyncio.get_running_loop().time()
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=RECORD_EVERY_S)
             seen = (run.status, run.sent, run.sim_now)
-            if not task.done() and seen != last:
-                last = seen
+            quiet = asyncio.get_running_loop().time() - last_at >= HEARTBEAT_S
+            if not task.done() and (seen != last or quiet):
+                last, last_at = seen, asyncio.get_running_loop().time()
                 with contextlib.suppress(Exception):  # progress is shown when it can be; the end is retried
                     await send(DrillRunEvent.of(snapshot(run, n=next(counter), runner=book.runner, at=clock.now())))
     except asyncio.CancelledError:  # the process stops: its run stops with it

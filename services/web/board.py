@@ -178,6 +178,8 @@ def drill_runs(drills: DrillBook, *, wall_now: float | None = None) -> list[dict
     for run in list(drills.runs.values()):
         try:
             status, speed = run.status.value, float(run.speed)
+            if status == "running" and drills.runner_lost(run, datetime.fromtimestamp(wall_now, timezone.utc)):
+                status = "failed"  # nobody runs it any more (services/drill_book.py): not 演练进行中
             if status != "running" and wall_now - run.at.timestamp() > SHOWN_DRILL_S:
                 continue
             sim = run.simulated_now or run.start

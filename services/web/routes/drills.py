@@ -75,29 +75,39 @@ async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher
 
 
 @router.get("", responses=responses(401, 403))
-async def list_drills(drills: DrillsDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
-    return {"drills": [drills.answer(rec, full=False) for rec in drills.runs.values()]}
+async def list_drills(drills: DrillsDep, clock: ClockDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+    now = clock.now()
+    return {"drills": [drills.answer(rec, now=now, full=False) for rec in drills.runs.values()]}
 
 
 @router.get("/{run_id}", responses=responses(401, 403, 404))
-async def get_drill(run_id: RunId, drills: DrillsDep, _: UserRecord = require("incident.read")) -> dict[str, Any]:
+async def get_drill(run_id: RunId, drills: DrillsDep, clock: ClockDep,
+                    _: UserRecord = require("incident.read")) -> dict[str, Any]:
     rec = await drills.read(run_id)
     if rec is None:
         raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")
-    return drills.answer(rec)
+    return drills.answer(rec, now=clock.now())
 
 
 @router.post("/{run_id}/stop", status_code=202, responses=responses(401, 403, 404, 409, 503))
 async def stop_drill(run_id: RunId, drills: DrillsDep, publisher: PublisherDep, clock: ClockDep,
                      user: UserRecord = require("drill.run")) -> Any:
     """Stop a running drill, whichever API process runs it: the stop goes on the log, its runner stops it
-    and records it `stopped` (GET /drills/{run_id} says when)."""
+    and records it `stopped` (GET /drills/{run_id} says when). A run whose runner is lost is recorded
+    stopped here and now."""
     rec = await drills.read(run_id)
     if rec is None:
         raise HTTPException(status_code=404, detail=f"run_id: no drill run {run_id!r}")
     if rec.status is not DrillRunStatus.RUNNING:
         return conflict("run_id", f"the drill run {run_id!r} is {rec.status.value} already")
-    stop = DrillStopRequested(id=f"{run_id}.stop.{uuid.uuid4().hex[:12]}", run_id=run_id, by=user.name, at=clock.now())
+    now, tag = clock.now(), uuid.uuid4().hex[:12]
+    stop = DrillStopRequested(id=f"{run_id}.stop.{tag}", run_id=run_id, by=user.name, at=now)
     await publisher.send(DRILL_RUNS.name, run_id, DrillRunEvent.of(stop), what="the stop")
+    if drills.runner_lost(rec, now):
+        ended = rec.model_copy(update={"id": f"{run_id}.lost.{tag}", "status": DrillRunStatus.STOPPED, "at": now,
+                                       "stopped_by": user.name, "error": f"its runner {rec.runner} was lost"})
+        await publisher.send(DRILL_RUNS.name, run_id, DrillRunEvent.of(ended), what="the stop")
+        log.info("drill_stopped_runner_lost", run_id=run_id, by=user.name, runner=rec.runner)
+        return {"run_id": run_id, "status": "stopped", "runner": rec.runner}
     log.info("drill_stop_requested", run_id=run_id, by=user.name, runner=rec.runner)
     return {"run_id": run_id, "status": "stopping", "runner": rec.runner}
