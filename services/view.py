@@ -290,7 +290,10 @@ class IncidentView:
                 dec = IncidentDecided.model_validate_json(value)
                 incident_id = dec.incident_id
                 state = self._state(incident_id)
-                state.decided = dec
+                # the latest decision stands, whatever order partitions are read in: after a partition
+                # migration (deploy/MIGRATION.md) an incident's decisions sit on two partitions
+                if state.decided is None or dec.decision.decided_at >= state.decided.decision.decided_at:
+                    state.decided = dec
                 if dec.id not in state.decision_ids:
                     state.decision_ids.add(dec.id)
                     state.decisions.append(dec.decision)

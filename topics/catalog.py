@@ -43,6 +43,17 @@ class TopicSpec:
         return out
 
 
+# The keyed topics' partition count: fixed when the topics are created, because a key's partition is
+# murmur2(key) % count. Adding partitions later moves keys (an incident's records and its table entry
+# would sit on two partitions); growing is a migration (`yingji migrate partitions`, deploy/MIGRATION.md).
+# 12: the number of workers (and delivery stages) that can share the load is at most the count, and 12
+# splits evenly between 1, 2, 3, 4, 6 or 12 of them, so a district can grow from one machine to three
+# of four cores without a migration. Volume does not need more: a partition is read by one worker at
+# about 5,000 records/s, the district's busiest hour is a few hundred reports. Not more: every partition
+# is a Faust task, a changelog partition and a RocksDB store per worker, and rebalance and recovery
+# time grows with them (figures in deploy/MIGRATION.md).
+KEYED_PARTITIONS = 12
+
 _WEEK_MS = 7 * 24 * 3600 * 1000
 _DAY_MS = 24 * 3600 * 1000
 _YEAR_MS = 365 * 24 * 3600 * 1000
@@ -50,7 +61,7 @@ _YEAR_MS = 365 * 24 * 3600 * 1000
 INCIDENTS_REPORTED = TopicSpec(
     name="yingji.incidents.reported",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentReported,
@@ -59,7 +70,7 @@ INCIDENTS_REPORTED = TopicSpec(
 INCIDENTS_DECIDED = TopicSpec(
     name="yingji.incidents.decided",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentDecided,
@@ -68,7 +79,7 @@ INCIDENTS_DECIDED = TopicSpec(
 NOTIFICATIONS_REQUESTED = TopicSpec(
     name="yingji.notifications.requested",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=NotificationRequested,
@@ -77,7 +88,7 @@ NOTIFICATIONS_REQUESTED = TopicSpec(
 DRILL_NOTIFICATIONS = TopicSpec(
     name="yingji.drill.notifications",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=NotificationRequested,
@@ -86,7 +97,7 @@ DRILL_NOTIFICATIONS = TopicSpec(
 INCIDENT_COMMANDS = TopicSpec(
     name="yingji.incidents.commands",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentCommand,
@@ -95,7 +106,7 @@ INCIDENT_COMMANDS = TopicSpec(
 DUE_TICKS = TopicSpec(
     name="yingji.incidents.due",
     key="partition",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_DAY_MS,
     model=DueTick,
@@ -105,7 +116,7 @@ DUE_TICKS = TopicSpec(
 INCIDENT_EVENTS = TopicSpec(
     name="yingji.incidents.events",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentEvent,
@@ -114,7 +125,7 @@ INCIDENT_EVENTS = TopicSpec(
 ESCALATIONS = TopicSpec(
     name="yingji.escalations",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentEvent,
@@ -161,7 +172,7 @@ DUTY_LOG = TopicSpec(
 DELIVERIES = TopicSpec(
     name="yingji.deliveries",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=DeliveryEvent,
