@@ -56,14 +56,14 @@ def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | Non
         led = Retrying(stop=stop_after_delay(max(1.0, deadline - time.monotonic())), wait=wait_fixed(0.1),
                        retry=retry_if_result(lambda ok: not ok) | retry_if_exception_type(KafkaError),
                        retry_error_callback=lambda _state: False)
-        if not led(_every_partition_led, admin, names):
+        if not led(every_partition_led, admin, names):
             raise RuntimeError(f"the catalog's topics have partitions without a leader after {timeout:.0f}s")
         return [t.name for t in wanted]
     finally:
         admin.close()
 
 
-def _every_partition_led(admin: KafkaAdminClient, names: list[str]) -> bool:
+def every_partition_led(admin: KafkaAdminClient, names: list[str]) -> bool:
     described = admin.describe_topics(names)
     return len(described) == len(names) and all(
         not topic.get("error_code") and topic["partitions"]
@@ -71,21 +71,29 @@ def _every_partition_led(admin: KafkaAdminClient, names: list[str]) -> bool:
         for topic in described)
 
 
-def keyed_partitions(bootstrap: str, *, timeout: float = 60) -> int | None:
-    """The partition count of the keyed topics as the cluster has them (a deployment made with 4 keeps
-    4 until it migrates: deploy/MIGRATION.md); None when none of them exists yet. PartitionsMismatch
-    when they differ, naming each topic's count."""
+def partition_counts(bootstrap: str, names: list[str], *, timeout: float = 30) -> dict[str, int]:
+    """Each topic's partition count as the cluster has it (topics that do not exist left out)."""
     connect = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5), retry=retry_if_exception_type(KafkaError),
                        reraise=True)
     admin = connect(KafkaAdminClient, bootstrap_servers=bootstrap, client_id="yingji-admin", request_timeout_ms=10000)
     try:
         existing = set(admin.list_topics())
-        names = [spec.name for spec in KEYED if spec.name in existing]
-        if not names:
-            return None
-        counts = {t.get("topic", t.get("name")): len(t["partitions"]) for t in admin.describe_topics(names)}
+        wanted = [name for name in names if name in existing]
+        if not wanted:
+            return {}
+        return {t.get("topic", t.get("name")): len(t["partitions"]) for t in admin.describe_topics(wanted)
+                if not t.get("error_code") and t["partitions"]}
     finally:
         admin.close()
+
+
+def keyed_partitions(bootstrap: str, *, timeout: float = 60) -> int | None:
+    """The partition count of the keyed topics as the cluster has them (a deployment made with 4 keeps
+    4 until it migrates: deploy/MIGRATION.md); None when none of them exists yet. PartitionsMismatch
+    when they differ, naming each topic's count."""
+    counts = partition_counts(bootstrap, [spec.name for spec in KEYED], timeout=timeout)
+    if not counts:
+        return None
     if len(set(counts.values())) > 1:
         raise PartitionsMismatch("the keyed topics must have one partition count, the cluster has "
                                  + ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
@@ -114,7 +122,7 @@ def create_changelog(bootstrap: str, name: str, *, partitions: int, replication:
         led = Retrying(stop=stop_after_delay(max(1.0, deadline - time.monotonic())), wait=wait_fixed(0.1),
                        retry=retry_if_result(lambda ok: not ok) | retry_if_exception_type(KafkaError),
                        retry_error_callback=lambda _state: False)
-        if not led(_every_partition_led, admin, [name]):
+        if not led(every_partition_led, admin, [name]):
             raise RuntimeError(f"{name} has partitions without a leader after {timeout:.0f}s")
         n = len(admin.describe_topics([name])[0]["partitions"])
         if n != partitions:

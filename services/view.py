@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from playbooks.fold import IncidentFold
+from services.kafka_topics import partition_counts
 from topics.catalog import (
     DELIVERIES,
     DRILL_NOTIFICATIONS,
@@ -329,11 +330,13 @@ class IncidentView:
             consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
             try:
                 await consumer.start()
-                parts = [
-                    TopicPartition(spec.name, p)
-                    for spec in self.TOPICS
-                    for p in (consumer.partitions_for_topic(spec.name) or range(spec.partitions))
-                ]
+                # the cluster's partitions, not the catalog's: a deployment made with 4 keeps 4 until it
+                # migrates (deploy/MIGRATION.md); a partition assigned that does not exist is waited on forever
+                names = [spec.name for spec in self.TOPICS]
+                counts = await asyncio.to_thread(partition_counts, bootstrap, names)
+                if missing := sorted(set(names) - set(counts)):
+                    raise LookupError(f"topics not there yet: {missing}")
+                parts = [TopicPartition(name, p) for name in names for p in range(counts[name])]
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
                 ends = await consumer.end_offsets(parts)

@@ -12,12 +12,16 @@ from pathlib import Path
 
 
 def cmd_migrate_partitions(args: argparse.Namespace) -> int:
+    from services.delivery.stage import NOTICE_TOPICS
     from services.migrate import MigrationRefused, migrate_partitions
     from services.settings import get_settings
+    from services.worker.incidents import INBOUND
+    from topics.catalog import DELIVERIES
 
     s = get_settings()
+    groups = {s.app_id: [spec.name for spec in INBOUND], s.delivery_group: [*NOTICE_TOPICS, DELIVERIES.name]}
     try:
-        report = migrate_partitions(s.bootstrap, app_id=s.app_id, groups=[s.app_id, s.delivery_group], to=args.to,
+        report = migrate_partitions(s.bootstrap, app_id=s.app_id, groups=groups, to=args.to,
                                     dry_run=args.dry_run, wait_s=args.wait)
     except MigrationRefused as exc:
         print(f"yingji migrate partitions: refused: {exc}", file=sys.stderr)

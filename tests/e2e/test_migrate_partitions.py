@@ -65,7 +65,7 @@ def test_four_partitions_grown_to_twelve_keep_every_incident(tmp_path):
         st.start_worker()
         start_api_on_a_free_port(st)
         assert keyed_partitions(settings.bootstrap) == 4
-        with httpx.Client(base_url=settings.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
+        with httpx.Client(base_url=st.settings.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
             sent = [body() for _ in range(REPORTS)]
             ids = []
             for b in sent:
@@ -79,31 +79,36 @@ def test_four_partitions_grown_to_twelve_keep_every_incident(tmp_path):
 
             refused = migrate(st, "--to", "12", "--wait", "0")
             assert refused.returncode == 2 and "stop the workers" in refused.stderr, refused.stderr
-            stop_group(st.worker)
-            dry = migrate(st, "--to", "12", "--dry-run")
-            assert dry.returncode == 0, dry.stderr
-            assert keyed_partitions(settings.bootstrap) == 4  # a dry run changes nothing
-            done = migrate(st, "--to", "12")
-            assert done.returncode == 0, done.stderr
-            report = json.loads(done.stdout)
-            print("\nmigration:", done.stdout.strip())
-            assert report["before"] == 4 and report["after"] == 12 and report["entries"] >= REPORTS
-            assert report["moved"] == json.loads(dry.stdout)["moved"] >= len(moving)
-            assert keyed_partitions(settings.bootstrap) == 12
-            again = migrate(st, "--to", "12")
-            assert again.returncode == 2 and "only adds partitions" in again.stderr, again.stderr
+        stop_group(st.api)  # deploy/MIGRATION.md: the API first (no report while topics grow), then the workers
+        stop_group(st.worker)
+        dry = migrate(st, "--to", "12", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert keyed_partitions(settings.bootstrap) == 4  # a dry run changes nothing
+        done = migrate(st, "--to", "12")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        print("\nmigration:", done.stdout.strip())
+        assert report["before"] == 4 and report["after"] == 12 and report["entries"] >= REPORTS
+        assert report["moved"] == json.loads(dry.stdout)["moved"] >= len(moving)
+        assert keyed_partitions(settings.bootstrap) == 12
+        again = migrate(st, "--to", "12")  # run again (as after a run stopped half-way): nothing left to move
+        assert again.returncode == 0 and json.loads(again.stdout)["moved"] == 0, again.stdout + again.stderr
+        fewer = migrate(st, "--to", "8")
+        assert fewer.returncode == 2 and "only adds partitions" in fewer.stderr, fewer.stderr
 
-            # the table: every incident's live entry on its new partition, none left on the old one
-            live: dict[str, int] = {}
-            for rec in read_records(settings.bootstrap, f"{report['changelog']}"):
-                key = json.loads(rec.key)
-                if rec.value is None:
-                    live.pop(key, None) if live.get(key) == rec.partition else None
-                else:
-                    live[key] = rec.partition
-            assert {iid: live.get(iid) for iid in ids} == {iid: partition_of(iid, 12) for iid in ids}
+        # the table: every incident's live entry on its new partition, none left on the old one
+        live: dict[str, int] = {}
+        for rec in read_records(settings.bootstrap, f"{report['changelog']}"):
+            key = json.loads(rec.key)
+            if rec.value is None:
+                live.pop(key, None) if live.get(key) == rec.partition else None
+            else:
+                live[key] = rec.partition
+        assert {iid: live.get(iid) for iid in ids} == {iid: partition_of(iid, 12) for iid in ids}
 
-            st.start_worker()
+        st.start_worker()
+        start_api_on_a_free_port(st)
+        with httpx.Client(base_url=st.settings.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
             for iid in moving:  # each obligation met on the worker that owns the incident now
                 now = datetime.now(timezone.utc).isoformat()
                 r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "district_emergency_bureau",
