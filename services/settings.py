@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from topics.catalog import KEYED_PARTITIONS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
     worker_store: str = Field(default="rocksdb://", description="where the worker keeps its table: rocksdb:// on local disk under data_dir (a restarted worker reads only the changelog written since), or memory:// (it reads the whole changelog)")
     worker_instance_id: str = Field(default="", description="the worker's static group membership id: a restarted worker takes its partitions straight back instead of waiting for its old session to expire; empty: the host and worker port")
     app_id: str = Field(default="yingji", description="Faust application id (consumer group, changelogs)")
-    topic_partitions: int = Field(default=4, description="partitions of the catalog's keyed topics")
+    topic_partitions: int = Field(default=KEYED_PARTITIONS, ge=1, description="partitions the catalog's keyed topics are created with (`yingji topics`, `yingji run`); default the catalog's figure (topics/catalog.py says why 12). Topics that exist keep theirs: a worker takes its count from the cluster, and growing is `yingji migrate partitions` (deploy/MIGRATION.md)")
     replication_factor: int = Field(default=1, description="topics' replication; 3 on a production cluster")
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless on a terminal")
     log_level: str = "INFO"

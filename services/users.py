@@ -113,7 +113,9 @@ def read_users(bootstrap: str) -> dict[str, UserRecord]:
 def publish_user(bootstrap: str, rec: UserRecord) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    # a broker just started can answer NotLeaderForPartition for some seconds after its topics say they
+    # are led (seen on two busy cores): retried for up to 15 s, not 5 quick tries
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=30, retry_backoff_ms=500)
     try:
         producer.send(USERS.name, key=rec.name.encode(), value=rec.model_dump_json().encode()).get(timeout=15)
     finally:

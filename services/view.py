@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from playbooks.fold import IncidentFold
 from services.following import ReadProgress
+from services.kafka_topics import partition_counts
 from topics.catalog import (
     DELIVERIES,
     DRILL_NOTIFICATIONS,
@@ -299,7 +300,10 @@ class IncidentView:
                 dec = IncidentDecided.model_validate_json(value)
                 incident_id = dec.incident_id
                 state = self._state(incident_id)
-                state.decided = dec
+                # the latest decision stands, whatever order partitions are read in: after a partition
+                # migration (deploy/MIGRATION.md) an incident's decisions sit on two partitions
+                if state.decided is None or dec.decision.decided_at >= state.decided.decision.decided_at:
+                    state.decided = dec
                 if dec.id not in state.decision_ids:
                     state.decision_ids.add(dec.id)
                     state.decisions.append(dec.decision)
@@ -335,11 +339,13 @@ class IncidentView:
             consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
             try:
                 await consumer.start()
-                parts = [
-                    TopicPartition(spec.name, p)
-                    for spec in self.TOPICS
-                    for p in (consumer.partitions_for_topic(spec.name) or range(spec.partitions))
-                ]
+                # the cluster's partitions, not the catalog's: a deployment made with 4 keeps 4 until it
+                # migrates (deploy/MIGRATION.md); a partition assigned that does not exist is waited on forever
+                names = [spec.name for spec in self.TOPICS]
+                counts = await asyncio.to_thread(partition_counts, bootstrap, names)
+                if missing := sorted(set(names) - set(counts)):
+                    raise LookupError(f"topics not there yet: {missing}")
+                parts = [TopicPartition(name, p) for name in names for p in range(counts[name])]
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
                 self.progress.restart(consumer, parts)

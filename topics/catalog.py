@@ -44,6 +44,17 @@ class TopicSpec:
         return out
 
 
+# The keyed topics' partition count: fixed when the topics are created, because a key's partition is
+# murmur2(key) % count. Adding partitions later moves keys (an incident's records and its table entry
+# would sit on two partitions); growing is a migration (`yingji migrate partitions`, deploy/MIGRATION.md).
+# 12: the number of workers (and delivery stages) that can share the load is at most the count, and 12
+# splits evenly between 1, 2, 3, 4, 6 or 12 of them, so a district can grow from one machine to three
+# of four cores without a migration. Volume does not need more: a partition is read by one worker at
+# about 5,000 records/s, the district's busiest hour is a few hundred reports. Not more: every partition
+# is a Faust task, a changelog partition and a RocksDB store per worker, and rebalance and recovery
+# time grows with them (figures in deploy/MIGRATION.md).
+KEYED_PARTITIONS = 12
+
 _WEEK_MS = 7 * 24 * 3600 * 1000
 _DAY_MS = 24 * 3600 * 1000
 _YEAR_MS = 365 * 24 * 3600 * 1000
@@ -51,7 +62,7 @@ _YEAR_MS = 365 * 24 * 3600 * 1000
 INCIDENTS_REPORTED = TopicSpec(
     name="yingji.incidents.reported",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentReported,
@@ -60,7 +71,7 @@ INCIDENTS_REPORTED = TopicSpec(
 INCIDENTS_DECIDED = TopicSpec(
     name="yingji.incidents.decided",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentDecided,
@@ -69,7 +80,7 @@ INCIDENTS_DECIDED = TopicSpec(
 NOTIFICATIONS_REQUESTED = TopicSpec(
     name="yingji.notifications.requested",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=NotificationRequested,
@@ -78,7 +89,7 @@ NOTIFICATIONS_REQUESTED = TopicSpec(
 DRILL_NOTIFICATIONS = TopicSpec(
     name="yingji.drill.notifications",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=NotificationRequested,
@@ -87,7 +98,7 @@ DRILL_NOTIFICATIONS = TopicSpec(
 INCIDENT_COMMANDS = TopicSpec(
     name="yingji.incidents.commands",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentCommand,
@@ -96,7 +107,7 @@ INCIDENT_COMMANDS = TopicSpec(
 DUE_TICKS = TopicSpec(
     name="yingji.incidents.due",
     key="partition",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_DAY_MS,
     model=DueTick,
@@ -106,7 +117,7 @@ DUE_TICKS = TopicSpec(
 INCIDENT_EVENTS = TopicSpec(
     name="yingji.incidents.events",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentEvent,
@@ -115,7 +126,7 @@ INCIDENT_EVENTS = TopicSpec(
 ESCALATIONS = TopicSpec(
     name="yingji.escalations",
     key="incident_id",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=IncidentEvent,
@@ -162,7 +173,7 @@ DUTY_LOG = TopicSpec(
 DELIVERIES = TopicSpec(
     name="yingji.deliveries",
     key="dedup_key",
-    partitions=4,
+    partitions=KEYED_PARTITIONS,
     cleanup_policy="delete",
     retention_ms=_YEAR_MS,
     model=DeliveryEvent,

@@ -11,6 +11,25 @@ from pathlib import Path
 
 
 
+def cmd_migrate_partitions(args: argparse.Namespace) -> int:
+    from services.delivery.stage import NOTICE_TOPICS
+    from services.migrate import MigrationRefused, migrate_partitions
+    from services.settings import get_settings
+    from services.worker.incidents import INBOUND
+    from topics.catalog import DELIVERIES
+
+    s = get_settings()
+    groups = {s.app_id: [spec.name for spec in INBOUND], s.delivery_group: [*NOTICE_TOPICS, DELIVERIES.name]}
+    try:
+        report = migrate_partitions(s.bootstrap, app_id=s.app_id, groups=groups, to=args.to,
+                                    dry_run=args.dry_run, wait_s=args.wait)
+    except MigrationRefused as exc:
+        print(f"yingji migrate partitions: refused: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.as_json(), ensure_ascii=False))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="local Kafka (unless YINGJI_BOOTSTRAP_SERVERS is set), worker and API")
     p.set_defaults(func=cmd_run)
@@ -20,6 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sinks)
     p = sub.add_parser("topics", help="create the catalog's topics (idempotent)")
     p.set_defaults(func=cmd_topics)
+    p = sub.add_parser("migrate", help="migrations of a deployment's topics (deploy/MIGRATION.md)")
+    migrate_sub = p.add_subparsers(dest="migrate_command", required=True)
+    q = migrate_sub.add_parser("partitions", help="grow the keyed topics (and the worker's table) to more partitions; "
+                                                  "the workers, the delivery stage and the API stopped first")
+    q.add_argument("--to", type=int, required=True, help="the partition count wanted (the catalog's: 12)")
+    q.add_argument("--dry-run", action="store_true", help="say what would move, change nothing")
+    q.add_argument("--wait", type=float, default=30, metavar="SECONDS",
+                   help="how long the stopped workers' group may take to empty (a static member keeps its place until "
+                        "its session times out); default 30")
+    q.set_defaults(func=cmd_migrate_partitions)
     p = sub.add_parser("user", help="users and their tokens")
     user_sub = p.add_subparsers(dest="user_command", required=True)
     q = user_sub.add_parser("add", help="add a user; prints the new token once")
@@ -55,7 +84,7 @@ def cmd_topics(_: argparse.Namespace) -> int:
     from services.settings import get_settings
 
     s = get_settings()
-    created = create_topics(s.bootstrap, replication=s.topic_replication)
+    created = create_topics(s.bootstrap, replication=s.topic_replication, partitions=s.topic_partitions)
     print(json.dumps({"created": created}))
     return 0
 

@@ -117,7 +117,7 @@ class LocalStack:
         elif not s.bootstrap_servers:
             self.broker = LocalKafka(Path(s.data_dir) / "kafka", port=s.kafka_port,
                                      controller_port=s.kafka_controller_port, heap=s.kafka_heap).start()
-        create_topics(s.bootstrap, replication=s.topic_replication)
+        create_topics(s.bootstrap, replication=s.topic_replication, partitions=s.topic_partitions)
 
     def _spawn_worker(self, index: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         return self._spawn(f"worker-{index}", [sys.executable, "-m", "services.cli", "worker"], env=env)

@@ -9,14 +9,26 @@ from faust import Worker as FaustWorker
 from prometheus_client import start_http_server
 
 from services import logs
+from services.kafka_topics import create_changelog, keyed_partitions
 from services.metrics import REGISTRY
 from services.settings import Settings
-from services.worker.root import build_worker
+from services.worker.root import TABLE_NAME, build_worker
 from services.worker.watchdog import consumer_state
+
+
+def with_the_clusters_partitions(settings: Settings) -> Settings:
+    """The keyed topics' partition count is the cluster's, not the setting's: a deployment created
+    with 4 runs on with 4 until it migrates (deploy/MIGRATION.md). The table's changelog is made with
+    that count before Faust subscribes."""
+    partitions = keyed_partitions(settings.bootstrap) or settings.topic_partitions
+    create_changelog(settings.bootstrap, f"{settings.app_id}-{TABLE_NAME}-changelog", partitions=partitions,
+                     replication=settings.topic_replication)
+    return settings.model_copy(update={"topic_partitions": partitions})
 
 
 def run_worker(settings: Settings) -> int:
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
+    settings = with_the_clusters_partitions(settings)
     worker = build_worker(settings)
     app = worker.app
     # the worker's own metrics (incidents, breaches, escalations, lag) on loopback, for Prometheus

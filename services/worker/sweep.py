@@ -32,7 +32,7 @@ def table_items(worker: Worker) -> Iterator[tuple[int, str, bytes]]:
     store = table.data
     if not hasattr(store, "_dbs"):  # memory://: one dict; the partition is the producers' partitioner's
         for key, value in table.items():
-            yield partition_of(key), key, value
+            yield partition_of(key, worker.settings.topic_partitions), key, value
         return
     actives = worker.app.assignor.assigned_actives()
     topic = table.changelog_topic_name
