@@ -148,7 +148,7 @@ class IncidentReadModel:
     # the incident's report are there when it comes
     deliveries: dict[str, NoticeStatus] = field(default_factory=dict)
     rev: int = 0  # counts the changes to this incident: what is computed from it is cached by it
-    shown: tuple[int, Any, str | None] | None = None  # (rev, the board's row of it, as JSON) for every board (services.web.board)
+    shown: Any = None  # the board's row of it, its JSON and what orders it, at a rev, for every board (services.web.board.Shown)
 
     def add_event(self, event: IncidentEvent) -> None:
         if event.seq in self.events:
