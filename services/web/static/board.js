@@ -322,6 +322,20 @@
       tickRow(tr, e, now);
       nodes.push(tr);
     }
+    placeRows(nodes);
+  }
+  // the rows in view put in the table, moving only what moved: a busy stream changes a few rows a draw,
+  // and putting back all of them (replaceChildren) had the browser style and lay out the table anew
+  function placeRows(nodes) {
+    const kids = tbody.children;
+    if (kids.length === nodes.length) {
+      const changed = [];
+      for (let i = 0; i < nodes.length; i += 1) if (kids[i] !== nodes[i]) changed.push(i);
+      if (changed.every((i) => nodes[i].parentNode !== tbody)) { // new nodes in place of old ones, no moves
+        for (const i of changed) tbody.replaceChild(nodes[i], kids[i]);
+        return;
+      }
+    }
     tbody.replaceChildren(...nodes);
   }
 
@@ -520,7 +534,7 @@
       if (!firstPaint && snapshotSeen) performance.mark(complete ? 'yj:computed' : 'yj:computed-first');
       dirty = false;
       if (complete) { drawFacets(); drawMap(); }
-      drawFeed();
+      if (feedDirty) drawFeed();
     }
     const known = complete || (snapshotSeen && firstScreenKnown());
     if (known) drawWindow(true);
@@ -539,6 +553,8 @@
 
   // --- the map (ECharts): the district's real outline, the streets as a schematic grid -------------
   let map = null; let mapData = null; let mapKey = '';
+  const MAP_EVERY_MS = 1000;
+  let mapPainted = -Infinity; let mapTimer = 0;
   const WARN_COLOUR = { blue: '#1e88e5', yellow: '#fdd835', orange: '#fb8c00', red: '#e53935' };
   const LEVEL_FILL = { 3: '#d32f2f', 2: '#f57c00', 1: '#fbc02d', 0: '#2c5a86' };
   async function loadMap() {
@@ -583,6 +599,13 @@
     $('map-cells').replaceChildren(...cells.map((c) => el('li', { 'data-street': c.street, 'data-count': String(c.n), 'data-warning': c.warning || '' },
       `${c.street} ${c.n} 起${c.worst ? `，最高${['', '三级', '二级', '一级'][c.worst]}响应` : ''}${c.warning ? `，${c.warning}预警` : ''}`)));
     if (!map) return;
+    // the canvas at most once a second (a storm moves the counts every draw; the list above is current)
+    const wait = MAP_EVERY_MS - (performance.now() - mapPainted);
+    if (wait > 0) {
+      if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = 0; mapKey = ''; drawMap(); }, wait);
+      return;
+    }
+    mapPainted = performance.now();
     const data = cells.map((c) => ({ name: c.street, street: c.street, value: c.bbox, n: c.n, worst: c.worst, overdue: c.overdue, warning: c.warning, chosen: c.chosen }));
     map.setOption({
       animation: false,
@@ -645,7 +668,9 @@
     const vals = { level: [f.level || '研判中'], street: [f.street || '未明确'], type: [f.type], unit: f.lead_units && f.lead_units.length ? f.lead_units : ['研判中'] };
     return Object.entries(vals).every(([k, v]) => !filters[k].size || v.some((x) => filters[k].has(x)));
   }
+  let feedDirty = true; // new items, or what the feed is filtered by changed
   function drawFeed() {
+    feedDirty = false;
     const list = feed.filter(feedMatches).slice(-FEED_LIMIT).reverse();
     feedList.replaceChildren(...list.map((f) => el('li', { class: `${f.kind} ${f.drill ? 'drill' : 'live'}${f.fresh ? ' fresh' : ''}`, 'data-id': f.incident_id, role: 'button' },
       el('div', { class: 'f-head' }, el('span', { class: 'f-kind', text: feedTitle(f) }), f.drill ? YJ.drillBadge() : null,
@@ -657,6 +682,7 @@
     setText($('feed-scope'), FACETS.some(([k]) => k !== 'state' && filters[k].size) || query ? '按当前筛选' : '');
   }
   function addFeed(list, fresh) {
+    if (list.length) feedDirty = true;
     for (const f of list) { f.fresh = fresh; feed.push(f); }
     if (feed.length > 4 * FEED_LIMIT) feed = feed.slice(-2 * FEED_LIMIT);
   }
@@ -679,7 +705,7 @@
   function updateWarningsEmpty() { $('warnings-empty').hidden = warnings.some(inView); }
 
   // --- controls -------------------------------------------------------------------------------------
-  function changed() { writeUrl(); windowKey = ''; invalidate(true); }
+  function changed() { writeUrl(); windowKey = ''; feedDirty = true; invalidate(true); }
   function toggle(k, v) {
     if (filters[k].has(v)) filters[k].delete(v); else filters[k].add(v);
     wrap.scrollTop = 0;
@@ -786,6 +812,7 @@
     else { rows.clear(); loading = rows; }
     for (const r of data.rows) upsert(r, loading);
     feed = [];
+    feedDirty = true;
     addFeed(data.feed, false);
     renderWarnings(data.warnings);
     if (!snapshotSeen) { performance.mark('yj:applied'); firstCut = Boolean(data.cut); }
@@ -869,7 +896,7 @@
   let ticks = 0;
   setInterval(() => {
     ticks += 1;
-    if (ticks % 5 === 0) { dirty = true; draw(); return; }
+    if (ticks % 5 === 0) { dirty = true; feedDirty = true; draw(); return; }
     const now = YJ.now();
     for (const [tr, e] of rendered) tickRow(tr, e, now);
     drawTiles();
