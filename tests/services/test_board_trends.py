@@ -197,3 +197,14 @@ def test_the_first_event_holds_what_the_pages_filters_keep(plan, url, keep):
     first = sent(board_snapshot(view, BoardQuery.from_params(QueryParams(url)), now=NOW))[0][1]
     want = {iid for iid, st in view.incidents.items() if keep(shown_row(st))}
     assert want and {r["id"] for r in first["rows"]} == want and first["cut"] is False, url
+
+
+def test_the_rows_are_made_ahead_of_the_first_board_once_the_view_is_read_back(plan):
+    import asyncio
+
+    view = storm(plan)
+    view.caught_up.set()
+    asyncio.run(board.warm(view, every=7))
+    opened = [st for st in view.incidents.values() if st.fold.ended_at is None]
+    assert len(opened) == 43 and all(st.shown is not None and st.shown.json is not None and st.shown.facts is not None
+                                     for st in opened)
