@@ -3,9 +3,9 @@
 `GET /board/stream` (Server-Sent Events, through sse-starlette) sends a snapshot of every open
 incident (its first event the first screen of rows for the view, filters and search on the stream's
 URL, in the order the page shows them; the other rows in `rows` events after it: board_snapshot), the
-trends, then each change of the API's read model as it happens (coalesced over 0.1 s; the changed rows
-only), and a fresh snapshot whenever the stream fell behind. The browser reconnects by itself and every (re)connection
-starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
+trends, then each change of the API's read model as it happens (coalesced over 0.1 s; the changed
+rows only), and a fresh snapshot whenever the stream fell behind. The browser reconnects by itself
+and every (re)connection starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
 reporter and summary are only ever sealed, and the board never asks for them).
 """
 
@@ -441,7 +441,8 @@ def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = 
 
 def snapshot_text(view: IncidentView, incident: str | None = None, drills: list | None = None,
                   warnings: Warnings | None = None, trends: dict[str, Any] | None = None) -> str:
-    """snapshot() as the stream's JSON text, its rows joined from each row's text made once per change."""
+    """snapshot() as one JSON text, its rows joined from each row's text made once per change (an
+    incident's page's stream sends it; the board's sends board_snapshot)."""
     if incident is not None:
         return dumps(snapshot(view, incident, drills, warnings, trends))
     now = datetime.now(timezone.utc)
