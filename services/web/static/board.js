@@ -524,8 +524,9 @@
   // Before every row has come, what the first event brought is the top of the list when it fills the
   // screen, or when the server kept no more than it sent (`cut`): the server orders as rank() does and
   // keeps every row this page's filters keep. Grouped, the headers count every row: they wait.
+  // A view or filter changed meanwhile is not the one the stream was asked for: the rows wait.
   function firstScreenKnown() {
-    return !groupBy && (!firstCut || shown.length >= Math.ceil((wrap.clientHeight || 800) / ROW_H));
+    return !groupBy && !firstStale && (!firstCut || shown.length >= Math.ceil((wrap.clientHeight || 800) / ROW_H));
   }
   function draw() {
     lastDraw = performance.now();
@@ -538,6 +539,7 @@
     }
     const known = complete || (snapshotSeen && firstScreenKnown());
     if (known) drawWindow(true);
+    else if (tbody.firstChild) { rendered.clear(); placeRows([]); }
     drawTiles();
     if (!firstPaint && known) {
       firstPaint = true;
@@ -705,7 +707,10 @@
   function updateWarningsEmpty() { $('warnings-empty').hidden = warnings.some(inView); }
 
   // --- controls -------------------------------------------------------------------------------------
-  function changed() { writeUrl(); windowKey = ''; feedDirty = true; invalidate(true); }
+  function changed() {
+    if (snapshotSeen && !complete) firstStale = true;
+    writeUrl(); windowKey = ''; feedDirty = true; invalidate(true);
+  }
   function toggle(k, v) {
     if (filters[k].has(v)) filters[k].delete(v); else filters[k].add(v);
     wrap.scrollTop = 0;
@@ -806,6 +811,7 @@
   let complete = false; // `rows` holds a whole snapshot: the counts are drawn
   let allDrawn = false;
   let firstCut = true; // the first event held fewer rows than the stream's filters kept
+  let firstStale = false; // the view or filters changed before every row had come
   let loading = null; // the snapshot coming in: the Map its rows go to
   function applySnapshot(data) {
     if (complete) loading = new Map();
