@@ -137,15 +137,19 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
     }
 
 
+_UNBUILT: Any = object()
+
+
 class Shown:
-    """What the board shows of an incident at one rev, made once per change of it for every board
-    watching: its row (never changed after it is built: each change builds a new one), the row as
-    JSON, what orders and filters it (Facts), and its feed events."""
+    """What the board shows of an incident at one rev, each part made when first asked for, once per
+    change of the incident for every board watching: its row (never changed after it is built: each
+    change builds a new one), the row as JSON, what orders and filters it (Facts), its feed events."""
 
     __slots__ = ("rev", "row", "json", "facts", "feed")
 
-    def __init__(self, rev: int, row: dict[str, Any] | None) -> None:
-        self.rev, self.row = rev, row
+    def __init__(self, rev: int) -> None:
+        self.rev = rev
+        self.row: dict[str, Any] | None = _UNBUILT
         self.json: str | None = None
         self.facts: Facts | None = None
         self.feed: list[tuple[datetime, int, Any]] | None = None
@@ -153,13 +157,16 @@ class Shown:
 
 def _shown(st: IncidentReadModel) -> Shown:
     if st.shown is None or st.shown.rev != st.rev:
-        st.shown = Shown(st.rev, board_row(st))
+        st.shown = Shown(st.rev)
     return st.shown
 
 
 def shown_row(st: IncidentReadModel) -> dict[str, Any] | None:
     """The board's row of an incident, built once per change of it for every board watching."""
-    return _shown(st).row
+    shown = _shown(st)
+    if shown.row is _UNBUILT:
+        shown.row = board_row(st)
+    return shown.row
 
 
 def dumps(value: Any) -> str:
@@ -170,9 +177,10 @@ def dumps(value: Any) -> str:
 def shown_json(st: IncidentReadModel) -> str | None:
     """The row as JSON text, encoded once per change for every board: a snapshot of 5,000 rows is then
     a join of texts (encoding 5.4 MB took 200-470 ms of the API's event loop per board that loaded)."""
+    row = shown_row(st)
     shown = _shown(st)
-    if shown.row is not None and shown.json is None:
-        shown.json = dumps(shown.row)
+    if row is not None and shown.json is None:
+        shown.json = dumps(row)
     return shown.json
 
 
@@ -186,7 +194,9 @@ def shown_feed(st: IncidentReadModel) -> list[tuple[datetime, int, Any]]:
 
 
 class Facts(NamedTuple):
-    """What orders a row and what the page's filters read of it, as board.js's makeEntry reads them."""
+    """What orders a row and what the page's filters read of it, as board.js's makeEntry reads them,
+    taken from the read model as board_row takes them (without building the row: in a storm every
+    incident changes between two loads, and the first event ranks them all)."""
 
     id: str
     drill: bool
@@ -198,7 +208,9 @@ class Facts(NamedTuple):
     clock_at: float
     text: str  # what the search looks in, lower-cased
     values: dict[str, list[str]]
-    row: dict[str, Any]
+    grade: str | None
+    needs_approval: bool
+    st: IncidentReadModel  # the notices' counts are read from it only for a filter on them
 
 
 def _epoch(text: str | None) -> float:
@@ -206,20 +218,30 @@ def _epoch(text: str | None) -> float:
 
 
 def shown_facts(st: IncidentReadModel) -> Facts | None:
-    shown = _shown(st)
-    r = shown.row
-    if r is None:
+    if st.reported is None:
         return None
+    shown = _shown(st)
     if shown.facts is None:
-        dues = [_epoch(o["due_at"]) for o in r["obligations"] if o["status"] in ("open", "missed") and o["due_at"]]
+        rep = st.reported.report
+        dec = st.decided.decision if st.decided else None
+        fold = st.fold
+        pending = [ob for ob in fold.obligations.values() if ob.status != "closed"]
+        dues = [ob.due_at.timestamp() for ob in pending if ob.status in ("open", "missed") and ob.due_at]
+        level = dec.response_level.value if dec else None
+        grade = dec.grade.value if dec else None
+        type_ = dec.type_name if dec else rep.type
+        category = dec.category_name if dec else ""
+        units = list(dec.lead_units) if dec else []
+        street = rep.location.street
+        last = st.events[max(st.events)].recorded_at if st.events else st.reported.accepted_at
         shown.facts = Facts(
-            id=r["id"], drill=r["drill"], ended=r["status"] == "ended", breached=r["breached"],
-            due=min(dues, default=math.inf), level=LEVEL_RANK.get(r["level"] or "", 0), received=_epoch(r["received_at"]),
-            clock_at=_epoch(r["clock_at"]),
-            text=" ".join([r["id"], r["type"], r["category"], r["street"] or "", *r["lead_units"], *r["key_area"]]).lower(),
-            values={"level": [r["level"] or "研判中"], "grade": [r["grade"] or "研判中"], "category": [r["category"] or "研判中"],
-                    "type": [r["type"]], "street": [r["street"] or "未明确"], "unit": r["lead_units"] or ["研判中"]},
-            row=r)
+            id=st.incident_id, drill=rep.drill, ended=fold.ended, breached=any(ob.status == "missed" for ob in pending),
+            due=min(dues, default=math.inf), level=LEVEL_RANK.get(level or "", 0), received=rep.received_at.timestamp(),
+            clock_at=last.timestamp() if last else 0.0,
+            text=" ".join([st.incident_id, type_, category, street or "", *units, *rep.location.key_area]).lower(),
+            values={"level": [level or "研判中"], "grade": [grade or "研判中"], "category": [category or "研判中"],
+                    "type": [type_], "street": [street or "未明确"], "unit": units or ["研判中"]},
+            grade=grade, needs_approval=bool(dec and dec.needs_approval_for_city_report and not fold.approved), st=st)
     return shown.facts
 
 
@@ -266,16 +288,16 @@ class BoardQuery:
     def _state(f: Facts, states: frozenset[str], now: float) -> bool:
         if f.ended:  # on the board only the day it ended
             return "ended_today" in states
-        r = f.row
         if "new" in states or (f.drill and states & {"overdue", "due_soon"}):
             return True  # what the page alone knows: when its user last looked, a drill's clock
         late = f.breached or f.due < now + STATE_SLACK_S
-        return bool(("overdue" in states and late)
-                    or ("due_soon" in states and f.due <= now + DUE_SOON_S + STATE_SLACK_S)
-                    or ("approval" in states and r["needs_approval"])
-                    or ("undetermined" in states and r["grade"] == "未判明")
-                    or ("unacked" in states and r["notices_unacked"])
-                    or ("undeliverable" in states and r["notices_undeliverable"]))
+        if (("overdue" in states and late) or ("due_soon" in states and f.due <= now + DUE_SOON_S + STATE_SLACK_S)
+                or ("approval" in states and f.needs_approval) or ("undetermined" in states and f.grade == "未判明")):
+            return True
+        if states & {"unacked", "undeliverable"}:
+            undeliverable, unacked = notice_counts(f.st)
+            return bool(("unacked" in states and unacked) or ("undeliverable" in states and undeliverable))
+        return False
 
 
 def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:

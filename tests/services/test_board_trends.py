@@ -208,3 +208,22 @@ def test_the_rows_are_made_ahead_of_the_first_board_once_the_view_is_read_back(p
     opened = [st for st in view.incidents.values() if st.fold.ended_at is None]
     assert len(opened) == 43 and all(st.shown is not None and st.shown.json is not None and st.shown.facts is not None
                                      for st in opened)
+
+
+def test_what_orders_and_filters_a_row_is_what_the_row_says(plan):
+    """The first event ranks every incident from the read model without building its row (Facts):
+    the same figures as the row the page ranks by (board.js makeEntry)."""
+    view = storm(plan)
+    for st in view.incidents.values():
+        f, r = board.shown_facts(st), shown_row(st)
+        dues = [datetime.fromisoformat(o["due_at"]).timestamp() for o in r["obligations"]
+                if o["status"] in ("open", "missed") and o["due_at"]]
+        assert (f.id, f.drill, f.ended, f.breached, f.due, f.received) == (
+            r["id"], r["drill"], r["status"] == "ended", r["breached"], min(dues, default=float("inf")),
+            datetime.fromisoformat(r["received_at"]).timestamp())
+        assert f.level == board.LEVEL_RANK.get(r["level"] or "", 0) and f.grade == r["grade"]
+        assert f.needs_approval == r["needs_approval"] and f.clock_at == datetime.fromisoformat(r["clock_at"]).timestamp()
+        assert f.values == {"level": [r["level"] or "研判中"], "grade": [r["grade"] or "研判中"],
+                            "category": [r["category"] or "研判中"], "type": [r["type"]], "street": [r["street"] or "未明确"],
+                            "unit": r["lead_units"] or ["研判中"]}
+        assert f.text == " ".join([r["id"], r["type"], r["category"], r["street"] or "", *r["lead_units"], *r["key_area"]]).lower()
