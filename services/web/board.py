@@ -145,7 +145,7 @@ class Shown:
     change of the incident for every board watching: its row (never changed after it is built: each
     change builds a new one), the row as JSON, what orders and filters it (Facts), its feed events."""
 
-    __slots__ = ("rev", "row", "json", "facts", "feed")
+    __slots__ = ("rev", "row", "json", "facts", "feed", "feed_n")
 
     def __init__(self, rev: int) -> None:
         self.rev = rev
@@ -153,11 +153,16 @@ class Shown:
         self.json: str | None = None
         self.facts: Facts | None = None
         self.feed: list[tuple[datetime, int, Any]] | None = None
+        self.feed_n = -1  # the number of the incident's events the feed was taken from
 
 
 def _shown(st: IncidentReadModel) -> Shown:
-    if st.shown is None or st.shown.rev != st.rev:
+    old = st.shown
+    if old is None or old.rev != st.rev:
         st.shown = Shown(st.rev)
+        if old is not None and old.feed is not None and old.feed_n == len(st.events):
+            # events are only ever added: a change that added none (a delivery, a decision) keeps the feed
+            st.shown.feed, st.shown.feed_n = old.feed, old.feed_n
     return st.shown
 
 
@@ -190,6 +195,7 @@ def shown_feed(st: IncidentReadModel) -> list[tuple[datetime, int, Any]]:
     shown = _shown(st)
     if shown.feed is None:
         shown.feed = [(e.recorded_at, e.seq, e) for e in st.events.values() if e.kind.value in FEED_KINDS]
+        shown.feed_n = len(st.events)
     return shown.feed
 
 

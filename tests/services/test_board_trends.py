@@ -227,3 +227,17 @@ def test_what_orders_and_filters_a_row_is_what_the_row_says(plan):
                             "category": [r["category"] or "研判中"], "type": [r["type"]], "street": [r["street"] or "未明确"],
                             "unit": r["lead_units"] or ["研判中"]}
         assert f.text == " ".join([r["id"], r["type"], r["category"], r["street"] or "", *r["lead_units"], *r["key_area"]]).lower()
+
+
+def test_an_incidents_feed_events_are_kept_across_changes_that_add_no_event(plan):
+    view = storm(plan)
+    st = view.incidents["s00"]
+    kept = board.shown_feed(st)
+    assert kept and all(e.kind.value in board.FEED_KINDS for _, _, e in kept)
+    st.rev += 1  # a delivery's change: the row again, the feed as it was
+    assert board.shown_feed(st) is kept
+    last = kept[-1][2]  # one more 督办 step on the timeline: an event added
+    step = last.model_copy(update={"seq": max(st.events) + 1, "id": f"s00.e{max(st.events) + 1}"})
+    view.apply(INCIDENT_EVENTS.name, step.model_dump_json().encode())
+    again = board.shown_feed(st)
+    assert again is not kept and len(again) > len(kept)
