@@ -43,6 +43,7 @@ from topics.models import IncidentDecided, IncidentEvent, IncidentReported, Noti
 log = structlog.get_logger("yingji", stage="view")
 TEST_INCIDENT = "test"  # a test message's records name this incident (topics.delivery.AckRecord)
 TEST_PREFIX = "test."  # and its dedup_key starts so (services.delivery.testmsg; not imported: delivery reads the view)
+YIELD_EVERY = 200  # records applied between two turns of the event loop: a batch (up to 5,000) of a storm's deliveries held every request and stream behind it
 
 
 def _first(current: datetime | None, at: datetime) -> datetime:
@@ -150,7 +151,7 @@ class IncidentReadModel:
     # the incident's report are there when it comes
     deliveries: dict[str, NoticeStatus] = field(default_factory=dict)
     rev: int = 0  # counts the changes to this incident: what is computed from it is cached by it
-    shown: tuple[int, Any, str | None] | None = None  # (rev, the board's row of it, as JSON) for every board (services.web.board)
+    shown: Any = None  # the board's row of it, its JSON and what orders it, at a rev, for every board (services.web.board.Shown)
 
     def add_event(self, event: IncidentEvent) -> None:
         if event.seq in self.events:
@@ -355,9 +356,13 @@ class IncidentView:
                     self.caught_up.set()
                 while True:
                     batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    applied = 0
                     for tp, records in batches.items():
                         for record in records:
                             self.apply(tp.topic, record.value)
+                            applied += 1
+                            if applied % YIELD_EVERY == 0:  # the API's other work is not held up by a big batch
+                                await asyncio.sleep(0)
                         if tp in pending and records and records[-1].offset + 1 >= ends[tp]:
                             pending.discard(tp)
                     await self.progress.advance_from(consumer)

@@ -39,6 +39,7 @@ from services.settings import Settings, get_settings
 from services.users import UserDirectory
 from services.view import IncidentView
 from services.web.board import TrendCache
+from services.web.board import warm as warm_board
 from services.web.answers import field_errors, invalid, unavailable
 from services.web.district_map import DistrictMap
 from services.web.openapi import openapi_with_plan
@@ -129,6 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(state.publisher.start()),
         asyncio.create_task(state.view.follow(state.settings.bootstrap)),
+        asyncio.create_task(warm_board(state.view)),  # the board's rows made once the view is read back
         asyncio.create_task(state.users.follow(state.settings.bootstrap)),
         asyncio.create_task(state.duty.follow(state.settings.bootstrap)),
         asyncio.create_task(state.warnings.follow(state.settings.bootstrap)),

@@ -1,9 +1,11 @@
 """What the command-center board (指挥中心态势大屏) shows, and the event stream that feeds it.
 
 `GET /board/stream` (Server-Sent Events, through sse-starlette) sends a snapshot of every open
-incident, then each change of the API's read model as it happens (coalesced over 0.1 s), and a fresh
-snapshot whenever the stream fell behind. The browser reconnects by itself and every (re)connection
-starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
+incident (its first event the first screen of rows for the view, filters and search on the stream's
+URL, in the order the page shows them; the other rows in `rows` events after it: board_snapshot), the
+trends, then each change of the API's read model as it happens (coalesced over 0.1 s; the changed
+rows only), and a fresh snapshot whenever the stream fell behind. The browser reconnects by itself
+and every (re)connection starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
 reporter and summary are only ever sealed, and the board never asks for them).
 """
 
@@ -12,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import math
 import re
 import time
 from datetime import datetime, timedelta, timezone
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
@@ -39,6 +43,14 @@ KEEPALIVE_S = 15.0  # and a ping, so proxies, dead peers and the page's watchdog
 COALESCE_S = 0.1  # changes arriving together (a decision opens several obligations) go out as one message
 FEED_KINDS = frozenset({"breach", "escalation", "obligation_late", "regraded", "level_adjusted"})
 FEED_SIZE = 60
+FIRST_ROWS = 60  # the snapshot's first event: the first screen of rows (a 1080-px screen holds about 12)
+CHUNK_ROWS = 1000  # then the other rows, this many an event: the page takes each in a short task
+LEVEL_RANK = {"一级": 3, "二级": 2, "三级": 1}  # as common.js's YJ.LEVEL_RANK
+VIEWS = ("live", "drill", "all")
+FACETS = ("state", "level", "grade", "category", "type", "street", "unit")  # board.js's FACETS, its URL's keys
+DUE_SOON_S = 600.0  # board.js's DUE_SOON_MS
+STATE_SLACK_S = 60.0  # the page's clock may be ahead of ours: a row about to fall due is kept for 已超时
+TREND_FRESH_S = 10.0  # the trends are computed at most this often (they count hours; a snapshot does not wait on them)
 TREND_HOURS = 24  # issue 21 item 4: incidents per hour over the last 24 hours
 TREND_EVERY_S = 30.0  # the trends go out again this often when they changed (an hour turns, a breach lands)
 TREND_KINDS = {"breach": "breaches", "escalation": "escalations"}  # 超时未报 and 督办 (逐级上报) per hour
@@ -125,12 +137,41 @@ def board_row(st: IncidentReadModel) -> dict[str, Any] | None:
     }
 
 
+_UNBUILT: Any = object()
+
+
+class Shown:
+    """What the board shows of an incident at one rev, each part made when first asked for, once per
+    change of the incident for every board watching: its row (never changed after it is built: each
+    change builds a new one), the row as JSON, what orders and filters it (Facts), its feed events."""
+
+    __slots__ = ("rev", "row", "json", "facts", "feed", "feed_n")
+
+    def __init__(self, rev: int) -> None:
+        self.rev = rev
+        self.row: dict[str, Any] | None = _UNBUILT
+        self.json: str | None = None
+        self.facts: Facts | None = None
+        self.feed: list[tuple[datetime, int, Any]] | None = None
+        self.feed_n = -1  # the number of the incident's events the feed was taken from
+
+
+def _shown(st: IncidentReadModel) -> Shown:
+    old = st.shown
+    if old is None or old.rev != st.rev:
+        st.shown = Shown(st.rev)
+        if old is not None and old.feed is not None and old.feed_n == len(st.events):
+            # events are only ever added: a change that added none (a delivery, a decision) keeps the feed
+            st.shown.feed, st.shown.feed_n = old.feed, old.feed_n
+    return st.shown
+
+
 def shown_row(st: IncidentReadModel) -> dict[str, Any] | None:
-    """The board's row of an incident, built once per change of it for every board watching (a row is
-    never changed after it is built: each change builds a new one)."""
-    if st.shown is None or st.shown[0] != st.rev:
-        st.shown = (st.rev, board_row(st), None)
-    return st.shown[1]
+    """The board's row of an incident, built once per change of it for every board watching."""
+    shown = _shown(st)
+    if shown.row is _UNBUILT:
+        shown.row = board_row(st)
+    return shown.row
 
 
 def dumps(value: Any) -> str:
@@ -142,11 +183,127 @@ def shown_json(st: IncidentReadModel) -> str | None:
     """The row as JSON text, encoded once per change for every board: a snapshot of 5,000 rows is then
     a join of texts (encoding 5.4 MB took 200-470 ms of the API's event loop per board that loaded)."""
     row = shown_row(st)
-    if row is None:
+    shown = _shown(st)
+    if row is not None and shown.json is None:
+        shown.json = dumps(row)
+    return shown.json
+
+
+def shown_feed(st: IncidentReadModel) -> list[tuple[datetime, int, Any]]:
+    """The incident's events the feed shows, as (recorded_at, seq, event), kept per change of it: a
+    snapshot then looks at these, not at every event of thousands of incidents (270 ms a load at 5,000)."""
+    shown = _shown(st)
+    if shown.feed is None:
+        shown.feed = [(e.recorded_at, e.seq, e) for e in st.events.values() if e.kind.value in FEED_KINDS]
+        shown.feed_n = len(st.events)
+    return shown.feed
+
+
+class Facts(NamedTuple):
+    """What orders a row and what the page's filters read of it, as board.js's makeEntry reads them,
+    taken from the read model as board_row takes them (without building the row: in a storm every
+    incident changes between two loads, and the first event ranks them all)."""
+
+    id: str
+    drill: bool
+    ended: bool
+    breached: bool
+    due: float  # the earliest due time (epoch s) of an open or missed obligation; inf when none
+    level: int  # LEVEL_RANK: 一级 3 … 0 undecided
+    received: float
+    clock_at: float
+    text: str  # what the search looks in, lower-cased
+    values: dict[str, list[str]]
+    grade: str | None
+    needs_approval: bool
+    st: IncidentReadModel  # the notices' counts are read from it only for a filter on them
+
+
+def _epoch(text: str | None) -> float:
+    return datetime.fromisoformat(text).timestamp() if text else 0.0
+
+
+def shown_facts(st: IncidentReadModel) -> Facts | None:
+    if st.reported is None:
         return None
-    if st.shown[2] is None:
-        st.shown = (st.shown[0], row, dumps(row))
-    return st.shown[2]
+    shown = _shown(st)
+    if shown.facts is None:
+        rep = st.reported.report
+        dec = st.decided.decision if st.decided else None
+        fold = st.fold
+        pending = [ob for ob in fold.obligations.values() if ob.status != "closed"]
+        dues = [ob.due_at.timestamp() for ob in pending if ob.status in ("open", "missed") and ob.due_at]
+        level = dec.response_level.value if dec else None
+        grade = dec.grade.value if dec else None
+        type_ = dec.type_name if dec else rep.type
+        category = dec.category_name if dec else ""
+        units = list(dec.lead_units) if dec else []
+        street = rep.location.street
+        last = st.events[max(st.events)].recorded_at if st.events else st.reported.accepted_at
+        shown.facts = Facts(
+            id=st.incident_id, drill=rep.drill, ended=fold.ended, breached=any(ob.status == "missed" for ob in pending),
+            due=min(dues, default=math.inf), level=LEVEL_RANK.get(level or "", 0), received=rep.received_at.timestamp(),
+            clock_at=last.timestamp() if last else 0.0,
+            text=" ".join([st.incident_id, type_, category, street or "", *units, *rep.location.key_area]).lower(),
+            values={"level": [level or "研判中"], "grade": [grade or "研判中"], "category": [category or "研判中"],
+                    "type": [type_], "street": [street or "未明确"], "unit": units or ["研判中"]},
+            grade=grade, needs_approval=bool(dec and dec.needs_approval_for_city_report and not fold.approved), st=st)
+    return shown.facts
+
+
+def need_key(f: Facts, now: float) -> tuple:
+    """board.js's rank(): what needs a person first. Overdue (the highest level first), then due
+    soonest, then level, then the newest; then the id."""
+    overdue = not f.ended and (f.breached or f.due < now)
+    return (2 if f.ended else (0 if overdue else 1), -f.level if overdue else 0, f.due, -f.level, -f.received, f.id)
+
+
+@dataclass(frozen=True)
+class BoardQuery:
+    """The page's view, filters and search as its URL holds them (board.js readUrl), sent on the
+    stream's URL so that the snapshot's first event carries the first screen of what the page will
+    show. It only chooses which rows go first: it keeps every row the page would keep (where the page
+    knows more, e.g. 上次查看后新增 or a drill's own clock, it keeps more), and the page filters again."""
+
+    view: str = "live"
+    facets: tuple[tuple[str, frozenset[str]], ...] = ()
+    words: tuple[str, ...] = ()
+
+    @classmethod
+    def from_params(cls, params: Any) -> BoardQuery:
+        view = params.get("view")
+        facets = tuple((k, frozenset(v for v in params.getlist(k) if v)) for k in FACETS)
+        return cls(view=view if view in VIEWS else "live", facets=tuple((k, v) for k, v in facets if v),
+                   words=tuple((params.get("q") or "").lower().split()))
+
+    def keeps(self, f: Facts, now: float) -> bool:
+        if self.view != "all" and (self.view == "drill") != f.drill:
+            return False
+        if self.words and not all(w in f.text for w in self.words):
+            return False
+        chosen = dict(self.facets)
+        states = chosen.pop("state", None)
+        if not states:
+            if f.ended:
+                return False
+        elif not self._state(f, states, now):
+            return False
+        return all(any(v in want for v in f.values[k]) for k, want in chosen.items())
+
+    @staticmethod
+    def _state(f: Facts, states: frozenset[str], now: float) -> bool:
+        if f.ended:  # on the board only the day it ended
+            return "ended_today" in states
+        if "new" in states or (f.drill and states & {"overdue", "due_soon"}):
+            return True  # what the page alone knows: when its user last looked, a drill's clock
+        late = f.breached or f.due < now + STATE_SLACK_S
+        if (("overdue" in states and late) or ("due_soon" in states and f.due <= now + DUE_SOON_S + STATE_SLACK_S)
+                or ("approval" in states and f.needs_approval) or ("undetermined" in states and f.grade == "未判明")):
+            return True
+        if states & {"unacked", "undeliverable"}:
+            undeliverable, unacked = notice_counts(f.st)
+            return bool(("unacked" in states and unacked) or ("undeliverable" in states and undeliverable))
+        return False
 
 
 def _feed_item(st: IncidentReadModel, event: dict[str, Any]) -> dict[str, Any]:
@@ -252,15 +409,71 @@ def _on_board(view: IncidentView, now: datetime, row_of: Callable) -> tuple[list
             continue
         rows.append(row)
         if st.fold.ended_at is None:
-            feed.extend((e.recorded_at, e.seq, st, e) for e in st.events.values() if e.kind.value in FEED_KINDS)
-    # only the latest are sent: thousands of incidents have tens of thousands of breaches and steps
-    latest = heapq.nlargest(FEED_SIZE, feed, key=lambda f: (f[0], f[1]))
-    return rows, [_feed_item(st, e.model_dump(mode="json")) for _, _, st, e in reversed(latest)]
+            feed.append(st)
+    return rows, latest_feed(feed)
+
+
+def latest_feed(open_states: list[IncidentReadModel]) -> list[dict[str, Any]]:
+    """The latest FEED_SIZE feed items of these incidents, oldest first: thousands of incidents have
+    tens of thousands of breaches and steps, and only the latest are sent."""
+    latest = heapq.nlargest(FEED_SIZE, ((t, seq, st, e) for st in open_states for t, seq, e in shown_feed(st)),
+                            key=lambda f: (f[0], f[1]))
+    return [_feed_item(st, e.model_dump(mode="json")) for _, _, st, e in reversed(latest)]
+
+
+def _drill_clocks(rows: list[Facts], drills: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+    """A drill row's "now" as board.js's drillNow() has it: its run's simulated time, or else the
+    latest clock of the drill rows of no run."""
+    runs = {iid: _epoch(d["simulated_now"]) for d in drills for iid in d["incidents"]}
+    other = max((f.clock_at for f in rows if f.drill and f.id not in runs), default=time.time())
+    return runs, other
+
+
+def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = None,
+                   warnings: Warnings | None = None, now: datetime | None = None) -> Iterator[ServerSentEvent]:
+    """The board's snapshot as the stream sends it. First a `snapshot` event: the first FIRST_ROWS rows
+    the page's query keeps, in the order the page shows them (what needs a person first), with the feed,
+    the drills and the warnings; `more` says how many rows follow and `cut` whether the query kept
+    more than were sent. Then `rows` events of CHUNK_ROWS rows each, every other row on the board, the
+    last with `more` 0. The page draws its first screen from the first event (a few kilobytes) and
+    the rest when all has come: at 5,000 incidents the whole list is 5.7 MB of JSON."""
+    now = now or datetime.now(timezone.utc)
+    drills = drills or []
+    states, open_states, facts = [], [], []
+    for st in view.incidents.values():
+        if not on_board(st, now):
+            continue
+        f = shown_facts(st)
+        if f is None:
+            continue
+        states.append(st)
+        facts.append(f)
+        if st.fold.ended_at is None:
+            open_states.append(st)
+    runs, drill_other = _drill_clocks(facts, drills)
+    wall = now.timestamp()
+
+    def clock(f: Facts) -> float:
+        return (runs.get(f.id, drill_other) if f.drill else wall)
+
+    kept = [i for i, f in enumerate(facts) if query.keeps(f, clock(f))]
+    first = heapq.nsmallest(FIRST_ROWS, kept, key=lambda i: need_key(facts[i], clock(facts[i])))
+    chosen = set(first)
+    rest = [st for i, st in enumerate(states) if i not in chosen]
+    head = {"server_time": _iso(now), "more": len(rest), "cut": len(kept) > len(first), "feed": latest_feed(open_states),
+            "drills": drills, "warnings": warnings() if warnings else []}
+    yield ServerSentEvent('{"rows":[' + ",".join(shown_json(states[i]) for i in first) + "]," + dumps(head)[1:],
+                          event="snapshot")
+    for start in range(0, len(rest), CHUNK_ROWS):
+        part = [text for text in (shown_json(st) for st in rest[start:start + CHUNK_ROWS]) if text is not None]
+        more = max(0, len(rest) - start - CHUNK_ROWS)
+        yield ServerSentEvent('{"rows":[' + ",".join(part) + '],"more":' + str(more) + "}", event="rows")
 
 
 def snapshot_text(view: IncidentView, incident: str | None = None, drills: list | None = None,
                   warnings: Warnings | None = None, trends: dict[str, Any] | None = None) -> str:
-    """snapshot() as the stream's JSON text, its rows joined from each row's text made once per change."""
+    """snapshot() as one JSON text, its rows joined from each row's text made once per change (an
+    incident's page's stream sends it; the board's sends board_snapshot)."""
     if incident is not None:
         return dumps(snapshot(view, incident, drills, warnings, trends))
     now = datetime.now(timezone.utc)
@@ -269,6 +482,21 @@ def snapshot_text(view: IncidentView, incident: str | None = None, drills: list 
     if trends is not None:
         rest["trends"] = trends
     return '{"rows":[' + ",".join(rows) + "]," + dumps(rest)[1:]
+
+
+async def warm(view: IncidentView, every: int = 200) -> None:
+    """Once the view has read the topics back, every row on the board made ahead of the first board's
+    load (an API started during a storm: 5,000 rows took 1.4 s of the first load), a turn of the event
+    loop every `every` rows. Run by the app's lifespan."""
+    await view.caught_up.wait()
+    now = datetime.now(timezone.utc)
+    for i, st in enumerate(list(view.incidents.values())):
+        if on_board(st, now):
+            shown_json(st)
+            shown_facts(st)
+            shown_feed(st)
+        if i % every == every - 1:
+            await asyncio.sleep(0)
 
 
 def hour_start(t: datetime) -> datetime:
@@ -310,13 +538,18 @@ class TrendCache:
     def __init__(self, view: IncidentView) -> None:
         self.view = view
         self._key: tuple | None = None
+        self._at = datetime.min.replace(tzinfo=timezone.utc)
         self._value: dict[str, Any] = {}
 
     def get(self, now: datetime | None = None) -> dict[str, Any]:
+        """Computed again when the hour turned, or when the view changed and the last computation is
+        TREND_FRESH_S old: on a storm night the view changes many times a second, and the trends
+        (a pass over every event, 270 ms at 5,000 incidents) count hours."""
         now = now or datetime.now(timezone.utc)
-        key = (self.view.version, hour_start(now))
-        if key != self._key:
-            self._value, self._key = trends(self.view, now), key
+        hour = hour_start(now)
+        if self._key is None or hour != self._key[1] or (
+                self.view.version != self._key[0] and (now - self._at).total_seconds() >= TREND_FRESH_S):
+            self._value, self._key, self._at = trends(self.view, now), (self.view.version, hour), now
         return self._value
 
 
@@ -352,29 +585,44 @@ def ping() -> ServerSentEvent:
 
 
 async def events(view: IncidentView, drills: DrillBook, incident: str | None,
-                 warnings: Warnings | None = None, trend_cache: TrendCache | None = None) -> AsyncIterator[ServerSentEvent]:
-    """The board's stream for one client. sse-starlette ends it when the client goes or the server
-    shuts down (it cancels this generator), and sends the pings."""
+                 warnings: Warnings | None = None, trend_cache: TrendCache | None = None,
+                 query: BoardQuery | None = None) -> AsyncIterator[ServerSentEvent]:
+    """The board's stream for one client (an incident's page's when `incident` is given). sse-starlette
+    ends it when the client goes or the server shuts down (it cancels this generator), and sends the
+    pings."""
     queue = view.subscribe()
     getter: asyncio.Future | None = None
     trend_cache = trend_cache if incident is None else None  # an incident's page has no trends
+    query = query or BoardQuery()
 
     def trend_now() -> dict[str, Any] | None:
         return trend_cache.get() if trend_cache is not None else None
 
+    def snapshot_events(drills_now: list[dict[str, Any]]) -> Iterator[ServerSentEvent]:
+        if incident is not None:
+            return iter([ServerSentEvent(snapshot_text(view, incident, drills_now), event="snapshot")])
+        return board_snapshot(view, query, drills_now, warnings)
+
+    def trends_event(latest: dict[str, Any]) -> ServerSentEvent:
+        return JSONServerSentEvent({"server_time": _now(), "trends": latest}, event="trends")
+
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         drills_seen = drill_runs(drills)
+        for event in snapshot_events(drills_seen):
+            yield event
+        # the trends after the rows: the page draws its charts after its first rows
         trends_seen = trend_now()
         trends_at = time.monotonic()
-        yield ServerSentEvent(snapshot_text(view, incident, drills_seen, warnings, trends_seen), event="snapshot")
+        if trends_seen is not None:
+            yield trends_event(trends_seen)
         while True:
             if trend_cache is not None and time.monotonic() - trends_at >= TREND_EVERY_S:
                 trends_at = time.monotonic()
                 latest = trend_now()
                 if latest != trends_seen:
                     trends_seen = latest
-                    yield JSONServerSentEvent({"server_time": _now(), "trends": latest}, event="trends")
+                    yield trends_event(latest)
             # one pending get kept across ticks: a get cancelled on a timeout could lose its change
             if getter is None:
                 getter = asyncio.ensure_future(queue.get())
@@ -394,8 +642,10 @@ async def events(view: IncidentView, drills: DrillBook, incident: str | None,
                 view.unsubscribe(queue)
                 queue = view.subscribe()
                 drills_seen = drill_runs(drills)
-                trends_seen = trend_now()
-                yield ServerSentEvent(snapshot_text(view, incident, drills_seen, warnings, trends_seen), event="snapshot")
+                for event in snapshot_events(drills_seen):
+                    yield event
+                if (trends_seen := trend_now()) is not None:
+                    yield trends_event(trends_seen)
                 continue
             body = changes(view, batch, incident, warnings)
             if body is not None:

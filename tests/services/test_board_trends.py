@@ -3,14 +3,17 @@ ended today by Beijing's day), the trends per Beijing hour, and the cache every 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from starlette.datastructures import QueryParams
 
 from playbooks.lifecycle import check_due, handle, start
 from playbooks.plan import load_plan
 from services.view import IncidentView
-from services.web.board import TrendCache, board_row, on_board, shown_row, snapshot, trends
+from services.web import board
+from services.web.board import TREND_FRESH_S, BoardQuery, TrendCache, board_row, board_snapshot, on_board, shown_row, snapshot, trends
 from tests.playbooks.conftest import make_report
 from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED
 from topics.models import EndRecorded, IncidentCommand, IncidentDecided, IncidentReported
@@ -27,10 +30,10 @@ def plan():
 
 
 def feed(view: IncidentView, plan, iid: str, received: datetime, *, facts=None, drill=False, breach_at=None,
-         end_at=None) -> None:
+         end_at=None, street: str = "梨园镇", type_: str = "gas_accident") -> None:
     """One incident through the pure lifecycle into the view, as the topics would carry it."""
-    report = make_report("gas_accident", report_id=iid, occurred_at=(received - M).isoformat(),
-                         received_at=received.isoformat(), facts=facts or {}, drill=drill)
+    report = make_report(type_, report_id=iid, occurred_at=(received - M).isoformat(),
+                         received_at=received.isoformat(), facts=facts or {}, drill=drill, location={"street": street})
     rec = IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=received)
     out = start(rec, plan, received)
     events = list(out.events)
@@ -103,7 +106,12 @@ def test_the_trend_cache_computes_again_only_when_the_view_changed_or_the_hour_t
     feed(view, plan, "b", NOW - 5 * M)
     second = cache.get(NOW + 5 * M)
     assert second is not first and sum(sum(v) for v in second["incidents"].values()) == 2
-    assert cache.get(NOW + 40 * M) is not second  # 11:10 Beijing: a new hour
+    # a storm changes the view many times a second: the trends wait TREND_FRESH_S after their last count
+    feed(view, plan, "c", NOW - 4 * M)
+    assert cache.get(NOW + 5 * M + timedelta(seconds=TREND_FRESH_S - 1)) is second
+    third = cache.get(NOW + 5 * M + timedelta(seconds=TREND_FRESH_S))
+    assert third is not second and sum(sum(v) for v in third["incidents"].values()) == 3
+    assert cache.get(NOW + 40 * M) is not third  # 11:10 Beijing: a new hour
 
 
 def test_a_row_is_built_once_per_change_of_its_incident_for_every_board(plan):
@@ -130,3 +138,106 @@ def test_the_stream_sends_the_snapshot_as_the_same_json_joined_from_each_rows_te
         body.pop(key), direct.pop(key)
     assert body == json.loads(json.dumps(direct)) and len(body["rows"]) == 5
     assert json.loads(snapshot_text(view, "s1"))["rows"][0]["id"] == "s1"
+
+
+# --- the snapshot as the stream sends it: the first screen first (issue 21 item 6) -------------------
+
+
+def storm(plan) -> IncidentView:
+    """40 incidents: old ones breached (a few 一级), young ones in time, two ended today, three drills."""
+    view = IncidentView()
+    streets = ["梨园镇", "宋庄镇", "台湖镇"]
+    for i in range(40):
+        old = i % 3 == 0
+        feed(view, plan, f"s{i:02d}", NOW - (3 * H if old else (i + 1) * timedelta(seconds=10)),
+             facts={"deaths": 3} if i % 9 == 0 else None, breach_at=NOW if old else None,
+             street=streets[i % 3], type_="forest_fire" if i % 4 == 0 else "gas_accident")
+    for i in range(2):
+        feed(view, plan, f"e{i}", NOW - 3 * H, end_at=NOW - 1 * H)
+    for i in range(3):
+        feed(view, plan, f"d{i}", NOW - 3 * H, drill=True, breach_at=NOW)
+    return view
+
+
+def sent(events) -> list[tuple[str, dict]]:
+    return [(e.event, json.loads(e.data)) for e in events]
+
+
+def test_the_snapshot_sends_the_first_screen_in_the_pages_order_then_every_other_row(plan, monkeypatch):
+    view = storm(plan)
+    monkeypatch.setattr(board, "FIRST_ROWS", 10)
+    monkeypatch.setattr(board, "CHUNK_ROWS", 12)
+    out = sent(board_snapshot(view, BoardQuery(), now=NOW))
+    (kind, first), rest = out[0], out[1:]
+    assert kind == "snapshot" and len(first["rows"]) == 10 and first["cut"] is True
+    assert first["more"] == 45 - 10 and [k for k, _ in rest] == ["rows"] * 3
+    assert [len(b["rows"]) for _, b in rest] == [12, 12, 11] and [b["more"] for _, b in rest] == [23, 11, 0]
+    ids = [r["id"] for r in first["rows"]] + [r["id"] for _, b in rest for r in b["rows"]]
+    assert sorted(ids) == sorted(view.incidents) and len(set(ids)) == len(ids)  # every row once
+    # live and open only, overdue first and among them the highest level first (board.js's rank)
+    top = first["rows"]
+    assert all(not r["drill"] and r["status"] != "ended" and r["breached"] for r in top)
+    levels = [r["level"] for r in top]
+    assert levels == sorted(levels, key=lambda lv: -board.LEVEL_RANK[lv]) and levels[0] == "一级"
+    assert first["feed"] and first["warnings"] == [] and "trends" not in first
+
+
+@pytest.mark.parametrize(("url", "keep"), [
+    ("street=宋庄镇", lambda r: r["street"] == "宋庄镇" and not r["drill"] and r["status"] != "ended"),
+    ("street=梨园镇&street=台湖镇&level=一级", lambda r: r["street"] in ("梨园镇", "台湖镇") and r["level"] == "一级" and not r["drill"] and r["status"] != "ended"),
+    ("q=S0", lambda r: r["id"].startswith("s0")),
+    ("type=森林火灾", lambda r: r["type"] == "森林火灾" and not r["drill"] and r["status"] != "ended"),
+    ("state=ended_today", lambda r: r["status"] == "ended"),
+    ("state=overdue", lambda r: r["breached"] and not r["drill"]),
+    ("view=drill", lambda r: r["drill"]),
+    ("view=all&state=overdue", lambda r: r["breached"]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_the_first_event_holds_what_the_pages_filters_keep(plan, url, keep):
+    view = storm(plan)
+    first = sent(board_snapshot(view, BoardQuery.from_params(QueryParams(url)), now=NOW))[0][1]
+    want = {iid for iid, st in view.incidents.items() if keep(shown_row(st))}
+    assert want and {r["id"] for r in first["rows"]} == want and first["cut"] is False, url
+
+
+def test_the_rows_are_made_ahead_of_the_first_board_once_the_view_is_read_back(plan):
+    import asyncio
+
+    view = storm(plan)
+    view.caught_up.set()
+    asyncio.run(board.warm(view, every=7))
+    opened = [st for st in view.incidents.values() if st.fold.ended_at is None]
+    assert len(opened) == 43 and all(st.shown is not None and st.shown.json is not None and st.shown.facts is not None
+                                     for st in opened)
+
+
+def test_what_orders_and_filters_a_row_is_what_the_row_says(plan):
+    """The first event ranks every incident from the read model without building its row (Facts):
+    the same figures as the row the page ranks by (board.js makeEntry)."""
+    view = storm(plan)
+    for st in view.incidents.values():
+        f, r = board.shown_facts(st), shown_row(st)
+        dues = [datetime.fromisoformat(o["due_at"]).timestamp() for o in r["obligations"]
+                if o["status"] in ("open", "missed") and o["due_at"]]
+        assert (f.id, f.drill, f.ended, f.breached, f.due, f.received) == (
+            r["id"], r["drill"], r["status"] == "ended", r["breached"], min(dues, default=float("inf")),
+            datetime.fromisoformat(r["received_at"]).timestamp())
+        assert f.level == board.LEVEL_RANK.get(r["level"] or "", 0) and f.grade == r["grade"]
+        assert f.needs_approval == r["needs_approval"] and f.clock_at == datetime.fromisoformat(r["clock_at"]).timestamp()
+        assert f.values == {"level": [r["level"] or "研判中"], "grade": [r["grade"] or "研判中"],
+                            "category": [r["category"] or "研判中"], "type": [r["type"]], "street": [r["street"] or "未明确"],
+                            "unit": r["lead_units"] or ["研判中"]}
+        assert f.text == " ".join([r["id"], r["type"], r["category"], r["street"] or "", *r["lead_units"], *r["key_area"]]).lower()
+
+
+def test_an_incidents_feed_events_are_kept_across_changes_that_add_no_event(plan):
+    view = storm(plan)
+    st = view.incidents["s00"]
+    kept = board.shown_feed(st)
+    assert kept and all(e.kind.value in board.FEED_KINDS for _, _, e in kept)
+    st.rev += 1  # a delivery's change: the row again, the feed as it was
+    assert board.shown_feed(st) is kept
+    last = kept[-1][2]  # one more 督办 step on the timeline: an event added
+    step = last.model_copy(update={"seq": max(st.events) + 1, "id": f"s00.e{max(st.events) + 1}"})
+    view.apply(INCIDENT_EVENTS.name, step.model_dump_json().encode())
+    again = board.shown_feed(st)
+    assert again is not kept and len(again) > len(kept)

@@ -21,12 +21,14 @@ router = APIRouter(include_in_schema=False)
 @router.get("/board/stream")
 async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book: WarningsDep, config: WarningsConfigDep,
                        plan: PlanDep, incident: str | None = None, _: UserRecord = require("incident.read")) -> Response:
-    """`snapshot` (every open incident, or the one asked for; the active warnings), then `changes`, `drills`
-    and `ping`."""
+    """`snapshot` (the first screen of rows for `view`, the filters and `q`, as the page's URL has them;
+    or the incident asked for) and `rows` (every other open incident), `trends`, then `changes`,
+    `drills` and `ping`."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         return JSONResponse(status_code=406, content={"error": "an event stream: send Accept: text/event-stream"})
     return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan),
-                                            request.app.state.trends), ping=board.KEEPALIVE_S,
+                                            request.app.state.trends, board.BoardQuery.from_params(request.query_params)),
+                               ping=board.KEEPALIVE_S,
                                ping_message_factory=board.ping, headers={"Cache-Control": "no-store"})
 
 

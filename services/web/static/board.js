@@ -1,7 +1,9 @@
 /* The board (指挥中心态势大屏) at the size of a storm night (issue 21).
 
    Every open incident (and those ended today) is kept as data, by id, updated one at a time from the
-   event stream; what is drawn is only what is on screen: the table renders the rows in view (a
+   event stream. The stream's first event is the first screen of rows for this page's view and filters
+   (its URL carries them), in the order shown: those are drawn at once, and the counts, facets, map and
+   charts when every row has come (`rows` events after it). What is drawn is only what is on screen: the table renders the rows in view (a
    window over the filtered, grouped, ordered list) and the one 1-second timer ticks only those.
    Filters (facets with counts), the search, the grouping and the view live in the URL, so a view can
    be shared and reopened. The map and the trends are drawn with ECharts (served from the project).
@@ -320,6 +322,20 @@
       tickRow(tr, e, now);
       nodes.push(tr);
     }
+    placeRows(nodes);
+  }
+  // the rows in view put in the table, moving only what moved: a busy stream changes a few rows a draw,
+  // and putting back all of them (replaceChildren) had the browser style and lay out the table anew
+  function placeRows(nodes) {
+    const kids = tbody.children;
+    if (kids.length === nodes.length) {
+      const changed = [];
+      for (let i = 0; i < nodes.length; i += 1) if (kids[i] !== nodes[i]) changed.push(i);
+      if (changed.every((i) => nodes[i].parentNode !== tbody)) { // new nodes in place of old ones, no moves
+        for (const i of changed) tbody.replaceChild(nodes[i], kids[i]);
+        return;
+      }
+    }
     tbody.replaceChildren(...nodes);
   }
 
@@ -459,6 +475,7 @@
 
   function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
   function drawTiles() {
+    if (!complete) return; // the counts are every row's: they wait for the whole snapshot
     const now = YJ.now();
     const sum = { open: 0, l1: 0, l2: 0, l3: 0, breach: 0, due: 0 };
     for (const e of shown) {
@@ -494,25 +511,52 @@
   }
 
   let firstPaint = false;
-  function afterFirstRows() { // the map and the trends, once ECharts (a deferred script after this one) has run
-    if (!window.echarts && document.readyState !== 'complete') { window.addEventListener('load', afterFirstRows, { once: true }); return; }
-    loadMap();
-    drawTrends(lastTrends);
+  // the map and the trends after the first rows: ECharts (1 MB, served from the project) is fetched
+  // and run only then, and its first drawing takes a few hundred ms of the main thread
+  function afterFirstRows() {
+    const script = document.createElement('script');
+    script.src = '/static/vendor/echarts.min.js';
+    const then = () => { loadMap(); drawTrends(lastTrends); };
+    script.addEventListener('load', then, { once: true });
+    script.addEventListener('error', then, { once: true }); // not served (make web-assets): loadMap says so
+    document.head.append(script);
+  }
+  // Before every row has come, what the first event brought is the top of the list when it fills the
+  // screen, or when the server kept no more than it sent (`cut`): the server orders as rank() does and
+  // keeps every row this page's filters keep. Grouped, the headers count every row: they wait.
+  // A view or filter changed meanwhile is not the one the stream was asked for: the rows wait.
+  function firstScreenKnown() {
+    return !groupBy && !firstStale && (!firstCut || shown.length >= Math.ceil((wrap.clientHeight || 800) / ROW_H));
   }
   function draw() {
     lastDraw = performance.now();
-    if (dirty) { recompute(); dirty = false; drawFacets(); drawMap(); drawFeed(); }
-    drawWindow(true);
+    if (dirty) {
+      recompute();
+      if (!firstPaint && snapshotSeen) performance.mark(complete ? 'yj:computed' : 'yj:computed-first');
+      dirty = false;
+      if (complete) { drawFacets(); drawMap(); }
+      if (feedDirty) drawFeed();
+    }
+    const known = complete || (snapshotSeen && firstScreenKnown());
+    if (known) drawWindow(true);
+    else if (tbody.firstChild) { rendered.clear(); placeRows([]); }
     drawTiles();
-    if (!firstPaint && snapshotSeen) {
+    if (!firstPaint && known) {
       firstPaint = true;
       performance.mark('yj:first-rows'); // the page benchmark reads it (tests/bench)
       setTimeout(afterFirstRows, 0); // ECharts' first drawing takes a few hundred ms: after the rows
+    }
+    if (complete && !allDrawn) {
+      allDrawn = true;
+      performance.mark('yj:all-rows'); // every row in, counted and drawn (tests/bench)
+      setConn('live');
     }
   }
 
   // --- the map (ECharts): the district's real outline, the streets as a schematic grid -------------
   let map = null; let mapData = null; let mapKey = '';
+  const MAP_EVERY_MS = 1000;
+  let mapPainted = -Infinity; let mapTimer = 0;
   const WARN_COLOUR = { blue: '#1e88e5', yellow: '#fdd835', orange: '#fb8c00', red: '#e53935' };
   const LEVEL_FILL = { 3: '#d32f2f', 2: '#f57c00', 1: '#fbc02d', 0: '#2c5a86' };
   async function loadMap() {
@@ -541,7 +585,7 @@
     return best;
   }
   function drawMap() {
-    if (!mapData) return;
+    if (!mapData || !complete) return;
     if (!mapData.street_ids) mapData.street_ids = new Set(mapData.cells.map((c) => c.street_id));
     const per = cellFacts;
     const cells = mapData.cells.map((c) => {
@@ -557,6 +601,13 @@
     $('map-cells').replaceChildren(...cells.map((c) => el('li', { 'data-street': c.street, 'data-count': String(c.n), 'data-warning': c.warning || '' },
       `${c.street} ${c.n} 起${c.worst ? `，最高${['', '三级', '二级', '一级'][c.worst]}响应` : ''}${c.warning ? `，${c.warning}预警` : ''}`)));
     if (!map) return;
+    // the canvas at most once a second (a storm moves the counts every draw; the list above is current)
+    const wait = MAP_EVERY_MS - (performance.now() - mapPainted);
+    if (wait > 0) {
+      if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = 0; mapKey = ''; drawMap(); }, wait);
+      return;
+    }
+    mapPainted = performance.now();
     const data = cells.map((c) => ({ name: c.street, street: c.street, value: c.bbox, n: c.n, worst: c.worst, overdue: c.overdue, warning: c.warning, chosen: c.chosen }));
     map.setOption({
       animation: false,
@@ -585,7 +636,7 @@
   let trendCharts = null;
   let lastTrends = null; // drawn again once ECharts has loaded (it comes after this script)
   function drawTrends(t) {
-    if (!t || !window.echarts) return;
+    if (!t || !window.echarts || !firstPaint) return; // after the first rows (afterFirstRows draws it then)
     if (!trendCharts) trendCharts = [echarts.init($('trend-incidents'), null, { renderer: 'canvas' }), echarts.init($('trend-breaches'), null, { renderer: 'canvas' })];
     const hours = t.hours.map((h) => YJ.time(h).slice(0, 2));
     const axis = { type: 'category', data: hours, axisLabel: { color: '#9fb0c4', fontSize: 10, interval: 3 }, axisLine: { lineStyle: { color: '#2c3e55' } } };
@@ -619,7 +670,9 @@
     const vals = { level: [f.level || '研判中'], street: [f.street || '未明确'], type: [f.type], unit: f.lead_units && f.lead_units.length ? f.lead_units : ['研判中'] };
     return Object.entries(vals).every(([k, v]) => !filters[k].size || v.some((x) => filters[k].has(x)));
   }
+  let feedDirty = true; // new items, or what the feed is filtered by changed
   function drawFeed() {
+    feedDirty = false;
     const list = feed.filter(feedMatches).slice(-FEED_LIMIT).reverse();
     feedList.replaceChildren(...list.map((f) => el('li', { class: `${f.kind} ${f.drill ? 'drill' : 'live'}${f.fresh ? ' fresh' : ''}`, 'data-id': f.incident_id, role: 'button' },
       el('div', { class: 'f-head' }, el('span', { class: 'f-kind', text: feedTitle(f) }), f.drill ? YJ.drillBadge() : null,
@@ -631,6 +684,7 @@
     setText($('feed-scope'), FACETS.some(([k]) => k !== 'state' && filters[k].size) || query ? '按当前筛选' : '');
   }
   function addFeed(list, fresh) {
+    if (list.length) feedDirty = true;
     for (const f of list) { f.fresh = fresh; feed.push(f); }
     if (feed.length > 4 * FEED_LIMIT) feed = feed.slice(-2 * FEED_LIMIT);
   }
@@ -653,7 +707,10 @@
   function updateWarningsEmpty() { $('warnings-empty').hidden = warnings.some(inView); }
 
   // --- controls -------------------------------------------------------------------------------------
-  function changed() { writeUrl(); windowKey = ''; invalidate(true); }
+  function changed() {
+    if (snapshotSeen && !complete) firstStale = true;
+    writeUrl(); windowKey = ''; feedDirty = true; invalidate(true);
+  }
   function toggle(k, v) {
     if (filters[k].has(v)) filters[k].delete(v); else filters[k].add(v);
     wrap.scrollTop = 0;
@@ -741,21 +798,44 @@
   function keep(r) { // an ended incident stays only the day it ended (今日已结束), a drill's not at all
     return r.status !== 'ended' || (!r.drill && r.ended_at && beijingDay(Date.parse(r.ended_at)) === beijingDay(YJ.now()));
   }
-  function upsert(r) {
+  function upsert(r, into = rows) {
     noteDrillClock(r);
-    if (!keep(r)) { rows.delete(r.id); return; }
-    rows.set(r.id, makeEntry(r));
+    if (!keep(r)) { into.delete(r.id); return; }
+    into.set(r.id, makeEntry(r));
   }
-  let snapshotSeen = false;
+  // A snapshot is a `snapshot` event (the first screen of rows, the feed, the warnings; `more` rows to
+  // come) and `rows` events until `more` is 0. The first one fills `rows` as it comes, the first screen
+  // drawn at once; a later one (a reconnection) is gathered aside and replaces `rows` when whole, the
+  // board meanwhile as it was.
+  let snapshotSeen = false; // a first snapshot event came
+  let complete = false; // `rows` holds a whole snapshot: the counts are drawn
+  let allDrawn = false;
+  let firstCut = true; // the first event held fewer rows than the stream's filters kept
+  let firstStale = false; // the view or filters changed before every row had come
+  let loading = null; // the snapshot coming in: the Map its rows go to
   function applySnapshot(data) {
-    rows.clear();
-    for (const r of data.rows) upsert(r);
+    if (complete) loading = new Map();
+    else { rows.clear(); loading = rows; }
+    for (const r of data.rows) upsert(r, loading);
     feed = [];
+    feedDirty = true;
     addFeed(data.feed, false);
-    if (selected) refreshDrawer(new Set([selected]));
     renderWarnings(data.warnings);
-    if (data.trends) drawTrends(lastTrends = data.trends);
+    if (!snapshotSeen) { performance.mark('yj:applied'); firstCut = Boolean(data.cut); }
     snapshotSeen = true;
+    if (!data.more) finishSnapshot();
+    else if (!complete) { windowKey = ''; invalidate(true); }
+  }
+  function applyRows(data) {
+    if (!loading) return;
+    for (const r of data.rows) upsert(r, loading);
+    if (!data.more) finishSnapshot();
+  }
+  function finishSnapshot() {
+    if (loading !== rows) { rows.clear(); for (const [id, e] of loading) rows.set(id, e); }
+    loading = null;
+    complete = true;
+    if (selected) refreshDrawer(new Set([selected]));
     windowKey = '';
     invalidate(true);
   }
@@ -779,15 +859,22 @@
     if (source) source.close();
     setConn('connecting');
     lastSeen = Date.now();
-    source = new EventSource('/board/stream');
+    if (!snapshotSeen) performance.mark('yj:connect');
+    // the view, filters and search go with the stream: its first event is this page's first screen
+    const p = new URLSearchParams({ view });
+    for (const [k] of FACETS) for (const v of filters[k]) p.append(k, v);
+    if (query) p.set('q', query);
+    source = new EventSource(`/board/stream?${p}`);
     const on = (name, fn) => source.addEventListener(name, (m) => {
       lastSeen = Date.now();
       if (name === 'snapshot' && !snapshotSeen) performance.mark('yj:snapshot'); // the page benchmark reads it
       const data = JSON.parse(m.data);
+      if (name === 'snapshot' && !snapshotSeen) performance.mark('yj:parsed');
       YJ.setServerTime(data.server_time);
       fn(data);
     });
-    on('snapshot', (data) => { applyDrills(data.drills); applySnapshot(data); setConn('live'); });
+    on('snapshot', (data) => { applyDrills(data.drills); applySnapshot(data); if (allDrawn) setConn('live'); });
+    on('rows', applyRows);
     on('changes', applyChanges);
     on('drills', (data) => { applyDrills(data.drills); drawTiles(); });
     on('trends', (data) => drawTrends(lastTrends = data.trends));
@@ -815,7 +902,7 @@
   let ticks = 0;
   setInterval(() => {
     ticks += 1;
-    if (ticks % 5 === 0) { dirty = true; draw(); return; }
+    if (ticks % 5 === 0) { dirty = true; feedDirty = true; draw(); return; }
     const now = YJ.now();
     for (const [tr, e] of rendered) tickRow(tr, e, now);
     drawTiles();
