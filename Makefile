@@ -81,7 +81,7 @@ test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a par
 faults-cluster: $(DEPS) $(JARS) $(TOOLS)  ## issue 22's faults on the three-node cluster at full size: 100 reports/s for 60 s, a partition's leader, the active controller, the worker each SIGKILLed in a run of its own (minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_faults_cluster.py --cluster-rate=100 --cluster-seconds=60
 
-fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 15)
+fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 8)
 	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40
 
 board-scale: $(DEPS) $(JARS) $(WEB) $(APT)  ## issue 21's board test at full size: 5,000 open incidents in Chromium, screenshots in screenshots/

@@ -211,14 +211,14 @@ def stack(tmp_path):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fuzz-examples", type=int, default=15,
+    parser.addoption("--fuzz-examples", type=int, default=8,
                      help="generated cases per API operation in tests/e2e/test_fuzz.py (40 via `make fuzz`)")
     parser.addoption("--delivery-notices", type=int, default=250,
                      help="notices in flight for the delivery stage's kill test (issue 19: 10000 via `make faults-delivery`)")
     parser.addoption("--delivery-kills", type=int, default=1, help="times the delivery stage is SIGKILLed (issue 19: 5)")
-    parser.addoption("--board-incidents", type=int, default=300,
+    parser.addoption("--board-incidents", type=int, default=200,
                      help="incidents on the board for its scale test (issue 21: 5000 via `make board-scale`)")
-    parser.addoption("--fault-incidents", type=int, default=800,
+    parser.addoption("--fault-incidents", type=int, default=500,
                      help="incidents in flight for the worker-kill fault test (issue 5: 10000 via `make faults`)")
     parser.addoption("--cluster-rate", type=float, default=100,
                      help="reports a second posted during the three-node cluster's fault runs "

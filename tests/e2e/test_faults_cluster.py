@@ -44,7 +44,8 @@ from tests.waiting import eventually
 from topics.catalog import CATALOG, ESCALATIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 from topics.models import Role
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+pytestmark = pytest.mark.e2e  # the full runs are marked cluster too (`make faults-cluster`); the short one is in `make test`
+SHORT_RATE, SHORT_SECONDS = 20.0, 20.0  # the short variant: a partition's leader killed 5 s into 20 s at 20 reports/s
 
 SHARED = "two cores shared by three brokers, the worker, the API and the load generator"
 REPORTED = INCIDENTS_REPORTED.name
@@ -189,11 +190,19 @@ def read_json(bootstrap: str, topic: str) -> list:
     return [(r, json.loads(r.value)) for r in read_records(bootstrap, topic, settle_s=3)]
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("kind", ["leader", "controller", "worker"])
 def test_a_crash_mid_load_on_the_cluster(cluster_stack, request, kind):
-    st = cluster_stack
-    rate = request.config.getoption("--cluster-rate")
-    seconds = request.config.getoption("--cluster-seconds")
+    crash_mid_load(cluster_stack, kind, request.config.getoption("--cluster-rate"),
+                   request.config.getoption("--cluster-seconds"))
+
+
+def test_a_leader_killed_mid_load_on_the_cluster_short(cluster_stack):
+    """`make test`'s variant: the leader run, small (the others and the full size: `make faults-cluster`)."""
+    crash_mid_load(cluster_stack, "leader", SHORT_RATE, SHORT_SECONDS)
+
+
+def crash_mid_load(st: LocalStack, kind: str, rate: float, seconds: float) -> None:
     n = int(rate * seconds)
     bootstrap = st.settings.bootstrap
     due_soon: set[str] = set()

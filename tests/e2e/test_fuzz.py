@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SEEN: Counter = Counter()
-# Cases per operation (66 operations now): `make test` runs a short pass (--fuzz-examples, default 15:
-# the contract runs 8 an operation and phase); `make fuzz` the full one (40, the contract runs 25:
+# Cases per operation (66 operations now): `make test` runs a short pass (--fuzz-examples, default 8:
+# the contract runs 5 an operation and phase; 15 before issue 22 added its cluster and replica runs to make test); `make fuzz` the full one (40, the contract runs 25:
 # 22-50 s a contract run on 2 cores beside the worker at 14 operations, some 1,650 cases).
 
 
