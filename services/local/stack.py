@@ -46,6 +46,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, what: str, timeout: float) -> 
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
 
     def gave_up(_: RetryCallState) -> None:
+        stop_group(proc)  # not left behind: a caller that tries another port would leak one process a try
         raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f}s")
 
     Retrying(retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(lambda ok: not ok),
