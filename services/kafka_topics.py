@@ -58,6 +58,11 @@ def create_topics(bootstrap: str, *, replication: int = 1, partitions: int | Non
                        retry_error_callback=lambda _state: False)
         if not led(every_partition_led, admin, names):
             raise RuntimeError(f"the catalog's topics have partitions without a leader after {timeout:.0f}s")
+        ready = Retrying(stop=stop_after_delay(max(1.0, deadline - time.monotonic())), wait=wait_fixed(0.2),
+                         retry=retry_if_result(lambda ok: not ok) | retry_if_exception_type(KafkaError),
+                         retry_error_callback=lambda _state: False)
+        if not ready(every_partition_serving, bootstrap, names):
+            raise RuntimeError(f"the catalog's topics have partitions whose leader does not serve them after {timeout:.0f}s")
         return [t.name for t in wanted]
     finally:
         admin.close()
@@ -130,3 +135,19 @@ def create_changelog(bootstrap: str, name: str, *, partitions: int, replication:
         return created
     finally:
         admin.close()
+
+
+def every_partition_serving(bootstrap: str, names: list[str]) -> bool:
+    """Each partition's leader answers for it (ListOffsets). The metadata says a partition is led a moment
+    before its broker has made it: a record produced then meets NotLeaderForPartition, and a producer's
+    few quick retries can run out (seen with 12 partitions a topic, a broker just started on two busy
+    cores: a user, a roster, a bench's first record lost their send)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000)
+    try:
+        tps = [TopicPartition(name, p) for name in names for p in sorted(consumer.partitions_for_topic(name) or ())]
+        offsets = consumer.end_offsets(tps)
+        return len(tps) > 0 and all(offsets.get(tp) is not None for tp in tps)
+    finally:
+        consumer.close()
