@@ -151,6 +151,16 @@ def _until_ready(svc: Service, *, deadline: float) -> None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGINT first: `yingji run` stops the broker, sinks and stages it started in sessions of their own
+    (a SIGKILL alone left them running after a failed start); SIGKILL to its group after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+        return
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
