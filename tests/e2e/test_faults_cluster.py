@@ -41,7 +41,7 @@ from services.users import new_token, publish_user, user_record
 from tests.conftest import read_records, start_api_on_a_free_port, unique_id
 from tests.e2e.faults import Sent, TopicTail, body, check_notifications, post_reports
 from tests.waiting import eventually
-from topics.catalog import CATALOG, ESCALATIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+from topics.catalog import CATALOG, ESCALATIONS, KEYED_PARTITIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 from topics.models import Role
 
 pytestmark = pytest.mark.e2e  # the full runs are marked cluster too (`make faults-cluster`); the short one is in `make test`
@@ -62,7 +62,7 @@ def cluster_stack(tmp_path):
     process with its own log under tmp_path/logs; the worker has decided a first report."""
     ports = free_port_run(7)  # six for the nodes and their controllers, one for the worker's metrics
     settings = Settings(data_dir=tmp_path, kafka_port=ports, kafka_nodes=3, worker_web_port=ports + 6,
-                        api_port=free_port(), app_id=unique_id("fc"))
+                        api_port=free_port(), app_id=unique_id("fc"), topic_partitions=KEYED_PARTITIONS)  # as deployed
     st = LocalStack(settings, log_dir=tmp_path / "logs")
     t0 = time.monotonic()
     try:
