@@ -34,7 +34,7 @@ from services.privacy import Sealer
 from services.settings import Settings
 from tests.bench.harness import Context, Row, percentile, say
 from tests.waiting import eventually
-from topics.catalog import NOTIFICATIONS_REQUESTED
+from topics.catalog import KEYED_PARTITIONS, NOTIFICATIONS_REQUESTED
 from topics.duty import Contacts, Person, Roster, Rotation
 from topics.models import NotificationRequested, OnDutyRef, Post
 
@@ -47,7 +47,7 @@ def _stack(ctx: Context, name: str, channels: str) -> LocalStack:
     data = ctx.work / name
     settings = Settings(data_dir=data, kafka_port=free_port(), kafka_controller_port=free_port(), api_port=free_port(),
                         worker_web_port=free_port_run(1), sinks_smtp_port=free_port(), sinks_http_port=free_port(),
-                        delivery_web_port=free_port(), app_id=f"bench-{name}")
+                        delivery_web_port=free_port(), app_id=f"bench-{name}", topic_partitions=KEYED_PARTITIONS)
     st = LocalStack(settings, log_dir=data / "logs")
     st.start_broker()
     person = Person(id=PERSON, name="压测值班员", unit_id=UNIT, post=Post.officer, is_leader=False, employment="regular",

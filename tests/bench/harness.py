@@ -39,7 +39,7 @@ from services.settings import REPO_ROOT, Settings, get_settings
 from services.worker.consumer_fetch import fetch_max_wait_ms
 from services.worker.faust_app import build_app
 from tests.bench.reports import generate_reports, reported
-from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
+from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, KEYED_PARTITIONS
 
 T = TypeVar("T")
 # The phases, in the order they run (tests/bench/__main__.py maps each to its module).
@@ -184,7 +184,7 @@ class Phase:
         self.settings = Settings(
             bootstrap_servers="", data_dir=self.dir, kafka_port=free_port(), kafka_controller_port=free_port(),
             api_port=free_port(), worker_web_port=free_port_run(4), app_id=f"bench-{name}-{self.run}", log_json=True,
-            workers=BENCH_WORKERS)
+            workers=BENCH_WORKERS, topic_partitions=KEYED_PARTITIONS)  # what ships, whatever the caller's environment says
         self.log_dir = self.dir / "logs"
         self.stack = BenchStack(self.settings, log_dir=self.log_dir)
         self.helpers: list[subprocess.Popen] = []
