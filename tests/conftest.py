@@ -223,6 +223,9 @@ def stack(tmp_path):
 def pytest_addoption(parser):
     parser.addoption("--fuzz-examples", type=int, default=8,
                      help="generated cases per API operation in tests/e2e/test_fuzz.py (40 via `make fuzz`)")
+    parser.addoption("--fuzz-roles", default="duty_officer",
+                     help="roles the OpenAPI contract run signs in as, comma-separated "
+                          "(`make fuzz`: duty_officer,commander; each run is minutes on two cores)")
     parser.addoption("--delivery-notices", type=int, default=250,
                      help="notices in flight for the delivery stage's kill test (issue 19: 10000 via `make faults-delivery`)")
     parser.addoption("--delivery-kills", type=int, default=1, help="times the delivery stage is SIGKILLed (issue 19: 5)")

@@ -66,13 +66,19 @@ class LocalCluster:
     def start(self, timeout: float = 120) -> LocalCluster:
         """Every node launched, then each waited for: a node answers only once a majority of the
         controllers run; then until every broker is registered."""
-        # formatted and launched side by side: each format is a JVM of its own
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            for done in [pool.submit(node.start, timeout, wait=False) for node in self.nodes.values()]:
-                done.result()
-        for node in self.nodes.values():
-            node.wait_ready(timeout)
-        self.wait_brokers(len(self.nodes), timeout)
+        try:
+            # formatted and launched side by side: each format is a JVM of its own
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                for done in [pool.submit(node.start, timeout, wait=False) for node in self.nodes.values()]:
+                    done.result()
+            for node in self.nodes.values():
+                node.wait_ready(timeout)
+            self.wait_brokers(len(self.nodes), timeout)
+        except BaseException:
+            # the nodes that did start would run on with nobody to stop them (a caller's `with` or
+            # stack.stop() never sees a cluster whose start raised): seen after a port was taken
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from services.local.kafka import free_port, free_port_run
+from services.local.kafka import BrokerError, free_port, free_port_run
 from services.local.stack import LocalStack
 from services.settings import Settings
 from services.users import new_token, publish_user, user_record
@@ -60,13 +60,22 @@ DOWN_S = 15  # from the kill to the restart
 def cluster_stack(tmp_path):
     """Three Kafka nodes (the catalog's topics on three replicas), one worker and the API, each its own
     process with its own log under tmp_path/logs; the worker has decided a first report."""
-    ports = free_port_run(7)  # six for the nodes and their controllers, one for the worker's metrics
-    settings = Settings(data_dir=tmp_path, kafka_port=ports, kafka_nodes=3, worker_web_port=ports + 6,
-                        api_port=free_port(), app_id=unique_id("fc"), topic_partitions=KEYED_PARTITIONS)  # as deployed
-    st = LocalStack(settings, log_dir=tmp_path / "logs")
-    t0 = time.monotonic()
+    for attempt in range(3):
+        ports = free_port_run(7)  # six for the nodes and their controllers, one for the worker's metrics
+        settings = Settings(data_dir=tmp_path / f"try{attempt}", kafka_port=ports, kafka_nodes=3,
+                            worker_web_port=ports + 6, api_port=free_port(), app_id=unique_id("fc"),
+                            topic_partitions=KEYED_PARTITIONS)  # as deployed
+        st = LocalStack(settings, log_dir=tmp_path / "logs")
+        t0 = time.monotonic()
+        try:
+            st.start_broker()
+            break
+        except BrokerError as exc:
+            # a port free when chosen can be taken before the JVM binds it (other stacks start beside
+            # this one): the cluster stopped what it had started; try fresh ports
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
-        st.start_broker()
         st.started_s = time.monotonic() - t0  # type: ignore[attr-defined]
         st.token = new_token()  # type: ignore[attr-defined]
         publish_user(settings.bootstrap, user_record("fc-officer", Role.DUTY_OFFICER, st.token,

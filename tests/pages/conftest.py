@@ -16,6 +16,9 @@ def browser():
 
     if not Path("/usr/bin/chromium").exists():
         pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
+    # expect() waits 15 s, not Playwright's 5: a page that reads back what the broker just took can need
+    # more on two cores shared with brokers, workers and other stacks (a drill warning's page did, at load 16)
+    playwright_api.expect.set_options(timeout=15_000)
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield b

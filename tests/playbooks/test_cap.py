@@ -7,6 +7,7 @@ the element named."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -34,7 +35,8 @@ from playbooks.warning.cap import (
 )
 
 STREETS = sorted(load_plan().streets)
-SETTINGS = settings(max_examples=300, deadline=None)
+# 300 examples a property; `make test` runs 100 (YINGJI_PROPERTY_EXAMPLES), `make properties` the full 300
+SETTINGS = settings(max_examples=int(os.environ.get("YINGJI_PROPERTY_EXAMPLES", "300")), deadline=None)
 UTC = timezone.utc
 SENT = datetime(2026, 7, 1, 8, 0, 0, 250_000, tzinfo=UTC)  # 16:00:00.25 in Beijing
 EARLIER = ("yjb@bjtzh.gov.cn", "11011200000000_20260701150000_0", datetime(2026, 7, 1, 7, 0, tzinfo=UTC))

@@ -374,8 +374,9 @@ def test_a_table_for_one_unit_is_not_refused_for_another_units_gap(plan):
 
 
 def test_an_indexed_answer_is_the_answer_expanded_from_the_roster_at_every_minute_across_changes():
-    """address.DutyIndex reuses an answer until the next shift start or end: asked every 7 minutes for
-    three days (across 08:30 changes, an override's ends and a swap), each role of a unit with a
+    """address.DutyIndex reuses an answer until the next shift start or end: asked every 23 minutes for
+    three days (a step prime to the hour and the shifts, so the minutes drift; each side of every change
+    is asked besides) (across 08:30 changes, an override's ends and a swap), each role of a unit with a
     roster and of one without, it answers as on_duty does from the roster alone."""
     from playbooks.duty.address import DutyIndex, on_duty_ref
 
@@ -386,7 +387,7 @@ def test_an_indexed_answer_is_the_answer_expanded_from_the_roster_at_every_minut
                         end=at(21, 17, 45), approved_by="boss1")
     roster = good_roster(swaps=[swap], overrides=[override])
     index = DutyIndex(roster, at(20, 0), at(24, 0))
-    times = [at(20, 12) + timedelta(minutes=7 * k) for k in range(3 * 24 * 60 // 7)]
+    times = [at(20, 12) + timedelta(minutes=23 * k) for k in range(3 * 24 * 60 // 23)]
     edges = [at(d, 8, 30) for d in (21, 22, 23)] + [at(21, 13), at(21, 17, 45)]
     times += edges + [e - timedelta(microseconds=1) for e in edges]  # each side of every change
     for t in sorted(times):
