@@ -6,6 +6,8 @@ DEPS   := $(VENV)/.deps-installed
 JARS   := .kafka/lib/.complete
 # Kafka's command-line tools (one jar run on the broker's): the cluster tests ask kafka-metadata-quorum
 TOOLS  := .kafka/tools/.complete
+# MirrorMaker 2 (connect-mirror and Kafka Connect's runtime, a class path of its own): the standby site's mirror
+MIRROR := .kafka/mirror/.complete
 # the pages' vendored scripts (Apache ECharts for the board's map), from Maven as a WebJar: deploy/web/pom.xml
 WEB    := .web/.complete
 # Debian packages the tests use: promtool (prometheus) checks deploy/; chromium drives page tests;
@@ -14,7 +16,7 @@ WEB    := .web/.complete
 APT_PKGS := prometheus chromium fonts-wqy-microhei haproxy systemd
 APT    := .venv/.apt-installed
 
-.PHONY: properties test-cluster faults-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke bench-board deps kafka-jars web-assets schemas clean
+.PHONY: standby-drill kafka-mirror properties test-cluster faults-cluster kafka-tools fuzz run run-cluster test test-unit test-e2e faults faults-delivery board-scale bench bench-smoke bench-board deps kafka-jars web-assets schemas clean
 
 run: $(DEPS) $(JARS) $(WEB)  ## broker, worker and API, all local; Ctrl-C stops everything
 	$(BIN)/yingji run
@@ -29,7 +31,7 @@ run-cluster: $(DEPS) $(JARS) $(WEB)  ## the same on a local three-node Kafka clu
 # On 4, make test still took 1,432 s in CI (stop 30): the OpenAPI contract runs (about 250 s each, one per
 # role) and the property suites (300 examples) were the most of it. make test signs the contract run in as a
 # duty officer only (`make fuzz`: both roles, 40 cases) and runs 100 examples a property (`make properties`: 300).
-test: $(DEPS) $(JARS) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
+test: $(DEPS) $(JARS) $(MIRROR) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
 	YINGJI_TOPIC_PARTITIONS=4 YINGJI_PROPERTY_EXAMPLES=100 $(BIN)/python -m pytest -q
 
 properties: $(DEPS)  ## the property suites (engine, CAP) at full size: 300 examples a property (make test runs 100)
@@ -38,7 +40,7 @@ properties: $(DEPS)  ## the property suites (engine, CAP) at full size: 300 exam
 test-unit: $(DEPS) $(WEB)  ## engine, contracts and agents: no broker needed
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-test-e2e: $(DEPS) $(JARS) $(WEB)
+test-e2e: $(DEPS) $(JARS) $(MIRROR) $(WEB)
 	$(BIN)/python -m pytest -q -m e2e
 
 deps: $(DEPS)
@@ -66,6 +68,14 @@ $(TOOLS): deploy/kafka/tools/pom.xml | $(JARS)
 	mvn -q -B -f deploy/kafka/tools/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/tools
 	touch $@
 
+# the stamp is the pom's digest, as services/local/mirror.py (ensure_mirror) checks it: no second fetch from Python
+kafka-mirror: $(MIRROR)
+$(MIRROR): deploy/kafka/mirror/pom.xml
+	rm -rf .kafka/mirror
+	mvn -q -B -f deploy/kafka/mirror/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/mirror
+	sha256sum deploy/kafka/mirror/pom.xml | cut -d' ' -f1 > .kafka/mirror/.pom-sha256
+	touch $@
+
 # Apache ECharts (Apache-2.0): the one minified bundle and its LICENSE and NOTICE, served at /static/vendor/
 web-assets: $(WEB)
 $(WEB): deploy/web/pom.xml
@@ -90,6 +100,9 @@ test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a par
 
 faults-cluster: $(DEPS) $(JARS) $(TOOLS)  ## issue 22's faults on the three-node cluster at full size: 100 reports/s for 60 s, a partition's leader, the active controller, the worker each SIGKILLed in a run of its own (minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_faults_cluster.py --cluster-rate=100 --cluster-seconds=60
+
+standby-drill: $(DEPS) $(JARS) $(MIRROR)  ## issue 22 item 5, the standby site (deploy/STANDBY.md): 20 reports/s for 60 s at the primary, MM2 copying to the standby's Kafka, the primary SIGKILLed, the standby's worker and API serving; prints the mirror's lag at the cut and what was lost (minutes)
+	$(BIN)/python -m pytest -q -s tests/e2e/test_standby.py --standby-rate=20 --standby-seconds=60
 
 fuzz: $(DEPS) $(JARS) $(WEB)  ## the API fuzzed from its OpenAPI document at full size (40 cases an operation; make test runs 8)
 	$(BIN)/python -m pytest -q -s tests/e2e/test_fuzz.py --fuzz-examples=40 --fuzz-roles=duty_officer,commander

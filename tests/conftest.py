@@ -239,3 +239,8 @@ def pytest_addoption(parser):
     parser.addoption("--cluster-seconds", type=float, default=60,
                      help="seconds of load in each of those runs; the fault comes a quarter in, the restart half-way "
                           "(`make faults-cluster`: 60)")
+    parser.addoption("--standby-rate", type=float, default=10,
+                     help="reports a second posted at the primary before the standby site takes over "
+                          "(tests/e2e/test_standby.py; `make standby-drill`: 20)")
+    parser.addoption("--standby-seconds", type=float, default=15,
+                     help="seconds of load before the primary is cut (`make standby-drill`: 60)")

@@ -1,0 +1,265 @@
+"""The standby site (plan 2.2.2, 区应急委备份指挥平台 at 区人防办; issue 22 item 5; deploy/STANDBY.md): the command
+center's Kafka (one node), its worker and API under load, MirrorMaker 2 copying every yingji.* topic and the
+worker's changelog into a second Kafka (one node) with the same names and the groups' offsets translated; then
+the command center's site lost at once (its broker, worker and API SIGKILLed) while reports are still coming;
+the standby's worker and API started on the standby cluster, as the runbook says.
+
+Checked: every report answered 202 at the primary before the cut that the mirror had copied is decided at the
+standby (its API says so, its decisions' topic has it once in effect); a report answered 202 and not copied is
+counted and printed as lost (the figure a cut can lose: the mirror's lag at the cut, also printed in records
+of every mirrored topic), then filed again at the standby with its report id, as the runbook's reconciliation
+does, and decided; a mirrored report posted again is answered with its incident and not written twice (the
+API's dedup reads the mirrored log). The topics' partition counts are the primary's.
+
+`make standby-drill` runs it at 20 reports/s for 60 s, the cut at the end while reports are still coming;
+`make test` runs 10 reports/s for 15 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.kafka_topics import partition_counts
+from services.local.kafka import LocalKafka, free_port, free_port_run
+from services.local.mirror import LocalMirror
+from services.local.stack import LocalStack, _kill
+from services.settings import Settings
+from services.standby import (MirrorLag, behind, committed_offsets, end_offsets, mirror_lag, mirrored_topics)
+from services.users import new_token, publish_user, user_record
+from tests.conftest import read_records, start_api_on_a_free_port
+from tests.e2e.faults import Sent, body, post_reports
+from tests.waiting import eventually
+from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
+from topics.models import Role
+
+pytestmark = pytest.mark.e2e
+
+SHARED = "two cores shared by two brokers, MM2, the worker, the API and the load generator (and other runs)"
+TAIL_S = 3.0  # reports keep coming this long after the cut is due: the cut falls mid-load
+CONCURRENCY = 32
+
+
+@dataclass
+class Sites:
+    primary: LocalStack
+    standby: LocalStack
+    standby_kafka: LocalKafka
+    mirror: LocalMirror
+    token: str
+    started_s: float
+    mirror_ready_s: float
+
+
+@pytest.fixture()
+def sites(tmp_path):
+    """The command center (a Kafka node, the worker, the API) with MM2 copying it into the standby's Kafka node;
+    the standby's worker and API made ready to start (settings, keys) and not started."""
+    app_id = Settings().app_id  # what the processes take from their environment: the same at both sites
+    ports = free_port_run(2)  # the two workers' metrics
+    primary = LocalStack(Settings(data_dir=tmp_path / "primary", kafka_port=free_port(),
+                                  kafka_controller_port=free_port(), api_port=free_port(),
+                                  worker_web_port=ports, app_id=app_id), log_dir=tmp_path / "primary" / "logs")
+    standby_kafka = LocalKafka(tmp_path / "standby" / "kafka", port=free_port(), controller_port=free_port(),
+                               heap="384m")
+    standby = LocalStack(Settings(data_dir=tmp_path / "standby", bootstrap_servers=standby_kafka.bootstrap,
+                                  api_port=free_port(), worker_web_port=ports + 1, app_id=app_id),
+                         log_dir=tmp_path / "standby" / "logs")
+    ps = primary.settings
+    mirror = LocalMirror(tmp_path / "mirror", primary=ps.bootstrap, standby=standby_kafka.bootstrap,
+                         groups=[app_id, ps.delivery_group], changelogs=[f"{app_id}-incidents-changelog"])
+    t0 = time.monotonic()
+    try:
+        with ThreadPoolExecutor(2) as pool:  # the two sites' brokers side by side
+            started = pool.submit(standby_kafka.start, 120)
+            primary.start_broker()
+            started.result()
+        token = new_token()
+        publish_user(ps.bootstrap, user_record("sb-officer", Role.DUTY_OFFICER, token,
+                                               now=datetime.now(timezone.utc), by="test"))
+        primary.start_worker()
+        start_api_on_a_free_port(primary)
+        # the deployment's one seal key and ack key (deploy/README.md): the standby's copies, made before the cut
+        for name in ("seal.key", "ack.key"):
+            shutil.copy2(ps.data_dir / name, standby.settings.data_dir / name)
+        with httpx.Client(base_url=ps.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
+            first = eventually(lambda: c.post("/incidents", json=body()), until=lambda r: r.status_code == 202,
+                               timeout=60, every=1, what="a first 202").json()["incident_id"]
+            mirror.start()  # once the worker has made its changelog (MM2 would find it at its next refresh anyway)
+            eventually(lambda: c.get(f"/incidents/{first}").json()["status"], until=lambda s: s == "decided",
+                       timeout=120, every=0.5, what="a first decision (the worker in its group)")
+        mirror_t0 = time.monotonic()
+        mirror.wait_mirrored(mirrored_topics(app_id), timeout=120)
+        yield Sites(primary, standby, standby_kafka, mirror, token, time.monotonic() - t0, time.monotonic() - mirror_t0)
+    finally:
+        standby.stop()
+        mirror.stop(timeout=5)
+        primary.stop()
+        standby_kafka.stop()
+
+
+@dataclass
+class Cut:
+    at: float = 0.0  # time.time() when the site was gone (every process of it SIGKILLed)
+    primary_end: dict = field(default_factory=dict)  # end offsets of the mirrored topics just before
+    standby_end: dict = field(default_factory=dict)
+    primary_committed: dict = field(default_factory=dict)  # the worker group's committed offsets just before
+    lag: MirrorLag | None = None
+
+
+def lose_the_primary(sites: Sites, cut: Cut) -> None:
+    """The two clusters' ends taken side by side, then the command center's site SIGKILLed: broker first (what
+    it has not handed to MM2 is gone with it), then its worker and API."""
+    p = sites.primary
+    topics = mirrored_topics(p.settings.app_id)
+    with ThreadPoolExecutor(3) as pool:
+        prim = pool.submit(end_offsets, p.settings.bootstrap, topics)
+        stand = pool.submit(end_offsets, sites.standby_kafka.bootstrap, topics)
+        committed = pool.submit(committed_offsets, p.settings.bootstrap, p.settings.app_id)
+        cut.primary_end, cut.standby_end, cut.primary_committed = prim.result(), stand.result(), committed.result()
+    p.broker.kill()
+    p.kill_workers()
+    _kill(p.api)
+    cut.at = time.time()
+    cut.lag = mirror_lag(cut.primary_end, cut.standby_end)
+
+
+def settle(bootstrap: str, topics: list[str], quiet_s: float = 3.0, timeout: float = 60) -> dict:
+    """The standby's end offsets once they have not moved for quiet_s (MM2's last batches from before the cut)."""
+    last, since, t0 = None, time.monotonic(), time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        now = end_offsets(bootstrap, topics)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return now
+        time.sleep(0.5)
+    return last or {}
+
+
+def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
+    rate = request.config.getoption("--standby-rate")
+    seconds = request.config.getoption("--standby-seconds")
+    p, s = sites.primary, sites.standby
+    app_id = p.settings.app_id
+    topics = mirrored_topics(app_id)
+    cut = Cut()
+    n = int(rate * (seconds + TAIL_S))
+
+    async def load() -> list[Sent]:
+        t0 = time.time()
+
+        async def cut_at() -> None:
+            await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
+            await asyncio.to_thread(lose_the_primary, sites, cut)
+
+        cutting = asyncio.create_task(cut_at())
+        sent = await post_reports(p.settings.api_url, sites.token, n, concurrency=CONCURRENCY, rate=rate, timeout=10)
+        await cutting
+        return sent
+
+    load_before = os.getloadavg()[0]
+    load_t0 = time.time()
+    sent = asyncio.run(load())
+    load_after = os.getloadavg()[0]
+    acked = {s_.incident_id: s_ for s_ in sent if s_.acked and s_.acked_at <= cut.at}
+    after_cut = [s_ for s_ in sent if not s_.acked]
+
+    # the standby as MM2 left it: its last batches in, then MM2 stopped (the runbook's first step at the standby)
+    standby_end = settle(sites.standby_kafka.bootstrap, topics)
+    sites.mirror.stop(timeout=5)
+    standby_committed = committed_offsets(sites.standby_kafka.bootstrap, app_id)
+    reported = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_REPORTED.name)]
+    mirrored = {v["incident_id"] for v in reported}
+    lost = set(acked) - mirrored
+    counts_primary = {t: len({pt for (tt, pt) in cut.primary_end if tt == t}) for t in topics}
+    counts_standby = partition_counts(sites.standby_kafka.bootstrap, topics)
+
+    # failover: the standby's worker and API on the standby cluster, unchanged but for their bootstrap servers
+    t_fail = time.time()
+    s.start_broker()  # the catalog's topics there already (MM2 made them): nothing created, every one led
+    s.start_worker()
+    start_api_on_a_free_port(s)
+    api_up = time.time()
+    with httpx.Client(base_url=s.settings.api_url, timeout=30, headers={"Authorization": f"Bearer {sites.token}"}) as c:
+        fresh = eventually(lambda: c.post("/incidents", json=body()), until=lambda r: r.status_code == 202,
+                           timeout=60, every=0.5, what="a 202 at the standby").json()["incident_id"]
+        first_202 = time.time()
+        eventually(lambda: c.get(f"/incidents/{fresh}").json()["status"], until=lambda st: st == "decided",
+                   timeout=120, every=0.5, what="a decision at the standby")
+        first_decision = time.time()
+
+        def undecided() -> set[str]:
+            decided = {json.loads(r.value)["incident_id"]
+                       for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_DECIDED.name)}
+            return (set(acked) & mirrored) - decided
+
+        eventually(undecided, until=lambda left: not left, timeout=120, every=2, last_on_timeout=True)
+        all_decided = time.time()
+        api_undecided = {i for i in set(acked) & mirrored if c.get(f"/incidents/{i}").json().get("status") != "decided"}
+
+        # a mirrored report posted again: the same incident, not written again (the dedup reads the mirrored log)
+        again = sorted(set(acked) & mirrored)[:5]
+        again_answers = {i: c.post("/incidents", json=acked[i].body) for i in again}
+        # the reports lost at the cut filed again from the 值班 record (here: the load generator's), same report ids
+        refiled = {i: c.post("/incidents", json=acked[i].body) for i in sorted(lost)}
+        eventually(lambda: {i for i in refiled if c.get(f"/incidents/{i}").json().get("status") != "decided"},
+                   until=lambda left: not left, timeout=120, every=1, last_on_timeout=True)
+    reported_after = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_REPORTED.name)]
+    decided_after = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_DECIDED.name)]
+    ids_per_incident: dict[str, set[str]] = {}
+    for d in decided_after:
+        ids_per_incident.setdefault(d["incident_id"], set()).add(d["id"])
+    twice_in_effect = {i for i in acked if len(ids_per_incident.get(i, ())) > 1}
+    written_again = {i for i in again if sum(1 for v in reported_after if v["incident_id"] == i) > 1}
+
+    lines = [
+        f"standby drill: {rate:g} reports/s for {seconds:g} s at the primary, then the primary's broker, worker and API "
+        f"SIGKILLed {cut.at - load_t0:.1f} s in, reports still coming; two single-node Kafka clusters, MM2 dedicated "
+        f"(IdentityReplicationPolicy, checkpoints and group offsets synced every 5 s); set up in {sites.started_s:.1f} s "
+        f"(MM2 mirroring {sites.mirror_ready_s:.1f} s after its start)",
+        f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
+        f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
+        f"mirror lag at the cut (records at the primary not yet on the standby, the two clusters' end offsets taken "
+        f"side by side just before the SIGKILL): {cut.lag.line()}",
+        f"after the cut MM2 had nothing more to give: the standby's ends moved by "
+        f"{sum(standby_end.values()) - sum(cut.standby_end.values())} records after they were taken",
+        f"lost at the cut: {len(lost)} of {len(acked)} reports answered 202 at the primary were not on the standby "
+        f"(RPO = the mirror's lag); filed again at the standby with their report ids: "
+        f"{sum(1 for r in refiled.values() if r.status_code == 202)} answered 202, all decided",
+        f"worker group offsets: the standby's (translated by MM2) {behind(cut.primary_committed, standby_committed)} "
+        f"records behind the primary's at the cut, on {len(standby_committed)} of {len(cut.primary_committed)} "
+        f"partitions (re-read at the standby, decided once)",
+        f"failover (from the standby's worker and API being started, the operator's decision not counted): API answering "
+        f"{api_up - t_fail:.1f} s, first 202 {first_202 - t_fail:.1f} s, its decision {first_decision - t_fail:.1f} s, "
+        f"every mirrored report decided {all_decided - t_fail:.1f} s",
+        f"at the standby: {len(set(acked) & mirrored)} mirrored reports answered 202 at the primary, "
+        f"{len(undecided())} undecided on the topic, {len(api_undecided)} undecided by the API; decided twice in effect "
+        f"{len(twice_in_effect)}; a mirrored report posted again: {len(again)} answered "
+        f"{sorted({r.status_code for r in again_answers.values()})}, written again {len(written_again)}",
+    ]
+    print("\n" + "\n".join(f"{line}  ({SHARED})" for line in lines))
+    (p.settings.data_dir.parent / "standby-drill.json").write_text(json.dumps({
+        "rate": rate, "seconds": seconds, "acked": len(acked), "lost": sorted(lost), "lag": cut.lag.per_topic,
+        "failover_s": {"api": api_up - t_fail, "first_202": first_202 - t_fail, "all_decided": all_decided - t_fail}}))
+
+    assert acked, "no report was answered 202 before the cut"
+    assert counts_standby == counts_primary, f"partition counts differ: {counts_primary} {counts_standby}"
+    assert not undecided(), "a mirrored report answered 202 at the primary is not decided at the standby"
+    assert not api_undecided, f"the standby's API does not say decided: {sorted(api_undecided)[:5]}"
+    assert not twice_in_effect, f"decided twice in effect: {sorted(twice_in_effect)[:5]}"
+    assert all(r.status_code == 202 and r.json()["incident_id"] == i for i, r in again_answers.items())
+    assert not written_again, f"a mirrored report was written again: {sorted(written_again)}"
+    assert all(r.status_code == 202 for r in refiled.values()), {i: r.status_code for i, r in refiled.items()}
+    assert s.worker.poll() is None and s.api.poll() is None, "the standby's worker or API died"
