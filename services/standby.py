@@ -79,7 +79,7 @@ def committed_offsets(bootstrap: str, group: str, *, timeout_ms: int = 5000) -> 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="yingji-standby-probe",
                              request_timeout_ms=timeout_ms)
     try:
-        return {(tp.topic, tp.partition): meta.offset for tp, meta in admin.list_consumer_group_offsets(group).items()
-                if meta.offset >= 0}
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     finally:
         admin.close()

@@ -84,7 +84,7 @@ def mm2_properties(*, primary: str, standby: str, groups: list[str], changelogs:
         # its connectors are on the class path (ServiceLoader manifests): not scanning every jar saves ~10 s of
         # a start on two busy cores
         "plugin.discovery": "service_load",  # MirrorMaker's own scan
-        f"{FLOW}.plugin.discovery": "service_load",  # the flow's Connect worker's
+        f"{TARGET}.plugin.discovery": "service_load",  # the flow's Connect worker's (its settings: the target's)
         "sync.topic.configs.enabled": "true",  # cleanup.policy=compact of the changelogs, the retentions
         "sync.topic.acls.enabled": "false",  # no ACLs here (PLAINTEXT listeners: deploy/README.md)
         "tasks.max": str(tasks),

@@ -119,18 +119,19 @@ class Cut:
 
 
 def lose_the_primary(sites: Sites, cut: Cut) -> None:
-    """The two clusters' ends taken side by side, then the command center's site SIGKILLed: broker first (what
-    it has not handed to MM2 is gone with it), then its worker and API."""
+    """The command center's site lost within a fraction of a second: its API and worker SIGKILLed, the two
+    clusters' ends taken side by side (the primary's no longer moves: nothing writes to it), then its broker
+    SIGKILLed. What MM2 had not copied of the primary's ends by then is what the cut lost."""
     p = sites.primary
     topics = mirrored_topics(p.settings.app_id)
+    _kill(p.api)
+    p.kill_workers()
     with ThreadPoolExecutor(3) as pool:
         prim = pool.submit(end_offsets, p.settings.bootstrap, topics)
         stand = pool.submit(end_offsets, sites.standby_kafka.bootstrap, topics)
         committed = pool.submit(committed_offsets, p.settings.bootstrap, p.settings.app_id)
         cut.primary_end, cut.standby_end, cut.primary_committed = prim.result(), stand.result(), committed.result()
     p.broker.kill()
-    p.kill_workers()
-    _kill(p.api)
     cut.at = time.time()
     cut.lag = mirror_lag(cut.primary_end, cut.standby_end)
 
@@ -179,9 +180,11 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     # the standby as MM2 left it: its last batches in, then MM2 stopped (the runbook's first step at the standby)
     standby_end = settle(sites.standby_kafka.bootstrap, topics)
     sites.mirror.stop(timeout=5)
+    lost_records = mirror_lag(cut.primary_end, standby_end)  # what MM2 never copied: the primary stood still
     standby_committed = committed_offsets(sites.standby_kafka.bootstrap, app_id)
     reported = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_REPORTED.name)]
     mirrored = {v["incident_id"] for v in reported}
+    copied_twice = len(reported) - len({v["id"] for v in reported})  # MM2 at least once: offsets then drift
     lost = set(acked) - mirrored
     counts_primary = {t: len({pt for (tt, pt) in cut.primary_end if tt == t}) for t in topics}
     counts_standby = partition_counts(sites.standby_kafka.bootstrap, topics)
@@ -231,11 +234,12 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"(MM2 mirroring {sites.mirror_ready_s:.1f} s after its start)",
         f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
         f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
-        f"mirror lag at the cut (records at the primary not yet on the standby, the two clusters' end offsets taken "
-        f"side by side just before the SIGKILL): {cut.lag.line()}",
-        f"after the cut MM2 had nothing more to give: the standby's ends moved by "
-        f"{sum(standby_end.values()) - sum(cut.standby_end.values())} records after they were taken",
-        f"lost at the cut: {len(lost)} of {len(acked)} reports answered 202 at the primary were not on the standby "
+        f"mirror lag at the cut (records at the primary not on the standby, both clusters' end offsets taken side "
+        f"by side after the primary's API and worker were killed, before its broker was): {cut.lag.line()}",
+        f"lost at the cut (records MM2 never copied: the primary's ends minus the standby's once MM2 had "
+        f"delivered what it held, {sum(standby_end.values()) - sum(cut.standby_end.values())} records more): "
+        f"{lost_records.line()}; reports copied twice by MM2 {copied_twice}",
+        f"reports lost: {len(lost)} of {len(acked)} answered 202 at the primary were not on the standby "
         f"(RPO = the mirror's lag); filed again at the standby with their report ids: "
         f"{sum(1 for r in refiled.values() if r.status_code == 202)} answered 202, all decided",
         f"worker group offsets: the standby's (translated by MM2) {behind(cut.primary_committed, standby_committed)} "
@@ -252,6 +256,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     print("\n" + "\n".join(f"{line}  ({SHARED})" for line in lines))
     (p.settings.data_dir.parent / "standby-drill.json").write_text(json.dumps({
         "rate": rate, "seconds": seconds, "acked": len(acked), "lost": sorted(lost), "lag": cut.lag.per_topic,
+        "lost_records": lost_records.per_topic,
         "failover_s": {"api": api_up - t_fail, "first_202": first_202 - t_fail, "all_decided": all_decided - t_fail}}))
 
     assert acked, "no report was answered 202 before the cut"
@@ -262,4 +267,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     assert all(r.status_code == 202 and r.json()["incident_id"] == i for i, r in again_answers.items())
     assert not written_again, f"a mirrored report was written again: {sorted(written_again)}"
     assert all(r.status_code == 202 for r in refiled.values()), {i: r.status_code for i, r in refiled.items()}
+    if not copied_twice:  # the offsets line up record for record: a lost report is a record past the standby's end
+        assert len(lost) <= lost_records.per_topic.get(INCIDENTS_REPORTED.name, 0) <= cut.lag.per_topic.get(
+            INCIDENTS_REPORTED.name, 0), (len(lost), lost_records.per_topic, cut.lag.per_topic)
     assert s.worker.poll() is None and s.api.poll() is None, "the standby's worker or API died"
