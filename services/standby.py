@@ -12,8 +12,10 @@ standby ahead, and the lag counted is then that much too small (never negative p
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
@@ -83,3 +85,32 @@ def committed_offsets(bootstrap: str, group: str, *, timeout_ms: int = 5000) -> 
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
     finally:
         admin.close()
+
+
+def log_end_offsets(log_dir: Path, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The end offsets a stopped (or killed) broker's disk holds, read from its log directory without starting
+    it: the primary's disks once recovered say what a cut lost (deploy/STANDBY.md, reconciling). Each
+    partition's last segment is walked batch by batch (Kafka's record batch v2: base offset, int64; length,
+    int32; last offset delta, int32 at byte 23); a batch cut short by the crash is not counted."""
+    out: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        for part_dir in log_dir.glob(f"{topic}-*"):
+            topic_name, _, partition = part_dir.name.rpartition("-")
+            if topic_name != topic or not partition.isdigit():
+                continue
+            segments = sorted(part_dir.glob("*.log"))
+            end = int(segments[-1].stem) if segments else 0  # an empty segment: its base offset is the end
+            data = segments[-1].read_bytes() if segments else b""
+            pos = 0
+            while pos + _BATCH_HEADER <= len(data):
+                base, length = struct.unpack_from(">qi", data, pos)
+                if length <= 0 or pos + 12 + length > len(data):
+                    break
+                (last_delta,) = struct.unpack_from(">i", data, pos + 23)
+                end = base + last_delta + 1
+                pos += 12 + length
+            out[(topic, int(partition))] = end
+    return out
+
+
+_BATCH_HEADER = 27  # base offset 8, length 4, partition leader epoch 4, magic 1, crc 4, attributes 2, last offset delta 4

@@ -26,20 +26,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from services.kafka_topics import partition_counts
 from services.local.kafka import LocalKafka, free_port, free_port_run
 from services.local.mirror import LocalMirror
 from services.local.stack import LocalStack, _kill
 from services.settings import Settings
-from services.standby import (MirrorLag, behind, committed_offsets, end_offsets, mirror_lag, mirrored_topics)
+from services.standby import (MirrorLag, behind, committed_offsets, end_offsets, log_end_offsets, mirror_lag,
+                              mirrored_topics)
 from services.users import new_token, publish_user, user_record
 from tests.conftest import read_records, start_api_on_a_free_port
 from tests.e2e.faults import Sent, body, post_reports
+from tests.e2e.test_faults_cluster import quantile
 from tests.waiting import eventually
 from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 from topics.models import Role
@@ -88,6 +91,8 @@ def sites(tmp_path):
         token = new_token()
         publish_user(ps.bootstrap, user_record("sb-officer", Role.DUTY_OFFICER, token,
                                                now=datetime.now(timezone.utc), by="test"))
+        mirror_t0 = time.monotonic()
+        mirror.start()  # the worker's changelog, made as it starts, is found at MM2's next refresh (5 s)
         primary.start_worker()
         start_api_on_a_free_port(primary)
         # the deployment's one seal key and ack key (deploy/README.md): the standby's copies, made before the cut
@@ -96,10 +101,8 @@ def sites(tmp_path):
         with httpx.Client(base_url=ps.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
             first = eventually(lambda: c.post("/incidents", json=body()), until=lambda r: r.status_code == 202,
                                timeout=60, every=1, what="a first 202").json()["incident_id"]
-            mirror.start()  # once the worker has made its changelog (MM2 would find it at its next refresh anyway)
             eventually(lambda: c.get(f"/incidents/{first}").json()["status"], until=lambda s: s == "decided",
                        timeout=120, every=0.5, what="a first decision (the worker in its group)")
-        mirror_t0 = time.monotonic()
         mirror.wait_mirrored(mirrored_topics(app_id), timeout=120)
         yield Sites(primary, standby, standby_kafka, mirror, token, time.monotonic() - t0, time.monotonic() - mirror_t0)
     finally:
@@ -109,30 +112,65 @@ def sites(tmp_path):
         standby_kafka.stop()
 
 
+class LagSampler:
+    """Both clusters' end offsets taken side by side every `every` seconds during the load (one consumer on
+    each, kept open): the mirror's lag, what a cut at that moment would have lost."""
+
+    def __init__(self, primary: str, standby: str, topics: list[str], every: float = 1.0) -> None:
+        self.topics, self.every = topics, every
+        self.consumers = [KafkaConsumer(bootstrap_servers=b, enable_auto_commit=False, request_timeout_ms=5000,
+                                        client_id="yingji-standby-probe") for b in (primary, standby)]
+        self.tps = [[TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
+                    for c in self.consumers]
+        self.samples: list[MirrorLag] = []
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> tuple[dict, dict]:
+        ends = [self._pool.submit(c.end_offsets, tps) for c, tps in zip(self.consumers, self.tps)]
+        return tuple({(tp.topic, tp.partition): off for tp, off in e.result().items()} for e in ends)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.samples.append(mirror_lag(*self.sample()))
+            except KafkaError:  # the primary gone: the sampling is over
+                return
+
+    def halt(self) -> None:
+        """The sampling thread ended: the consumers are the caller's alone (a consumer is not thread-safe)."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def stop(self) -> None:
+        self.halt()
+        self._pool.shutdown()
+        for c in self.consumers:
+            c.close()
+
+
 @dataclass
 class Cut:
     at: float = 0.0  # time.time() when the site was gone (every process of it SIGKILLed)
-    primary_end: dict = field(default_factory=dict)  # end offsets of the mirrored topics just before
+    primary_end: dict = field(default_factory=dict)  # end offsets of the mirrored topics just before the kill
     standby_end: dict = field(default_factory=dict)
-    primary_committed: dict = field(default_factory=dict)  # the worker group's committed offsets just before
     lag: MirrorLag | None = None
+    primary_committed: dict = field(default_factory=dict)  # the worker group's committed offsets shortly before
 
 
-def lose_the_primary(sites: Sites, cut: Cut) -> None:
-    """The command center's site lost within a fraction of a second: its API and worker SIGKILLed, the two
-    clusters' ends taken side by side (the primary's no longer moves: nothing writes to it), then its broker
-    SIGKILLed. What MM2 had not copied of the primary's ends by then is what the cut lost."""
+def lose_the_primary(sites: Sites, cut: Cut, sampler: LagSampler) -> None:
+    """The command center's site lost: both clusters' ends taken side by side, at once its broker SIGKILLed (what
+    it had not handed to MM2 is gone with it), then its worker and API."""
     p = sites.primary
-    topics = mirrored_topics(p.settings.app_id)
-    _kill(p.api)
-    p.kill_workers()
-    with ThreadPoolExecutor(3) as pool:
-        prim = pool.submit(end_offsets, p.settings.bootstrap, topics)
-        stand = pool.submit(end_offsets, sites.standby_kafka.bootstrap, topics)
-        committed = pool.submit(committed_offsets, p.settings.bootstrap, p.settings.app_id)
-        cut.primary_end, cut.standby_end, cut.primary_committed = prim.result(), stand.result(), committed.result()
+    cut.primary_committed = committed_offsets(p.settings.bootstrap, p.settings.app_id)
+    sampler.halt()
+    cut.primary_end, cut.standby_end = sampler.sample()
     p.broker.kill()
     cut.at = time.time()
+    p.kill_workers()
+    _kill(p.api)
     cut.lag = mirror_lag(cut.primary_end, cut.standby_end)
 
 
@@ -157,13 +195,14 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     topics = mirrored_topics(app_id)
     cut = Cut()
     n = int(rate * (seconds + TAIL_S))
+    sampler = LagSampler(p.settings.bootstrap, sites.standby_kafka.bootstrap, topics)
 
     async def load() -> list[Sent]:
         t0 = time.time()
 
         async def cut_at() -> None:
             await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
-            await asyncio.to_thread(lose_the_primary, sites, cut)
+            await asyncio.to_thread(lose_the_primary, sites, cut, sampler)
 
         cutting = asyncio.create_task(cut_at())
         sent = await post_reports(p.settings.api_url, sites.token, n, concurrency=CONCURRENCY, rate=rate, timeout=10)
@@ -173,6 +212,8 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     load_before = os.getloadavg()[0]
     load_t0 = time.time()
     sent = asyncio.run(load())
+    sampler.stop()
+    lags = [lag.total for lag in sampler.samples]
     load_after = os.getloadavg()[0]
     acked = {s_.incident_id: s_ for s_ in sent if s_.acked and s_.acked_at <= cut.at}
     after_cut = [s_ for s_ in sent if not s_.acked]
@@ -180,7 +221,10 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     # the standby as MM2 left it: its last batches in, then MM2 stopped (the runbook's first step at the standby)
     standby_end = settle(sites.standby_kafka.bootstrap, topics)
     sites.mirror.stop(timeout=5)
-    lost_records = mirror_lag(cut.primary_end, standby_end)  # what MM2 never copied: the primary stood still
+    # the primary's disk read as it was left (its log directory: what a recovered machine would show) against
+    # what MM2 delivered: every record the cut lost, exactly
+    primary_disk = log_end_offsets(p.broker.log_dirs, topics)
+    lost_records = mirror_lag(primary_disk, standby_end)
     standby_committed = committed_offsets(sites.standby_kafka.bootstrap, app_id)
     reported = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_REPORTED.name)]
     mirrored = {v["incident_id"] for v in reported}
@@ -234,10 +278,11 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"(MM2 mirroring {sites.mirror_ready_s:.1f} s after its start)",
         f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
         f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
-        f"mirror lag at the cut (records at the primary not on the standby, both clusters' end offsets taken side "
-        f"by side after the primary's API and worker were killed, before its broker was): {cut.lag.line()}",
-        f"lost at the cut (records MM2 never copied: the primary's ends minus the standby's once MM2 had "
-        f"delivered what it held, {sum(standby_end.values()) - sum(cut.standby_end.values())} records more): "
+        f"mirror lag during the load (records at the primary not yet on the standby, both clusters' ends taken side "
+        f"by side every second, {len(lags)} samples): p50 {quantile(lags, .5):.0f} max {max(lags, default=0)} records; "
+        f"at the cut (taken just before the broker's SIGKILL): {cut.lag.line()}",
+        f"lost at the cut (the primary's log directory read after the kill, minus what MM2 had delivered to the "
+        f"standby, {sum(standby_end.values()) - sum(cut.standby_end.values())} records after the ends were taken): "
         f"{lost_records.line()}; reports copied twice by MM2 {copied_twice}",
         f"reports lost: {len(lost)} of {len(acked)} answered 202 at the primary were not on the standby "
         f"(RPO = the mirror's lag); filed again at the standby with their report ids: "
@@ -267,7 +312,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     assert all(r.status_code == 202 and r.json()["incident_id"] == i for i, r in again_answers.items())
     assert not written_again, f"a mirrored report was written again: {sorted(written_again)}"
     assert all(r.status_code == 202 for r in refiled.values()), {i: r.status_code for i, r in refiled.items()}
+    assert all(primary_disk.get(tp, -1) >= end for tp, end in cut.primary_end.items()), "the disk holds less than was served"
     if not copied_twice:  # the offsets line up record for record: a lost report is a record past the standby's end
-        assert len(lost) <= lost_records.per_topic.get(INCIDENTS_REPORTED.name, 0) <= cut.lag.per_topic.get(
-            INCIDENTS_REPORTED.name, 0), (len(lost), lost_records.per_topic, cut.lag.per_topic)
+        assert len(lost) <= lost_records.per_topic.get(INCIDENTS_REPORTED.name, 0), (len(lost), lost_records.per_topic)
     assert s.worker.poll() is None and s.api.poll() is None, "the standby's worker or API died"
