@@ -114,3 +114,21 @@ def log_end_offsets(log_dir: Path, topics: list[str]) -> dict[tuple[str, int], i
 
 
 _BATCH_HEADER = 27  # base offset 8, length 4, partition leader epoch 4, magic 1, crc 4, attributes 2, last offset delta 4
+
+
+def topic_configs(bootstrap: str, topics: list[str], keys: tuple[str, ...] = ("cleanup.policy", "retention.ms"),
+                  *, timeout_ms: int = 5000) -> dict[str, dict[str, str]]:
+    """`keys` of each topic's configuration as the cluster has them (a copy made by MM2 must keep the changelog
+    compacted and the retentions)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="yingji-standby-probe",
+                             request_timeout_ms=timeout_ms)
+    try:
+        answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, dict.fromkeys(keys))
+                                         for t in topics], config_filter="all")
+        found = next(iter(answer.values()), {}) if isinstance(answer, dict) else {}
+        return {name: {k: str(v.get("value") if isinstance(v, dict) else v) for k, v in configs.items() if k in keys}
+                for name, configs in found.items()}
+    finally:
+        admin.close()

@@ -9,7 +9,8 @@ standby (its API says so, its decisions' topic has it once in effect); a report 
 counted and printed as lost (the figure a cut can lose: the mirror's lag at the cut, also printed in records
 of every mirrored topic), then filed again at the standby with its report id, as the runbook's reconciliation
 does, and decided; a mirrored report posted again is answered with its incident and not written twice (the
-API's dedup reads the mirrored log). The topics' partition counts are the primary's.
+API's dedup reads the mirrored log). The topics' partition counts and configs (the changelog compacted, the
+retentions) are the primary's.
 
 `make standby-drill` runs it at 20 reports/s for 60 s, the cut at the end while reports are still coming;
 `make test` runs 10 reports/s for 15 s.
@@ -38,7 +39,7 @@ from services.local.mirror import LocalMirror
 from services.local.stack import LocalStack, _kill
 from services.settings import Settings
 from services.standby import (MirrorLag, behind, committed_offsets, end_offsets, log_end_offsets, mirror_lag,
-                              mirrored_topics)
+                              mirrored_topics, topic_configs)
 from services.users import new_token, publish_user, user_record
 from tests.conftest import read_records, start_api_on_a_free_port
 from tests.e2e.faults import Sent, body, post_reports
@@ -104,6 +105,10 @@ def sites(tmp_path):
             eventually(lambda: c.get(f"/incidents/{first}").json()["status"], until=lambda s: s == "decided",
                        timeout=120, every=0.5, what="a first decision (the worker in its group)")
         mirror.wait_mirrored(mirrored_topics(app_id), timeout=120)
+        # and caught up with what was there before (the lag sampled during the load is then the mirror's own)
+        eventually(lambda: mirror_lag(end_offsets(ps.bootstrap, mirrored_topics(app_id)),
+                                      end_offsets(standby_kafka.bootstrap, mirrored_topics(app_id))).total,
+                   until=lambda n: n == 0, timeout=60, every=0.5, what="MM2 to catch up")
         yield Sites(primary, standby, standby_kafka, mirror, token, time.monotonic() - t0, time.monotonic() - mirror_t0)
     finally:
         standby.stop()
@@ -195,6 +200,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     topics = mirrored_topics(app_id)
     cut = Cut()
     n = int(rate * (seconds + TAIL_S))
+    configs_primary = topic_configs(p.settings.bootstrap, topics)
     sampler = LagSampler(p.settings.bootstrap, sites.standby_kafka.bootstrap, topics)
 
     async def load() -> list[Sent]:
@@ -232,6 +238,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     lost = set(acked) - mirrored
     counts_primary = {t: len({pt for (tt, pt) in cut.primary_end if tt == t}) for t in topics}
     counts_standby = partition_counts(sites.standby_kafka.bootstrap, topics)
+    configs_standby = topic_configs(sites.standby_kafka.bootstrap, topics)
 
     # failover: the standby's worker and API on the standby cluster, unchanged but for their bootstrap servers
     t_fail = time.time()
@@ -275,7 +282,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"standby drill: {rate:g} reports/s for {seconds:g} s at the primary, then the primary's broker, worker and API "
         f"SIGKILLed {cut.at - load_t0:.1f} s in, reports still coming; two single-node Kafka clusters, MM2 dedicated "
         f"(IdentityReplicationPolicy, checkpoints and group offsets synced every 5 s); set up in {sites.started_s:.1f} s "
-        f"(MM2 mirroring {sites.mirror_ready_s:.1f} s after its start)",
+        f"(MM2 caught up {sites.mirror_ready_s:.1f} s after its start)",
         f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
         f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
         f"mirror lag during the load (records at the primary not yet on the standby, both clusters' ends taken side "
@@ -306,6 +313,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
 
     assert acked, "no report was answered 202 before the cut"
     assert counts_standby == counts_primary, f"partition counts differ: {counts_primary} {counts_standby}"
+    assert configs_standby == configs_primary, f"topic configs differ: {configs_primary} {configs_standby}"
     assert not undecided(), "a mirrored report answered 202 at the primary is not decided at the standby"
     assert not api_undecided, f"the standby's API does not say decided: {sorted(api_undecided)[:5]}"
     assert not twice_in_effect, f"decided twice in effect: {sorted(twice_in_effect)[:5]}"
