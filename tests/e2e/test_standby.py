@@ -45,7 +45,7 @@ from tests.conftest import read_records, start_api_on_a_free_port
 from tests.e2e.faults import Sent, body, post_reports
 from tests.e2e.test_faults_cluster import quantile
 from tests.waiting import eventually
-from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
+from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 from topics.models import Role
 
 pytestmark = pytest.mark.e2e
@@ -192,6 +192,32 @@ def settle(bootstrap: str, topics: list[str], quiet_s: float = 3.0, timeout: flo
     return last or {}
 
 
+@dataclass
+class Recovered:
+    notices: set[str]  # dedup keys at the command center never at the standby
+    reports: set[str]  # incident ids at the command center not at the standby
+
+
+def recover_the_primary(sites: Sites) -> Recovered:
+    """The runbook's reconciliation from the command center's disks: its broker started alone on its data (no
+    services, MM2 stopped: nothing copies), both clusters read. A notice the cut lost and the standby's worker
+    wrote again (re-reading behind its translated offsets) has the same dedup key: only the others count."""
+    p = sites.primary
+    p.broker.start(120)
+    try:
+        def keys(bootstrap: str, topic: str, field: str) -> set[str]:
+            return {json.loads(r.value)[field] for r in read_records(bootstrap, topic, settle_s=3)}
+
+        standby = sites.standby_kafka.bootstrap
+        return Recovered(
+            notices=keys(p.settings.bootstrap, NOTIFICATIONS_REQUESTED.name, "dedup_key")
+            - keys(standby, NOTIFICATIONS_REQUESTED.name, "dedup_key"),
+            reports=keys(p.settings.bootstrap, INCIDENTS_REPORTED.name, "incident_id")
+            - keys(standby, INCIDENTS_REPORTED.name, "incident_id"))
+    finally:
+        p.broker.stop()
+
+
 def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     rate = request.config.getoption("--standby-rate")
     seconds = request.config.getoption("--standby-seconds")
@@ -278,6 +304,8 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     twice_in_effect = {i for i in acked if len(ids_per_incident.get(i, ())) > 1}
     written_again = {i for i in again if sum(1 for v in reported_after if v["incident_id"] == i) > 1}
 
+    recovered = recover_the_primary(sites) if request.config.getoption("--standby-recover") else None
+
     lines = [
         f"standby drill: {rate:g} reports/s for {seconds:g} s at the primary, then the primary's broker, worker and API "
         f"SIGKILLed {cut.at - load_t0:.1f} s in, reports still coming; two single-node Kafka clusters, MM2 dedicated "
@@ -305,6 +333,12 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"{len(twice_in_effect)}; a mirrored report posted again: {len(again)} answered "
         f"{sorted({r.status_code for r in again_answers.values()})}, written again {len(written_again)}",
     ]
+    if recovered is not None:
+        lines.append(
+            f"the command center's disks recovered (its broker started again alone, MM2 stopped): notices there never "
+            f"at the standby (neither copied nor written again by its worker, by dedup key) {len(recovered.notices)}; "
+            f"reports there not at the standby {len(recovered.reports)} (all sent without a 202 before the cut: "
+            f"{len(recovered.reports & {s_.body.get("report_id") for s_ in after_cut})})")
     print("\n" + "\n".join(f"{line}  ({SHARED})" for line in lines))
     (p.settings.data_dir.parent / "standby-drill.json").write_text(json.dumps({
         "rate": rate, "seconds": seconds, "acked": len(acked), "lost": sorted(lost), "lag": cut.lag.per_topic,
@@ -323,4 +357,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     assert all(primary_disk.get(tp, -1) >= end for tp, end in cut.primary_end.items()), "the disk holds less than was served"
     if not copied_twice:  # the offsets line up record for record: a lost report is a record past the standby's end
         assert len(lost) <= lost_records.per_topic.get(INCIDENTS_REPORTED.name, 0), (len(lost), lost_records.per_topic)
+    if recovered is not None:
+        assert not recovered.notices, f"notices lost for good: {sorted(recovered.notices)[:5]}"
+        assert not recovered.reports & set(acked), "a report answered 202 at the primary is not at the standby"
     assert s.worker.poll() is None and s.api.poll() is None, "the standby's worker or API died"
