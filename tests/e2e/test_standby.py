@@ -334,11 +334,12 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"{sorted({r.status_code for r in again_answers.values()})}, written again {len(written_again)}",
     ]
     if recovered is not None:
+        unanswered = {s_.body.get("report_id") for s_ in after_cut}
         lines.append(
             f"the command center's disks recovered (its broker started again alone, MM2 stopped): notices there never "
             f"at the standby (neither copied nor written again by its worker, by dedup key) {len(recovered.notices)}; "
             f"reports there not at the standby {len(recovered.reports)} (all sent without a 202 before the cut: "
-            f"{len(recovered.reports & {s_.body.get("report_id") for s_ in after_cut})})")
+            f"{len(recovered.reports & unanswered)})")
     print("\n" + "\n".join(f"{line}  ({SHARED})" for line in lines))
     (p.settings.data_dir.parent / "standby-drill.json").write_text(json.dumps({
         "rate": rate, "seconds": seconds, "acked": len(acked), "lost": sorted(lost), "lag": cut.lag.per_topic,
