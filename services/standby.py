@@ -67,7 +67,7 @@ def behind(primary: Offsets, standby: Offsets) -> int:
     return sum(max(0, end - standby.get(tp, 0)) for tp, end in primary.items())
 
 
-def end_offsets(bootstrap: str, topics: list[str], *, timeout_ms: int = 5000) -> dict[tuple[str, int], int]:
+def end_offsets(bootstrap: str, topics: list[str], *, timeout_ms: int = 15000) -> dict[tuple[str, int], int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=timeout_ms,
                              client_id="yingji-standby-probe")
     try:
@@ -77,7 +77,7 @@ def end_offsets(bootstrap: str, topics: list[str], *, timeout_ms: int = 5000) ->
         consumer.close()
 
 
-def committed_offsets(bootstrap: str, group: str, *, timeout_ms: int = 5000) -> dict[tuple[str, int], int]:
+def committed_offsets(bootstrap: str, group: str, *, timeout_ms: int = 15000) -> dict[tuple[str, int], int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="yingji-standby-probe",
                              request_timeout_ms=timeout_ms)
     try:

@@ -26,7 +26,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -43,9 +44,9 @@ from services.standby import (MirrorLag, behind, committed_offsets, end_offsets,
 from services.users import new_token, publish_user, user_record
 from tests.conftest import read_records, start_api_on_a_free_port
 from tests.e2e.faults import Sent, body, post_reports
-from tests.e2e.test_faults_cluster import quantile
+from tests.e2e.test_faults_cluster import DUE_SOON, DUE_SOON_EVERY, quantile
 from tests.waiting import eventually
-from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
+from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 from topics.models import Role
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +109,8 @@ def sites(tmp_path):
         # and caught up with what was there before (the lag sampled during the load is then the mirror's own)
         eventually(lambda: mirror_lag(end_offsets(ps.bootstrap, mirrored_topics(app_id)),
                                       end_offsets(standby_kafka.bootstrap, mirrored_topics(app_id))).total,
-                   until=lambda n: n == 0, timeout=60, every=0.5, what="MM2 to catch up")
+                   until=lambda n: n == 0, timeout=90, every=0.5, what="MM2 to catch up",
+                   retry_on=(KafkaError,))  # a probe timed out on the busy machine: asked again
         yield Sites(primary, standby, standby_kafka, mirror, token, time.monotonic() - t0, time.monotonic() - mirror_t0)
     finally:
         standby.stop()
@@ -123,11 +125,12 @@ class LagSampler:
 
     def __init__(self, primary: str, standby: str, topics: list[str], every: float = 1.0) -> None:
         self.topics, self.every = topics, every
-        self.consumers = [KafkaConsumer(bootstrap_servers=b, enable_auto_commit=False, request_timeout_ms=5000,
+        self.consumers = [KafkaConsumer(bootstrap_servers=b, enable_auto_commit=False, request_timeout_ms=15000,
                                         client_id="yingji-standby-probe") for b in (primary, standby)]
         self.tps = [[TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
                     for c in self.consumers]
         self.samples: list[MirrorLag] = []
+        self.missed = 0  # samples a cluster did not answer in time (the machine busy): left out, counted
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(2)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -141,8 +144,8 @@ class LagSampler:
         while not self._stop.wait(self.every):
             try:
                 self.samples.append(mirror_lag(*self.sample()))
-            except KafkaError:  # the primary gone: the sampling is over
-                return
+            except KafkaError:
+                self.missed += 1
 
     def halt(self) -> None:
         """The sampling thread ended: the consumers are the caller's alone (a consumer is not thread-safe)."""
@@ -226,6 +229,15 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     topics = mirrored_topics(app_id)
     cut = Cut()
     n = int(rate * (seconds + TAIL_S))
+    due_soon: set[str] = set()
+
+    def make(i: int) -> dict:
+        """One report in ten received 9 min 50 s ago: its phone report falls due 10 s after it is posted, so those
+        of the last 10 s before the cut fall due while the site is gone, and only the standby can breach them."""
+        b = body(received_ago=DUE_SOON if i % DUE_SOON_EVERY == 0 else timedelta(0))
+        if i % DUE_SOON_EVERY == 0:
+            due_soon.add(b["report_id"])
+        return b
     configs_primary = topic_configs(p.settings.bootstrap, topics)
     sampler = LagSampler(p.settings.bootstrap, sites.standby_kafka.bootstrap, topics)
 
@@ -237,7 +249,8 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
             await asyncio.to_thread(lose_the_primary, sites, cut, sampler)
 
         cutting = asyncio.create_task(cut_at())
-        sent = await post_reports(p.settings.api_url, sites.token, n, concurrency=CONCURRENCY, rate=rate, timeout=10)
+        sent = await post_reports(p.settings.api_url, sites.token, n, make, concurrency=CONCURRENCY, rate=rate,
+                                  timeout=10)
         await cutting
         return sent
 
@@ -289,6 +302,20 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         all_decided = time.time()
         api_undecided = {i for i in set(acked) & mirrored if c.get(f"/incidents/{i}").json().get("status") != "decided"}
 
+        # timers: every phone report of those falling due that the standby has is breached there, once
+        falling_due = due_soon & set(acked) & mirrored
+        escalations_seen: dict[str, dict] = {}
+
+        def not_breached() -> set[str]:
+            for r in read_records(sites.standby_kafka.bootstrap, INCIDENT_EVENTS.name, settle_s=1):
+                v = json.loads(r.value)
+                if v["incident_id"] in falling_due and v["obligation"] == "phone_report":
+                    escalations_seen[v["id"]] = v
+            return falling_due - {v["incident_id"] for v in escalations_seen.values() if v["kind"] == "breach"}
+
+        eventually(not_breached, until=lambda left: not left, timeout=90, every=2, last_on_timeout=True)
+        breached_at = time.time()
+
         # a mirrored report posted again: the same incident, not written again (the dedup reads the mirrored log)
         again = sorted(set(acked) & mirrored)[:5]
         again_answers = {i: c.post("/incidents", json=acked[i].body) for i in again}
@@ -302,6 +329,12 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     for d in decided_after:
         ids_per_incident.setdefault(d["incident_id"], set()).add(d["id"])
     twice_in_effect = {i for i in acked if len(ids_per_incident.get(i, ())) > 1}
+    breaches = [v for v in escalations_seen.values() if v["kind"] == "breach"]
+    breached_twice = {i for i, k in Counter(v["incident_id"] for v in breaches).items() if k > 1}
+    due_at = {v["incident_id"]: datetime.fromisoformat(v["details"]["due_at"]).timestamp()
+              for v in escalations_seen.values() if v["kind"] == "obligation_opened"}
+    after = [datetime.fromisoformat(v["recorded_at"]).timestamp() - due_at[v["incident_id"]] for v in breaches
+             if due_at.get(v["incident_id"], 0) > cut.at]  # fell due while the site was gone
     written_again = {i for i in again if sum(1 for v in reported_after if v["incident_id"] == i) > 1}
 
     recovered = recover_the_primary(sites) if request.config.getoption("--standby-recover") else None
@@ -314,7 +347,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
         f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
         f"mirror lag during the load (records at the primary not yet on the standby, both clusters' ends taken side "
-        f"by side every second, {len(lags)} samples): p50 {quantile(lags, .5):.0f} max {max(lags, default=0)} records; "
+        f"by side every second, {len(lags)} samples, {sampler.missed} not answered in time): p50 {quantile(lags, .5):.0f} max {max(lags, default=0)} records; "
         f"at the cut (taken just before the broker's SIGKILL): {cut.lag.line()}",
         f"lost at the cut (the primary's log directory read after the kill, minus what MM2 had delivered to the "
         f"standby, {sum(standby_end.values()) - sum(cut.standby_end.values())} records after the ends were taken): "
@@ -328,6 +361,10 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"failover (from the standby's worker and API being started, the operator's decision not counted): API answering "
         f"{api_up - t_fail:.1f} s, first 202 {first_202 - t_fail:.1f} s, its decision {first_decision - t_fail:.1f} s, "
         f"every mirrored report decided {all_decided - t_fail:.1f} s",
+        f"timers: {len(falling_due)} phone reports falling due (one report in ten received 9 min 50 s before it was "
+        f"posted), all breached at the standby {breached_at - t_fail:.1f} s after its start, none twice; {len(after)} "
+        f"fell due after the cut, breached {quantile(after, .5):.1f} s (p50), {max(after, default=float('nan')):.1f} s (max) "
+        f"after they were due (the site down, then the failover)",
         f"at the standby: {len(set(acked) & mirrored)} mirrored reports answered 202 at the primary, "
         f"{len(undecided())} undecided on the topic, {len(api_undecided)} undecided by the API; decided twice in effect "
         f"{len(twice_in_effect)}; a mirrored report posted again: {len(again)} answered "
@@ -352,6 +389,8 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     assert not undecided(), "a mirrored report answered 202 at the primary is not decided at the standby"
     assert not api_undecided, f"the standby's API does not say decided: {sorted(api_undecided)[:5]}"
     assert not twice_in_effect, f"decided twice in effect: {sorted(twice_in_effect)[:5]}"
+    assert not not_breached(), f"phone reports fell due and were not breached at the standby: {sorted(not_breached())[:5]}"
+    assert not breached_twice, f"breached twice: {sorted(breached_twice)[:5]}"
     assert all(r.status_code == 202 and r.json()["incident_id"] == i for i, r in again_answers.items())
     assert not written_again, f"a mirrored report was written again: {sorted(written_again)}"
     assert all(r.status_code == 202 for r in refiled.values()), {i: r.status_code for i, r in refiled.items()}
