@@ -244,6 +244,9 @@ def pytest_addoption(parser):
                           "(tests/e2e/test_standby.py; `make standby-drill`: 20)")
     parser.addoption("--standby-seconds", type=float, default=15,
                      help="seconds of load before the primary is cut (`make standby-drill`: 60)")
+    parser.addoption("--standby-stall", type=float, default=2.0,
+                     help="seconds MirrorMaker 2 is frozen (SIGSTOP) before the cut, so the cut loses reports and their "
+                          "re-filing at the standby runs (`make standby-drill`: 0, the mirror's own lag)")
     parser.addoption("--standby-recover", action="store_true",
                      help="after the standby has taken over, start the primary's broker again from its disk and count "
                           "what the cut lost for good (`make standby-drill`; ten seconds more than make test's run)")

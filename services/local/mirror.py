@@ -205,6 +205,15 @@ class LocalMirror:
                     pass
             self._reap(proc)
 
+    def pause(self) -> None:
+        """SIGSTOP: MM2 frozen as a stalled WAN would leave it (the drill's short variant, so a cut loses reports)."""
+        if self.is_running():
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.is_running():
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         with self._lock:
             if self._proc is not None:

@@ -224,6 +224,7 @@ def recover_the_primary(sites: Sites) -> Recovered:
 def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     rate = request.config.getoption("--standby-rate")
     seconds = request.config.getoption("--standby-seconds")
+    stall = request.config.getoption("--standby-stall")
     p, s = sites.primary, sites.standby
     app_id = p.settings.app_id
     topics = mirrored_topics(app_id)
@@ -238,6 +239,7 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         if i % DUE_SOON_EVERY == 0:
             due_soon.add(b["report_id"])
         return b
+
     configs_primary = topic_configs(p.settings.bootstrap, topics)
     sampler = LagSampler(p.settings.bootstrap, sites.standby_kafka.bootstrap, topics)
 
@@ -245,8 +247,12 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         t0 = time.time()
 
         async def cut_at() -> None:
+            if stall:
+                await asyncio.sleep(max(0.0, t0 + seconds - stall - time.time()))
+                sites.mirror.pause()
             await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
             await asyncio.to_thread(lose_the_primary, sites, cut, sampler)
+            sites.mirror.resume()  # what it fetched before the stall it still delivers; the primary is gone
 
         cutting = asyncio.create_task(cut_at())
         sent = await post_reports(p.settings.api_url, sites.token, n, make, concurrency=CONCURRENCY, rate=rate,
@@ -321,8 +327,9 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         again_answers = {i: c.post("/incidents", json=acked[i].body) for i in again}
         # the reports lost at the cut filed again from the 值班 record (here: the load generator's), same report ids
         refiled = {i: c.post("/incidents", json=acked[i].body) for i in sorted(lost)}
-        eventually(lambda: {i for i in refiled if c.get(f"/incidents/{i}").json().get("status") != "decided"},
-                   until=lambda left: not left, timeout=120, every=1, last_on_timeout=True)
+        refiled_undecided = eventually(
+            lambda: {i for i in refiled if c.get(f"/incidents/{i}").json().get("status") != "decided"},
+            until=lambda left: not left, timeout=120, every=1, last_on_timeout=True)
     reported_after = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_REPORTED.name)]
     decided_after = [json.loads(r.value) for r in read_records(sites.standby_kafka.bootstrap, INCIDENTS_DECIDED.name)]
     ids_per_incident: dict[str, set[str]] = {}
@@ -340,12 +347,14 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     recovered = recover_the_primary(sites) if request.config.getoption("--standby-recover") else None
 
     lines = [
-        f"standby drill: {rate:g} reports/s for {seconds:g} s at the primary, then the primary's broker, worker and API "
+        f"standby drill: {rate:g} reports/s for {seconds:g} s at the primary"
+        + (f", MM2 frozen (SIGSTOP, a stalled WAN) for the last {stall:g} s before the cut" if stall else "")
+        + f", then the primary's broker, worker and API "
         f"SIGKILLed {cut.at - load_t0:.1f} s in, reports still coming; two single-node Kafka clusters, MM2 dedicated "
         f"(IdentityReplicationPolicy, checkpoints and group offsets synced every 5 s); set up in {sites.started_s:.1f} s "
         f"(MM2 caught up {sites.mirror_ready_s:.1f} s after its start)",
-        f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered "
-        f"(sent at or after the cut: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
+        f"reports: {len(sent)} posted, {len(acked)} answered 202 before the cut, {len(after_cut)} not answered (in "
+        f"flight at the cut, or sent after it: the site gone); machine load average {load_before:.1f} before, {load_after:.1f} after",
         f"mirror lag during the load (records at the primary not yet on the standby, both clusters' ends taken side "
         f"by side every second, {len(lags)} samples, {sampler.missed} not answered in time): p50 {quantile(lags, .5):.0f} max {max(lags, default=0)} records; "
         f"at the cut (taken just before the broker's SIGKILL): {cut.lag.line()}",
@@ -354,7 +363,8 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
         f"{lost_records.line()}; reports copied twice by MM2 {copied_twice}",
         f"reports lost: {len(lost)} of {len(acked)} answered 202 at the primary were not on the standby "
         f"(RPO = the mirror's lag); filed again at the standby with their report ids: "
-        f"{sum(1 for r in refiled.values() if r.status_code == 202)} answered 202, all decided",
+        f"{sum(1 for r in refiled.values() if r.status_code == 202)} answered 202, {len(refiled) - len(refiled_undecided)} "
+        f"decided",
         f"worker group offsets: the standby's (translated by MM2) {behind(cut.primary_committed, standby_committed)} "
         f"records behind the primary's at the cut, on {len(standby_committed)} of {len(cut.primary_committed)} "
         f"partitions (re-read at the standby, decided once)",
@@ -394,7 +404,10 @@ def test_the_standby_takes_over_when_the_primary_is_lost(sites, request):
     assert all(r.status_code == 202 and r.json()["incident_id"] == i for i, r in again_answers.items())
     assert not written_again, f"a mirrored report was written again: {sorted(written_again)}"
     assert all(r.status_code == 202 for r in refiled.values()), {i: r.status_code for i, r in refiled.items()}
+    assert not refiled_undecided, f"reports filed again at the standby and not decided: {sorted(refiled_undecided)}"
     assert all(primary_disk.get(tp, -1) >= end for tp, end in cut.primary_end.items()), "the disk holds less than was served"
+    if stall:  # the mirror frozen before the cut: reports answered 202 meanwhile are lost, and were filed again
+        assert lost, f"MM2 stalled {stall:g} s before the cut and no report answered 202 was lost"
     if not copied_twice:  # the offsets line up record for record: a lost report is a record past the standby's end
         assert len(lost) <= lost_records.per_topic.get(INCIDENTS_REPORTED.name, 0), (len(lost), lost_records.per_topic)
     if recovered is not None:
