@@ -242,7 +242,7 @@ def pytest_addoption(parser):
     parser.addoption("--standby-rate", type=float, default=10,
                      help="reports a second posted at the primary before the standby site takes over "
                           "(tests/e2e/test_standby.py; `make standby-drill`: 20)")
-    parser.addoption("--standby-seconds", type=float, default=15,
+    parser.addoption("--standby-seconds", type=float, default=12,
                      help="seconds of load before the primary is cut (`make standby-drill`: 60)")
     parser.addoption("--standby-stall", type=float, default=2.0,
                      help="seconds MirrorMaker 2 is frozen (SIGSTOP) before the cut, so the cut loses reports and their "

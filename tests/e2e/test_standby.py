@@ -13,7 +13,8 @@ API's dedup reads the mirrored log). The topics' partition counts and configs (t
 retentions) are the primary's.
 
 `make standby-drill` runs it at 20 reports/s for 60 s, the cut at the end while reports are still coming;
-`make test` runs 10 reports/s for 15 s.
+`make test` runs 10 reports/s for 12 s, MM2 frozen (SIGSTOP) for the last 2 s so the cut loses reports and
+their re-filing runs.
 """
 
 from __future__ import annotations
