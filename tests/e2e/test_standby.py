@@ -10,7 +10,10 @@ counted and printed as lost (the figure a cut can lose: the mirror's lag at the 
 of every mirrored topic), then filed again at the standby with its report id, as the runbook's reconciliation
 does, and decided; a mirrored report posted again is answered with its incident and not written twice (the
 API's dedup reads the mirrored log). The topics' partition counts and configs (the changelog compacted, the
-retentions) are the primary's.
+retentions) are the primary's. Timers: one report in ten falls due 10 s after it is posted; every one the
+standby has is breached there, once (those of the last 10 s fall due while the site is gone). With
+--standby-recover (the drill): the primary's broker started again from its disk afterwards, and no notice
+(by dedup key) and no acknowledged report it has is missing at the standby.
 
 `make standby-drill` runs it at 20 reports/s for 60 s, the cut at the end while reports are still coming;
 `make test` runs 10 reports/s for 12 s, MM2 frozen (SIGSTOP) for the last 2 s so the cut loses reports and
