@@ -281,7 +281,7 @@ class BoardQuery:
                    words=tuple(q.lower().split()), q=q, grouped=params.get("group") in GROUPS)
 
     @property
-    def decided_here(self) -> bool:
+    def server_ranks(self) -> bool:
         """Whether the server alone knows which rows the page shows first, so it can draw them (the
         page's inline first screen): not when the page groups them, nor when a filter reads what only the
         page knows (when its user last looked; a drill's clock, ticking in the page between runs' ticks)."""
