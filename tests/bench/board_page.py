@@ -175,9 +175,12 @@ LONG_TASKS = """() => { const o = new PerformanceObserver((l) => { for (const e 
   window.__yjLong = { ms: 0, o }; o.observe({ type: 'longtask' }); }"""
 FIRST_ROWS = "() => { const m = performance.getEntriesByName('yj:first-rows')[0]; return m ? m.startTime : null; }"
 ALL_ROWS = "() => { const m = performance.getEntriesByName('yj:all-rows')[0]; return m ? m.startTime : null; }"
-# where a load's time went: the stream opened (the page's script ran), its first event came
-MARKS = """() => Object.fromEntries(['yj:connect', 'yj:snapshot'].map((n) => {
-  const m = performance.getEntriesByName(n)[0]; return [n.slice(3), m ? Math.round(m.startTime) : null]; }))"""
+# where a load's time went: the HTML asked for and its last byte in (the server ranks and draws the first
+# screen meanwhile), the stream opened (the page's script ran), its first event came
+MARKS = """() => { const nav = performance.getEntriesByType('navigation')[0];
+  return { request: Math.round(nav.requestStart), html: Math.round(nav.responseEnd),
+    ...Object.fromEntries(['yj:connect', 'yj:snapshot'].map((n) => {
+      const m = performance.getEntriesByName(n)[0]; return [n.slice(3), m ? Math.round(m.startTime) : null]; })) }; }"""
 WATCH = """(id) => {
   window.__yj = window.__yj || {};
   const seen = window.__yj[id] = { row: null, level: null };
@@ -280,6 +283,7 @@ def measure(ctx: Context) -> None:
                 "received_s": round(html_s, 2)}, note=SHARED),
             Row("board.first_paint_ms", statistics.median(paints), "ms", "<= 1000", statistics.median(paints) <= 1000, {
                 **common, "loads": [round(x) for x in paints], "load_average_1min": [round(x, 1) for x in loads_avg],
+                "html_requested_ms": [m["request"] for m in marks], "html_received_ms": [m["html"] for m in marks],
                 "what": "navigationStart → the first row painted (Element Timing renderTime of the inline first row), "
                         "median of the loads"}, note=SHARED),
             Row("board.first_contentful_paint_ms", statistics.median(fcps), "ms", "", None, {
