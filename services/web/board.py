@@ -455,6 +455,28 @@ class Ranked(NamedTuple):
     first: list[int]  # indices into states: the first screen, what needs a person first
     cut: bool  # the query kept more than `first` holds
     clock: dict[str, float]  # the "now" (epoch s) each first row is ranked at: a drill's is its run's
+    counts: dict[str, int]  # board.js's drawTiles' figures: the tiles, 显示 N 起, 实战 / 演练
+
+
+def board_counts(facts: list[Facts], kept: list[int], clock: Callable[[Facts], float]) -> dict[str, int]:
+    """What board.js's drawTiles shows, counted here for the page's first paint (the script counts
+    again once every row has come): of the rows the query keeps, the open ones by level, breached,
+    due within 10 minutes; how many it keeps; the open live and drill incidents, filters aside."""
+    out = {"open": 0, "l1": 0, "l2": 0, "l3": 0, "breach": 0, "due": 0, "shown": len(kept), "live": 0, "drill": 0}
+    for f in facts:
+        if not f.ended:
+            out["drill" if f.drill else "live"] += 1
+    for i in kept:
+        f = facts[i]
+        if f.ended:
+            continue
+        out["open"] += 1
+        if f.level:
+            out[f"l{4 - f.level}"] += 1
+        out["breach"] += f.breached
+        t = clock(f)
+        out["due"] += t <= f.due <= t + DUE_SOON_S
+    return out
 
 
 def rank_first(view: IncidentView, query: BoardQuery, drills: list[dict[str, Any]], now: datetime,
@@ -481,7 +503,8 @@ def rank_first(view: IncidentView, query: BoardQuery, drills: list[dict[str, Any
 
     kept = [i for i, f in enumerate(facts) if query.keeps(f, clock(f))]
     first = heapq.nsmallest(size, kept, key=lambda i: need_key(facts[i], clock(facts[i])))
-    return Ranked(states, open_states, first, len(kept) > len(first), {facts[i].id: clock(facts[i]) for i in first})
+    return Ranked(states, open_states, first, len(kept) > len(first), {facts[i].id: clock(facts[i]) for i in first},
+                  board_counts(facts, kept, clock))
 
 
 def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = None,

@@ -24,6 +24,8 @@ LEVEL_CLASS = {"一级": "l1", "二级": "l2", "三级": "l3"}  # common.js's YJ
 OBLIGATION_STATUS = {"open": "待报送", "met": "已按时报送", "late": "迟报", "missed": "超时未报", "closed": "已关闭"}  # YJ's
 STATUS_ORDER = {"missed": 0, "open": 1, "late": 2, "met": 3}  # board.js's buildRow
 URGENT_S, SOON_S = 60, 300  # board.js's URGENT_MS, SOON_MS
+# the page's figures when the server does not count them: … until the script has every row
+UNCOUNTED = dict.fromkeys(("open", "l1", "l2", "l3", "breach", "due", "shown", "live", "drill", "all"), "…")
 
 
 def clock_text(seconds: float) -> str:
@@ -106,10 +108,10 @@ def first_screen(view: IncidentView, query: BoardQuery, drills: list[dict[str, A
                  now: datetime | None = None, size: int = INLINE_ROWS) -> dict[str, Any]:
     """The page's first screen for its query: `rows` (what the template draws, in the page's order) and
     `json` (the same rows as the stream sends them, with the query they were ranked for, the server's
-    time, whether the query kept more (`cut`) and the drills' clocks). Empty when the page alone can
-    say which rows come first (BoardQuery.server_ranks)."""
+    time, whether the query kept more (`cut`) and the drills' clocks) and `figures` (the tiles' and the
+    views' counts, board.board_counts; … each when not drawn). Empty when the page alone can say which rows come first (BoardQuery.server_ranks)."""
     if not query.server_ranks:
-        return {"rows": [], "json": None}
+        return {"rows": [], "json": None, "figures": UNCOUNTED}
     now = now or datetime.now(timezone.utc)
     ranked = rank_first(view, query, drills, now, size)
     states = [ranked.states[i] for i in ranked.first]
@@ -117,4 +119,5 @@ def first_screen(view: IncidentView, query: BoardQuery, drills: list[dict[str, A
             "query": query.as_page()}
     text = '{"rows":[' + ",".join(shown_json(st) for st in states) + "]," + dumps(head)[1:]
     rows = [row_cells(shown_row(st), ranked.clock[st.incident_id]) for st in states]
-    return {"rows": rows, "json": script_json(text)}
+    c = ranked.counts
+    return {"rows": rows, "json": script_json(text), "figures": {**c, "all": c["live"] + c["drill"]}}

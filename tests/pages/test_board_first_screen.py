@@ -26,11 +26,14 @@ from topics.models import Role
 
 STREETS = ("宋庄镇", "梨园镇", "台湖镇")
 # at document 'interactive' (parsed, before the deferred scripts run): the rows the server drew, marked
-MARK_INLINE = """document.addEventListener('readystatechange', () => {
+FIGURES = """() => Object.fromEntries(['sum-open', 'sum-l1', 'sum-l2', 'sum-l3', 'sum-breach', 'sum-due', 'shown-count',
+  'count-live', 'count-drill', 'count-all'].map((id) => [id, document.getElementById(id).textContent]))"""
+MARK_INLINE = "const FIGURES = " + FIGURES + ";\n" + """document.addEventListener('readystatechange', () => {
   if (document.readyState !== 'interactive') return;
   const trs = [...document.querySelectorAll('#rows tr.inc')];
   for (const tr of trs) tr.__inline = true;
   window.__inline = trs.map((tr) => tr.dataset.id);
+  window.__figures = FIGURES();
 });"""
 
 
@@ -111,6 +114,9 @@ def test_the_script_takes_the_drawn_rows_over_and_keeps_them_through_the_stream(
         kept = page.evaluate("() => [...document.querySelectorAll('#rows tr.inc')].map((tr) => tr.__inline === true)")
         assert kept and all(kept), kept
         assert page.locator("#shown-count").inner_text() == "40"
+        # the figures drawn with the rows are those the script counts once every row has come
+        drawn_figures = page.evaluate("() => window.__figures")
+        assert drawn_figures == page.evaluate(FIGURES) and drawn_figures["count-live"] == "120", drawn_figures
         # their countdowns tick: a chip of a young incident (梨园镇's are) counts down from what the server wrote
         young = ids[0]
         cd = page.locator(f'#rows tr.inc[data-id="{young}"] .chip[data-status="open"] .cd').first

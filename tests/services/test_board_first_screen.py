@@ -101,6 +101,21 @@ def test_the_inline_rows_are_drawn_as_the_script_draws_them(board_app):
     assert '<span class="ago">2小时0分</span>' in first or '<span class="ago">2小时1分</span>' in first
 
 
+def figures(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<(?:span|b) (?:class="n" )?id="((?:sum|count|shown)-[a-z0-9]+)">([^<]*)<', html))
+
+
+def test_the_figures_are_drawn_with_the_first_screen(board_app):
+    # 宋庄镇: three open live incidents, the 一级 one and the older one overdue, the young one due within
+    # 10 minutes; 实战 counts every open live incident, 演练 the drill
+    got = figures(page(board_app, "/board?street=宋庄镇"))
+    assert {k: got[k] for k in ("sum-open", "sum-l1", "sum-breach", "sum-due", "shown-count", "count-live", "count-drill", "count-all")} == {
+        "sum-open": "3", "sum-l1": "1", "sum-breach": "2", "sum-due": "1", "shown-count": "3",
+        "count-live": "4", "count-drill": "1", "count-all": "5"}
+    assert int(got["sum-l1"]) + int(got["sum-l2"]) + int(got["sum-l3"]) == 3
+    assert set(figures(page(board_app, "/board?group=street")).values()) == {"…"}  # the page counts them
+
+
 def test_the_page_draws_nothing_inline_that_only_the_page_can_rank(board_app):
     # grouped, the headers count every row; 上次查看后新增 is the browser's own; a drill's clock ticks there
     for query in ("group=street", "state=new", "view=drill&state=overdue"):

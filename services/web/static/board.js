@@ -836,7 +836,12 @@
     if (!node) return;
     const first = JSON.parse(node.textContent);
     const mine = { view, filters: Object.fromEntries(FACETS.map(([k]) => [k, [...filters[k]].sort()]).filter(([, v]) => v.length)), q: query };
-    if (groupBy || JSON.stringify(mine) !== JSON.stringify(first.query)) { tbody.replaceChildren(); return; }
+    if (groupBy || JSON.stringify(mine) !== JSON.stringify(first.query)) { // and the figures counted for that view
+      tbody.replaceChildren();
+      for (const id of ['sum-open', 'sum-l1', 'sum-l2', 'sum-l3', 'sum-breach', 'sum-due', 'shown-count']) $(id).textContent = '…';
+      $('sum-breach').parentNode.classList.remove('active');
+      return;
+    }
     YJ.setServerTime(first.server_time);
     applyDrills(first.drills);
     const drawn = new Map([...tbody.querySelectorAll('tr.inc')].map((tr) => [tr.dataset.id, tr]));
