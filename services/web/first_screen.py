@@ -109,7 +109,8 @@ def first_screen(view: IncidentView, query: BoardQuery, drills: list[dict[str, A
     """The page's first screen for its query: `rows` (what the template draws, in the page's order) and
     `json` (the same rows as the stream sends them, with the query they were ranked for, the server's
     time, whether the query kept more (`cut`) and the drills' clocks) and `figures` (the tiles' and the
-    views' counts, board.board_counts; … each when not drawn). Empty when the page alone can say which rows come first (BoardQuery.server_ranks)."""
+    views' counts, board.board_counts). No rows, no JSON and … for each figure when the page alone can
+    say which rows come first (BoardQuery.server_ranks)."""
     if not query.server_ranks:
         return {"rows": [], "json": None, "figures": UNCOUNTED}
     now = now or datetime.now(timezone.utc)
