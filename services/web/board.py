@@ -47,6 +47,7 @@ FIRST_ROWS = 60  # the snapshot's first event: the first screen of rows (a 1080-
 CHUNK_ROWS = 1000  # then the other rows, this many an event: the page takes each in a short task
 LEVEL_RANK = {"一级": 3, "二级": 2, "三级": 1}  # as common.js's YJ.LEVEL_RANK
 VIEWS = ("live", "drill", "all")
+GROUPS = ("street", "unit", "level")  # board.js's groupings (its URL's `group`)
 FACETS = ("state", "level", "grade", "category", "type", "street", "unit")  # board.js's FACETS, its URL's keys
 DUE_SOON_S = 600.0  # board.js's DUE_SOON_MS
 STATE_SLACK_S = 60.0  # the page's clock may be ahead of ours: a row about to fall due is kept for 已超时
@@ -268,13 +269,30 @@ class BoardQuery:
     view: str = "live"
     facets: tuple[tuple[str, frozenset[str]], ...] = ()
     words: tuple[str, ...] = ()
+    q: str = ""  # the search as typed (board.js's query), which `words` is read from
+    grouped: bool = False  # the page groups its rows (its URL's `group`): headers count every row
 
     @classmethod
-    def from_params(cls, params: Any) -> BoardQuery:
+    def from_params(cls, params: Any, default_view: str = "live") -> BoardQuery:
         view = params.get("view")
         facets = tuple((k, frozenset(v for v in params.getlist(k) if v)) for k in FACETS)
-        return cls(view=view if view in VIEWS else "live", facets=tuple((k, v) for k, v in facets if v),
-                   words=tuple((params.get("q") or "").lower().split()))
+        q = (params.get("q") or "").strip()
+        return cls(view=view if view in VIEWS else default_view, facets=tuple((k, v) for k, v in facets if v),
+                   words=tuple(q.lower().split()), q=q, grouped=params.get("group") in GROUPS)
+
+    @property
+    def server_ranks(self) -> bool:
+        """Whether the server alone knows which rows the page shows first, so it can draw them (the
+        page's inline first screen): not when the page groups them, nor when a filter reads what only the
+        page knows (when its user last looked; a drill's clock, ticking in the page between runs' ticks)."""
+        states = dict(self.facets).get("state", frozenset())
+        return not self.grouped and "new" not in states and not (
+            self.view != "live" and states & {"overdue", "due_soon"})
+
+    def as_page(self) -> dict[str, Any]:
+        """The query as board.js holds it (view, filters, search): the page draws the inline rows only
+        when they were ranked for its own (its view may come from its localStorage, not the URL)."""
+        return {"view": self.view, "filters": {k: sorted(v) for k, v in self.facets}, "q": self.q}
 
     def keeps(self, f: Facts, now: float) -> bool:
         if self.view != "all" and (self.view == "drill") != f.drill:
@@ -429,16 +447,43 @@ def _drill_clocks(rows: list[Facts], drills: list[dict[str, Any]]) -> tuple[dict
     return runs, other
 
 
-def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = None,
-                   warnings: Warnings | None = None, now: datetime | None = None) -> Iterator[ServerSentEvent]:
-    """The board's snapshot as the stream sends it. First a `snapshot` event: the first FIRST_ROWS rows
-    the page's query keeps, in the order the page shows them (what needs a person first), with the feed,
-    the drills and the warnings; `more` says how many rows follow and `cut` whether the query kept
-    more than were sent. Then `rows` events of CHUNK_ROWS rows each, every other row on the board, the
-    last with `more` 0. The page draws its first screen from the first event (a few kilobytes) and
-    the rest when all has come: at 5,000 incidents the whole list is 5.7 MB of JSON."""
-    now = now or datetime.now(timezone.utc)
-    drills = drills or []
+class Ranked(NamedTuple):
+    """The incidents on the board and the first `size` the page's query keeps, in the page's order."""
+
+    states: list[IncidentReadModel]  # every incident on the board
+    open_states: list[IncidentReadModel]  # of them, the open ones (the feed's)
+    first: list[int]  # indices into states: the first screen, what needs a person first
+    cut: bool  # the query kept more than `first` holds
+    clock: dict[str, float]  # the "now" (epoch s) each first row is ranked at: a drill's is its run's
+    counts: dict[str, int]  # board.js's drawTiles' figures: the tiles, 显示 N 起, 实战 / 演练
+
+
+def board_counts(facts: list[Facts], kept: list[int], clock: Callable[[Facts], float]) -> dict[str, int]:
+    """What board.js's drawTiles shows, counted here for the page's first paint (the script counts
+    again once every row has come): of the rows the query keeps, the open ones by level, breached,
+    due within 10 minutes; how many it keeps; the open live and drill incidents, filters aside."""
+    out = {"open": 0, "l1": 0, "l2": 0, "l3": 0, "breach": 0, "due": 0, "shown": len(kept), "live": 0, "drill": 0}
+    for f in facts:
+        if not f.ended:
+            out["drill" if f.drill else "live"] += 1
+    for i in kept:
+        f = facts[i]
+        if f.ended:
+            continue
+        out["open"] += 1
+        if f.level:
+            out[f"l{4 - f.level}"] += 1
+        out["breach"] += f.breached
+        t = clock(f)
+        out["due"] += t <= f.due <= t + DUE_SOON_S
+    return out
+
+
+def rank_first(view: IncidentView, query: BoardQuery, drills: list[dict[str, Any]], now: datetime,
+               size: int) -> Ranked:
+    """The first screen of the board for a query: the one ranking the stream's first event and the
+    page's inline rows (first_screen.py) both take, so the two never disagree. Ranks from the read
+    model's Facts, without building a row."""
     states, open_states, facts = [], [], []
     for st in view.incidents.values():
         if not on_board(st, now):
@@ -457,10 +502,26 @@ def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = 
         return (runs.get(f.id, drill_other) if f.drill else wall)
 
     kept = [i for i, f in enumerate(facts) if query.keeps(f, clock(f))]
-    first = heapq.nsmallest(FIRST_ROWS, kept, key=lambda i: need_key(facts[i], clock(facts[i])))
+    first = heapq.nsmallest(size, kept, key=lambda i: need_key(facts[i], clock(facts[i])))
+    return Ranked(states, open_states, first, len(kept) > len(first), {facts[i].id: clock(facts[i]) for i in first},
+                  board_counts(facts, kept, clock))
+
+
+def board_snapshot(view: IncidentView, query: BoardQuery, drills: list | None = None,
+                   warnings: Warnings | None = None, now: datetime | None = None) -> Iterator[ServerSentEvent]:
+    """The board's snapshot as the stream sends it. First a `snapshot` event: the first FIRST_ROWS rows
+    the page's query keeps, in the order the page shows them (what needs a person first), with the feed,
+    the drills and the warnings; `more` says how many rows follow and `cut` whether the query kept
+    more than were sent. Then `rows` events of CHUNK_ROWS rows each, every other row on the board, the
+    last with `more` 0. The page draws its first screen from the first event (a few kilobytes) and
+    the rest when all has come: at 5,000 incidents the whole list is 5.7 MB of JSON."""
+    now = now or datetime.now(timezone.utc)
+    drills = drills or []
+    ranked = rank_first(view, query, drills, now, FIRST_ROWS)
+    states, first = ranked.states, ranked.first
     chosen = set(first)
     rest = [st for i, st in enumerate(states) if i not in chosen]
-    head = {"server_time": _iso(now), "more": len(rest), "cut": len(kept) > len(first), "feed": latest_feed(open_states),
+    head = {"server_time": _iso(now), "more": len(rest), "cut": ranked.cut, "feed": latest_feed(ranked.open_states),
             "drills": drills, "warnings": warnings() if warnings else []}
     yield ServerSentEvent('{"rows":[' + ",".join(shown_json(states[i]) for i in first) + "]," + dumps(head)[1:],
                           event="snapshot")

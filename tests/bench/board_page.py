@@ -7,9 +7,13 @@ the worker; then:
 - snapshot: the bytes of the board stream's first event (`snapshot`: the first screen of rows, the
   feed, the warnings) and of the whole snapshot (with the `rows` events of every other open incident),
   as sent, no compression on the stream; and the seconds from the request to each;
-- first paint: navigationStart → the page's performance mark `yj:first-rows` (the first rows drawn,
-  from the stream's first event), the median of `board_loads` loads; and → `yj:all-rows` (every row
-  in, counted and drawn: the facets, the tiles, the map's figures);
+- the page: the bytes of GET /board's HTML (its first screen of rows drawn inline:
+  services/web/first_screen.py) and the seconds to receive it;
+- first paint: navigationStart → the first row painted (Chromium's Element Timing of the inline first
+  row, `elementtiming="yj-first-row"`: its renderTime), the median of `board_loads` loads; beside it the
+  first contentful paint (Paint Timing), → `yj:first-rows` (the page's script has taken the drawn rows
+  over: countdowns ticking, clicks answered) and → `yj:all-rows` (every row in, counted and drawn:
+  the facets, the tiles, the map's figures);
 - change → screen: `board_changes` new incidents, one at a time, each with an id of its own typed
   into the search box first; from the API's 202 to the animation frame in which the row is in the
   table (p50/p95; the API hands a report to the board's stream as it answers, so this is the API's
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import threading
 import time
@@ -53,6 +58,15 @@ CHANGE_TYPES = ("燃气事故", "森林火灾", "水灾", "火灾事故", "道�
 def decided_count(api: httpx.Client, limit: int) -> int:
     body = api.get("/incidents", params={"limit": min(5000, limit)}, timeout=120).json()
     return sum(1 for i in body["incidents"] if i["status"] in ("decided", "ended"))
+
+
+def page_bytes(svc: Service) -> tuple[int, float]:
+    """GET /board's HTML as sent (its inline first screen of rows, for the default view): bytes, seconds."""
+    start = time.monotonic()
+    resp = httpx.get(svc.api + "/board", headers={"Accept": "text/html", "Authorization": f"Bearer {svc.tokens['viewer']}"},
+                     timeout=60)
+    resp.raise_for_status()
+    return len(resp.content), time.monotonic() - start
 
 
 def snapshot_bytes(svc: Service) -> tuple[int, float, int, float]:
@@ -150,13 +164,23 @@ def wait_page(page, fn: str, arg: Any = None, *, timeout: float, what: str) -> A
     return eventually(lambda: page.evaluate(fn, arg), timeout=timeout, every=0.02, what=what)
 
 
+# at document start, before anything paints: the first contentful paint and the inline first row's paint
+PAINT_WATCH = """(() => { const seen = window.__yjPaint = { fcp: null, row: null };
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) if (e.name === 'first-contentful-paint') seen.fcp = e.startTime; })
+    .observe({ type: 'paint', buffered: true });
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) if (e.identifier === 'yj-first-row') seen.row = e.renderTime || e.loadTime; })
+    .observe({ type: 'element', buffered: true }); })();"""
+PAINTED = "() => window.__yjPaint && window.__yjPaint.fcp !== null && window.__yjPaint.row !== null ? window.__yjPaint : null"
 LONG_TASKS = """() => { const o = new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__yjLong.ms += e.duration; });
   window.__yjLong = { ms: 0, o }; o.observe({ type: 'longtask' }); }"""
 FIRST_ROWS = "() => { const m = performance.getEntriesByName('yj:first-rows')[0]; return m ? m.startTime : null; }"
 ALL_ROWS = "() => { const m = performance.getEntriesByName('yj:all-rows')[0]; return m ? m.startTime : null; }"
-# where a load's time went: the stream opened (the page's script ran), its first event came
-MARKS = """() => Object.fromEntries(['yj:connect', 'yj:snapshot'].map((n) => {
-  const m = performance.getEntriesByName(n)[0]; return [n.slice(3), m ? Math.round(m.startTime) : null]; }))"""
+# where a load's time went: the HTML asked for and its last byte in (the server ranks and draws the first
+# screen meanwhile), the stream opened (the page's script ran), its first event came
+MARKS = """() => { const nav = performance.getEntriesByType('navigation')[0];
+  return { request: Math.round(nav.requestStart), html: Math.round(nav.responseEnd),
+    ...Object.fromEntries(['yj:connect', 'yj:snapshot'].map((n) => {
+      const m = performance.getEntriesByName(n)[0]; return [n.slice(3), m ? Math.round(m.startTime) : null]; })) }; }"""
 WATCH = """(id) => {
   window.__yj = window.__yj || {};
   const seen = window.__yj[id] = { row: null, level: null };
@@ -191,6 +215,7 @@ def measure(ctx: Context) -> None:
         seeded_s = time.monotonic() - t
         say(f"board: {n} incidents posted in {posted_s:.1f} s, decided after {seeded_s:.1f} s")
         first_size, first_s, size, snapshot_s = snapshot_bytes(svc)
+        html_size, html_s = page_bytes(svc)
         common = {"incidents": n, "open_incidents": n, "viewport": "1920x1080", "browser": "Debian chromium, headless",
                   "stack": "yingji run (broker, worker, delivery stage, sinks, API)", "machine": SHARED}
 
@@ -199,13 +224,18 @@ def measure(ctx: Context) -> None:
             try:
                 context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
                 context.add_cookies([{"name": "yingji_token", "value": svc.tokens["duty_officer"], "url": svc.api}])
+                context.add_init_script(PAINT_WATCH)
                 page = context.new_page()
-                paints, wholes, marks = [], [], []
+                paints, fcps, lives, wholes, marks, loads_avg = [], [], [], [], [], []
                 for _ in range(sizes.board_loads):
                     page.goto(svc.api + "/board")
-                    paints.append(wait_page(page, FIRST_ROWS, timeout=120, what="the first rows drawn"))
+                    painted = wait_page(page, PAINTED, timeout=120, what="the first contentful paint and the first row painted")
+                    paints.append(painted["row"])
+                    fcps.append(painted["fcp"])
+                    lives.append(wait_page(page, FIRST_ROWS, timeout=120, what="the first rows taken over by the script"))
                     wholes.append(wait_page(page, ALL_ROWS, timeout=120, what="every row drawn"))
                     marks.append(page.evaluate(MARKS))
+                    loads_avg.append(os.getloadavg()[0])  # the machine is shared: each figure with its load
                 wait_page(page, "n => Number(document.getElementById('count-live').textContent) >= n", n,
                           timeout=60, what=f"{n} incidents on the board")  # and start_service's warm-up
 
@@ -248,10 +278,22 @@ def measure(ctx: Context) -> None:
             Row("board.snapshot_bytes", size, "bytes", "", None, {
                 **common, "what": "the whole snapshot of GET /board/stream: its first event and the `rows` events (uncompressed)",
                 "received_s": round(snapshot_s, 2)}, note=SHARED),
+            Row("board.page_bytes", html_size, "bytes", "", None, {
+                **common, "what": "GET /board's HTML with its first screen of rows inline (uncompressed)",
+                "received_s": round(html_s, 2)}, note=SHARED),
             Row("board.first_paint_ms", statistics.median(paints), "ms", "<= 1000", statistics.median(paints) <= 1000, {
-                **common, "loads": [round(x) for x in paints], "stream_opened_ms": [m["connect"] for m in marks],
+                **common, "loads": [round(x) for x in paints], "load_average_1min": [round(x, 1) for x in loads_avg],
+                "html_requested_ms": [m["request"] for m in marks], "html_received_ms": [m["html"] for m in marks],
+                "what": "navigationStart → the first row painted (Element Timing renderTime of the inline first row), "
+                        "median of the loads"}, note=SHARED),
+            Row("board.first_contentful_paint_ms", statistics.median(fcps), "ms", "", None, {
+                **common, "loads": [round(x) for x in fcps],
+                "what": "navigationStart → first-contentful-paint (Paint Timing), median of the loads"}, note=SHARED),
+            Row("board.first_rows_live_ms", statistics.median(lives), "ms", "", None, {
+                **common, "loads": [round(x) for x in lives], "stream_opened_ms": [m["connect"] for m in marks],
                 "first_event_ms": [m["snapshot"] for m in marks],
-                "what": "navigationStart → performance mark yj:first-rows, median of the loads"}, note=SHARED),
+                "what": "navigationStart → performance mark yj:first-rows (the script has taken the drawn rows over), "
+                        "median of the loads"}, note=SHARED),
             Row("board.all_rows_ms", statistics.median(wholes), "ms", "", None, {
                 **common, "loads": [round(x) for x in wholes],
                 "what": "navigationStart → performance mark yj:all-rows (every row in, counted and drawn), median of the loads"},
@@ -273,8 +315,10 @@ def measure(ctx: Context) -> None:
                 **common, **load, "max_ms": round(max(decided_ms)),
                 "what": "the API's 202 → the frame its response level (the worker's decision) is shown"}, note=loaded),
         ]
-        say(f"board: first event {first_size:,} B, snapshot {size:,} B; first paint {json.dumps([round(x) for x in paints])} ms, "
-            f"every row {json.dumps([round(x) for x in wholes])} ms; "
+        say(f"board: page {html_size:,} B in {html_s:.2f} s, first event {first_size:,} B, snapshot {size:,} B; "
+            f"first row painted {json.dumps([round(x) for x in paints])} ms (first contentful paint "
+            f"{json.dumps([round(x) for x in fcps])} ms), taken over by the script {json.dumps([round(x) for x in lives])} ms, "
+            f"every row {json.dumps([round(x) for x in wholes])} ms (load average {json.dumps([round(x, 1) for x in loads_avg])}); "
             f"change → screen p50 {percentile(rows_ms, 50):.0f} ms p95 {percentile(rows_ms, 95):.0f} ms ({SHARED})")
     finally:
         stop_service(svc)

@@ -30,10 +30,10 @@ def plan():
 
 
 def feed(view: IncidentView, plan, iid: str, received: datetime, *, facts=None, drill=False, breach_at=None,
-         end_at=None, street: str = "梨园镇", type_: str = "gas_accident") -> None:
+         end_at=None, street: str = "梨园镇", type_: str = "gas_accident", address: str = "") -> None:
     """One incident through the pure lifecycle into the view, as the topics would carry it."""
     report = make_report(type_, report_id=iid, occurred_at=(received - M).isoformat(),
-                         received_at=received.isoformat(), facts=facts or {}, drill=drill, location={"street": street})
+                         received_at=received.isoformat(), facts=facts or {}, drill=drill, location={"street": street, "address": address})
     rec = IncidentReported(id=iid, incident_id=iid, report=report, accepted_at=received)
     out = start(rec, plan, received)
     events = list(out.events)

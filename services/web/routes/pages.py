@@ -13,7 +13,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from playbooks.plan import IncidentType, Plan
 from services.web.auth import require_page
 from services.web.permissions import can
-from services.web.state import PagesDep, PlanDep, ViewDep
+from services.web.board import BoardQuery, drill_runs
+from services.web.first_screen import first_screen
+from services.web.state import DrillsDep, PagesDep, PlanDep, ViewDep
 from topics.models import Grade, ResponseLevel, Role, UserRecord
 
 router = APIRouter(include_in_schema=False)
@@ -55,18 +57,22 @@ async def home(who: UserRecord | Response = require_page("incident.read")) -> Re
 
 
 @router.get("/board", response_class=HTMLResponse)
-async def board(request: Request, pages: PagesDep, plan: PlanDep,
+async def board(request: Request, pages: PagesDep, plan: PlanDep, view: ViewDep, drills: DrillsDep,
                 who: UserRecord | Response = require_page("incident.read")) -> Response:
+    """The board, its first screen of rows (for the view, filters and search of its URL) drawn inline:
+    painted before its script runs or its stream opens (services.web.first_screen)."""
     if isinstance(who, Response):
         return who
     default_filter = "drill" if who.role is Role.DRILL_CONTROLLER else "live"
+    query = BoardQuery.from_params(request.query_params, default_filter)
     config = {"user": who.name, "role": who.role.value, "default_filter": default_filter,
               "can_raise": can(who, "incident.raise"),
               # the filters' values in the plan's order, each shown even at 0 (issue 21 item 1)
               "streets": list(plan.streets), "grades": [g.value for g in Grade],
               "levels": [lv.value for lv in ResponseLevel],
               "categories": [name for name, _ in type_groups(plan)]}
-    return pages.render(request, "board.html", user=who, config=config)
+    first = first_screen(view, query, drill_runs(drills))
+    return pages.render(request, "board.html", user=who, config=config, first=first)
 
 
 @router.get("/raise", response_class=HTMLResponse)

@@ -1,10 +1,13 @@
 /* The board (指挥中心态势大屏) at the size of a storm night (issue 21).
 
    Every open incident (and those ended today) is kept as data, by id, updated one at a time from the
-   event stream. The stream's first event is the first screen of rows for this page's view and filters
-   (its URL carries them), in the order shown: those are drawn at once, and the counts, facets, map and
-   charts when every row has come (`rows` events after it). What is drawn is only what is on screen: the table renders the rows in view (a
-   window over the filtered, grouped, ordered list) and the one 1-second timer ticks only those.
+   event stream. The page comes with its first screen of rows drawn by the server for its URL's view
+   and filters (services/web/first_screen.py), painted before this script runs: the script takes those
+   very rows over (#first-screen holds their data) and ticks them. The stream's first event is the
+   same first screen (rows unchanged since keep their drawn node), then the counts, facets, map and
+   charts are drawn when every row has come (`rows` events after it). What is drawn is only what is on
+   screen: the table renders the rows in view (a window over the filtered, grouped, ordered list) and
+   the one 1-second timer ticks only those.
    Filters (facets with counts), the search, the grouping and the view live in the URL, so a view can
    be shared and reopened. The map and the trends are drawn with ECharts (served from the project).
    Drill incidents carry a 演练 badge and are filtered, never mixed in silently. */
@@ -328,6 +331,10 @@
   // and putting back all of them (replaceChildren) had the browser style and lay out the table anew
   function placeRows(nodes) {
     const kids = tbody.children;
+    if (kids.length > nodes.length && nodes.every((n, i) => kids[i] === n)) { // the same rows, fewer after them
+      while (kids.length > nodes.length) tbody.lastChild.remove();
+      return;
+    }
     if (kids.length === nodes.length) {
       const changed = [];
       for (let i = 0; i < nodes.length; i += 1) if (kids[i] !== nodes[i]) changed.push(i);
@@ -401,6 +408,19 @@
       el('td', {}, el('div', { class: 'oblig' }, chipNodes.length ? chipNodes : el('span', { class: 'hint', text: r.status === 'reported' ? '研判中' : '无' }), noticeChips(r))),
     );
     tr.yj = { chips, since, sinceText: '', approvalBadge, approvalMs: r.approval_requested_at ? Date.parse(r.approval_requested_at) : null };
+    return tr;
+  }
+
+  // a row the server drew (services/web/first_screen.py, as buildRow would): kept, its countdowns ticked
+  function adoptRow(tr, e) {
+    const chips = [...tr.querySelectorAll('.chip[data-due]')].map((node) => {
+      const cd = node.querySelector('.cd');
+      return { node, cd, due: Number(node.dataset.due), status: node.dataset.status, text: cd.textContent, cls: node.className };
+    });
+    const since = tr.querySelector('.ago');
+    const r = e.data;
+    tr.yj = { chips, since, sinceText: since.textContent, approvalBadge: tr.querySelector('.badge.approval'),
+      approvalMs: r.approval_requested_at ? Date.parse(r.approval_requested_at) : null };
     return tr;
   }
 
@@ -511,6 +531,7 @@
   }
 
   let firstPaint = false;
+  let echartsAsked = false;
   // the map and the trends after the first rows: ECharts (1 MB, served from the project) is fetched
   // and run only then, and its first drawing takes a few hundred ms of the main thread
   function afterFirstRows() {
@@ -544,8 +565,10 @@
     if (!firstPaint && known) {
       firstPaint = true;
       performance.mark('yj:first-rows'); // the page benchmark reads it (tests/bench)
-      setTimeout(afterFirstRows, 0); // ECharts' first drawing takes a few hundred ms: after the rows
     }
+    // ECharts (its script, its first drawing: a few hundred ms) once the rows are up and the stream
+    // has begun: not in the way of the first rows, nor of the stream's first event
+    if (firstPaint && streamSeen && !echartsAsked) { echartsAsked = true; setTimeout(afterFirstRows, 0); }
     if (complete && !allDrawn) {
       allDrawn = true;
       performance.mark('yj:all-rows'); // every row in, counted and drawn (tests/bench)
@@ -798,16 +821,49 @@
   function keep(r) { // an ended incident stays only the day it ended (今日已结束), a drill's not at all
     return r.status !== 'ended' || (!r.drill && r.ended_at && beijingDay(Date.parse(r.ended_at)) === beijingDay(YJ.now()));
   }
-  function upsert(r, into = rows) {
+  function upsert(r, into = rows, before = null) {
     noteDrillClock(r);
     if (!keep(r)) { into.delete(r.id); return; }
-    into.set(r.id, makeEntry(r));
+    // a row drawn inline and unchanged since keeps its entry and its drawn node: no redraw
+    const old = before && before.get(r.id);
+    into.set(r.id, old && old.sig !== undefined && old.sig === JSON.stringify(r) ? old : makeEntry(r));
+  }
+  // The first screen the server drew in the page (services/web/first_screen.py): its rows as data, the
+  // drawn rows taken over as they are, when ranked for this page's own view, filters and search (its
+  // view may be its localStorage's, which the server did not see); otherwise put away, the stream draws.
+  function applyInline() {
+    const node = $('first-screen');
+    if (!node) return;
+    const first = JSON.parse(node.textContent);
+    const mine = { view, filters: Object.fromEntries(FACETS.map(([k]) => [k, [...filters[k]].sort()]).filter(([, v]) => v.length)), q: query };
+    if (groupBy || JSON.stringify(mine) !== JSON.stringify(first.query)) { // and the figures counted for that view
+      tbody.replaceChildren();
+      for (const id of ['sum-open', 'sum-l1', 'sum-l2', 'sum-l3', 'sum-breach', 'sum-due', 'shown-count']) $(id).textContent = '…';
+      $('sum-breach').parentNode.classList.remove('active');
+      return;
+    }
+    YJ.setServerTime(first.server_time);
+    applyDrills(first.drills);
+    const drawn = new Map([...tbody.querySelectorAll('tr.inc')].map((tr) => [tr.dataset.id, tr]));
+    for (const r of first.rows) {
+      upsert(r);
+      const e = rows.get(r.id);
+      if (!e) continue;
+      e.sig = JSON.stringify(r);
+      const tr = drawn.get(r.id);
+      if (tr) e.tr = adoptRow(tr, e);
+    }
+    snapshotSeen = true;
+    firstCut = Boolean(first.cut);
+    performance.mark('yj:inline');
   }
   // A snapshot is a `snapshot` event (the first screen of rows, the feed, the warnings; `more` rows to
   // come) and `rows` events until `more` is 0. The first one fills `rows` as it comes, the first screen
   // drawn at once; a later one (a reconnection) is gathered aside and replaces `rows` when whole, the
   // board meanwhile as it was.
-  let snapshotSeen = false; // a first snapshot event came
+  let snapshotSeen = false; // the first screen came: drawn inline, or the stream's first event
+  let streamSeen = false; // the stream's first snapshot event came
+  let adoptable = null; // while the first snapshot comes in: the entries before it, kept where unchanged
   let complete = false; // `rows` holds a whole snapshot: the counts are drawn
   let allDrawn = false;
   let firstCut = true; // the first event held fewer rows than the stream's filters kept
@@ -815,25 +871,27 @@
   let loading = null; // the snapshot coming in: the Map its rows go to
   function applySnapshot(data) {
     if (complete) loading = new Map();
-    else { rows.clear(); loading = rows; }
-    for (const r of data.rows) upsert(r, loading);
+    else { adoptable = new Map(rows); rows.clear(); loading = rows; firstCut = Boolean(data.cut); }
+    for (const r of data.rows) upsert(r, loading, adoptable);
     feed = [];
     feedDirty = true;
     addFeed(data.feed, false);
     renderWarnings(data.warnings);
-    if (!snapshotSeen) { performance.mark('yj:applied'); firstCut = Boolean(data.cut); }
+    if (!streamSeen) performance.mark('yj:applied');
     snapshotSeen = true;
+    streamSeen = true;
     if (!data.more) finishSnapshot();
     else if (!complete) { windowKey = ''; invalidate(true); }
   }
   function applyRows(data) {
     if (!loading) return;
-    for (const r of data.rows) upsert(r, loading);
+    for (const r of data.rows) upsert(r, loading, adoptable);
     if (!data.more) finishSnapshot();
   }
   function finishSnapshot() {
     if (loading !== rows) { rows.clear(); for (const [id, e] of loading) rows.set(id, e); }
     loading = null;
+    adoptable = null;
     complete = true;
     if (selected) refreshDrawer(new Set([selected]));
     windowKey = '';
@@ -859,7 +917,7 @@
     if (source) source.close();
     setConn('connecting');
     lastSeen = Date.now();
-    if (!snapshotSeen) performance.mark('yj:connect');
+    if (!streamSeen) performance.mark('yj:connect');
     // the view, filters and search go with the stream: its first event is this page's first screen
     const p = new URLSearchParams({ view });
     for (const [k] of FACETS) for (const v of filters[k]) p.append(k, v);
@@ -867,9 +925,9 @@
     source = new EventSource(`/board/stream?${p}`);
     const on = (name, fn) => source.addEventListener(name, (m) => {
       lastSeen = Date.now();
-      if (name === 'snapshot' && !snapshotSeen) performance.mark('yj:snapshot'); // the page benchmark reads it
+      if (name === 'snapshot' && !streamSeen) performance.mark('yj:snapshot'); // the page benchmark reads it
       const data = JSON.parse(m.data);
-      if (name === 'snapshot' && !snapshotSeen) performance.mark('yj:parsed');
+      if (name === 'snapshot' && !streamSeen) performance.mark('yj:parsed');
       YJ.setServerTime(data.server_time);
       fn(data);
     });
@@ -912,6 +970,7 @@
   $('q').value = query;
   $('group').value = groupBy;
   setView(view);
+  applyInline();
   connect();
 
 })();
