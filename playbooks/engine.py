@@ -286,6 +286,7 @@ def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
         due_at=epoch,
         remind_at=epoch,
         escalation=rule.escalation,
+        met_by=rule.met_by,
         rule=f"obligation.{rule.kind.value}",
         section=rule.section,
     )

@@ -19,6 +19,7 @@ from playbooks.fold import ObligationStatus, next_status
 from playbooks.plan import Plan
 from topics.models import (
     GRADE_RANK,
+    Grade,
     ApprovalRecorded,
     Decision,
     DueCheck,
@@ -289,6 +290,10 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     if new.needs_approval_for_city_report and st.approval_requested_at is None:
         _request_approval(em, new)
     _route(em, new)
+    if new.grade is not Grade.UNDETERMINED:
+        for ob_state in st.obligations.values():
+            if ob_state.obligation.met_by == "grade_determined" and ob_state.pending:
+                _count_filing(em, ob_state, cmd, arrived_at=em.now)  # 研判定级: this follow-up settled it
     wanted = {ob.kind.value: ob for ob in new.obligations}
     for kind, ob in wanted.items():
         # owed again after a regrade had closed it (较大→一般→较大): opened anew, due from this filing
@@ -311,6 +316,12 @@ def _close(em: _Emitter, kind: str, ob_state: ObligationState, why: str, section
 def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     st = em.state
     label = cmd.kind.value
+    if cmd.release is not None:  # 4.7.1: drafted, approved, then published (this filing); each on the timeline
+        r = cmd.release
+        em.event(EventKind.RELEASE_DRAFTED, f"{r.drafted_by} 拟定发布稿（{label}）", at=r.drafted_at,
+                 section="4.7.1", by=r.drafted_by, report_kind=label)
+        em.event(EventKind.RELEASE_APPROVED, f"{r.approved_by} 批准对外发布（{label}）", at=r.approved_at,
+                 section="4.7.1", by=r.approved_by, report_kind=label)
     em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.recorded_by or cmd.filed_by,
              section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
     if cmd.kind is ReportKind.FOLLOWUP:

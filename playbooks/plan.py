@@ -223,6 +223,8 @@ class ObligationRule(PlanModel):
     label: str
     section: str
     when: Condition
+    # filing: a report of the kind meets it; grade_determined: the follow-up that settles a 未判明 grade
+    met_by: Literal["filing", "grade_determined"] = "filing"
     counts_from: Literal["received_at", "occurred_at", "basis_at"]
     due_after_minutes: int = Field(gt=0)
     remind_before_minutes: int = Field(ge=0)

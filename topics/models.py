@@ -128,6 +128,13 @@ class ObligationKind(StrEnum):
     PUBLIC_RELEASE = "public_release"
     CITY_REPORT = "city_report"
     EVALUATION_REPORT = "evaluation_report"
+    # 4.7.1 (issue 23): information release and the publicity department
+    PUBLICITY_BRIEFING = "publicity_briefing"
+    FIRST_RELEASE = "first_release"
+    RELEASE_CALIBER = "release_caliber"
+    CITY_PUBLICITY_REPORT = "city_publicity_report"
+    # 区应急办's 研判定级 of an incident reported at 未判明: met by the follow-up that determines the grade
+    GRADE_DETERMINATION = "grade_determination"
 
 
 class Location(Contract):
@@ -244,6 +251,8 @@ class Obligation(Contract):
     due_at: UtcDatetime
     remind_at: UtcDatetime
     escalation: ShortText
+    met_by: Literal["filing", "grade_determined"] = Field(
+        default="filing", description="a filing of the kind meets it, or the follow-up that settles a 未判明 grade")
     rule: ShortText
     section: ShortText
 
@@ -407,6 +416,24 @@ class ReportKind(StrEnum):
     PUBLIC_RELEASE = "public_release"
     CITY_REPORT = "city_report"
     EVALUATION_REPORT = "evaluation_report"
+    PUBLICITY_BRIEFING = "publicity_briefing"
+    FIRST_RELEASE = "first_release"
+    RELEASE_CALIBER = "release_caliber"
+    CITY_PUBLICITY_REPORT = "city_publicity_report"
+
+
+# What goes out to the public: published only with the commanding body's approval (4.7.1: 未经相关应急指挥
+# 机构批准……不得擅自对外发布)
+RELEASE_KINDS = frozenset({ReportKind.FIRST_RELEASE, ReportKind.PUBLIC_RELEASE})
+
+
+class ReleaseApproval(Contract):
+    """A public release's draft and approval (4.7.1); the filing itself is the publication."""
+
+    drafted_by: ShortText = Field(description="the unit or person who drafted it (一般: the lead unit's 口径)")
+    drafted_at: UtcDatetime
+    approved_by: ShortText = Field(description="the commanding body that approved it, and who for it")
+    approved_at: UtcDatetime
 
 
 class FollowupFacts(Contract):
@@ -429,7 +456,22 @@ class ReportFiled(Contract):
     filed_by: ShortText
     content_sealed: Annotated[str, StringConstraints(max_length=40000)] | None = None
     followup: FollowupFacts | None = None
+    release: ReleaseApproval | None = Field(
+        default=None, description="a public release's draft and approval: required for first_release and public_release")
     recorded_by: ShortText = ""
+
+    @model_validator(mode="after")
+    def _release_approved(self) -> "ReportFiled":
+        if self.kind in RELEASE_KINDS:
+            if self.release is None:
+                raise ValueError("release: a public release needs its draft and the commanding body's approval "
+                                 "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
+            if not self.release.drafted_at <= self.release.approved_at <= self.filed_at:
+                raise ValueError("release.approved_at: must fall between release.drafted_at and filed_at "
+                                 "(drafted, then approved, then published)")
+        elif self.release is not None:
+            raise ValueError(f"release: only a public release carries an approval, not {self.kind.value}")
+        return self
 
 
 ApproverRole = Literal["director", "deputy_director"]  # 区应急委主任或副主任 (4.1.3)
@@ -516,6 +558,8 @@ class EventKind(StrEnum):
     ESCALATION = "escalation"
     APPROVAL_REQUESTED = "approval_requested"
     APPROVED = "approved"
+    RELEASE_DRAFTED = "release_drafted"
+    RELEASE_APPROVED = "release_approved"
     ENDED = "ended"
     REJECTED = "rejected"
 

@@ -35,6 +35,7 @@ from topics.models import (
     LongText,
     Post,
     PrivateDetails,
+    RELEASE_KINDS,
     RecordId,
     ReportFacts,
     ReportKind,
@@ -91,9 +92,19 @@ class ReportSubmission(Contract):
         return PrivateDetails(reporter=self.reporter, summary=self.summary)
 
 
+class ReleaseRequest(Contract):
+    """A public release's draft and approval (4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)."""
+
+    drafted_by: Who = Field(description="who drafted it (一般: the lead unit's 口径)")
+    drafted_at: InputDatetime
+    approved_by: Who = Field(description="the commanding body that approved it (现场指挥部, 区应急委, ...)")
+    approved_at: InputDatetime = Field(description="not before drafted_at, not after filed_at")
+
+
 class FileReportRequest(Contract):
     """POST /incidents/{id}/reports: a report filed by a unit (its content is sealed). A follow-up
-    (续报) carries its new facts in `followup`; no other kind does."""
+    (续报) carries its new facts in `followup`; no other kind does. A public release (first_release,
+    public_release) is the publication: it carries its draft and approval in `release`; no other kind does."""
 
     kind: ReportKind
     unit_id: ShortText = Field(description="filing unit's id (units.yaml)")
@@ -101,6 +112,7 @@ class FileReportRequest(Contract):
     filed_by: Who
     content: LongText = ""
     followup: FollowupFacts | None = None
+    release: ReleaseRequest | None = None
     request_id: ClientId | None = REQUEST_ID
 
     @model_validator(mode="after")
@@ -109,20 +121,34 @@ class FileReportRequest(Contract):
             raise ValueError("followup: a follow-up report (续报) carries its new facts here")
         if self.kind is not ReportKind.FOLLOWUP and self.followup is not None:
             raise ValueError("followup: only a follow-up report carries new facts")
+        if self.kind in RELEASE_KINDS:
+            if self.release is None:
+                raise ValueError("release: a public release needs its draft and the commanding body's approval "
+                                 "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
+            if not self.release.drafted_at <= self.release.approved_at <= self.filed_at:
+                raise ValueError("release.approved_at: must fall between release.drafted_at and filed_at "
+                                 "(drafted, then approved, then published)")
+        elif self.release is not None:
+            raise ValueError(f"release: only a public release carries an approval, not {self.kind.value}")
         return self
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         """The rule of _followup_facts, in the schema too, so a client (and a fuzzer) reads it there:
-        one of two shapes, told apart by `kind`."""
+        one of three shapes, told apart by `kind`."""
         ref = handler(schema)
         body = handler.resolve_ref_schema(ref)
         props = body["properties"]
-        others = [k.value for k in ReportKind if k is not ReportKind.FOLLOWUP]
+        releases = sorted(k.value for k in RELEASE_KINDS)
+        others = [k.value for k in ReportKind if k is not ReportKind.FOLLOWUP and k not in RELEASE_KINDS]
         body["oneOf"] = [
-            {"properties": {"kind": {"const": ReportKind.FOLLOWUP.value}, "followup": _not_null(props["followup"])},
+            {"properties": {"kind": {"const": ReportKind.FOLLOWUP.value}, "followup": _not_null(props["followup"]),
+                            "release": {"type": "null"}},
              "required": ["followup"]},
-            {"properties": {"kind": {"enum": others}, "followup": {"type": "null"}}},
+            {"properties": {"kind": {"enum": releases}, "release": _not_null(props["release"]),
+                            "followup": {"type": "null"}},
+             "required": ["release"]},
+            {"properties": {"kind": {"enum": others}, "followup": {"type": "null"}, "release": {"type": "null"}}},
         ]
         return ref
 

@@ -40,6 +40,7 @@ from topics.models import (
     IncidentReported,
     NotificationRequested,
     ReportFacts,
+    ReleaseApproval,
     ReportFiled,
     ReportKind,
 )
@@ -98,8 +99,13 @@ def _command(state: IncidentState, inj: _Inject, index: int, now: datetime, plan
     elif isinstance(inj, FileInject):
         owed = state.obligations.get(inj.kind)
         default = owed.obligation.owner_id if owed else state.decision.lead_unit_ids[0]
+        release = None
+        if inj.release is not None:  # its times are offsets from the start, as the filing's own `at` is
+            start = now - inj.at
+            release = ReleaseApproval(drafted_by=inj.release.drafted_by, drafted_at=start + inj.release.drafted,
+                                      approved_by=inj.release.approved_by, approved_at=start + inj.release.approved)
         body = ReportFiled(id=cid, incident_id=iid, kind=ReportKind(inj.kind), filed_at=now, filed_by=inj.by,
-                           unit_id=_unit_id(plan, inj.unit) or default)
+                           unit_id=_unit_id(plan, inj.unit) or default, release=release)
     elif isinstance(inj, ApproveInject):
         body = ApprovalRecorded(id=cid, incident_id=iid, approver=inj.approver, approver_role=inj.role,
                                 approved_at=now, recorded_by=inj.by)

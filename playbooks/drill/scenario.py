@@ -40,6 +40,7 @@ from topics.models import (
     Grade,
     Location,
     ObligationKind,
+    RELEASE_KINDS,
     ReportKind,
     ResponseLevel,
 )
@@ -122,6 +123,15 @@ class FollowupInject(_Inject):
     asserted_by: Text | None = None
 
 
+class ReleaseInject(DrillModel):
+    """Who drafted a release and when, who approved it and when (offsets from the start, like `at`)."""
+
+    drafted: Offset
+    drafted_by: Text
+    approved: Offset
+    approved_by: Text = Field(description="the commanding body that approved it (现场指挥部, 区应急委, ...)")
+
+
 class FileInject(_Inject):
     """A report filed by a unit; after its due time it is 迟报. A report never filed is simply absent."""
 
@@ -129,6 +139,20 @@ class FileInject(_Inject):
     kind: Literal[FILED_KINDS]  # type: ignore[valid-type]
     unit: UnitRef | None = Field(default=None, description="filing unit; default the obligation's owner")
     by: Text = "演练值班员"
+    release: ReleaseInject | None = Field(
+        default=None, description="a public release's draft and approval (4.7.1); required for a release")
+
+    @model_validator(mode="after")
+    def _release(self) -> "FileInject":
+        if ReportKind(self.kind) in RELEASE_KINDS:
+            if self.release is None:
+                raise ValueError("release: a public release needs its draft and approval "
+                                 "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
+            if not self.release.drafted <= self.release.approved <= self.at:
+                raise ValueError("release.approved: drafted, then approved, then published (at)")
+        elif self.release is not None:
+            raise ValueError(f"release: only a public release carries an approval, not {self.kind}")
+        return self
 
 
 class ApproveInject(_Inject):

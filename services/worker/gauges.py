@@ -7,11 +7,11 @@ import structlog
 from services import metrics
 from services.worker.context import Worker
 from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
+from topics.models import ObligationKind
 
 log = structlog.get_logger("yingji", stage="incidents")
 GAUGES_INTERVAL_S = 5.0
-OBLIGATION_KINDS = ("phone_report", "written_report", "detailed_report", "public_release", "city_report",
-                    "evaluation_report")
+OBLIGATION_KINDS = tuple(k.value for k in ObligationKind)  # every kind the plan can owe
 LEVELS = ("一级", "二级", "三级")
 
 

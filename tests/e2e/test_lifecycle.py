@@ -12,6 +12,7 @@ from tests.conftest import unique_id
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
+REPORTS = {"phone_report", "written_report", "detailed_report"}  # owed by every incident from the start
 
 
 def iso(t: datetime) -> str:
@@ -51,7 +52,7 @@ def obligation(body: dict, kind: str) -> dict:
 def test_phone_report_on_time_then_followup_regrades_then_approval_then_city_end(service):
     with service.client() as c:
         iid = raise_incident(c)
-        body = wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        body = wait_for(c, iid, lambda b: REPORTS <= {o["kind"] for o in b["obligations"]})
         assert body["decision"]["grade"] == "一般" and body["decision"]["response_level"] == "三级"
         now = datetime.now(timezone.utc)
         r = c.post(f"/incidents/{iid}/reports", json={"kind": "phone_report", "unit_id": "district_emergency_bureau",
@@ -88,7 +89,7 @@ def test_phone_report_on_time_then_followup_regrades_then_approval_then_city_end
 def test_general_event_ended_by_district_opens_evaluation_report(service):
     with service.client() as c:
         iid = raise_incident(c, type="燃气事故")
-        wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        wait_for(c, iid, lambda b: REPORTS <= {o["kind"] for o in b["obligations"]})
         now = datetime.now(timezone.utc)
         service.client("commander").post(f"/incidents/{iid}/end", json={
             "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now)})
@@ -135,7 +136,7 @@ def test_a_filing_sent_again_with_its_request_id_is_applied_once(service):
     """A lost 202 or a double click: the client sends the same request (same request_id) again."""
     with service.client() as c:
         iid = raise_incident(c)
-        wait_for(c, iid, lambda b: len(b["obligations"]) == 3)
+        wait_for(c, iid, lambda b: REPORTS <= {o["kind"] for o in b["obligations"]})
         body = {"kind": "followup", "unit_id": "district_emergency_bureau", "filed_at": iso(datetime.now(timezone.utc)),
                 "filed_by": "值班员", "followup": {"facts": {"injuries": 2}}, "request_id": unique_id("req")}
         first, again = c.post(f"/incidents/{iid}/reports", json=body), c.post(f"/incidents/{iid}/reports", json=body)
@@ -149,3 +150,36 @@ def test_a_filing_sent_again_with_its_request_id_is_applied_once(service):
                    what="both filings on the timeline")
         time.sleep(1.0)  # long enough for a second copy of the first to show, were it applied
         assert timeline_kinds(c, iid).count("report_filed") == 2  # the first once, the other once
+
+
+def test_a_release_is_refused_without_approval_and_published_with_it_and_an_undetermined_grade_is_settled(service):
+    """4.7.1 and 4.1.3 (issue 23) through the API on the local Kafka: a release with no approval is a 422
+    naming `release`, nothing written; one with its draft and approval is on the timeline as three
+    steps and meets the first release; a follow-up that settles a 未判明 grade meets the 研判定级."""
+    with service.client() as c:
+        iid = raise_incident(c, type="information_security_incident", location={"street": "文景街道"})
+        body = wait_for(c, iid, lambda b: any(o["kind"] == "grade_determination" for o in b["obligations"]))
+        assert body["decision"]["grade"] == "未判明"
+        now = datetime.now(timezone.utc)
+        bare = {"kind": "first_release", "unit_id": "district_publicity_dept", "filed_at": iso(now), "filed_by": "区委宣传部"}
+        r = c.post(f"/incidents/{iid}/reports", json=bare)
+        assert r.status_code == 422 and [f["field"] for f in r.json()["fields"]] == ["release"], r.text
+        backwards = {**bare, "release": {"drafted_by": "区委网信办", "drafted_at": iso(now - timedelta(minutes=5)),
+                                         "approved_by": "现场指挥部", "approved_at": iso(now + timedelta(minutes=5))}}
+        r = c.post(f"/incidents/{iid}/reports", json=backwards)
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "release.approved_at", r.text
+        assert "report_filed" not in timeline_kinds(c, iid)  # nothing was written
+        approved = {**bare, "release": {"drafted_by": "区委网信办", "drafted_at": iso(now - timedelta(minutes=5)),
+                                        "approved_by": "现场指挥部", "approved_at": iso(now - timedelta(minutes=1))}}
+        r = c.post(f"/incidents/{iid}/reports", json=approved)
+        assert r.status_code == 202, r.text
+        wait_for(c, iid, lambda b: obligation(b, "first_release")["status"] == "met")
+        kinds = timeline_kinds(c, iid)
+        assert kinds.index("release_drafted") < kinds.index("release_approved") < kinds.index("report_filed")
+        r = c.post(f"/incidents/{iid}/reports", json={"kind": "followup", "unit_id": "district_cyberspace_office",
+                                                     "filed_at": iso(now), "filed_by": "值班员",
+                                                     "followup": {"asserted_grade": "一般", "asserted_by": "区委网信办"}})
+        assert r.status_code == 202, r.text
+        body = wait_for(c, iid, lambda b: b["decision"]["grade"] == "一般")
+        assert obligation(body, "grade_determination")["status"] == "met"
+        assert obligation(body, "release_caliber")["status"] == "open"  # 一般 now: the lead's 口径 is owed

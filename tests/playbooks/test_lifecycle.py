@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from playbooks.lifecycle import IncidentState, check_due, handle, live_summary, next_due_at, start, sweep_due_at
 from tests.playbooks.conftest import make_report
@@ -16,6 +17,7 @@ from topics.models import (
     FollowupFacts,
     IncidentCommand,
     IncidentReported,
+    ReleaseApproval,
     ReportFiled,
 )
 
@@ -43,21 +45,27 @@ def filed(state, kind, at, **over) -> IncidentCommand:
                                   filed_at=at, filed_by="值班员甲", **over))
 
 
-def kinds(out):
-    return [e.kind.value for e in out.events]
+def kinds(out, obligation=None):
+    """The events' kinds; of one obligation's events only when named (4.7.1's fall due beside the reports')."""
+    return [e.kind.value for e in out.events if obligation is None or e.obligation == obligation]
+
+
+# What every incident reported at 一般 owes from the start: the three reports and 4.7.1's information release
+OWED_AT_START = {"phone_report", "written_report", "detailed_report",
+                 "publicity_briefing", "first_release", "release_caliber"}
 
 
 def start_opens_the_obligations_of_the_decision(plan):
     st = opened(plan)
-    assert set(st.obligations) == {"phone_report", "written_report", "detailed_report"}
+    assert set(st.obligations) == OWED_AT_START
     assert next_due_at(st, plan) == RECEIVED + 5 * M  # phone report reminder, 5 minutes before
 
 
 def reminder_before_the_deadline_once(plan):  # duty rules: 电话报告 10 分钟, reminded 5 before
     st = opened(plan)
     out = check_due(st, plan, RECEIVED + 5 * M)
-    assert kinds(out) == ["reminder"]
-    assert [n.kind for n in out.notifications] == ["reminder"]
+    assert kinds(out, "phone_report") == ["reminder"]
+    assert [n.kind for n in out.notifications if ".phone_report." in n.dedup_key] == ["reminder"]
     again = check_due(out.state, plan, RECEIVED + 6 * M)
     assert again.empty
 
@@ -67,7 +75,7 @@ def on_time_filing_meets_the_obligation(plan):
     out = handle(st, filed(st, "phone_report", RECEIVED + 8 * M), plan, RECEIVED + 8 * M)
     assert "obligation_met" in kinds(out)
     assert out.state.obligations["phone_report"].status == "met"
-    assert check_due(out.state, plan, RECEIVED + 11 * M).empty
+    assert kinds(check_due(out.state, plan, RECEIVED + 11 * M), "phone_report") == []
 
 
 def no_filing_breach_then_escalation_steps_each_once(plan):  # 漏报
@@ -76,13 +84,14 @@ def no_filing_breach_then_escalation_steps_each_once(plan):  # 漏报
     assert "breach" in kinds(out) and "escalation" in kinds(out)
     breach = next(e for e in out.events if e.kind.value == "breach")
     assert breach.at == RECEIVED + 10 * M and breach.details["detected_late"] is False
-    step1 = {(n.unit_id, n.role) for n in out.notifications if n.kind == "escalation"}
+    step1 = {(n.unit_id, n.role) for n in out.notifications if n.kind == "escalation" and ".phone_report." in n.dedup_key}
     assert step1 == {("district_urban_management_commission", "值班领导"), ("district_emergency_office", "值班主任")}
     st = out.state
     assert check_due(st, plan, RECEIVED + 15 * M).empty  # nothing repeated
     out2 = check_due(st, plan, RECEIVED + 20 * M)  # step 2, 10 minutes after the due time
-    assert kinds(out2) == ["escalation"]
-    assert {(n.unit_id, n.role) for n in out2.notifications} == {("district_government", "分管区领导")}
+    assert kinds(out2, "phone_report") == ["escalation"]
+    assert {(n.unit_id, n.role) for n in out2.notifications if ".phone_report." in n.dedup_key} == {
+        ("district_government", "分管区领导")}
     later = check_due(out2.state, plan, RECEIVED + 59 * M)
     assert not [e for e in later.events if e.obligation == "phone_report"]  # the chain has ended
 
@@ -103,7 +112,7 @@ def late_filing_after_breach_is_chi_bao_with_minutes(plan):  # 迟报
     late = next(e for e in out.events if e.kind.value == "obligation_late")
     assert late.details["minutes_late"] == 3.0
     assert out.state.obligations["phone_report"].status == "late"
-    assert "escalation" not in kinds(check_due(out.state, plan, RECEIVED + 30 * M))  # filing stops the chain
+    assert "escalation" not in kinds(check_due(out.state, plan, RECEIVED + 30 * M), "phone_report")  # filing stops the chain
 
 
 def regrade_up_adds_city_report_and_public_release(plan):  # and 区政府工作规则 二十七 (public release)
@@ -127,7 +136,8 @@ def regrade_down_closes_what_is_no_longer_owed(plan):
     out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 1})), plan, t)
     assert out.state.decision.grade.value == "一般"
     closed = {e.obligation for e in out.events if e.kind.value == "obligation_closed"}
-    assert closed == {"public_release", "city_report"}
+    assert closed == {"public_release", "city_report", "city_publicity_report"}
+    assert out.state.obligations["release_caliber"].status == "open"  # 一般 now: the lead's 口径 (4.7.1)
     assert out.state.obligations["public_release"].status == "closed"
     assert "phone_report" in out.state.obligations  # none vanish
 
@@ -335,8 +345,9 @@ def a_live_incident_is_counted_with_its_level_and_open_obligations(plan):
     st = opened(plan)
     met = handle(st, filed(st, "phone_report", RECEIVED + 2 * M), plan, RECEIVED + 2 * M).state
     level = st.decision.response_level.value
-    assert live_summary(st) == (level, ("phone_report", "written_report", "detailed_report"))
-    assert live_summary(met) == (level, ("written_report", "detailed_report"))
+    assert live_summary(st) == (level, tuple(st.obligations))
+    assert set(live_summary(st)[1]) == OWED_AT_START
+    assert live_summary(met) == (level, tuple(k for k in st.obligations if k != "phone_report"))
     missed = check_due(st, plan, RECEIVED + 11 * M).state  # a missed obligation is not open: it is chased
     assert "phone_report" not in live_summary(missed)[1]
 
@@ -376,6 +387,75 @@ def test_the_longest_report_id_accepted_lives_through_routing_breach_and_escalat
     assert any(n.kind == "escalation" for n in later.notifications)
     assert max(map(len, keys)) <= 120 and len(set(keys)) == len(keys)
     assert check_due(out.state, plan, RECEIVED + 3 * 60 * M).notifications == later.notifications  # stable keys
+
+
+def an_undetermined_grade_settled_in_time_meets_the_grade_determination(plan):  # 4.1.3 研判定级
+    st = opened(plan, type_="information_security_incident")
+    assert st.decision.grade.value == "未判明" and st.obligations["grade_determination"].status == "open"
+    t = RECEIVED + 40 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(asserted_grade="一般", asserted_by="区委网信办")), plan, t)
+    assert out.state.obligations["grade_determination"].status == "met"
+    assert "obligation_met" in kinds(out, "grade_determination")
+    assert out.state.obligations["release_caliber"].obligation.due_at == t + 45 * M  # 一般 now: 口径 from the follow-up
+
+
+def an_undetermined_grade_left_past_its_term_is_missed_then_late(plan):  # 4.1.3; 5.5.2
+    st = opened(plan, type_="information_security_incident")
+    st = check_due(st, plan, RECEIVED + 61 * M).state
+    assert st.obligations["grade_determination"].status == "missed"
+    t = RECEIVED + 75 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(asserted_grade="较大", asserted_by="区委网信办")), plan, t)
+    late = next(e for e in out.events if e.kind.value == "obligation_late" and e.obligation == "grade_determination")
+    assert late.details["minutes_late"] == 15.0 and out.state.obligations["grade_determination"].status == "late"
+
+
+def a_followup_that_leaves_the_grade_undetermined_does_not_meet_it(plan):
+    st = opened(plan, type_="information_security_incident")
+    t = RECEIVED + 20 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"injuries": 1})), plan, t)
+    assert out.state.decision.grade.value == "未判明"
+    assert out.state.obligations["grade_determination"].status == "open"
+
+
+def an_approved_release_is_drafted_approved_and_published_on_the_timeline(plan):  # 4.7.1
+    st = opened(plan)
+    drafted, approved, published = RECEIVED + 20 * M, RECEIVED + 35 * M, RECEIVED + 40 * M
+    release = ReleaseApproval(drafted_by="区城市管理委", drafted_at=drafted, approved_by="现场指挥部（总指挥）",
+                              approved_at=approved)
+    out = handle(st, filed(st, "first_release", published, release=release), plan, published)
+    assert [(e.kind.value, e.at) for e in out.events if e.kind.value in ("release_drafted", "release_approved", "report_filed")] \
+        == [("release_drafted", drafted), ("release_approved", approved), ("report_filed", published)]
+    assert out.state.obligations["first_release"].status == "met"
+
+
+def a_release_without_approval_is_refused_naming_the_field(plan):  # 4.7.1 未经批准不得擅自对外发布
+    st = opened(plan)
+    with pytest.raises(ValidationError, match="release"):
+        filed(st, "first_release", RECEIVED + 30 * M)
+    early = ReleaseApproval(drafted_by="x", drafted_at=RECEIVED + 30 * M, approved_by="现场指挥部", approved_at=RECEIVED + 50 * M)
+    with pytest.raises(ValidationError, match="release.approved_at"):
+        filed(st, "public_release", RECEIVED + 40 * M, release=early)  # published before it was approved
+    with pytest.raises(ValidationError, match="only a public release"):
+        filed(st, "phone_report", RECEIVED + 30 * M, release=early)
+
+
+RELEASES = [
+    pytest.param(an_undetermined_grade_settled_in_time_meets_the_grade_determination,
+                 id="4.1.3 an undetermined grade settled in time meets the grade determination"),
+    pytest.param(an_undetermined_grade_left_past_its_term_is_missed_then_late,
+                 id="4.1.3; 5.5.2 an undetermined grade left past its term is missed then late"),
+    pytest.param(a_followup_that_leaves_the_grade_undetermined_does_not_meet_it,
+                 id="4.1.3 a followup that leaves the grade undetermined does not meet it"),
+    pytest.param(an_approved_release_is_drafted_approved_and_published_on_the_timeline,
+                 id="4.7.1 an approved release is drafted approved and published on the timeline"),
+    pytest.param(a_release_without_approval_is_refused_naming_the_field,
+                 id="4.7.1 a release without approval is refused naming the field"),
+]
+
+
+@pytest.mark.parametrize("path", RELEASES)
+def test_information_release_and_grade_determination(plan, path):
+    path(plan)
 
 
 # --- the tables: one row per path of the incident's life, by its plan section --------------

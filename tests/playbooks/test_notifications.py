@@ -83,19 +83,35 @@ OBLIGATIONS = [
     P({"facts": {"deaths": 10}}, "public_release", O + timedelta(hours=24), id="rules-27-public-release-重大"),
     P({"facts": {"deaths": 30}}, "public_release", O + timedelta(hours=24), id="rules-27-public-release-特别重大"),
     P({"facts": {"deaths": 3}}, "public_release", None, id="rules-27-no-release-较大"),
+    # 4.7.1 信息发布 (issue 23); the minutes for 同时, 第一时间, 及时 and 立即 are obligations.yaml's choices
+    P({}, "publicity_briefing", R + timedelta(minutes=10), id="4.7.1-区应急办通报区委宣传部-with-the-phone-report"),
+    P({"facts": {"deaths": 10}}, "publicity_briefing", R + timedelta(minutes=10), id="4.7.1-通报区委宣传部-every-grade"),
+    P({}, "first_release", R + timedelta(hours=1), id="4.7.1-first-brief-release-一般"),
+    P({"facts": {"deaths": 3}}, "first_release", R + timedelta(hours=1), id="4.7.1-first-brief-release-较大"),
+    P({"type_": "information_security_incident"}, "first_release", R + timedelta(hours=1), id="4.7.1-first-brief-release-未判明"),
+    P({}, "release_caliber", R + timedelta(minutes=45), id="4.7.1-一般-lead-drafts-the-口径"),
+    P({"facts": {"deaths": 3}}, "release_caliber", None, id="4.7.1-no-口径-obligation-较大"),
+    P({"facts": {"deaths": 3}}, "city_publicity_report", R + timedelta(minutes=30), id="4.7.1-较大-区委宣传部-reports-to-市委宣传部"),
+    P({"facts": {"deaths": 30}}, "city_publicity_report", R + timedelta(minutes=30), id="4.7.1-特别重大-reports-to-市委宣传部"),
+    P({}, "city_publicity_report", None, id="4.7.1-一般-no-report-to-市委宣传部"),
+    # 4.1.3 暂时无法判明事件等级: 区应急办's 研判定级 (term our choice)
+    P({"type_": "information_security_incident"}, "grade_determination", R + timedelta(hours=1), id="4.1.3-未判明-owes-研判定级"),
+    P({}, "grade_determination", None, id="4.1.3-一般-owes-no-研判定级"),
 ]
 
 
 @pytest.mark.parametrize(("over", "kind", "due"), OBLIGATIONS)
 def test_obligations(plan, over, kind, due):
     decision = decide(make_report(**over), plan, NOW)
+    if kind == "grade_determination" or over.get("type_"):
+        assert decision.grade.value == ("未判明" if over.get("type_") else "一般")
     got = {o.kind.value: o for o in decision.obligations}
     if due is None:
         assert kind not in got
         return
     ob = got[kind]
     assert ob.due_at == due and ob.due_at.tzinfo is not None
-    assert ob.owner and ob.recipient and ob.section and ob.counts_from in ("received_at", "occurred_at")
+    assert ob.owner and ob.recipient and ob.section and ob.counts_from in ("received_at", "occurred_at", "basis_at")
 
 
 def test_deadlines_come_from_the_report_not_now(plan):

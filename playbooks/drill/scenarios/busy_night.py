@@ -4,7 +4,8 @@
 The expectations are NOT taken from the engine: grade and level are written by hand per row from
 the plan (1.4.2 thresholds, 4.3.2–4.3.4, raise 4.3.1), and each obligation's status is worked out
 here from the filing times against the duty rules' deadlines (phone 10 min and written 60 min after
-receipt, detailed 120 min after the event), so the engine is checked against an independent reading.
+receipt, detailed 120 min after the event) and obligations.yaml's 4.7.1 and 研判定级 figures, so the
+engine is checked against an independent reading.
 """
 
 from __future__ import annotations
@@ -141,6 +142,28 @@ def render() -> str:
             breaches += statuses[kind] in ("late", "missed")
             if when is not None:
                 injects.append((when, n * 10 + 1, f"  - {{at: {hhmm(when)}, action: file, incident: {r.key}, kind: {kind}}}"))
+        # 4.7.1 (issue 23), the same for every row: 区应急办 tells 区委宣传部 7 minutes after receipt (due
+        # 10, "同时"); a 一般 event's lead drafts the 口径 30 minutes after receipt (due 45); the first
+        # brief release goes out 45 minutes after receipt (due 60), drafted at 30 and approved at 40 by the
+        # 现场指挥部; 区委宣传部 reports a 较大 event to 市委宣传部 20 minutes after it became 较大 (due 30).
+        # A 未判明 row is never graded here: its 研判定级 (due 60 after receipt) is missed.
+        publicity = [("publicity_briefing", r.at, 10, r.at + 7), ("first_release", r.at, 60, r.at + 45)]
+        if r.grade == "一般" or r.key == "n11":  # n11 is 一般 until its follow-up
+            publicity.append(("release_caliber", r.at, 45, r.at + 30))
+        if r.grade == "未判明":
+            publicity.append(("grade_determination", r.at, 60, None))
+        became_larger = {"n02": r.at, "n11": FOLLOWUP_N11}.get(r.key)
+        if became_larger is not None:
+            publicity.append(("city_publicity_report", became_larger, 30, became_larger + 20))
+        for kind, basis_at, minutes, filed in publicity:
+            when = None if filed is None or filed > DURATION else filed
+            statuses[kind], _ = status(basis_at + minutes, when)
+            breaches += statuses[kind] in ("late", "missed")
+            if when is None:
+                continue
+            release = (f", release: {{drafted: {hhmm(r.at + 30)}, drafted_by: 区委宣传部, approved: {hhmm(r.at + 40)}, "
+                       "approved_by: 现场指挥部}" if kind == "first_release" else "")
+            injects.append((when, n * 10 + 5, f"  - {{at: {hhmm(when)}, action: file, incident: {r.key}, kind: {kind}{release}}}"))
         extra: list[str] = []
         if r.key in CITY:
             approved, filed_city = CITY[r.key]

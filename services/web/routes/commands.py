@@ -20,7 +20,7 @@ from services.web.routes.incidents import known_incident
 from services.web.routes.params import IncidentId
 from services.web.state import PlanDep, PublisherDep, SealerDep, ViewDep
 from topics.catalog import INCIDENT_COMMANDS
-from topics.models import ApprovalRecorded, EndRecorded, IncidentCommand, ReportFiled, UserRecord
+from topics.models import ApprovalRecorded, EndRecorded, IncidentCommand, ReleaseApproval, ReportFiled, UserRecord
 from topics.requests import ApprovalRequest, EndRequest, FileReportRequest
 
 log = structlog.get_logger("yingji", stage="api")
@@ -58,14 +58,15 @@ async def publish_command(incident_id: str, body: ReportFiled | ApprovalRecorded
 @router.post("/reports", status_code=202, response_model=CommandAccepted, responses=COMMAND)
 async def file_report(incident_id: IncidentId, req: FileReportRequest, plan: PlanDep, sealer: SealerDep,
                       view: ViewDep, publisher: PublisherDep, user: UserRecord = require("incident.file")) -> Any:
-    """File a phone / written / detailed / follow-up report (续报 carries new facts and re-runs the plan)."""
+    """File a report: phone / written / detailed / follow-up (续报 carries new facts and re-runs the plan), or a
+    public release with its draft and approval (4.7.1), or a report to 区委宣传部 / 市委宣传部."""
     problems = check_filing(req, plan)
     if problems:  # the worker would dead-letter it after our 202: the caller must hear it now
         return invalid(problem_fields(problems))
     body = ReportFiled(
         id=command_id("f", req), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
         filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
-        recorded_by=user.name,
+        release=ReleaseApproval(**req.release.model_dump()) if req.release else None, recorded_by=user.name,
     )
     return await publish_command(incident_id, body, view=view, publisher=publisher)
 

@@ -91,11 +91,14 @@ const YJ = (() => {
     obligation_opened: '报送时限', report_filed: '报送', obligation_met: '按时报送', obligation_late: '迟报',
     obligation_closed: '时限关闭', reminder: '临近时限提醒', breach: '超时未报', escalation: '逐级上报',
     approval_requested: '报请批准', approved: '批准上报', ended: '应急结束', rejected: '未受理',
+    release_drafted: '发布稿拟定', release_approved: '批准发布',
   };
   const OBLIGATION_STATUS = { open: '待报送', met: '已按时报送', late: '迟报', missed: '超时未报', closed: '已关闭' };
   const REPORT_KIND = {
     phone_report: '电话报告', written_report: '书面报告', detailed_report: '详细信息报告', followup: '续报',
     public_release: '信息发布', city_report: '向市应急办报告', evaluation_report: '总结评估报告',
+    publicity_briefing: '向区委宣传部通报', first_release: '首次发布简要信息', release_caliber: '信息发布口径',
+    city_publicity_report: '向市委宣传部报告', grade_determination: '研判定级',
   };
 
   function signInAgain() {
@@ -265,7 +268,7 @@ const YJ = (() => {
   /** The engine writes times as ISO 8601 (UTC) and report kinds by id inside its texts: show them
       as the people reading them expect (北京时间, Chinese names). */
   const ISO_IN_TEXT = /\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)/g;
-  const KIND_IN_TEXT = /\b(phone_report|written_report|detailed_report|followup|public_release|city_report|evaluation_report)\b/g;
+  const KIND_IN_TEXT = new RegExp(`\\b(${Object.keys(REPORT_KIND).join('|')})\\b`, 'g');
   function readable(text) {
     return String(text || '').replace(ISO_IN_TEXT, (iso) => dateTime(iso)).replace(KIND_IN_TEXT, (k) => REPORT_KIND[k]);
   }

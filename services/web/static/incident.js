@@ -105,7 +105,11 @@
     }
     if (config.can_file && d && live) {
       const kinds = ['phone_report', 'written_report', 'detailed_report'];
-      for (const o of incident.obligations || []) if (!kinds.includes(o.kind) && o.status !== 'closed') kinds.push(o.kind);
+      // 研判定级 is met by the follow-up that settles the grade, not by a filing of its own
+      const byFollowup = new Set(d.obligations.filter((o) => o.met_by === 'grade_determined').map((o) => o.kind));
+      for (const o of incident.obligations || []) {
+        if (!kinds.includes(o.kind) && o.status !== 'closed' && !byFollowup.has(o.kind)) kinds.push(o.kind);
+      }
       if (!ended) kinds.push('followup');
       const approved = events.some((e) => e.kind === 'approved');
       for (const kind of kinds) {
@@ -195,6 +199,7 @@
   const FLAGS = [['sensitive', '敏感事件'], ['major_event', '重大活动或特殊时期'], ['multi_agency', '需多部门协同处置'],
     ['may_escalate', '可能演化为较大以上'], ['foreign_involved', '涉外']];
 
+  const RELEASES = ['first_release', 'public_release'];  // topics.models.RELEASE_KINDS
   function reportForm(kind) {
     const d = incident.decision;
     const owed = d.obligations.find((o) => o.kind === kind);
@@ -208,6 +213,19 @@
     const contentField = field('content', '报告内容（加密保存）', content);
     contentField.wide = true;
     fields.push(contentField);
+    const release = RELEASES.includes(kind);
+    if (release) {  // 4.7.1: published only once the commanding body approved the draft
+      const note = el('div', { class: 'hint', text: '未经相关应急指挥机构批准，不得擅自对外发布（4.7.1）：填写拟稿和批准。报送时间即发布时间。' });
+      note.wide = true;
+      fields.push(note,
+        field('release.drafted_by', '拟稿单位或人', input('text', '', { maxLength: 200 })),
+        field('release.drafted_at', '拟稿时间（北京时间）', nowInput()),
+        field('release.approved_by', '批准机构（如 现场指挥部、区应急委）', input('text', '', { maxLength: 200 })),
+        field('release.approved_at', '批准时间（北京时间）', nowInput()));
+      const general = el('div', { class: 'err', 'data-err-for': 'release' });
+      general.wide = true;
+      fields.push(general);
+    }
     if (kind === 'followup') {
       const facts = incident.report.facts || {};
       const factFields = FACTS.map(([k, label]) => field(`followup.facts.${k}`, label, input('number', facts[k], { min: 0, step: 'any' })));
@@ -224,6 +242,10 @@
     }
     openPanel(kind === 'followup' ? '续报' : `报送${YJ.REPORT_KIND[kind] || kind}`, fields, '提交报送', (form) => {
       const body = { kind, unit_id: value(form, 'unit_id'), filed_at: when(form, 'filed_at'), filed_by: value(form, 'filed_by'), content: value(form, 'content') };
+      if (release) {
+        body.release = { drafted_by: value(form, 'release.drafted_by'), drafted_at: when(form, 'release.drafted_at'),
+          approved_by: value(form, 'release.approved_by'), approved_at: when(form, 'release.approved_at') };
+      }
       if (kind === 'followup') {
         const facts = {};
         for (const [k] of FACTS) {
