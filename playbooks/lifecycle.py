@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from playbooks.documents import LABELS as ITEM_LABELS
 from playbooks.engine import copy_with, decide, obligations_at_end
 from playbooks.fold import ObligationStatus, next_status
 from playbooks.plan import Plan
@@ -324,6 +325,11 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
                  section="4.7.1", by=r.approved_by, report_kind=label)
     em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.recorded_by or cmd.filed_by,
              section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
+    if cmd.items_missing:  # marked, not refused: an on-time incomplete report beats a late complete one
+        names = "、".join(ITEM_LABELS.get(i, i) for i in cmd.items_missing)
+        em.event(EventKind.REPORT_INCOMPLETE, f"{label}缺少4.1.5要素：{names}", at=cmd.filed_at, section="4.1.5",
+                 by=cmd.recorded_by or cmd.filed_by, report_kind=cmd.kind.value, unit_id=cmd.unit_id,
+                 items_missing=",".join(cmd.items_missing))
     if cmd.kind is ReportKind.FOLLOWUP:
         if st.end is not None:  # 4.8.2: the response is over; the follow-up stays on the timeline
             em.event(EventKind.REJECTED, "应急已结束：续报已记录，不再调整等级和响应", section="4.8.2",

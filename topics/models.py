@@ -458,6 +458,10 @@ class ReportFiled(Contract):
     followup: FollowupFacts | None = None
     release: ReleaseApproval | None = Field(
         default=None, description="a public release's draft and approval: required for first_release and public_release")
+    items_missing: list[Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")]] | None = Field(
+        default=None, max_length=10,
+        description="the 4.1.5 items (playbooks.documents.ITEMS ids) its text lacks, as the API read it before "
+                    "sealing; None: no text was given to read")
     recorded_by: ShortText = ""
 
     @model_validator(mode="after")
@@ -560,6 +564,7 @@ class EventKind(StrEnum):
     APPROVED = "approved"
     RELEASE_DRAFTED = "release_drafted"
     RELEASE_APPROVED = "release_approved"
+    REPORT_INCOMPLETE = "report_incomplete"
     ENDED = "ended"
     REJECTED = "rejected"
 

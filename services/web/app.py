@@ -49,6 +49,7 @@ from services.web.routes import (
     ack,
     board,
     commands,
+    documents,
     drills,
     duty,
     duty_pages,
@@ -63,7 +64,7 @@ from services.web.routes import (
 
 log = structlog.get_logger("yingji", stage="api")
 
-ROUTERS = (incidents.router, commands.router, drills.router, users.router, health.router,
+ROUTERS = (incidents.router, commands.router, documents.router, drills.router, users.router, health.router,
            signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
            warning_pages.router, warnings.router)  # pages first: /warnings/list is no warning id
 

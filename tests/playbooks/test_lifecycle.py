@@ -439,7 +439,21 @@ def a_release_without_approval_is_refused_naming_the_field(plan):  # 4.7.1 未�
         filed(st, "phone_report", RECEIVED + 30 * M, release=early)
 
 
+def a_written_report_lacking_items_is_met_and_marked_incomplete(plan):  # 4.1.5; not refused
+    st = opened(plan)
+    t = RECEIVED + 40 * M
+    out = handle(st, filed(st, "written_report", t, items_missing=["trend", "measures"]), plan, t)
+    assert out.state.obligations["written_report"].status == "met"
+    mark = next(e for e in out.events if e.kind.value == "report_incomplete")
+    assert mark.reason == "written_report缺少4.1.5要素：发展趋势、已采取的措施" and mark.section == "4.1.5"
+    assert mark.details["items_missing"] == "trend,measures"
+    whole = handle(out.state, filed(out.state, "detailed_report", t, items_missing=[]), plan, t)
+    assert "report_incomplete" not in kinds(whole)
+
+
 RELEASES = [
+    pytest.param(a_written_report_lacking_items_is_met_and_marked_incomplete,
+                 id="4.1.5 a written report lacking items is met and marked incomplete"),
     pytest.param(an_undetermined_grade_settled_in_time_meets_the_grade_determination,
                  id="4.1.3 an undetermined grade settled in time meets the grade determination"),
     pytest.param(an_undetermined_grade_left_past_its_term_is_missed_then_late,

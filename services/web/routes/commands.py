@@ -11,6 +11,7 @@ import structlog
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from playbooks.documents import DOCUMENT_KINDS, missing_items
 from playbooks.engine import check_filing
 from services.view import IncidentView
 from services.web.answers import conflict, invalid, problem_fields, responses
@@ -67,6 +68,8 @@ async def file_report(incident_id: IncidentId, req: FileReportRequest, plan: Pla
         id=command_id("f", req), incident_id=incident_id, kind=req.kind, unit_id=req.unit_id, filed_at=req.filed_at,
         filed_by=req.filed_by, content_sealed=sealer.seal_text(req.content), followup=req.followup,
         release=ReleaseApproval(**req.release.model_dump()) if req.release else None, recorded_by=user.name,
+        # 4.1.5's items read from the text before it is sealed: what the timeline marks as missing
+        items_missing=list(missing_items(req.content)) if req.kind in DOCUMENT_KINDS and req.content.strip() else None,
     )
     return await publish_command(incident_id, body, view=view, publisher=publisher)
 

@@ -200,6 +200,7 @@
     ['may_escalate', '可能演化为较大以上'], ['foreign_involved', '涉外']];
 
   const RELEASES = ['first_release', 'public_release'];  // topics.models.RELEASE_KINDS
+  const DOCUMENTS = ['written_report', 'detailed_report'];  // playbooks.documents.DOCUMENT_KINDS
   function reportForm(kind) {
     const d = incident.decision;
     const owed = d.obligations.find((o) => o.kind === kind);
@@ -213,6 +214,26 @@
     const contentField = field('content', '报告内容（加密保存）', content);
     contentField.wide = true;
     fields.push(contentField);
+    if (DOCUMENTS.includes(kind)) {  // 4.1.5: drafted from the incident's records, edited here, then filed
+      const docPath = `/incidents/${encodeURIComponent(id)}/documents/${kind}`;
+      content.rows = 16;
+      const tools = el('div', { class: 'actions' },
+        el('button', { type: 'button', class: 'secondary', 'data-action': 'draft', text: '按4.1.5要素生成草稿',
+          onclick: async () => {
+            const resp = await YJ.api(docPath);
+            if (resp.status === 200) {
+              content.value = resp.body.text;
+              missingNote.textContent = resp.body.missing.length
+                ? `待补充：${resp.body.items.filter((i) => i.missing).map((i) => i.label).join('、')}（未补充也可报送，时间线上将标注要素不全）` : '';
+            }
+          } }),
+        el('a', { class: 'button secondary', 'data-action': 'docx', href: `${docPath}?format=docx`, download: '',
+          text: '下载 Word 草稿（.docx）' }));
+      const missingNote = el('div', { class: 'hint', 'data-role': 'draft-missing' });
+      tools.wide = true;
+      missingNote.wide = true;
+      fields.push(tools, missingNote);
+    }
     const release = RELEASES.includes(kind);
     if (release) {  // 4.7.1: published only once the commanding body approved the draft
       const note = el('div', { class: 'hint', text: '未经相关应急指挥机构批准，不得擅自对外发布（4.7.1）：填写拟稿和批准。报送时间即发布时间。' });
