@@ -245,9 +245,10 @@ def obligations(ctx: Context, plan: Plan, basis_at: datetime) -> list[Obligation
 def _matching_obligations(ctx: Context, plan: Plan) -> tuple:
     lead = ctx.itype.lead_units[0]
     # the templates name the lead unit, which no condition reads: it is part of the key
-    return memo(match_key(ctx, plan, "obligations", lead),
-                lambda: tuple(memo((plan.version, "obligation", i, lead),
-                                   lambda: _obligation_template(rule, lead, plan))
+    # the level is part of both keys: a rule's term may be the level's own (due_after_minutes_by_level)
+    return memo(match_key(ctx, plan, "obligations", lead, ctx.level),
+                lambda: tuple(memo((plan.version, "obligation", i, lead, ctx.level),
+                                   lambda: _obligation_template(rule, lead, plan, ctx.level))
                               for i, rule in enumerate(plan.obligations) if holds(rule.when, ctx)))
 
 
@@ -269,7 +270,7 @@ def _timed(matched: tuple, report: ReportFacts, basis_at: datetime) -> list[Obli
     return out
 
 
-def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
+def _obligation_template(rule, lead: str, plan: Plan, level: ResponseLevel | None) -> tuple:
     """The rule's obligation without its times, validated once, and the offsets that time it."""
     owner = lead if rule.owner == "$lead" else rule.owner
     recipient = lead if rule.recipient == "$lead" else rule.recipient
@@ -287,11 +288,12 @@ def _obligation_template(rule, lead: str, plan: Plan) -> tuple:
         remind_at=epoch,
         escalation=rule.escalation,
         met_by=rule.met_by,
+        recurs=rule.recurs,
         rule=f"obligation.{rule.kind.value}",
         section=rule.section,
     )
-    return (rule.counts_from, timedelta(minutes=rule.due_after_minutes),
-            timedelta(minutes=rule.remind_before_minutes), template)
+    minutes = rule.due_after_minutes_by_level.get(level, rule.due_after_minutes) if level else rule.due_after_minutes
+    return (rule.counts_from, timedelta(minutes=minutes), timedelta(minutes=rule.remind_before_minutes), template)
 
 
 _new, _set = object.__new__, object.__setattr__

@@ -335,7 +335,11 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
             em.event(EventKind.REJECTED, "应急已结束：续报已记录，不再调整等级和响应", section="4.8.2",
                      by=cmd.recorded_by or cmd.filed_by)
             return
+        prior = st.obligations.get(ReportKind.FOLLOWUP.value)
         _regrade(em, cmd, plan)
+        if prior is not None and st.obligations.get(ReportKind.FOLLOWUP.value) is prior and prior.pending:
+            _count_filing(em, prior, cmd, arrived_at=em.now)  # this follow-up is the one owed (4.1.5 及时续报)
+            _recur(em, prior, cmd.filed_at)
         return
     ob_state = st.obligations.get(cmd.kind.value)
     if ob_state is None or not ob_state.pending:
@@ -351,6 +355,21 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
                  section="4.1.3", obligation=cmd.kind.value, by=cmd.recorded_by or cmd.filed_by)
         return
     _count_filing(em, ob_state, cmd, arrived_at=em.now)
+    _recur(em, ob_state, cmd.filed_at)
+
+
+def _recur(em: _Emitter, ob_state: ObligationState, filed_at: datetime) -> None:
+    """A recurring obligation met: owed again, counted from this filing, at the cadence the current
+    decision gives (a regrade may have changed the level, and with it the cadence)."""
+    if not ob_state.obligation.recurs or em.state.end is not None:
+        return
+    now_owed = next((o for o in em.state.decision.obligations if o.kind is ob_state.obligation.kind), None)
+    if now_owed is None:
+        return  # not owed at this level
+    every = now_owed.due_at - now_owed.starts_at
+    warn = now_owed.due_at - now_owed.remind_at
+    _open(em, copy_with(now_owed, {"starts_at": filed_at, "due_at": filed_at + every,
+                                   "remind_at": filed_at + every - warn}))
 
 
 def _count_filing(em: _Emitter, ob_state: ObligationState, cmd: ReportFiled, *, arrived_at: datetime) -> None:

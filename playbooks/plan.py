@@ -225,8 +225,12 @@ class ObligationRule(PlanModel):
     when: Condition
     # filing: a report of the kind meets it; grade_determined: the follow-up that settles a 未判明 grade
     met_by: Literal["filing", "grade_determined"] = "filing"
+    # owed again after each filing that meets it, counted from that filing (续报 at a cadence)
+    recurs: bool = False
     counts_from: Literal["received_at", "occurred_at", "basis_at"]
     due_after_minutes: int = Field(gt=0)
+    # the response level's own term where it differs (a 续报 cadence); a level not named takes due_after_minutes
+    due_after_minutes_by_level: dict[ResponseLevel, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     remind_before_minutes: int = Field(ge=0)
     owner: str
     recipient: str

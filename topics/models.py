@@ -135,6 +135,8 @@ class ObligationKind(StrEnum):
     CITY_PUBLICITY_REPORT = "city_publicity_report"
     # 区应急办's 研判定级 of an incident reported at 未判明: met by the follow-up that determines the grade
     GRADE_DETERMINATION = "grade_determination"
+    # 4.1.5 及时续报: a follow-up owed at the level's cadence, again after each one while the incident is live
+    FOLLOWUP = "followup"
 
 
 class Location(Contract):
@@ -253,6 +255,7 @@ class Obligation(Contract):
     escalation: ShortText
     met_by: Literal["filing", "grade_determined"] = Field(
         default="filing", description="a filing of the kind meets it, or the follow-up that settles a 未判明 grade")
+    recurs: bool = Field(default=False, description="owed again, from each filing that meets it, while the incident is live")
     rule: ShortText
     section: ShortText
 

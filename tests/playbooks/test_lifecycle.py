@@ -52,7 +52,7 @@ def kinds(out, obligation=None):
 
 # What every incident reported at 一般 owes from the start: the three reports and 4.7.1's information release
 OWED_AT_START = {"phone_report", "written_report", "detailed_report",
-                 "publicity_briefing", "first_release", "release_caliber"}
+                 "publicity_briefing", "first_release", "release_caliber"}  # the default report: 一般, 三级
 
 
 def start_opens_the_obligations_of_the_decision(plan):
@@ -171,7 +171,8 @@ def an_ended_incident_owes_nothing_again_on_a_later_followup(plan):
     assert "city_report" in closed
     out = handle(st, filed(st, "followup", t + M, followup=FollowupFacts(facts={"deaths": 4})), plan, t + M)
     assert {k for k, o in out.state.obligations.items() if o.status == "closed"} >= closed
-    assert all(o.opened == 1 for o in out.state.obligations.values())
+    # nothing opened again after the end (the follow-up before it had met the 续报 owed and opened the next)
+    assert {k: o.opened for k, o in out.state.obligations.items()} == {k: o.opened for k, o in st.obligations.items()}
 
 
 def approval_sends_the_city_report_notice_once(plan):
@@ -451,7 +452,40 @@ def a_written_report_lacking_items_is_met_and_marked_incomplete(plan):  # 4.1.5;
     assert "report_incomplete" not in kinds(whole)
 
 
+def a_level_1_incident_owes_a_followup_every_hour_counted_from_each(plan):  # 4.1.5 及时续报; cadence our choice
+    st = opened(plan, facts={"deaths": 3})  # 较大: 一级
+    assert st.decision.response_level.value == "一级"
+    assert st.obligations["followup"].obligation.due_at == RECEIVED + 60 * M
+    t = RECEIVED + 50 * M
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts(facts={"deaths": 3, "injuries": 4})), plan, t)
+    again = out.state.obligations["followup"]
+    assert kinds(out, "followup") == ["obligation_met", "obligation_opened"]
+    assert again.status == "open" and again.opened == 2 and again.obligation.due_at == t + 60 * M
+    missed = check_due(out.state, plan, t + 61 * M)
+    assert any(e.kind.value == "breach" and e.obligation == "followup" for e in missed.events)
+    assert all(".followup.open2." in n.dedup_key for n in missed.notifications if ".followup." in n.dedup_key)
+
+
+def a_followup_owed_at_level_2_is_due_in_two_hours_and_none_at_level_3(plan):
+    assert opened(plan, facts={"injuries": 2}).obligations["followup"].obligation.due_at == RECEIVED + 120 * M
+    assert "followup" not in opened(plan).obligations  # 三级: follow-ups as things change, none on a clock
+
+
+def the_end_closes_the_followup_owed(plan):  # 4.8.2
+    st = opened(plan, facts={"deaths": 3})
+    t = RECEIVED + 20 * M
+    out = handle(st, cmd(st, EndRecorded(id="end-f", incident_id=st.incident_id, authority="city", decided_by="市应急办",
+                                         ended_at=t, recorded_by="值班员")), plan, t)
+    assert out.state.obligations["followup"].status == "closed"
+    assert not [e for e in check_due(out.state, plan, t + 3 * 60 * M).events if e.obligation == "followup"]
+
+
 RELEASES = [
+    pytest.param(a_level_1_incident_owes_a_followup_every_hour_counted_from_each,
+                 id="4.1.5 a level 1 incident owes a followup every hour counted from each"),
+    pytest.param(a_followup_owed_at_level_2_is_due_in_two_hours_and_none_at_level_3,
+                 id="4.1.5 a followup owed at level 2 is due in two hours and none at level 3"),
+    pytest.param(the_end_closes_the_followup_owed, id="4.1.5; 4.8.2 the end closes the followup owed"),
     pytest.param(a_written_report_lacking_items_is_met_and_marked_incomplete,
                  id="4.1.5 a written report lacking items is met and marked incomplete"),
     pytest.param(an_undetermined_grade_settled_in_time_meets_the_grade_determination,

@@ -94,6 +94,10 @@ OBLIGATIONS = [
     P({"facts": {"deaths": 3}}, "city_publicity_report", R + timedelta(minutes=30), id="4.7.1-较大-区委宣传部-reports-to-市委宣传部"),
     P({"facts": {"deaths": 30}}, "city_publicity_report", R + timedelta(minutes=30), id="4.7.1-特别重大-reports-to-市委宣传部"),
     P({}, "city_publicity_report", None, id="4.7.1-一般-no-report-to-市委宣传部"),
+    # 4.1.5 及时续报: a cadence per response level (our choice: 一级 60 minutes, 二级 120, 三级 none)
+    P({"facts": {"deaths": 3}}, "followup", R + timedelta(minutes=60), id="4.1.5-一级-followup-every-60min"),
+    P({"facts": {"injuries": 2}}, "followup", R + timedelta(minutes=120), id="4.1.5-二级-followup-every-120min"),
+    P({}, "followup", None, id="4.1.5-三级-no-followup-on-a-clock"),
     # 4.1.3 暂时无法判明事件等级: 区应急办's 研判定级 (term our choice)
     P({"type_": "information_security_incident"}, "grade_determination", R + timedelta(hours=1), id="4.1.3-未判明-owes-研判定级"),
     P({}, "grade_determination", None, id="4.1.3-一般-owes-no-研判定级"),

@@ -4,7 +4,7 @@
 The expectations are NOT taken from the engine: grade and level are written by hand per row from
 the plan (1.4.2 thresholds, 4.3.2–4.3.4, raise 4.3.1), and each obligation's status is worked out
 here from the filing times against the duty rules' deadlines (phone 10 min and written 60 min after
-receipt, detailed 120 min after the event) and obligations.yaml's 4.7.1 and 研判定级 figures, so the
+receipt, detailed 120 min after the event) and obligations.yaml's 4.7.1, 研判定级 and 续报 figures, so the
 engine is checked against an independent reading.
 """
 
@@ -155,6 +155,18 @@ def render() -> str:
         became_larger = {"n02": r.at, "n11": FOLLOWUP_N11}.get(r.key)
         if became_larger is not None:
             publicity.append(("city_publicity_report", became_larger, 30, became_larger + 20))
+        # 4.1.5 及时续报 (obligations.yaml's cadence, our choice): while 一级, every 60 minutes; 二级, 120. The
+        # lead files a progress follow-up 10 minutes before each falls due; the last one owed is still open
+        # at the night's end. n11 is 三级 until its follow-up makes it 一级.
+        cadence = {"一级": 60, "二级": 120}.get(r.level)
+        if cadence is not None:
+            basis_at = FOLLOWUP_N11 if r.key == "n11" else r.at
+            while basis_at + cadence - 10 <= DURATION:
+                basis_at += cadence - 10
+                injects.append((basis_at, n * 10 + 6, f"  - {{at: {hhmm(basis_at)}, action: followup, incident: {r.key}, "
+                                "note: 续报：处置进展}"))
+            statuses["followup"], _ = status(basis_at + cadence, None)
+            breaches += statuses["followup"] == "missed"
         for kind, basis_at, minutes, filed in publicity:
             when = None if filed is None or filed > DURATION else filed
             statuses[kind], _ = status(basis_at + minutes, when)
