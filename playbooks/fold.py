@@ -37,8 +37,6 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(_E.OBLIGATION_OPENED, None, "open", "5.4.2", "一般事件应急结束后，牵头单位报送总结评估报告"),
     Transition(_E.OBLIGATION_OPENED, "closed", "open", "4.3.1", "降级后关闭的义务，再次升级后重新计时"),
     Transition(_E.OBLIGATION_OPENED, "missed", "open", "4.3.1", "降级停止督办的漏报，再次升级后重新计时（原漏报留在时间线上）"),
-    Transition(_E.OBLIGATION_OPENED, "met", "open", "4.1.5", "及时续报：每次续报后，按响应级别的间隔再次计时"),
-    Transition(_E.OBLIGATION_OPENED, "late", "open", "4.1.5", "及时续报：迟报的续报之后，同样再次计时"),
     Transition(_E.OBLIGATION_MET, "open", "met", "4.1.3", "到期前报送：按时"),
     Transition(_E.OBLIGATION_LATE, "open", "late", "5.5.2", "到期后报送，逾期尚未记录：迟报"),
     Transition(_E.OBLIGATION_LATE, "missed", "late", "5.5.2", "逾期记录后报送（含填报时间早于到期的补报）：迟报"),
@@ -48,6 +46,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(_E.OBLIGATION_CLOSED, "open", "closed", "4.8.2", "应急结束：不再需要"),
     Transition(_E.OBLIGATION_CLOSED, "missed", "missed", "4.3.1", "降级后不再需要：漏报记录保留，停止督办"),
     Transition(_E.OBLIGATION_CLOSED, "missed", "missed", "4.8.2", "应急结束：漏报记录保留，停止督办"),
+    Transition(_E.OBLIGATION_OPENED, "met", "open", "4.1.5", "及时续报：每次续报后，按响应级别的间隔再次计时"),
+    Transition(_E.OBLIGATION_OPENED, "late", "open", "4.1.5", "及时续报：迟报的续报之后，同样再次计时"),
 )
 del _E
 

@@ -77,6 +77,9 @@ STORIES: dict[int, tuple[str, Callable]] = {
     12: ("written_report", lambda p: Story(p).end(12)),
     13: ("city_report", lambda p: Story(p, deaths=10).due(61).file("followup", 62, deaths=1)),
     14: ("phone_report", lambda p: Story(p).due(10).end(12)),
+    # 4.1.5 及时续报 at 一级: the follow-up meets the one owed and opens the next in the same step
+    15: ("followup", lambda p: Story(p, deaths=3).file("followup", 50, deaths=3)),
+    16: ("followup", lambda p: Story(p, deaths=3).due(61).file("followup", 70, deaths=3)),
 }
 
 
@@ -96,10 +99,13 @@ def test_transition(plan, index):
     row: Transition = TRANSITIONS[index]
     kind, story = STORIES[index]
     s = story(plan)
-    before = s.before.obligations.get(kind) if s.before is not None else None
-    assert (before.status if before else None) == row.before
     moved = [e for e in s.last.events if e.kind is row.event and e.obligation == kind]
     assert moved, f"no {row.event.value} of {kind}"
+    # the status just before the event, as the timeline tells it (a step may move it twice: a follow-up
+    # meets the one owed, then opens the next)
+    events = list(s.events)
+    before = fold(events[:events.index(moved[-1])]).obligations.get(kind)
+    assert (before.status if before else None) == row.before
     assert s.last.state.obligations[kind].status == row.after  # the worker's state
     assert fold(s.events).obligations[kind].status == row.after  # what the timeline says
     # the step names the row's section: the event itself, or what caused it (a regrade, the end)
