@@ -68,7 +68,10 @@ def test_metrics_after_a_run(service):
     assert delta("yingji_incidents_total", category="accident_disaster", grade="一般", level="三级", drill="false") == 1
     assert delta("yingji_decision_latency_seconds_count") == 4
     assert delta("yingji_obligation_breaches_total", kind="phone_report", drill="false") == 1
-    assert delta("yingji_escalations_total", step="1", drill="false") == 1
+    # the late report breaches two obligations due 10 minutes after receipt: the phone report and 4.7.1's
+    # 通报区委宣传部, each chased from step 1
+    assert delta("yingji_obligation_breaches_total", kind="publicity_briefing", drill="false") == 1
+    assert delta("yingji_escalations_total", step="1", drill="false") == 2
     assert delta("yingji_breach_detection_lag_seconds_count") == 1
     assert delta("yingji_dead_letters_total", stage="incidents", reason="invalid_json") == 1
     assert delta("yingji_notifications_total", rule="notify.lead_units", drill="false") == 4
