@@ -72,7 +72,7 @@ def test_metrics_after_a_run(service):
     # 通报区委宣传部, each chased from step 1
     assert delta("yingji_obligation_breaches_total", kind="publicity_briefing", drill="false") == 1
     assert delta("yingji_escalations_total", step="1", drill="false") == 2
-    assert delta("yingji_breach_detection_lag_seconds_count") == 1
+    assert delta("yingji_breach_detection_lag_seconds_count") == 2  # one per breach
     assert delta("yingji_dead_letters_total", stage="incidents", reason="invalid_json") == 1
     assert delta("yingji_notifications_total", rule="notify.lead_units", drill="false") == 4
     assert value(after, "yingji_obligations_open", kind="phone_report") >= 3
