@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +43,17 @@ def read_outline(gb: str = DISTRICT_GB) -> dict[str, Any]:
     if len(features) != 1:
         raise ValueError(f"{OUTLINE_PACKAGE}'s {OUTLINE_FILE} has {len(features)} features with gb {gb}, not one")
     return features[0]
+
+
+def read_outline_apart(gb: str = DISTRICT_GB, timeout: float = 120) -> dict[str, Any]:
+    """read_outline in a process of its own: parsing the 10 MB file holds the GIL for about 0.6 s on an idle
+    core (seconds on a busy one), which in a thread of the API stalled every other request meanwhile (a board
+    load once waited 10 s for its HTML). The child prints the one feature; reading that is cheap."""
+    run = subprocess.run([sys.executable, "-m", "services.web.district_map", gb], capture_output=True, text=True,
+                         timeout=timeout, check=False)
+    if run.returncode != 0:
+        raise ValueError(f"reading {OUTLINE_PACKAGE}'s outline failed: {run.stderr.strip()[-500:]}")
+    return json.loads(run.stdout)
 
 
 def read_grid(path: Path = GRID_FILE) -> dict[str, Any]:
@@ -111,7 +124,7 @@ class DistrictMap:
     def body(self) -> bytes:
         with self._lock:
             if self._body is None:
-                document = district_map(read_outline(self._gb), read_grid(self._grid_file),
+                document = district_map(read_outline_apart(self._gb), read_grid(self._grid_file),
                                         self._plan.streets.values())
                 self._body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             return self._body
@@ -130,3 +143,7 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return round(value, DECIMALS) if isinstance(value, float) else value
+
+
+if __name__ == "__main__":  # read_outline_apart's child: the district's feature as JSON on stdout
+    json.dump(read_outline(*sys.argv[1:2]), sys.stdout, ensure_ascii=False)
