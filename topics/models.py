@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -430,6 +430,21 @@ class ReportKind(StrEnum):
 RELEASE_KINDS = frozenset({ReportKind.FIRST_RELEASE, ReportKind.PUBLIC_RELEASE})
 
 
+def release_problem(kind: "ReportKind", release: Any, filed_at: datetime) -> str | None:
+    """What is wrong with a filing's release (its draft and approval), field first; None if nothing. One
+    rule for the topic's contract and the API's request (4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)."""
+    if kind in RELEASE_KINDS:
+        if release is None:
+            return ("release: a public release needs its draft and the commanding body's approval "
+                    "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
+        if not release.drafted_at <= release.approved_at <= filed_at:
+            return ("release.approved_at: must fall between release.drafted_at and filed_at "
+                    "(drafted, then approved, then published)")
+    elif release is not None:
+        return f"release: only a public release carries an approval, not {kind.value}"
+    return None
+
+
 class ReleaseApproval(Contract):
     """A public release's draft and approval (4.7.1); the filing itself is the publication."""
 
@@ -469,15 +484,8 @@ class ReportFiled(Contract):
 
     @model_validator(mode="after")
     def _release_approved(self) -> "ReportFiled":
-        if self.kind in RELEASE_KINDS:
-            if self.release is None:
-                raise ValueError("release: a public release needs its draft and the commanding body's approval "
-                                 "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
-            if not self.release.drafted_at <= self.release.approved_at <= self.filed_at:
-                raise ValueError("release.approved_at: must fall between release.drafted_at and filed_at "
-                                 "(drafted, then approved, then published)")
-        elif self.release is not None:
-            raise ValueError(f"release: only a public release carries an approval, not {self.kind.value}")
+        if problem := release_problem(self.kind, self.release, self.filed_at):
+            raise ValueError(problem)
         return self
 
 

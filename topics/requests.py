@@ -35,11 +35,12 @@ from topics.models import (
     LongText,
     Post,
     PrivateDetails,
-    RELEASE_KINDS,
     RecordId,
     ReportFacts,
+    RELEASE_KINDS,
     ReportKind,
     Reporter,
+    release_problem,
     Role,
     ShortText,
     UserName,
@@ -121,15 +122,8 @@ class FileReportRequest(Contract):
             raise ValueError("followup: a follow-up report (续报) carries its new facts here")
         if self.kind is not ReportKind.FOLLOWUP and self.followup is not None:
             raise ValueError("followup: only a follow-up report carries new facts")
-        if self.kind in RELEASE_KINDS:
-            if self.release is None:
-                raise ValueError("release: a public release needs its draft and the commanding body's approval "
-                                 "(4.7.1: 未经相关应急指挥机构批准不得擅自对外发布)")
-            if not self.release.drafted_at <= self.release.approved_at <= self.filed_at:
-                raise ValueError("release.approved_at: must fall between release.drafted_at and filed_at "
-                                 "(drafted, then approved, then published)")
-        elif self.release is not None:
-            raise ValueError(f"release: only a public release carries an approval, not {self.kind.value}")
+        if problem := release_problem(self.kind, self.release, self.filed_at):
+            raise ValueError(problem)
         return self
 
     @classmethod
