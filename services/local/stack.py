@@ -155,10 +155,10 @@ class LocalStack:
         for proc in self.workers:
             _kill(proc)
 
-    def start_second_worker(self, metrics_port: int) -> subprocess.Popen:
+    def start_second_worker(self, metrics_port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Another worker in the same group: partitions (and their tables) are rebalanced between them."""
         index = len(self.extra_workers) + 1
-        self.extra_workers.append(self._spawn_worker(index, {"YINGJI_WORKER_WEB_PORT": str(metrics_port)}))
+        self.extra_workers.append(self._spawn_worker(index, {"YINGJI_WORKER_WEB_PORT": str(metrics_port), **(env or {})}))
         return self.extra_workers[-1]
 
     def start_api(self, timeout: float = 60) -> subprocess.Popen:

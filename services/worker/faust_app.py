@@ -32,7 +32,7 @@ def faust_config(settings: Settings, *, store: str | None = None) -> dict[str, A
         processing_guarantee="at_least_once",
         web_enabled=False,
         worker_redirect_stdouts=False,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.worker_standby_replicas,  # warm tables for a takeover (issue 22)
     )
 
 

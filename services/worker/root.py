@@ -45,7 +45,7 @@ def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock |
         duty = DutyBook(Sealer.from_file(settings.key_file), plan.duty)
     # incident id -> bytes; keyed like the inbound topics, so co-partitioned with them. value_type=bytes
     # makes the changelog raw both ways: recovery hands back the bytes, parsing nothing.
-    table = app.Table(TABLE_NAME, key_type=str, value_type=bytes,
+    table = app.Table(TABLE_NAME, key_type=str, value_type=bytes, standby_buffer_size=settings.worker_standby_buffer,
                       schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
     worker = Worker(
         settings=settings, app=app, plan=plan, clock=clock or WallClock(), table=table,
