@@ -98,7 +98,7 @@ faults-delivery: $(DEPS) $(JARS)  ## issue 19's fault test at full size: 10,000 
 test-cluster: $(DEPS) $(JARS)  ## the three-node Kafka cluster started and a partition's leader SIGKILLed mid-write (minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_cluster.py
 
-faults-cluster: $(DEPS) $(JARS) $(TOOLS)  ## issue 22's faults on the three-node cluster at full size: 100 reports/s for 60 s, a partition's leader, the active controller, the worker each SIGKILLed in a run of its own (minutes)
+faults-cluster: $(DEPS) $(JARS) $(TOOLS) $(APT)  ## issue 22's faults on the three-node cluster at full size, two workers and two API replicas behind haproxy: 100 reports/s for 60 s, a partition's leader, the active controller, a worker, an API replica each SIGKILLed in a run of its own (about 20 minutes)
 	$(BIN)/python -m pytest -q -s -m cluster tests/e2e/test_faults_cluster.py --cluster-rate=100 --cluster-seconds=60
 
 standby-drill: $(DEPS) $(JARS) $(MIRROR)  ## issue 22 item 5, the standby site (deploy/STANDBY.md): 20 reports/s for 60 s at the primary, MM2 copying to the standby's Kafka, the primary SIGKILLed, the standby's worker and API serving; prints the mirror's lag at the cut and what was lost (minutes)

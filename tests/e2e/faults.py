@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -13,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from tests.conftest import read_records, unique_id
-from topics.catalog import INCIDENTS_DECIDED
+from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 
 
 def body(*, received_ago: timedelta = timedelta(0)) -> dict:
@@ -68,8 +69,8 @@ async def post_reports(api: str, token: str, n: int, make: Callable[[int], dict]
     """n reports to POST /incidents, report i's body made by `make(i)` when its first try goes out (its
     times are the moment it is sent), at most `concurrency` requests under way; at `rate` a second when
     given (else as fast as they are answered). With `retry_for_s`, a report answered 503 is sent
-    again after its Retry-After, and one whose request failed (timeout, connection refused) after a
-    second, with the same report_id, until it is answered 202 or retry_for_s have passed since its first
+    again after its Retry-After, and one whose request failed (timeout, connection refused) or that a
+    gateway answered 502 or 504 (haproxy, when the replica it chose died under the request) after a second, with the same report_id, until it is answered 202 or retry_for_s have passed since its first
     try; anything else (a 4xx, a 500) is its final answer."""
     sem = asyncio.Semaphore(concurrency)
     sent: list[Sent] = []
@@ -91,8 +92,8 @@ async def post_reports(api: str, token: str, n: int, make: Callable[[int], dict]
                 return
             if status == 503:
                 wait = float(resp.headers.get("Retry-After", "1"))
-            elif isinstance(status, str):
-                wait = 1.0
+            elif isinstance(status, str) or status in (502, 504):
+                wait = 1.0  # no answer, or haproxy's: the replica it chose died under the request
             else:
                 return
             if time.time() + wait - s.attempts[0].started > retry_for_s:
@@ -187,3 +188,21 @@ def check_notifications(notes: list[dict], incidents: set[str], decisions: dict[
     return NoteFigures(records=len(notes), dedup_keys=len(per_key),
                        repeated_records=sum(v - 1 for v in per_key.values()),
                        incidents_without=incidents - {n["incident_id"] for n in notes}, missing_keys=missing)
+
+
+def group_owners(bootstrap: str, group: str) -> dict[str, set[int]]:
+    """The group's members (by static instance id) and the partitions of the reports' topic each owns.
+    (kafka-python decodes the standard part of Faust's assignment and warns that it cannot read Faust's
+    own metadata: quieted.)"""
+    logging.getLogger("kafka.admin").setLevel(logging.ERROR)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        desc = admin.describe_groups([group]).get(group) or {}
+    finally:
+        admin.close()
+    out: dict[str, set[int]] = {}
+    for m in desc.get("members") or []:
+        assigned = (m.get("member_assignment") or {}).get("assigned_partitions") or []
+        out[m.get("group_instance_id") or m["member_id"]] = {
+            p for a in assigned if a["topic"] == INCIDENTS_REPORTED.name for p in a["partitions"]}
+    return out

@@ -1,10 +1,12 @@
-"""Faults on the three-node cluster (issue 22, "beyond one machine"): the whole service (one worker, the
-API) on three Kafka nodes, reports posted at a steady rate with obligations falling due, and in each run
-one crash mid-load, restarted 15 s later:
+"""Faults on the three-node cluster (issue 22, "beyond one machine"): the whole service on three Kafka
+nodes (the full runs: two workers with warm standby tables and two API replicas behind haproxy, as a
+deployment runs; the short run in `make test`: one of each), reports posted at a steady rate with obligations
+falling due, and in each run one crash mid-load, restarted 15 s later:
 
   leader      the leader of a partition of the reports' topic SIGKILLed
   controller  the active controller (the metadata quorum's leader, as kafka-metadata-quorum says) SIGKILLed
-  worker      the worker SIGKILLed
+  worker      a worker SIGKILLed (of two: the other takes its partitions over from its standby tables)
+  api         an API replica SIGKILLed (of two: haproxy sends the reports to the other)
 
 After the load, drained: every report answered 202 decided exactly once in effect; every report answered
 otherwise looked up by its report id (landed or not, never assumed); every routing notice there; each
@@ -39,7 +41,7 @@ from services.local.stack import LocalStack
 from services.settings import Settings
 from services.users import new_token, publish_user, user_record
 from tests.conftest import read_records, start_api_on_a_free_port, unique_id
-from tests.e2e.faults import Sent, TopicTail, body, check_notifications, post_reports
+from tests.e2e.faults import Sent, TopicTail, body, check_notifications, group_owners, post_reports
 from tests.waiting import eventually
 from topics.catalog import CATALOG, ESCALATIONS, KEYED_PARTITIONS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, NOTIFICATIONS_REQUESTED
 from topics.models import Role
@@ -47,7 +49,7 @@ from topics.models import Role
 pytestmark = pytest.mark.e2e  # the full runs are marked cluster too (`make faults-cluster`); the short one is in `make test`
 SHORT_RATE, SHORT_SECONDS = 20.0, 20.0  # the short variant: a partition's leader killed 5 s into 20 s at 20 reports/s
 
-SHARED = "two cores shared by three brokers, the worker, the API and the load generator"
+SHARED = "two cores shared by three brokers, the workers, the API (with haproxy in the full runs) and the load generator"
 REPORTED = INCIDENTS_REPORTED.name
 DUE_SOON = timedelta(minutes=9, seconds=50)  # received this long ago: the phone report falls due 10 s after
 DUE_SOON_EVERY = 10  # one report in ten
@@ -57,13 +59,18 @@ DOWN_S = 15  # from the kill to the restart
 
 
 @pytest.fixture()
-def cluster_stack(tmp_path):
-    """Three Kafka nodes (the catalog's topics on three replicas), one worker and the API, each its own
-    process with its own log under tmp_path/logs; the worker has decided a first report."""
+def cluster_stack(tmp_path, request):
+    """Three Kafka nodes (the catalog's topics on three replicas), the workers and the API, each its own
+    process with its own log under tmp_path/logs; the workers have decided a first report. The full runs
+    (marked cluster): two workers and two API replicas behind haproxy; the short one: one of each."""
+    deployed = request.node.get_closest_marker("cluster") is not None
+    workers, apis = (2, 2) if deployed else (1, 1)
     for attempt in range(3):
-        ports = free_port_run(7)  # six for the nodes and their controllers, one for the worker's metrics
+        ports = free_port_run(6 + workers)  # six for the nodes and their controllers, one per worker's metrics
         settings = Settings(data_dir=tmp_path / f"try{attempt}", kafka_port=ports, kafka_nodes=3,
-                            worker_web_port=ports + 6, api_port=free_port(), app_id=unique_id("fc"),
+                            worker_web_port=ports + 6, workers=workers,
+                            api_port=free_port_run(3) if apis > 1 else free_port(), api_replicas=apis,
+                            haproxy_stats_port=0, app_id=unique_id("fc"),
                             topic_partitions=KEYED_PARTITIONS)  # as deployed
         st = LocalStack(settings, log_dir=tmp_path / "logs")
         t0 = time.monotonic()
@@ -80,8 +87,11 @@ def cluster_stack(tmp_path):
         st.token = new_token()  # type: ignore[attr-defined]
         publish_user(settings.bootstrap, user_record("fc-officer", Role.DUTY_OFFICER, st.token,
                                                      now=datetime.now(timezone.utc), by="test"))
-        st.start_worker()
-        start_api_on_a_free_port(st)
+        st.start_workers()
+        if apis > 1:
+            st.start_api()  # the replicas, then haproxy in front of them on api_port
+        else:
+            start_api_on_a_free_port(st)
         with httpx.Client(base_url=st.settings.api_url, timeout=30,
                           headers={"Authorization": f"Bearer {st.token}"}) as c:
             first = eventually(lambda: c.post("/incidents", json=body()), until=lambda r: r.status_code == 202,
@@ -134,7 +144,7 @@ class Fault:
 async def inject(st: LocalStack, fault: Fault, kill_at: float) -> None:
     """The crash at time kill_at (time.time()), the restart DOWN_S after it; the load goes on meanwhile."""
     cluster = st.broker
-    if fault.kind != "worker":
+    if fault.kind in ("leader", "controller"):
         # the controller's tool is a JVM of its own: asked in good time before the kill
         await asyncio.sleep(max(0.0, kill_at - 12 - time.time()))
         if fault.kind == "leader":
@@ -143,25 +153,34 @@ async def inject(st: LocalStack, fault: Fault, kill_at: float) -> None:
             fault.node = await asyncio.to_thread(cluster.active_controller)
         parts = await asyncio.to_thread(cluster.partitions, [REPORTED])
         fault.affected = {p for (_, p), v in parts.items() if v["leader"] == fault.node}
+    elif fault.kind == "worker" and len(st.workers) > 1:  # the partitions the worker killed owns
+        fault.node = None
+        owned = await asyncio.to_thread(group_owners, st.settings.bootstrap, Settings().app_id)
+        fault.affected = owned.get(st.settings.group_instance_id, set())
+        fault.after = f"the other worker owned partitions {sorted(set().union(*owned.values()) - fault.affected)}"
     else:
         fault.affected = set(range(INCIDENTS_REPORTED.partitions))
     await asyncio.sleep(max(0.0, kill_at - time.time()))
     if fault.kind == "worker":
         await asyncio.to_thread(st.kill_worker)
+    elif fault.kind == "api":
+        await asyncio.to_thread(st.kill_api_replica, 0)
     else:
         await asyncio.to_thread(cluster.kill, fault.node)
     fault.killed_at = time.time()  # the process gone: the kill waits for it
-    if fault.kind != "worker":
+    if fault.kind in ("leader", "controller"):
         fault.after = await after_kill(cluster, fault.kind, fault.node)
     await asyncio.sleep(max(0.0, fault.killed_at + DOWN_S - time.time()))
     fault.restart_began = time.time()
     if fault.kind == "worker":
         await asyncio.to_thread(st.start_worker)
+    elif fault.kind == "api":
+        await asyncio.to_thread(st.start_api_replica, 0)  # back once it answers; haproxy's checks take it in
     else:
         await asyncio.to_thread(cluster.restart, fault.node, 180)
     fault.restarted_at = time.time()
     fault.restart_s = fault.restarted_at - fault.restart_began
-    if fault.kind != "worker":
+    if fault.kind in ("leader", "controller"):
         fault.isr_s = await asyncio.to_thread(cluster.wait_isr, [spec.name for spec in CATALOG], 3, 240)
 
 
@@ -200,7 +219,7 @@ def read_json(bootstrap: str, topic: str) -> list:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("kind", ["leader", "controller", "worker"])
+@pytest.mark.parametrize("kind", ["leader", "controller", "worker", "api"])
 def test_a_crash_mid_load_on_the_cluster(cluster_stack, request, kind):
     crash_mid_load(cluster_stack, kind, request.config.getoption("--cluster-rate"),
                    request.config.getoption("--cluster-seconds"))
@@ -301,8 +320,10 @@ def crash_mid_load(st: LocalStack, kind: str, rate: float, seconds: float) -> No
 
     # breaches: the detection lag (noticed minus due), inside the fault's window and outside it
     window_end = fault.restarted_at + (fault.isr_s or 0.0)
-    if kind == "worker":  # the worker is back when it decides again
-        window_end = first_decision(set(range(INCIDENTS_REPORTED.partitions))) or fault.restarted_at
+    if kind == "worker":  # the worker's partitions are served again when a decision is made on them
+        window_end = first_decision(fault.affected) or fault.restarted_at
+    elif kind == "api":  # the replica back (haproxy served meanwhile)
+        window_end = fault.restarted_at
     due_at = {e["incident_id"]: datetime.fromisoformat(e["details"]["due_at"]).timestamp()
               for e in events if e["kind"] == "obligation_opened"}
     breaches = {e["id"]: e for e in events if e["kind"] == "breach" and e["incident_id"] in ours}
@@ -329,7 +350,9 @@ def crash_mid_load(st: LocalStack, kind: str, rate: float, seconds: float) -> No
     what = {"leader": f"node {fault.node}, leader of {REPORTED}-0 (and of partitions {sorted(fault.affected)})",
             "controller": f"node {fault.node}, the active controller (leader of {REPORTED} partitions "
                           f"{sorted(fault.affected)})",
-            "worker": "the worker"}[kind]
+            "worker": ("the worker" if len(st.workers) == 1 else
+                       f"worker 0 of {len(st.workers)} (partitions {sorted(fault.affected)} of {REPORTED})"),
+            "api": f"API replica 0 of {len(st.apis)} behind haproxy"}[kind]
     lines = [
         f"run {kind}: {what} SIGKILLed {fault.killed_at - load_t0:.1f} s into {seconds:g} s of load at {rate:g} reports/s, "
         f"started again {fault.restart_began - fault.killed_at:.1f} s after the kill"
@@ -362,11 +385,12 @@ def crash_mid_load(st: LocalStack, kind: str, rate: float, seconds: float) -> No
         f"{since_kill(first_202(fault.affected))}); first decision made after the kill there to read {since_kill(first_decision(every))} (on its partitions "
         f"{since_kill(first_decision(fault.affected))})"
         + ("" if kind != "worker" else
-           f", {(first_decision(every) or float('nan')) - fault.restarted_at:.1f} s after the worker's restart"),
+           f", {(first_decision(fault.affected) or float('nan')) - fault.restarted_at:.1f} s after the worker's restart"),
         (f"restart: node {fault.node} answering {fault.restart_s:.1f} s after it was started again (a JVM, its logs "
          f"recovered after the SIGKILL, the metadata log replayed), the ISR of every catalog topic back to 3 "
          f"{fault.isr_s:.1f} s after that" if fault.isr_s is not None
-         else f"restart: the worker process spawned in {fault.restart_s:.1f} s (deciding again: the line above)"),
+         else f"restart: the worker process spawned in {fault.restart_s:.1f} s (deciding again: the line above)"
+         if kind == "worker" else f"restart: the API replica answering {fault.restart_s:.1f} s after it was started again"),
     ]
     print("\n" + "\n".join(f"{line}  ({SHARED})" for line in lines))
     (st.settings.data_dir / "run.json").write_text(json.dumps({  # every try of every report, to look into after
@@ -384,4 +408,4 @@ def crash_mid_load(st: LocalStack, kind: str, rate: float, seconds: float) -> No
     assert not unbreached, f"{len(unbreached)} phone reports fell due and were not breached"
     assert max(per_incident.values(), default=1) == 1, "a phone report breached twice"
     assert first_202(every) is not None and first_decision(every) is not None, "never served again after the kill"
-    assert st.worker.poll() is None and st.api.poll() is None, "the worker or the API died"
+    assert all(p.poll() is None for p in st.children()), "a worker or an API process died"

@@ -11,7 +11,6 @@ it from the state A left: the table, not a fresh start), each report decided.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -19,13 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaAdminClient
 from rocksdict import AccessType, Options, Rdict
 
 from services.kafka_topics import partition_of
 from services.local.kafka import free_port
 from services.settings import Settings
 from tests.conftest import read_all, unique_id
+from tests.e2e.faults import group_owners
 from tests.waiting import eventually
 from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED
 
@@ -49,24 +48,6 @@ def ids_on(partitions: set[int], per_partition: int, count: int) -> list[str]:
         if p in found and len(found[p]) < per_partition:
             found[p].append(rid)
     return [rid for v in found.values() for rid in v]
-
-
-def owners(bootstrap: str, group: str) -> dict[str, set[int]]:
-    """The group's members (by static instance id) and the partitions of the reports' topic each owns.
-    (kafka-python decodes the standard part of Faust's assignment and warns that it cannot read Faust's
-    own metadata: quieted.)"""
-    logging.getLogger("kafka.admin").setLevel(logging.ERROR)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        desc = admin.describe_groups([group]).get(group) or {}
-    finally:
-        admin.close()
-    out: dict[str, set[int]] = {}
-    for m in desc.get("members") or []:
-        assigned = (m.get("member_assignment") or {}).get("assigned_partitions") or []
-        out[m.get("group_instance_id") or m["member_id"]] = {
-            p for a in assigned if a["topic"] == INCIDENTS_REPORTED.name for p in a["partitions"]}
-    return out
 
 
 def table_keys(worker_dir: Path, partition: int) -> set[str]:
@@ -99,7 +80,7 @@ def test_a_dead_workers_partitions_are_taken_over_with_warm_tables(stack):
     count = s.topic_partitions
 
     def split() -> dict[str, set[int]]:
-        return owners(s.bootstrap, group)
+        return group_owners(s.bootstrap, group)
 
     shares = eventually(split, until=lambda o: len(o) == 2 and all(o.values()), timeout=90, every=1,
                         what="the two workers sharing the partitions")
@@ -109,7 +90,7 @@ def test_a_dead_workers_partitions_are_taken_over_with_warm_tables(stack):
         assert client.post("/incidents", json=report(rid)).status_code == 202
     eventually(lambda: [i for i in ids if client.get(f"/incidents/{i}").json()["status"] != "decided"],
                until=lambda left: not left, timeout=60, every=0.3, what="A's reports decided")
-    assert owners(s.bootstrap, group)[a_id] == a_parts, "the partitions moved: the test's premise is gone"
+    assert group_owners(s.bootstrap, group)[a_id] == a_parts, "the partitions moved: the test's premise is gone"
 
     # B's standby copies on its own disk hold every incident A decided, before A dies
     def in_b() -> set[str]:
