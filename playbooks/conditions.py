@@ -43,6 +43,7 @@ class Context:
     grade: Grade
     level: ResponseLevel | None
     ended: bool = False
+    announce_end: bool = False  # 4.8.2: 区应急委 decided to announce the end to the public
     reading: tuple | None = None  # what the plan's conditions read of the report, once per decision
 
 
@@ -73,6 +74,8 @@ def holds(cond: Condition, ctx: Context) -> bool:
         return False
     if cond.ended is not None and ctx.ended != cond.ended:
         return False
+    if cond.announce_end is not None and ctx.announce_end != cond.announce_end:
+        return False
     if cond.any is not None and not any(holds(c, ctx) for c in cond.any):
         return False
     if cond.all is not None and not all(holds(c, ctx) for c in cond.all):
@@ -88,6 +91,7 @@ CONTEXT_READS: dict[str, Callable[[Context], Hashable]] = {
     "subcategory_in": lambda ctx: ctx.itype.subcategory,
     "type_in": lambda ctx: ctx.itype.id,
     "ended": lambda ctx: ctx.ended,
+    "announce_end": lambda ctx: ctx.announce_end,
 }
 # Of the report, narrowed to the names the plan's conditions give (raw facts, flags, key areas):
 REPORT_READS: dict[str, Callable[[ReportFacts, tuple[str, ...]], Hashable]] = {

@@ -317,11 +317,14 @@ def copy_with(model: M, changes: dict) -> M:
     return new
 
 
-def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime) -> list[Obligation]:
-    """What an ended incident still owes (5.4.2: the evaluation report after a 一般 event)."""
+def obligations_at_end(decision: Decision, report: ReportFacts, plan: Plan, *, ended_at: datetime,
+                       announce: bool = False) -> list[Obligation]:
+    """What an ended incident still owes (5.4.2: the evaluation report after a 一般 event; 4.8.2: the end
+    announced to the public when 区应急委 decided so, `announce`)."""
     itype = plan.types[decision.type_id]
     live = Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level)
-    ended = Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True)
+    ended = Context(report=report, itype=itype, grade=decision.grade, level=decision.response_level, ended=True,
+                    announce_end=announce)
     before = {o.kind for o in obligations(live, plan, ended_at)}
     return [o for o in obligations(ended, plan, ended_at) if o.kind not in before]
 

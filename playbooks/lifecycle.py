@@ -435,7 +435,7 @@ def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
     for unit_id in dict.fromkeys([*st.decision.lead_unit_ids, *st.routed]):
         em.notify(key=f"{st.incident_id}.{unit_id}.end", unit_id=unit_id, unit=_unit(plan, unit_id),
                   why=f"应急结束：{cmd.decided_by}", rule="end.notify_participants", section="4.8.2", kind="end")
-    for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at):
+    for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at, announce=cmd.announce_public):
         _open(em, ob)
 
 

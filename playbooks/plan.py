@@ -108,6 +108,7 @@ class Condition(PlanModel):
     key_area_contains: list[str] | None = None
     street_given: bool | None = None
     ended: bool | None = None
+    announce_end: bool | None = None  # 4.8.2: the end announced to the public (the committee's decision)
     any: list["Condition"] | None = None
     all: list["Condition"] | None = None
 

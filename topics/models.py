@@ -133,6 +133,7 @@ class ObligationKind(StrEnum):
     FIRST_RELEASE = "first_release"
     RELEASE_CALIBER = "release_caliber"
     CITY_PUBLICITY_REPORT = "city_publicity_report"
+    END_ANNOUNCEMENT = "end_announcement"
     # 区应急办's 研判定级 of an incident reported at 未判明: met by the follow-up that determines the grade
     GRADE_DETERMINATION = "grade_determination"
     # 4.1.5 及时续报: a follow-up owed at the level's cadence, again after each one while the incident is live
@@ -423,11 +424,12 @@ class ReportKind(StrEnum):
     FIRST_RELEASE = "first_release"
     RELEASE_CALIBER = "release_caliber"
     CITY_PUBLICITY_REPORT = "city_publicity_report"
+    END_ANNOUNCEMENT = "end_announcement"
 
 
 # What goes out to the public: published only with the commanding body's approval (4.7.1: 未经相关应急指挥
 # 机构批准……不得擅自对外发布)
-RELEASE_KINDS = frozenset({ReportKind.FIRST_RELEASE, ReportKind.PUBLIC_RELEASE})
+RELEASE_KINDS = frozenset({ReportKind.FIRST_RELEASE, ReportKind.PUBLIC_RELEASE, ReportKind.END_ANNOUNCEMENT})
 
 
 def release_problem(kind: "ReportKind", release: Any, filed_at: datetime) -> str | None:
@@ -515,6 +517,8 @@ class EndRecorded(Contract):
     decided_by: ShortText
     ended_at: UtcDatetime
     recorded_by: ShortText
+    # 4.8.2 "必要时向社会发布应急结束信息": 区应急委 decided the end is announced to the public as well
+    announce_public: bool = False
 
 
 class DueCheck(Contract):

@@ -167,6 +167,8 @@ class EndRequest(Contract):
     authority: EndAuthority
     decided_by: Who
     ended_at: InputDatetime
+    announce_public: bool = Field(default=False, description="区应急委 decided to announce the end to the public too "
+                                  "(4.8.2 必要时向社会发布应急结束信息): an 应急结束信息 release is then owed, approved like any release")
     request_id: ClientId | None = REQUEST_ID
 
 

@@ -111,7 +111,7 @@ def _command(state: IncidentState, inj: _Inject, index: int, now: datetime, plan
                                 approved_at=now, recorded_by=inj.by)
     elif isinstance(inj, EndInject):
         body = EndRecorded(id=cid, incident_id=iid, authority=inj.authority, decided_by=inj.decided_by,
-                           ended_at=now, recorded_by=inj.by)
+                           ended_at=now, recorded_by=inj.by, announce_public=inj.announce_public)
     else:  # pragma: no cover - the union is closed
         raise TypeError(type(inj))
     return IncidentCommand(id=cid, incident_id=iid, drill=True, body=body)

@@ -171,6 +171,7 @@ class EndInject(_Inject):
     authority: Literal["district_committee", "city"]
     decided_by: Text = "演练决策人"
     by: Text = "演练指挥员"
+    announce_public: bool = False  # 4.8.2: the end announced to the public as well
 
 
 class WarningInject(_Inject):

@@ -91,12 +91,23 @@ def test_general_event_ended_by_district_opens_evaluation_report(service):
         iid = raise_incident(c, type="燃气事故")
         wait_for(c, iid, lambda b: REPORTS <= {o["kind"] for o in b["obligations"]})
         now = datetime.now(timezone.utc)
-        service.client("commander").post(f"/incidents/{iid}/end", json={
-            "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now)})
+        r = service.client("commander").post(f"/incidents/{iid}/end", json={
+            "authority": "district_committee", "decided_by": "区应急委", "ended_at": iso(now), "announce_public": True})
+        assert r.status_code == 202, r.text
         body = wait_for(c, iid, lambda b: b["status"] == "ended")
         body = wait_for(c, iid, lambda b: any(o["kind"] == "evaluation_report" for o in b["obligations"]))
         assert obligation(body, "evaluation_report")["owner"] == "区城市管理委"
         assert obligation(body, "phone_report")["status"] == "closed"
+        # 4.8.2 必要时向社会发布: the committee decided so; the announcement is a release like any other
+        assert obligation(body, "end_announcement")["owner"] == "区委宣传部"
+        filing = {"kind": "end_announcement", "unit_id": "district_publicity_dept", "filed_at": iso(now + timedelta(minutes=40)),
+                  "filed_by": "区委宣传部"}
+        r = c.post(f"/incidents/{iid}/reports", json=filing)
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "release", r.text
+        filing["release"] = {"drafted_by": "区委宣传部", "drafted_at": iso(now + timedelta(minutes=20)),
+                             "approved_by": "区应急委", "approved_at": iso(now + timedelta(minutes=30))}
+        assert c.post(f"/incidents/{iid}/reports", json=filing).status_code == 202
+        wait_for(c, iid, lambda b: obligation(b, "end_announcement")["status"] == "met")
 
 
 def test_breach_detected_within_a_second_then_late_filing(service):

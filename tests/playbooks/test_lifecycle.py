@@ -480,6 +480,37 @@ def the_end_closes_the_followup_owed(plan):  # 4.8.2
     assert not [e for e in check_due(out.state, plan, t + 3 * 60 * M).events if e.obligation == "followup"]
 
 
+def ended(plan, st, *, authority="district_committee", announce=False):
+    t = RECEIVED + 3 * 60 * M
+    body = EndRecorded(id="e-ann", incident_id=st.incident_id, authority=authority, decided_by="区应急委",
+                       ended_at=t, recorded_by="指挥员乙", announce_public=announce)
+    return handle(st, cmd(st, body), plan, t), t
+
+
+def an_end_the_committee_announces_owes_an_approved_public_announcement(plan):  # 4.8.2 必要时向社会发布
+    out, t = ended(plan, opened(plan), announce=True)
+    ob = out.state.obligations["end_announcement"]
+    assert ob.status == "open" and ob.obligation.due_at == t + 120 * M  # 120: our choice (obligations.yaml)
+    assert ob.obligation.owner == "区委宣传部" and ob.obligation.section.startswith("4.8.2")
+    release = ReleaseApproval(drafted_by="区委宣传部", drafted_at=t + 20 * M, approved_by="区应急委",
+                              approved_at=t + 30 * M)
+    with pytest.raises(ValidationError, match="release"):  # 未经批准不得擅自对外发布 holds for this one too
+        filed(out.state, "end_announcement", t + 40 * M)
+    done = handle(out.state, filed(out.state, "end_announcement", t + 40 * M, release=release), plan, t + 40 * M)
+    assert done.state.obligations["end_announcement"].status == "met"
+
+
+def an_end_not_announced_owes_no_public_announcement(plan):  # 4.8.2: only 必要时, the committee's call
+    out, _ = ended(plan, opened(plan))
+    assert "end_announcement" not in out.state.obligations
+    assert out.state.obligations["evaluation_report"].status == "open"  # 5.4.2 still owed
+
+
+def a_larger_event_ended_by_the_city_owes_no_district_announcement(plan):  # 4.8.2: the city announces 较大+
+    out, _ = ended(plan, opened(plan, facts={"deaths": 3}), authority="city", announce=True)
+    assert "ended" in kinds(out) and "end_announcement" not in out.state.obligations
+
+
 RELEASES = [
     pytest.param(a_level_1_incident_owes_a_followup_every_hour_counted_from_each,
                  id="4.1.5 a level 1 incident owes a followup every hour counted from each"),
@@ -498,6 +529,12 @@ RELEASES = [
                  id="4.7.1 an approved release is drafted approved and published on the timeline"),
     pytest.param(a_release_without_approval_is_refused_naming_the_field,
                  id="4.7.1 a release without approval is refused naming the field"),
+    pytest.param(an_end_the_committee_announces_owes_an_approved_public_announcement,
+                 id="4.8.2 an end the committee announces owes an approved public announcement"),
+    pytest.param(an_end_not_announced_owes_no_public_announcement,
+                 id="4.8.2 an end not announced owes no public announcement"),
+    pytest.param(a_larger_event_ended_by_the_city_owes_no_district_announcement,
+                 id="4.8.2 a larger event ended by the city owes no district announcement"),
 ]
 
 

@@ -88,5 +88,6 @@ async def end(incident_id: IncidentId, req: EndRequest, view: ViewDep, publisher
               user: UserRecord = require("incident.end")) -> Any:
     """应急结束 (4.8.2): 区应急委 approves for 一般; the city's decision is recorded for 较大+."""
     body = EndRecorded(id=command_id("x", req), incident_id=incident_id, authority=req.authority,
-                       decided_by=req.decided_by, ended_at=req.ended_at, recorded_by=user.name)
+                       decided_by=req.decided_by, ended_at=req.ended_at, recorded_by=user.name,
+                       announce_public=req.announce_public)
     return await publish_command(incident_id, body, view=view, publisher=publisher)

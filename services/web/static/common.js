@@ -98,7 +98,7 @@ const YJ = (() => {
     phone_report: '电话报告', written_report: '书面报告', detailed_report: '详细信息报告', followup: '续报',
     public_release: '信息发布', city_report: '向市应急办报告', evaluation_report: '总结评估报告',
     publicity_briefing: '向区委宣传部通报', first_release: '首次发布简要信息', release_caliber: '信息发布口径',
-    city_publicity_report: '向市委宣传部报告', grade_determination: '研判定级',
+    city_publicity_report: '向市委宣传部报告', grade_determination: '研判定级', end_announcement: '发布应急结束信息',
   };
 
   function signInAgain() {

@@ -199,7 +199,7 @@
   const FLAGS = [['sensitive', '敏感事件'], ['major_event', '重大活动或特殊时期'], ['multi_agency', '需多部门协同处置'],
     ['may_escalate', '可能演化为较大以上'], ['foreign_involved', '涉外']];
 
-  const RELEASES = ['first_release', 'public_release'];  // topics.models.RELEASE_KINDS
+  const RELEASES = ['first_release', 'public_release', 'end_announcement'];  // topics.models.RELEASE_KINDS
   const DOCUMENTS = ['written_report', 'detailed_report'];  // playbooks.documents.DOCUMENT_KINDS
   function reportForm(kind) {
     const d = incident.decision;
@@ -299,8 +299,11 @@
         `按预案，${grade}事件由${config.end_authority[grade] === 'city' ? '市级决定' : '区应急委批准'}`),
       field('decided_by', '决定人 / 机关', input('text', '', { maxLength: 200 })),
       field('ended_at', '结束时间（北京时间）', nowInput()),
+      field('announce_public', '向社会发布应急结束信息', select([['no', '否'], ['yes', '是（区应急委决定；须经批准后发布）']], 'no'),
+        '4.8.2：必要时向社会发布应急结束信息'),
     ], '确认应急结束', (form) => [`/incidents/${encodeURIComponent(id)}/end`, {
-      authority: value(form, 'authority'), decided_by: value(form, 'decided_by'), ended_at: when(form, 'ended_at') }]);
+      authority: value(form, 'authority'), decided_by: value(form, 'decided_by'), ended_at: when(form, 'ended_at'),
+      announce_public: value(form, 'announce_public') === 'yes' }]);
   }
 
   async function showPrivate() {
