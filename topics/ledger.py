@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from topics.models import SCHEMA_VERSION, Contract, RecordId, ShortText, UtcDatetime
+from topics.models import SCHEMA_VERSION, Contract, InputDatetime, RecordId, ShortText, UtcDatetime
 
 
 class RectificationOwed(Contract):
@@ -71,3 +71,27 @@ class LedgerRecord(Contract):
         if self.id != self.body.id:
             raise ValueError("id: must be the body's id")
         return self
+
+
+# --- what people send (the API's bodies) -------------------------------------------------------------
+
+
+class CircularRequest(Contract):
+    """Issue the 通报 of the live ledger's period [from, to) (POST /ledger/circulars)."""
+
+    period_from: InputDatetime = Field(alias="from")
+    period_to: InputDatetime = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _period(self) -> "CircularRequest":
+        if self.period_from > self.period_to:
+            raise ValueError("from: must not be after to")
+        return self
+
+
+class RectificationRequest(Contract):
+    """A unit named in a 通报 reports its 整改 (POST /ledger/circulars/{id}/rectifications)."""
+
+    unit_id: ShortText
+    reported_at: InputDatetime
+    reported_by: ShortText = Field(min_length=1)
