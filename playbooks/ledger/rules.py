@@ -87,7 +87,8 @@ class Row(_Out):
     source: str = Field(description="信息来源: where the report came from")
     source_delay_minutes: float | None = Field(description="the deadline had passed this long when the service first "
                                                            "learned of the event (接报滞后); None otherwise")
-    section: str = Field(description="the section of the plan the outcome rests on")
+    section: str = Field(description="the section of the plan the outcome rests on (ledger.yaml)")
+    obligation_section: str | None = Field(description="the section that owes the report (obligations.yaml)")
     reason: str
 
 
@@ -250,7 +251,8 @@ def rows_of(rec: IncidentRecords, units: Units, config: LedgerFile, now: datetim
             label=ob.label, opening=counters[ob.kind], unit_id=units.unit_ids_by_name.get(ob.owner or ""),
             unit=ob.owner or "", due_at=ob.due_at, filed_at=ob.filed_at, outcome=outcome, outcome_label=rule.label,
             breach=rule.breach, minutes_late=late, items_missing=[ITEM_LABELS.get(i, i) for i in lacking],
-            source=source, source_delay_minutes=delay, section=rule.section, reason=reason))
+            source=source, source_delay_minutes=delay, section=rule.section, obligation_section=ob.section,
+            reason=reason))
     return out
 
 

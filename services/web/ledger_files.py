@@ -20,7 +20,7 @@ from services.web.documents import FONT
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ROW_HEAD = ("事件编号", "事件类型", "报送事项", "责任单位", "应报时间", "报送时间", "结果", "迟报（分钟）", "缺少要素",
-            "信息来源", "接报滞后（分钟）", "依据", "说明")
+            "信息来源", "接报滞后（分钟）", "依据", "报送依据", "说明")
 UNIT_HEAD = ("责任单位", "按时", "迟报", "漏报", "内容不全", "接报滞后", "未到期", "违规合计", "迟报分钟合计", "疑似瞒报")
 
 
@@ -34,7 +34,7 @@ def ledger_xlsx(book: Ledger) -> bytes:
     rows: list[list[object]] = [list(ROW_HEAD)]
     for r in book.rows:
         rows.append([r.incident_id, r.type_name, r.label, r.unit, when(r.due_at), when(r.filed_at), r.outcome_label,
-                     r.minutes_late, "、".join(r.items_missing), r.source, r.source_delay_minutes, r.section, r.reason])
+                     r.minutes_late, "、".join(r.items_missing), r.source, r.source_delay_minutes, r.section, r.obligation_section, r.reason])
     units: list[list[object]] = [list(UNIT_HEAD)]
     for u in book.units:
         units.append([u.unit, *(u.counts[o.value] for o in (Outcome.ON_TIME, Outcome.LATE, Outcome.MISSED,
