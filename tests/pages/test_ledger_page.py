@@ -1,6 +1,7 @@
-"""The ledger page in Chromium on the local Kafka (issue 23 item 4): the command center's screen opens
-/ledger for the day and sees the table with an incident's 迟报 and 漏报 against its unit, and the trend
-chart per unit (server-drawn SVG) with its bars; the period form keeps Beijing's day."""
+"""The ledger page in Chromium on the local Kafka (issue 23 item 4): a commander opens /ledger for the day
+and sees the table with an incident's 迟报 and 漏报 against its unit, and the trend chart per unit
+(server-drawn SVG) with its bars; issues the 通报, and the unit's 限期整改 is listed, open; the period form
+keeps Beijing's day."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_the_ledger_page_shows_its_table_and_its_chart(service, context):
     path = "/ledger?" + urlencode({"from": day.isoformat(), "to": (day + timedelta(days=2)).isoformat(),
                                    "unit": "district_urban_management_commission"})
     page = context.new_page()
-    sign_in(page, service, "viewer", path)
+    sign_in(page, service, "commander", path)
     expect(page.get_by_role("heading", name="信息报送台账")).to_be_visible()
     rows = page.locator(f"#row-table tr[data-incident='{iid}']")
     expect(rows.filter(has_text="电话报告").locator("td.outcome")).to_have_text("迟报")
@@ -62,6 +63,11 @@ def test_the_ledger_page_shows_its_table_and_its_chart(service, context):
     line = next(u for u in body["units"] if u["unit_id"] == "district_urban_management_commission")
     expect(unit_row.locator("td.breaches")).to_have_text(str(line["breaches"]))
     expect(page.locator("#f-from")).to_have_value(day.strftime("%Y-%m-%d"))
+    # 印发通报 (5.5.1): the unit then owes its 限期整改, listed open with its deadline
+    page.get_by_role("button", name="印发本期间通报并责成限期整改").click()
+    owed = page.locator("#rectification-table tr[data-unit='district_urban_management_commission']").first
+    expect(owed).to_contain_text("整改中")
+    expect(owed).to_contain_text("区城市管理委")
     shot(page, "20-ledger", full_page=True)
     # the form: one day picked, the same ledger for that day in Beijing
     page.locator("#f-to").fill(day.strftime("%Y-%m-%d"))

@@ -43,6 +43,7 @@ log = structlog.get_logger("yingji", stage="ledger")
 router = APIRouter(tags=["ledger"])
 BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SPAN = timedelta(days=366)
+STATUS_NAMES = {"open": "整改中", "met": "按期整改", "late": "逾期整改", "missed": "逾期未整改"}
 Format = Annotated[Literal["json", "xlsx", "docx"], Query(description="json; xlsx: the ledger as a spreadsheet; "
                                                                       "docx: the draft 通报 of its units with breaches")]
 FROM = Annotated[datetime | None, Query(alias="from", description="the period's start, with its offset; "
@@ -77,7 +78,8 @@ def known(plan: Plan, unit: str | None) -> str | None:
 
 
 def answer(request: Request, book: Ledger, *, plan: Plan, config: LedgerFile, pages, who: UserRecord,
-           format: str, title: str, drill_run: str | None = None) -> Any:
+           format: str, title: str, drill_run: str | None = None,
+           owed: list[RectificationStatus] | None = None) -> Any:
     """The ledger as the client asked: the page, a file, or JSON."""
     stem = quote(f"{title}-{book.period_from.astimezone(BEIJING):%Y%m%d}")
     if format == "xlsx":
@@ -88,12 +90,12 @@ def answer(request: Request, book: Ledger, *, plan: Plan, config: LedgerFile, pa
         return Response(circular_docx(draft, drill=book.drill), media_type=DOCX,
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}-{quote('通报')}.docx"})
     if wants_html(request):
-        return page(request, book, plan=plan, pages=pages, who=who, title=title, drill_run=drill_run)
+        return page(request, book, plan=plan, pages=pages, who=who, title=title, drill_run=drill_run, owed=owed or [])
     return book
 
 
 def page(request: Request, book: Ledger, *, plan: Plan, pages, who: UserRecord, title: str,
-         drill_run: str | None) -> Response:
+         drill_run: str | None, owed: list[RectificationStatus]) -> Response:
     query = {"from": book.period_from.isoformat(), "to": book.period_to.isoformat()}
     if book.unit_id:
         query["unit"] = book.unit_id
@@ -106,12 +108,13 @@ def page(request: Request, book: Ledger, *, plan: Plan, pages, who: UserRecord, 
                         to_day=(book.period_to - timedelta(microseconds=1)).astimezone(BEIJING).strftime("%Y-%m-%d"),
                         xlsx=f"{here}?{urlencode({**query, 'format': 'xlsx'})}",
                         docx=f"{here}?{urlencode({**query, 'format': 'docx'})}",
-                        can_issue=can(who, "ledger.issue") and not book.drill)
+                        can_issue=can(who, "ledger.issue") and not book.drill, owed=owed,
+                        status_names=STATUS_NAMES)
 
 
 @router.get("/ledger", response_model=Ledger, responses={**responses(401, 403, 422), **FILES})
 async def live_ledger(request: Request, plan: PlanDep, view: ViewDep, clock: ClockDep, config: LedgerConfigDep,
-                      pages: PagesDep, start: FROM = None, end: TO = None, unit: UNIT = None, format: Format = "json",
+                      pages: PagesDep, circulars: CircularsDep, start: FROM = None, end: TO = None, unit: UNIT = None, format: Format = "json",
                       who: UserRecord | Response = require_page("ledger.read")) -> Any:
     """Per unit, every obligation it owned whose due time falls in [from, to), with its outcome (按时, 迟报
     with its minutes, 漏报, 内容不全, 接报滞后 recorded against the source, 未到期), each with its reason
@@ -124,7 +127,9 @@ async def live_ledger(request: Request, plan: PlanDep, view: ViewDep, clock: Clo
     unit = known(plan, unit)
     book = ledger(incident_records(view), plan, config, period_from=start, period_to=end, now=now, unit_id=unit)
     log.info("ledger_read", rows=len(book.rows), flags=len(book.flags), format=format)
-    return answer(request, book, plan=plan, config=config, pages=pages, who=who, format=format, title="信息报送台账")
+    owed = [r for r in rectifications(circulars.records, now=now) if unit is None or r.unit_id == unit]
+    return answer(request, book, plan=plan, config=config, pages=pages, who=who, format=format, title="信息报送台账",
+                  owed=owed)
 
 
 @router.get("/drills/{run_id}/ledger", response_model=Ledger, responses={**responses(401, 403, 404, 422), **FILES})

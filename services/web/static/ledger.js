@@ -21,3 +21,24 @@
     window.location.assign(`${window.location.pathname}?${q}`);
   });
 })();
+
+// 印发通报 (5.5.1): the period's units with breaches then owe a 限期整改; the page shows them after it
+(() => {
+  const button = document.getElementById('issue-circular');
+  if (!button) return;
+  const result = document.getElementById('issue-result');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    const { status, body } = await YJ.api('/ledger/circulars', {
+      method: 'POST', json: { from: button.dataset.from, to: button.dataset.to } });
+    if (status === 201) {
+      result.textContent = `已印发：${body.circular.units.length} 个单位须限期整改`;
+      window.location.reload();
+      return;
+    }
+    button.disabled = false;
+    const fields = (body && body.fields) || [];
+    result.textContent = fields.length ? fields.map((f) => YJ.translate(f.message)).join('；') : `未能印发（${status}）`;
+  });
+})();
+
