@@ -224,3 +224,9 @@ def test_the_openapi_document_says_what_the_ledger_answers(api):
     assert "422" in op["responses"] and "/drills/{run_id}/ledger" in doc["paths"]
     row = doc["components"]["schemas"]["Row"]["properties"]
     assert {"outcome", "minutes_late", "due_at", "unit_id", "source_delay_minutes"} <= set(row)
+
+
+def test_the_unit_parameter_lists_the_plans_units(api):
+    app, *_ = api
+    param = next(p for p in app.openapi()["paths"]["/ledger"]["get"]["parameters"] if p["name"] == "unit")
+    assert set(param["schema"]["anyOf"][0]["enum"]) == set(PLAN.units)

@@ -51,7 +51,8 @@ FROM = Annotated[datetime | None, Query(alias="from", description="the period's 
 TO = Annotated[datetime | None, Query(alias="to", description="the period's end (excluded); absent: a day after from")]
 UNIT = Annotated[str | None, Query(description="a unit's id (units.yaml): its rows only", max_length=64)]
 FILES = {200: {"content": {"application/json": {}, XLSX: {}, DOCX: {}, "text/html": {}},
-               "description": "the ledger as JSON; with format=xlsx or docx, the file; a browser, the page"}}
+               "description": "the ledger as JSON; with format=xlsx or docx, the file; a browser, the page"},
+         303: {"description": "a browser (Accept: text/html) not signed in: to /login, and back"}}
 
 
 def period(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
