@@ -11,6 +11,7 @@ side, never concluded. A ledger is of live incidents or of drill ones, never bot
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -246,7 +247,7 @@ def rows_of(rec: IncidentRecords, units: Units, config: LedgerFile, now: datetim
         outcome, late, delay, reason = classed
         rule = config.outcomes[outcome.value]
         assert ob.due_at is not None
-        out.append(Row(
+        out.append(Row.model_construct(  # the values are the fold's and the config's, typed: not validated again
             incident_id=rec.incident_id, drill=rec.report.drill, type_name=rec.type_name, obligation=ob.kind,
             label=ob.label, opening=counters[ob.kind], unit_id=units.unit_ids_by_name.get(ob.owner or ""),
             unit=ob.owner or "", due_at=ob.due_at, filed_at=ob.filed_at, outcome=outcome, outcome_label=rule.label,
@@ -348,6 +349,8 @@ def ledger(incidents: Iterable[IncidentRecords], units: Units, config: LedgerFil
     for rec in incidents:
         if rec.report.drill != drill:
             continue  # a drill's breaches are never in the live ledger, nor live ones in a drill's
+        if not _may_touch(rec, period_from, period_to):
+            continue
         rows += [r for r in rows_of(rec, units, config, now) if period_from <= r.due_at < period_to
                  and (unit_id is None or r.unit_id == unit_id)]
         flags += [f for f in flags_of(rec, units, config) if period_from <= f.followup.at < period_to
@@ -363,6 +366,20 @@ def ledger(incidents: Iterable[IncidentRecords], units: Units, config: LedgerFil
         notes=[config.source_delay.note, config.concealment.note, config.rectification.note])
 
 
+def _may_touch(rec: IncidentRecords, period_from: datetime, period_to: datetime) -> bool:
+    """Whether any obligation of the incident can fall due, or any follow-up be filed, in the period: not if
+    it occurred after the period, nor if every due time it opened and every filing came before it."""
+    if rec.report.occurred_at >= period_to:
+        return False
+    latest = rec.report.received_at
+    for e in rec.events:
+        if e.kind is EventKind.OBLIGATION_OPENED and e.details.get("due_at"):
+            latest = max(latest, datetime.fromisoformat(str(e.details["due_at"])))
+        elif e.kind is EventKind.REPORT_FILED:
+            latest = max(latest, e.at)
+    return latest >= period_from
+
+
 def _unit_lines(rows: list[Row], flags: list[ConcealmentFlag], starts: list[datetime]) -> list[UnitLine]:
     """Per unit: its rows by outcome and its breaches per bucket. 接报滞后 is the source's, not the unit's:
     its rows are counted (so the unit's obligations add up) and are no breach."""
@@ -374,13 +391,13 @@ def _unit_lines(rows: list[Row], flags: list[ConcealmentFlag], starts: list[date
     lines = []
     for unit, mine in by_unit.items():
         counts = {o.value: sum(1 for r in mine if r.outcome is o) for o in Outcome}
-        trend = []
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else None
-            inside = [r for r in mine if r.due_at >= start and (end is None or r.due_at < end)]
-            trend.append(TrendPoint(start=start, late=sum(1 for r in inside if r.outcome is Outcome.LATE),
-                                    missed=sum(1 for r in inside if r.outcome is Outcome.MISSED),
-                                    incomplete=sum(1 for r in inside if r.outcome is Outcome.INCOMPLETE)))
+        tally = [dict.fromkeys(BREACHES, 0) for _ in starts]
+        for r in mine:  # each row into its bucket once: the last bucket whose start is not after its due time
+            i = bisect_right(starts, r.due_at) - 1
+            if i >= 0 and r.outcome in BREACHES:
+                tally[i][r.outcome] += 1
+        trend = [TrendPoint(start=start, late=t[Outcome.LATE], missed=t[Outcome.MISSED], incomplete=t[Outcome.INCOMPLETE])
+                 for start, t in zip(starts, tally)]
         unit_id = next((r.unit_id for r in mine), None) or next((f.unit_id for f in flags if f.unit == unit), None)
         lines.append(UnitLine(unit_id=unit_id, unit=unit, counts=counts,
                               breaches=sum(counts[o.value] for o in BREACHES),

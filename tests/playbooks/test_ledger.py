@@ -17,7 +17,7 @@ from playbooks.ledger.rules import IncidentRecords, Outcome, buckets, flags_of, 
 from playbooks.lifecycle import Outcome as Step, check_due, handle, start
 from tests.playbooks.conftest import make_report
 from topics.ledger import CircularIssued, RectificationReported
-from topics.models import FollowupFacts, IncidentCommand, IncidentReported, ReportFiled
+from topics.models import EndRecorded, FollowupFacts, IncidentCommand, IncidentReported, ReportFiled
 
 RECEIVED = datetime(2026, 11, 22, 1, 20, tzinfo=timezone.utc)  # 09:20 in Beijing
 M = timedelta(minutes=1)
@@ -54,6 +54,14 @@ class Story:
         at = self.received + minutes * M
         body = ReportFiled(id=f"f{self.n}", incident_id=self.state.incident_id, kind=kind, unit_id="x",
                            filed_at=at, filed_by="值班员甲", **over)
+        cmd = IncidentCommand(id=f"c{self.n}", incident_id=self.state.incident_id, body=body)
+        return self._step(handle(self.state, cmd, self.plan, at))
+
+    def end(self, minutes: float) -> "Story":
+        self.n += 1
+        at = self.received + minutes * M
+        body = EndRecorded(id=f"e{self.n}", incident_id=self.state.incident_id, authority="district_committee",
+                           decided_by="区应急委", ended_at=at, recorded_by="指挥员乙")
         cmd = IncidentCommand(id=f"c{self.n}", incident_id=self.state.incident_id, body=body)
         return self._step(handle(self.state, cmd, self.plan, at))
 
@@ -284,3 +292,16 @@ def test_an_unknown_issuer_fails_at_load(tmp_path, plan):
                                                                    "issuer: nobody"), encoding="utf-8")
     with pytest.raises(ValueError, match="circular.issuer"):
         load_ledger(bad, units=frozenset(plan.units))
+
+
+def test_an_old_incident_is_in_the_ledger_of_the_day_its_obligation_falls_due(plan, config):
+    """5.5.2 over a month: the 总结评估报告 owed 30 days after the end (5.4.2) is in the ledger of that day,
+    and an incident that owes nothing in a period is not read for it."""
+    story = Story(plan).file("phone_report", 5).end(30)
+    month = DAY_FROM + timedelta(days=30)
+    book = ledger([story.records()], plan, config, period_from=month, period_to=month + timedelta(days=1),
+                  now=month + timedelta(days=2))
+    assert [(r.obligation, r.outcome) for r in book.rows] == [("evaluation_report", Outcome.MISSED)]
+    quiet = ledger([story.records()], plan, config, period_from=month + timedelta(days=5),
+                   period_to=month + timedelta(days=6), now=month + timedelta(days=7))
+    assert quiet.rows == [] and quiet.flags == []

@@ -9,8 +9,10 @@ meets it. Thin: the ledger, the draft and the statuses are playbooks.ledger's.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -126,7 +128,10 @@ async def live_ledger(request: Request, plan: PlanDep, view: ViewDep, clock: Clo
     now = clock.now()
     start, end = period(start, end, now)
     unit = known(plan, unit)
-    book = ledger(incident_records(view), plan, config, period_from=start, period_to=end, now=now, unit_id=unit)
+    # the records taken here, on the loop (the view changes as it reads the log); the ledger computed off it,
+    # so a long period of many incidents does not hold up the board's streams
+    book = await asyncio.to_thread(partial(ledger, incident_records(view), plan, config, period_from=start, period_to=end,
+                                           now=now, unit_id=unit))
     log.info("ledger_read", rows=len(book.rows), flags=len(book.flags), format=format)
     owed = [r for r in rectifications(circulars.records, now=now) if unit is None or r.unit_id == unit]
     return answer(request, book, plan=plan, config=config, pages=pages, who=who, format=format, title="信息报送台账",
@@ -148,8 +153,8 @@ async def drill_ledger(request: Request, run_id: RunId, plan: PlanDep, view: Vie
     now = run.simulated_now or run.end
     start, end = period(start or run.start, end or max(run.end, now) + timedelta(days=1), now)
     unit = known(plan, unit)
-    book = ledger(incident_records(view, run.incidents), plan, config, period_from=start, period_to=end, now=now,
-                  drill=True, unit_id=unit)
+    book = await asyncio.to_thread(partial(ledger, incident_records(view, run.incidents), plan, config,
+                                           period_from=start, period_to=end, now=now, drill=True, unit_id=unit))
     return answer(request, book, plan=plan, config=config, pages=pages, who=who, format=format,
                   title=f"演练信息报送台账-{run_id}", drill_run=run_id)
 
