@@ -77,21 +77,21 @@ class LedgerRecord(Contract):
 
 
 class CircularRequest(Contract):
-    """Issue the 通报 of the live ledger's period [from, to) (POST /ledger/circulars)."""
+    """Issue the 通报 of the live ledger of the period [start, end) (POST /ledger/circulars)."""
 
-    period_from: InputDatetime = Field(alias="from")
-    period_to: InputDatetime = Field(alias="to")
+    start: InputDatetime = Field(description="the period's start, as GET /ledger's `from`")
+    end: InputDatetime = Field(description="the period's end (excluded), as GET /ledger's `to`")
 
     @model_validator(mode="after")
     def _period(self) -> "CircularRequest":
-        if self.period_from > self.period_to:
-            raise ValueError("from: must not be after to")
+        if self.start > self.end:
+            raise ValueError("start: must not be after end")
         return self
 
 
 class RectificationRequest(Contract):
-    """A unit named in a 通报 reports its 整改 (POST /ledger/circulars/{id}/rectifications)."""
+    """A unit named in a 通报 files its 整改 report (POST /ledger/circulars/{id}/rectifications)."""
 
     unit_id: ShortText
-    reported_at: InputDatetime
-    reported_by: ShortText = Field(min_length=1)
+    filed_at: InputDatetime
+    filed_by: ShortText = Field(min_length=1)

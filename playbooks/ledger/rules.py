@@ -339,7 +339,8 @@ def buckets(period_from: datetime, period_to: datetime, config: LedgerFile) -> t
 
 
 def ledger(incidents: Iterable[IncidentRecords], units: Units, config: LedgerFile, *, period_from: datetime,
-           period_to: datetime, now: datetime, drill: bool = False, unit_id: str | None = None) -> Ledger:
+           period_to: datetime, now: datetime, drill: bool = False, unit_id: str | None = None,
+           trend: bool = True) -> Ledger:
     """The ledger of a period: the rows whose due time falls in [period_from, period_to) and the flags
     whose follow-up does, of live incidents (drill False) or drill ones (True); of one unit if named."""
     if period_from > period_to:
@@ -357,7 +358,7 @@ def ledger(incidents: Iterable[IncidentRecords], units: Units, config: LedgerFil
                   and (unit_id is None or f.unit_id == unit_id)]
     rows.sort(key=lambda r: (r.due_at, r.incident_id, r.obligation, r.opening))
     flags.sort(key=lambda f: (f.followup.at, f.incident_id))
-    bucket, starts = buckets(period_from, period_to, config)
+    bucket, starts = buckets(period_from, period_to, config) if trend else ("day", [])  # no trend: a 通报 needs none
     return Ledger(
         period_from=period_from, period_to=period_to, now=now, drill=drill, unit_id=unit_id, bucket=bucket,
         outcomes=[OutcomeInfo(id=Outcome(k), label=o.label, section=o.section, rule=o.rule, breach=o.breach,

@@ -189,11 +189,16 @@ def test_the_page_for_a_browser(api):
 def test_issuing_the_circular_makes_each_units_rectification_an_obligation(api):
     app, client, tokens, kept, _, _ = api
     auth = {"Authorization": f"Bearer {tokens[Role.COMMANDER]}"}
-    assert client.post("/ledger/circulars", json={"from": DAY["to"], "to": DAY["from"]}, headers=auth).status_code == 422
-    assert client.post("/ledger/circulars", json=DAY,
+    period = {"start": DAY["from"], "end": DAY["to"]}
+    reversed_ = client.post("/ledger/circulars", json={"start": DAY["to"], "end": DAY["from"]}, headers=auth)
+    assert reversed_.status_code == 422 and reversed_.json()["fields"][0]["field"] == "start"
+    quiet = client.post("/ledger/circulars", json={"start": "2026-12-01T00:00:00+08:00", "end": "2026-12-02T00:00:00+08:00"},
+                        headers=auth)  # nobody breached that day: nothing to 通报
+    assert quiet.status_code == 409 and quiet.json()["fields"][0]["field"] == "units"
+    assert client.post("/ledger/circulars", json=period,
                        headers={"Authorization": f"Bearer {tokens[Role.VIEWER]}"}).status_code == 403
     assert [t for t, _, _ in kept.records] == []  # refused: nothing written
-    resp = client.post("/ledger/circulars", json=DAY, headers=auth)
+    resp = client.post("/ledger/circulars", json=period, headers=auth)
     assert resp.status_code == 201, resp.text
     circular = resp.json()["circular"]
     (topic, key, record), = kept.records
@@ -205,14 +210,14 @@ def test_issuing_the_circular_makes_each_units_rectification_an_obligation(api):
     due = datetime.fromisoformat(owed["district_urban_management_commission"]["due_at"])
     assert due == NOW + timedelta(days=15)  # ledger.yaml's term (our choice)
     url = f"/ledger/circulars/{circular['id']}/rectifications"
-    bad = client.post(url, json={"unit_id": "district_party_committee", "reported_at": NOW.isoformat(),
-                                 "reported_by": "区委"}, headers=auth)
+    bad = client.post(url, json={"unit_id": "district_party_committee", "filed_at": NOW.isoformat(),
+                                 "filed_by": "区委"}, headers=auth)
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "unit_id"
     ok = client.post(url, json={"unit_id": "district_urban_management_commission",
-                                "reported_at": (NOW - M).isoformat(), "reported_by": "区城市管理委"}, headers=auth)
+                                "filed_at": (NOW - M).isoformat(), "filed_by": "区城市管理委"}, headers=auth)
     assert ok.status_code == 201 and ok.json()["status"] == "met"
-    assert client.post("/ledger/circulars/nope/rectifications", json={"unit_id": "x", "reported_at": NOW.isoformat(),
-                                                                      "reported_by": "x"}, headers=auth).status_code == 404
+    assert client.post("/ledger/circulars/nope/rectifications", json={"unit_id": "x", "filed_at": NOW.isoformat(),
+                                                                      "filed_by": "x"}, headers=auth).status_code == 404
 
 
 def test_the_openapi_document_says_what_the_ledger_answers(api):

@@ -27,7 +27,7 @@ from playbooks.ledger.config import LedgerFile
 from playbooks.ledger.rules import Ledger, ledger
 from playbooks.plan import Plan
 from services.ledger_book import incident_records
-from services.web.answers import invalid, responses
+from services.web.answers import conflict, invalid, responses
 from services.web.auth import require, require_page, wants_html
 from services.web.documents import DOCX
 from services.web.ledger_chart import trend_chart
@@ -168,21 +168,21 @@ class CircularAnswer(BaseModel):
 
 
 @router.post("/ledger/circulars", status_code=201, response_model=CircularAnswer,
-             responses=responses(401, 403, 422, 503))
+             responses=responses(401, 403, 409, 422, 503))
 async def issue_circular(body: CircularRequest, plan: PlanDep, view: ViewDep, clock: ClockDep, config: LedgerConfigDep,
                          publisher: PublisherDep, circulars: CircularsDep,
                          user: UserRecord = require("ledger.issue")) -> Any:
-    """Issue the 通报 of the live ledger of [from, to) (5.5.1): each unit with a breach then owes a 限期整改
-    by the term of ledger.yaml (our choice), recorded on the log; 422 naming `units` when nobody breached."""
+    """Issue the 通报 of the live ledger of [start, end) (5.5.1): each unit with a breach then owes a 限期整改
+    by the term of ledger.yaml (our choice), recorded on the log; 409 naming `units` when nobody breached."""
     now = clock.now()
-    start, end = period(body.period_from, body.period_to, now)
-    book = ledger(incident_records(view), plan, config, period_from=start, period_to=end, now=now)
+    book = await asyncio.to_thread(partial(ledger, incident_records(view), plan, config, period_from=body.start,
+                                           period_to=body.end, now=now, trend=False))
     draft = draft_circular(book, config, plan, issued_at=now)
     try:
         record = circular_record(draft, circular_id=f"circular-{uuid.uuid4().hex[:16]}", issued_by=user.name)
-    except ValueError as exc:
+    except ValueError as exc:  # nobody breached in the period: what is on record leaves nothing to 通报
         field, _, message = str(exc).partition(": ")
-        return invalid([{"field": field, "message": message}], error="nothing to issue")
+        return conflict(field, message)
     issued = LedgerRecord(id=record.id, body=record)
     await publisher.send(LEDGER_CIRCULARS.name, record.id, issued, what="the 通报")
     circulars.apply(issued)  # acknowledged (acks=all): shown at once here; read back later, it is the same record
@@ -212,8 +212,8 @@ async def report_rectification(circular_id: RecordIdParam, body: RectificationRe
         return invalid([{"field": "unit_id", "message": f"{body.unit_id!r} is not named in 通报 {circular_id}"}],
                        error="not named in the 通报")
     rid = f"rect-{uuid.uuid4().hex[:16]}"
-    record = RectificationReported(id=rid, circular_id=circular_id, unit_id=body.unit_id, reported_at=body.reported_at,
-                                   reported_by=body.reported_by)
+    record = RectificationReported(id=rid, circular_id=circular_id, unit_id=body.unit_id, reported_at=body.filed_at,
+                                   reported_by=body.filed_by)
     reported = LedgerRecord(id=rid, body=record)
     await publisher.send(LEDGER_CIRCULARS.name, circular_id, reported, what="the 整改 report")
     circulars.apply(reported)

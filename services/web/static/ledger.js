@@ -30,7 +30,7 @@
   button.addEventListener('click', async () => {
     button.disabled = true;
     const { status, body } = await YJ.api('/ledger/circulars', {
-      method: 'POST', json: { from: button.dataset.from, to: button.dataset.to } });
+      method: 'POST', json: { start: button.dataset.from, end: button.dataset.to } });
     if (status === 201) {
       result.textContent = `已印发：${body.circular.units.length} 个单位须限期整改`;
       window.location.reload();
