@@ -15,7 +15,7 @@ from pydantic import Field
 
 from playbooks.fold import ObligationStatus, next_status
 from playbooks.ledger.config import LedgerFile
-from playbooks.ledger.rules import Ledger, _Out
+from playbooks.ledger.rules import Ledger, LedgerModel
 from topics.ledger import CircularIssued, RectificationOwed, RectificationReported
 from topics.models import EventKind
 
@@ -24,7 +24,7 @@ class UnitNames(Protocol):
     def unit_name(self, unit_id: str) -> str: ...
 
 
-class CircularBreach(_Out):
+class CircularBreach(LedgerModel):
     incident_id: str
     type_name: str
     obligation: str
@@ -36,7 +36,7 @@ class CircularBreach(_Out):
     items_missing: list[str]
 
 
-class CircularUnit(_Out):
+class CircularUnit(LedgerModel):
     unit_id: str | None
     unit: str
     counts: dict[str, int] = Field(description="by the outcome's label: 迟报, 漏报, 内容不全")
@@ -45,7 +45,7 @@ class CircularUnit(_Out):
     remind_at: datetime
 
 
-class CircularDraft(_Out):
+class CircularDraft(LedgerModel):
     title: str
     issuer_id: str
     issuer: str
@@ -101,7 +101,7 @@ def circular_record(draft: CircularDraft, *, circular_id: str, issued_by: str) -
                                  remind_at=u.remind_at) for u in draft.units if u.unit_id is not None])
 
 
-class RectificationStatus(_Out):
+class RectificationStatus(LedgerModel):
     circular_id: str
     unit_id: str
     unit: str

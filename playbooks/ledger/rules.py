@@ -62,11 +62,13 @@ class IncidentRecords:
     events: tuple[IncidentEvent, ...]
 
 
-class _Out(BaseModel):
+class LedgerModel(BaseModel):
+    """Base of what the ledger answers: immutable, unknown fields refused (the API's response models)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Row(_Out):
+class Row(LedgerModel):
     """One obligation (one opening of it) and what became of it."""
 
     incident_id: str
@@ -93,7 +95,7 @@ class Row(_Out):
     reason: str
 
 
-class ReportSide(_Out):
+class ReportSide(LedgerModel):
     """One of the two reports a 瞒报 flag sets side by side."""
 
     at: datetime
@@ -102,7 +104,7 @@ class ReportSide(_Out):
     by: str | None = None
 
 
-class ConcealmentFlag(_Out):
+class ConcealmentFlag(LedgerModel):
     """A possible 瞒报, for a person to review: never a conclusion of the software."""
 
     incident_id: str
@@ -118,14 +120,14 @@ class ConcealmentFlag(_Out):
     status: Literal["待核实"] = "待核实"
 
 
-class TrendPoint(_Out):
+class TrendPoint(LedgerModel):
     start: datetime = Field(description="the bucket's start (an hour or a day, Asia/Shanghai)")
     late: int
     missed: int
     incomplete: int
 
 
-class UnitLine(_Out):
+class UnitLine(LedgerModel):
     unit_id: str | None
     unit: str
     counts: dict[str, int] = Field(description="rows by outcome id")
@@ -135,13 +137,13 @@ class UnitLine(_Out):
     trend: list[TrendPoint]
 
 
-class SourceLine(_Out):
+class SourceLine(LedgerModel):
     source: str
     deadlines_passed: int = Field(description="obligations whose deadline had passed at 接报")
     minutes: float = Field(description="by how long, summed")
 
 
-class OutcomeInfo(_Out):
+class OutcomeInfo(LedgerModel):
     id: Outcome
     label: str
     section: str
@@ -150,7 +152,7 @@ class OutcomeInfo(_Out):
     basis: Literal["plan", "our_choice"]
 
 
-class Ledger(_Out):
+class Ledger(LedgerModel):
     period_from: datetime
     period_to: datetime
     now: datetime
@@ -207,8 +209,8 @@ def _classify(ob: ObligationFold, lacking: tuple[str, ...], learned_at: datetime
         # 接报滞后: the deadline had passed when the service first learned of the event (4.1.2: the source
         # owed it at once). The unit is held to the grace after 接报 instead (ledger.yaml, our choice).
         delay = _minutes(learned_at - due)
-        grace = timedelta(minutes=config.source_delay.unit_grace_minutes)
-        held_to = learned_at + grace
+        grace_minutes = config.source_delay.unit_grace_minutes
+        held_to = learned_at + timedelta(minutes=grace_minutes)
         head = f"接报时{ob.label}时限已过 {delay:g} 分钟（接报滞后，记在信息来源）"
         if filed is not None and filed <= held_to:
             if lacking:
@@ -216,10 +218,10 @@ def _classify(ob: ObligationFold, lacking: tuple[str, ...], learned_at: datetime
             return Outcome.SOURCE_DELAY, None, delay, f"{head}；单位于接报后 {_minutes(filed - learned_at):g} 分钟内报送"
         if filed is not None:
             late = _minutes(filed - held_to)
-            return Outcome.LATE, late, delay, f"{head}；单位超过接报后{grace.seconds // 60}分钟仍未报送，迟报 {late:g} 分钟"
+            return Outcome.LATE, late, delay, f"{head}；单位超过接报后{grace_minutes}分钟仍未报送，迟报 {late:g} 分钟"
         if now >= held_to:
-            return Outcome.MISSED, None, delay, f"{head}；接报后{grace.seconds // 60}分钟仍未报送：漏报"
-        return Outcome.SOURCE_DELAY, None, delay, f"{head}；尚未报送，应于接报后{grace.seconds // 60}分钟内报送"
+            return Outcome.MISSED, None, delay, f"{head}；接报后{grace_minutes}分钟仍未报送：漏报"
+        return Outcome.SOURCE_DELAY, None, delay, f"{head}；尚未报送，应于接报后{grace_minutes}分钟内报送"
     if ob.status == "met":
         if lacking:
             return Outcome.INCOMPLETE, None, None, f"{ob.label}按时报送，但缺少4.1.5要素：{names}（报告要素不全）"
