@@ -86,7 +86,8 @@ def circular_docx(draft: CircularDraft, *, drill: bool = False) -> bytes:
             for cell, text in zip(cells, (b.incident_id, b.type_name, b.label, when(b.due_at), what,
                                           f"{b.minutes_late:g}" if b.minutes_late is not None else "")):
                 cell.text = text
-        doc.add_paragraph(f"限期整改：请于{when(unit.rectify_by)}前报送整改情况（{draft.rectification_section}）。")
+        section = draft.rectification_section.split("（")[0]  # "5.5.1", without the plan's words beside it
+        doc.add_paragraph(f"限期整改：请于{when(unit.rectify_by)}前报送整改情况（预案{section}）。")
     doc.add_paragraph(draft.closing)
     if draft.flags_for_review:
         doc.add_paragraph(f"另：本期间续报明显高于首报的{draft.flags_for_review}起，已标记为疑似瞒报，待核实后另行处理，"

@@ -283,6 +283,10 @@ def test_every_figure_of_ours_is_marked(config):
         assert raw[block]["basis"] == "our_choice", block
         assert "预案未规定" in raw[block]["note"], block
     assert config.outcomes["late"].basis == "plan" and config.outcomes["late"].section == "5.5.2"
+    # the notes people read say the figures the rules use: a changed figure with a stale note fails here
+    assert f"{config.source_delay.unit_grace_minutes}分钟" in config.source_delay.note
+    assert f"{config.rectification.due_after_days}日" in config.rectification.note
+    assert f"{config.concealment.counts['deaths'].factor:g}倍" in config.concealment.note
     assert config.outcomes["source_delay"].basis == "our_choice"
 
 
