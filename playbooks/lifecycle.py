@@ -40,6 +40,7 @@ from topics.models import (
 
 SEEN_MAX = 256  # command ids remembered per incident for at-least-once redelivery
 LATE_DETECTION_S = 1.0  # a breach noticed later than this after its due time says so
+FOLLOWUP_COUNTS = ("deaths", "missing", "serious_injuries", "injuries", "poisoned")  # on a follow-up's REPORT_FILED
 
 
 class State(BaseModel):
@@ -323,8 +324,12 @@ def _file(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
                  section="4.7.1", by=r.drafted_by, report_kind=label)
         em.event(EventKind.RELEASE_APPROVED, f"{r.approved_by} 批准对外发布（{label}）", at=r.approved_at,
                  section="4.7.1", by=r.approved_by, report_kind=label)
+    # a follow-up's casualty counts travel on its timeline line: the ledger sets them beside the first
+    # report's to flag a possible 瞒报 for review (5.5.2; playbooks/ledger)
+    counts = {f"followup_{k}": getattr(cmd.followup.facts, k) for k in FOLLOWUP_COUNTS} \
+        if cmd.followup is not None and cmd.followup.facts is not None else {}
     em.event(EventKind.REPORT_FILED, f"{cmd.filed_by} 报送 {label}", at=cmd.filed_at, by=cmd.recorded_by or cmd.filed_by,
-             section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id)
+             section="4.1.5", report_kind=cmd.kind.value, unit_id=cmd.unit_id, **counts)
     if cmd.items_missing:  # marked, not refused: an on-time incomplete report beats a late complete one
         names = "、".join(ITEM_LABELS.get(i, i) for i in cmd.items_missing)
         em.event(EventKind.REPORT_INCOMPLETE, f"{label}缺少4.1.5要素：{names}", at=cmd.filed_at, section="4.1.5",

@@ -21,6 +21,7 @@ from playbooks.delivery.channels import ChannelsFile
 from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
 from playbooks.duty.config import DutyFile
+from playbooks.ledger.config import LedgerFile
 from topics.models import Grade, ObligationKind, ResponseLevel
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -303,6 +304,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "channels.yaml": ChannelsFile,  # the same: used by load_channels only (issue 19)
     "warnings.yaml": WarningsFile,  # the same: used by load_warnings only (issue 20)
     "command.yaml": CommandFile,  # special HQs, special plans, key areas (issue 20); Plan.command
+    "ledger.yaml": LedgerFile,  # the 迟报/漏报/瞒报 ledger (issue 23): used by load_ledger only
 }
 
 # --- the plan -------------------------------------------------------------------------------

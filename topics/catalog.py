@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from topics.delivery import DeliveryEvent
 from topics.drills import DrillRunEvent
 from topics.duty import DutyEvent, RosterRecord
+from topics.ledger import LedgerRecord
 from topics.warnings import WarningEvent
 from topics.models import (
     DeadLetter,
@@ -203,6 +204,17 @@ DRILL_RUNS = TopicSpec(
     "failed, stopped) and stops asked of them: every API replica shows and controls the runs from here. One "
     "partition: few runs, read whole by every replica.",
 )
+LEDGER_CIRCULARS = TopicSpec(
+    name="yingji.ledger.circulars",
+    key="id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=-1,  # kept for good (Kafka: -1, no time limit): a 通报 and its 限期整改 are the record of 5.5.1
+    model=LedgerRecord,
+    description="The 通报 of the 迟报/漏报/瞒报 ledger (5.5.1, 5.5.2) as issued, each naming the units that owe a "
+    "限期整改 by a due time, and the units' reports that they have rectified. One partition: a few a month, read "
+    "whole by every API replica.",
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
@@ -219,6 +231,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     DELIVERIES,
     WARNING_EVENTS,
     DRILL_RUNS,
+    LEDGER_CIRCULARS,
     DEAD_LETTERS,
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from topics.catalog import CATALOG
+from topics.ledger import CircularRequest, RectificationRequest
 from topics.models import Decision
 from topics.requests import ApprovalRequest, EndRequest, FileReportRequest, NewUserRequest, ReportSubmission
 
@@ -16,7 +17,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 def contracts() -> dict[str, type[BaseModel]]:
     out: dict[str, type[BaseModel]] = {
-        m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest, NewUserRequest)
+        m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest, NewUserRequest,
+                                 CircularRequest, RectificationRequest)
     }
     for spec in CATALOG:
         out[spec.model.__name__] = spec.model

@@ -16,6 +16,7 @@ def openapi_with_plan(app: FastAPI, plan: Plan) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         declare_vocabulary(schema["components"]["schemas"], plan)
+        declare_unit_params(schema["paths"], plan)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -35,6 +36,15 @@ def declare_vocabulary(schemas: dict[str, Any], plan: Plan) -> None:
         "type": "string", "enum": sorted({*plan.units, *plan.parties}),
         "description": "the filing unit's id: a unit, party or street of the plan (units.yaml)",
     })
+
+
+def declare_unit_params(paths: dict[str, Any], plan: Plan) -> None:
+    """The ledger's `unit` query parameter (services.web.routes.ledger.known): one of the plan's unit ids."""
+    for path in ("/ledger", "/drills/{run_id}/ledger"):
+        for param in paths[path]["get"]["parameters"]:
+            if param["name"] == "unit":
+                param["schema"] = {"anyOf": [{"type": "string", "enum": sorted(plan.units)}, {"type": "null"}],
+                                   "title": "Unit", "description": param.get("description", "")}
 
 
 def _set(schemas: dict[str, Any], model: str, field: str, schema: dict[str, Any]) -> None:

@@ -29,6 +29,13 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "warning.read": ALL,
     "warning.issue": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
     "warning.approve": frozenset({Role.COMMANDER, Role.ADMIN}),
+    # the 迟报/漏报/瞒报 ledger (issue 23, 5.5): read by the command center's screen, the plan office (admin),
+    # the commanders and the duty officers; a drill run's own ledger by its controllers too; the 通报 issued by
+    # the commanders and the office; a unit's 整改 reported by those who answer for a unit (duty staff)
+    "ledger.read": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN}),
+    "ledger.drill": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN, Role.DRILL_CONTROLLER}),
+    "ledger.issue": frozenset({Role.COMMANDER, Role.ADMIN}),
+    "ledger.rectify": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
 }
 
 

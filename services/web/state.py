@@ -14,6 +14,8 @@ from fastapi import Depends, Request
 from playbooks.plan import Plan
 from services.clock import Clock
 from services.drill_book import DrillBook
+from services.ledger_book import CircularBook
+from playbooks.ledger.config import LedgerFile
 from playbooks.warning.rules import WarningsFile
 from services.duty.book import DutyBook
 from services.warnings.book import WarningBook
@@ -51,3 +53,5 @@ AckKeyDep = Annotated[bytes, Depends(_state("ack_key"))]
 WarningsDep = Annotated[WarningBook, Depends(_state("warnings"))]
 WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]
 DistrictMapDep = Annotated[DistrictMap, Depends(_state("district_map"))]
+LedgerConfigDep = Annotated[LedgerFile, Depends(_state("ledger_config"))]
+CircularsDep = Annotated[CircularBook, Depends(_state("circulars"))]

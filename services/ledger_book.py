@@ -1,0 +1,63 @@
+"""The ledger's inputs as the API holds them: the incidents of the read model (services/view.py) as the
+pure ledger reads them, and every 通报 issued and 整改 reported, followed from yingji.ledger.circulars.
+Nothing else is kept: the ledger itself is computed on each request from the log's records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+from aiokafka import TopicPartition
+from pydantic import ValidationError
+
+from playbooks.ledger.rules import IncidentRecords
+from services.following import ReadProgress, follow_from_start
+from services.view import IncidentView
+from topics.catalog import LEDGER_CIRCULARS
+from topics.ledger import CircularIssued, LedgerRecord, RectificationReported
+
+log = structlog.get_logger("yingji", stage="ledger")
+
+
+def incident_records(view: IncidentView, ids: Iterable[str] | None = None) -> list[IncidentRecords]:
+    """The view's incidents (those of `ids` only, if given) that are reported and decided, as the ledger reads them."""
+    chosen = view.incidents.values() if ids is None else (view.incidents[i] for i in ids if i in view.incidents)
+    out = []
+    for inc in list(chosen):
+        if inc.reported is None or not inc.events:
+            continue
+        type_name = inc.decisions[0].type_name if inc.decisions else (inc.decided.decision.type_name if inc.decided else "")
+        out.append(IncidentRecords(incident_id=inc.incident_id, report=inc.reported.report, type_name=type_name,
+                                   events=tuple(inc.events.values())))
+    return out
+
+
+class CircularBook:
+    """Every 通报 and 整改 report on the log, in order (one partition)."""
+
+    def __init__(self) -> None:
+        self.records: list[CircularIssued | RectificationReported] = []
+        self.ids: set[str] = set()
+        self.caught_up = asyncio.Event()
+        self.progress = ReadProgress()
+
+    @property
+    def circulars(self) -> dict[str, CircularIssued]:
+        return {r.id: r for r in self.records if isinstance(r, CircularIssued)}
+
+    def apply(self, record: LedgerRecord) -> None:
+        if record.id in self.ids:
+            return  # the same record again (a retried send): once
+        self.ids.add(record.id)
+        self.records.append(record.body)
+
+    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:  # noqa: ARG002 - follow_from_start's apply
+        try:
+            self.apply(LedgerRecord.model_validate_json(value))
+        except (ValidationError, ValueError) as exc:
+            log.error("bad_ledger_record", offset=offset, error=type(exc).__name__)
+
+    async def follow(self, bootstrap: str) -> None:
+        await follow_from_start(bootstrap, [TopicPartition(LEDGER_CIRCULARS.name, 0)], self.apply_raw, self.caught_up,
+                                "ledger", self.progress)
