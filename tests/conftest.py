@@ -56,15 +56,25 @@ class Service:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def read_records(bootstrap: str, topic: str, *, settle_s: float = 1.5) -> list:
-    """Every record of a topic from the beginning (no consumer group), until it is quiet for settle_s."""
+def read_records(bootstrap: str, topic: str, *, settle_s: float = 1.5, to_end: bool = False) -> list:
+    """Every record of a topic from the beginning (no consumer group), until it is quiet for settle_s.
+    `to_end`: every record written before the call (up to each partition's end offset then), without
+    waiting for quiet: a topic the workers go on writing (reminders and escalations of thousands of open
+    incidents) is never quiet for long."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              consumer_timeout_ms=int(settle_s * 1000), max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        return list(consumer)
+        if not to_end:
+            return list(consumer)
+        ends = consumer.end_offsets(parts)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                out.extend(r for r in batch if r.offset < ends[tp])
+        return out
     finally:
         consumer.close()
 
