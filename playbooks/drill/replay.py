@@ -7,6 +7,7 @@ emitted into the same Observed, so both are scored alike (playbooks.drill.evalua
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Union
@@ -154,52 +155,87 @@ def _warning_command(scenario: Scenario, inj: WarningInject, index: int, now: da
                           approver=inj.approver, reason=inj.reason, drill=True)
 
 
+class Replayer:
+    """Incidents' records through the pure lifecycle on a simulated clock: between records the clock
+    jumps from one due time to the next (reminder, breach, escalation step), so hours take milliseconds.
+
+    The one replay loop: a drill's injects (`replay` below) and a history of live records
+    (playbooks.whatif) both go through it. Due times wait in a heap, so a year of incidents costs
+    each step a logarithm, not a scan of every incident.
+
+    feed: if given, receives every record fed to the lifecycle with its simulated time, due checks
+    included, in order.
+    """
+
+    def __init__(self, plan: Plan, *, feed: list[FeedItem] | None = None, drill: bool = True):
+        self.plan, self.feed, self.drill = plan, feed, drill
+        self.states: dict[str, IncidentState] = {}
+        self.due_at: dict[str, datetime | None] = {}  # next_due_at of each state, kept as states change
+        self._heap: list[tuple[datetime, str]] = []  # (due, key); an entry is stale once due_at[key] moved
+        self.obs = Observed()
+
+    def record(self, key: str, out: Any) -> None:
+        inc = self.obs.incidents[key]
+        inc.events += out.events
+        inc.decisions += out.decisions
+        inc.notifications += out.notifications
+        if out.state is not self.states.get(key):  # an unchanged state keeps its due time
+            self.states[key] = out.state
+            due = self.due_at[key] = next_due_at(out.state, self.plan)
+            if due is not None:
+                heapq.heappush(self._heap, (due, key))
+
+    def advance(self, until: datetime, *, inclusive: bool) -> None:
+        """Every due check up to `until`. An inject at the very minute of a due time goes first (not
+        inclusive): a report filed at 10:00 for a 10:00 deadline is on time (the lifecycle's own rule),
+        so no breach may precede it."""
+        heap, due_at = self._heap, self.due_at
+        while heap:
+            now = heap[0][0]
+            if now > until or (now == until and not inclusive):
+                return
+            keys = set()
+            while heap and heap[0][0] == now:
+                _, key = heapq.heappop(heap)
+                if due_at.get(key) == now:
+                    keys.add(key)
+            for key in sorted(keys):
+                state = self.states[key]
+                if self.feed is not None:
+                    iid = state.incident_id
+                    cid = f"{iid}.due.{int(now.timestamp())}"
+                    self.feed.append((now, IncidentCommand(id=cid, incident_id=iid, drill=self.drill,
+                                                           body=DueCheck(id=cid, incident_id=iid, at=now))))
+                out = check_due(state, self.plan, now)
+                if out.empty:  # next_due_at promised work: refusing to spin is better than hanging
+                    raise RuntimeError(f"replay: {key} due at {now.isoformat()} but nothing happened")
+                self.record(key, out)
+
+    def start(self, key: str, rec: IncidentReported, now: datetime) -> None:
+        self.obs.incidents[key] = IncidentObserved(incident_id=rec.incident_id)
+        if self.feed is not None:
+            self.feed.append((now, rec))
+        self.record(key, start(rec, self.plan, now))
+
+    def handle(self, key: str, cmd: IncidentCommand, now: datetime) -> None:
+        if self.feed is not None:
+            self.feed.append((now, cmd))
+        self.record(key, handle(self.states[key], cmd, self.plan, now))
+
+
 def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[FeedItem] | None = None) -> Observed:
-    """Injects in time order through the lifecycle; between them the clock jumps from one due time to
-    the next (reminder, breach, escalation step), so six simulated hours take milliseconds.
+    """A scenario's injects in time order through the Replayer.
 
     feed: if given, receives every record fed to the lifecycle with its simulated time, due checks
     included, in order; `drill run` sends exactly these to the live pipeline at N× real time.
     """
-    states: dict[str, IncidentState] = {}
-    due_at: dict[str, datetime | None] = {}  # next_due_at of each state, kept as states change
-    obs = Observed()
-
-    def record(key: str, out: Any) -> None:
-        inc = obs.incidents[key]
-        inc.events += out.events
-        inc.decisions += out.decisions
-        inc.notifications += out.notifications
-        if out.state is not states.get(key):  # an unchanged state keeps its due time
-            states[key] = out.state
-            due_at[key] = next_due_at(out.state, plan)
-
-    def advance(until: datetime, *, inclusive: bool) -> None:
-        # An inject at the very minute of a due time goes first: a report filed at 10:00 for a
-        # 10:00 deadline is on time (the lifecycle's own rule), so no breach may precede it.
-        while True:
-            due = {k: t for k, t in due_at.items() if t is not None}
-            if not due:
-                return
-            now = min(due.values())
-            if now > until or (now == until and not inclusive):
-                return
-            for key in sorted(k for k, t in due.items() if t == now):
-                if feed is not None:
-                    iid = states[key].incident_id
-                    cid = f"{iid}.due.{int(now.timestamp())}"
-                    feed.append((now, IncidentCommand(id=cid, incident_id=iid, drill=True,
-                                                      body=DueCheck(id=cid, incident_id=iid, at=now))))
-                out = check_due(states[key], plan, now)
-                if out.empty:  # next_due_at promised work: refusing to spin is better than hanging
-                    raise RuntimeError(f"drill replay: {key} due at {now.isoformat()} but nothing happened")
-                record(key, out)
-
+    rp = Replayer(plan, feed=feed)
+    obs = rp.obs
     warnings_config = load_warnings() if any(isinstance(i, WarningInject) for i in scenario.injects) else None
     warning_states: dict[str, WarningState | None] = {}
     for index, inj in scenario.ordered():
         now = scenario.start + inj.at
-        advance(now, inclusive=False)
+        rp.advance(now, inclusive=False)
         if isinstance(inj, WarningInject):
             cmd = _warning_command(scenario, inj, index, now, plan, run)
             result = warning_step(warning_states.get(inj.incident), cmd, warnings_config, plan)
@@ -211,16 +247,8 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[Fee
                 feed.append((now, cmd))
             continue
         if isinstance(inj, ReportInject):
-            rec = _reported(scenario, inj, now, run)
-            obs.incidents[inj.incident] = IncidentObserved(incident_id=rec.incident_id)
-            if feed is not None:
-                feed.append((now, rec))
-            record(inj.incident, start(rec, plan, now))
+            rp.start(inj.incident, _reported(scenario, inj, now, run), now)
         else:
-            state = states[inj.incident]
-            cmd = _command(state, inj, index, now, plan)
-            if feed is not None:
-                feed.append((now, cmd))
-            record(inj.incident, handle(state, cmd, plan, now))
-    advance(scenario.end, inclusive=True)
+            rp.handle(inj.incident, _command(rp.states[inj.incident], inj, index, now, plan), now)
+    rp.advance(scenario.end, inclusive=True)
     return obs
