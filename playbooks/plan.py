@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
 from playbooks.duty.config import DutyFile
 from playbooks.ledger.config import LedgerFile
+from playbooks.yaml_lines import line_of, parse_path
 from topics.models import Grade, ObligationKind, ResponseLevel
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -56,8 +58,26 @@ class PlanModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+@dataclass(frozen=True)
+class PlanProblem:
+    """One thing wrong with the plan: its file, the line there (when the path is found) and the field."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}, line {self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
 class PlanError(ValueError):
-    """The plan's YAML is wrong: names the file and the path inside it."""
+    """The plan's YAML is wrong: names the file and the path inside it (and, in `problems`, the line)."""
+
+    def __init__(self, message: str, problems: list[PlanProblem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 # --- units and types ------------------------------------------------------------------------
@@ -389,21 +409,59 @@ class Plan(PlanModel):
         return self.parties[unit_id]
 
 
-def _load_yaml(path: Path, model: type[PlanModel]) -> Any:
+def _load_yaml(path: Path, model: type[PlanModel], roots: dict[str, yaml.Node | None] | None = None) -> Any:
+    """One file parsed and validated; its composed YAML kept in `roots` so a later problem can name its line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            root = loader.get_single_node()
+            raw = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except (OSError, yaml.YAMLError) as exc:
-        raise PlanError(f"{path.name}: cannot read: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        raise PlanError(f"{path.name}: cannot read: {exc}", [PlanProblem(
+            path.name, mark.line + 1 if mark is not None else None, "(yaml)", str(getattr(exc, "problem", exc)))]) from exc
+    if roots is not None:
+        roots[path.name] = root
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise PlanError(f"{path.name}: {problems}") from exc
+        raise PlanError(f"{path.name}: {problems}", [_problem(path.name, root, err) for err in exc.errors()]) from exc
 
 
-def _check_refs(plan: Plan) -> None:
+_PATH_FIRST = re.compile(r"^Value error, ([\w.\[\]-]+): (.*)$", re.S)
+
+
+def _problem(file: str, root: yaml.Node | None, err: Any) -> PlanProblem:
+    """A validation error with its line; a file-wide check's error (`path: message`) at the path it names."""
+    loc = list(err["loc"])
+    field, message = ".".join(str(p) for p in loc), err["msg"]
+    m = _PATH_FIRST.match(message) if err["type"] == "value_error" else None
+    if m:
+        inner, message = m.groups()
+        field = f"{field}.{inner}" if field else inner
+        loc += parse_path(inner)
+    return PlanProblem(file, line_of(root, loc), field or "(file)", message)
+
+
+def _refused(problems: list[str], roots: dict[str, yaml.Node | None]) -> PlanError:
+    """Cross-file problems, each written `file: path: message`, with the line the path leads to."""
+    out = []
+    for text in problems:
+        file, _, rest = text.partition(": ")
+        field, sep, message = rest.partition(": ")
+        if not sep:
+            field, message = "(file)", rest
+        out.append(PlanProblem(file, line_of(roots.get(file), parse_path(field)) if file in roots else None,
+                               field, message))
+    return PlanError("; ".join(problems), out)
+
+
+def _check_refs(plan: Plan, roots: dict[str, yaml.Node | None]) -> None:
     """Cross-file references, checked once at load."""
     known = set(plan.units) | set(plan.parties)
     problems: list[str] = []
@@ -442,10 +500,10 @@ def _check_refs(plan: Plan) -> None:
     if len(set(names)) != len(names):
         problems.append("incident_types.yaml: duplicate type names")
     if problems:
-        raise PlanError("; ".join(problems))
+        raise _refused(problems, roots)
 
 
-def _check_unique(units, types, response, notifications, obligations) -> None:
+def _check_unique(units, types, response, notifications, obligations, roots) -> None:
     """Ids are how decisions name their rules and how the plan's maps are keyed: a repeated one would
     silently replace the first (a unit, a type) or make a decision's reasons ambiguous (a rule)."""
     problems: list[str] = []
@@ -464,11 +522,12 @@ def _check_unique(units, types, response, notifications, obligations) -> None:
     # an incident holds one obligation per kind (IncidentState.obligations is keyed by it)
     once("obligations.yaml: obligations", [ob.kind.value for ob in obligations.obligations])
     if problems:
-        raise PlanError("; ".join(problems))
+        raise _refused(problems, roots)
 
 
 def load_plan(data_dir: Path = DATA_DIR) -> Plan:
-    files = {name: _load_yaml(data_dir / name, model) for name, model in PLAN_FILES.items()}
+    roots: dict[str, yaml.Node | None] = {}
+    files = {name: _load_yaml(data_dir / name, model, roots) for name, model in PLAN_FILES.items()}
     units = files["units.yaml"].units
     types_file = files["incident_types.yaml"]
     types = [*types_file.types, types_file.unlisted]
@@ -479,7 +538,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     digest = hashlib.sha256()
     for name in sorted(p.name for p in data_dir.glob("*.yaml")):
         digest.update((data_dir / name).read_bytes())
-    _check_unique(units, types, response, notifications, obligations)
+    _check_unique(units, types, response, notifications, obligations, roots)
     plan = Plan(
         units={u.id: u for u in units},
         types={t.id: t for t in types},
@@ -494,5 +553,5 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         command=files["command.yaml"],
         version=digest.hexdigest()[:12],
     )
-    _check_refs(plan)
+    _check_refs(plan, roots)
     return plan

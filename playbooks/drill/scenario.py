@@ -32,6 +32,7 @@ from pydantic import (
 
 from playbooks.fold import ObligationStatus
 from playbooks.plan import Plan
+from playbooks.yaml_lines import line_of as _line_of
 from topics.models import (
     EARLIEST,
     LATEST,
@@ -323,22 +324,6 @@ class ScenarioError(ValueError):
     def __init__(self, source: str, problems: list[ScenarioProblem]):
         self.source, self.problems = source, problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-def _line_of(root: yaml.Node | None, loc: Iterable[str | int]) -> int | None:
-    """Follow a pydantic error location down the composed YAML. A segment that is no key (a missing
-    field, a dict key's `[key]` marker) is skipped, so the line is the deepest node that exists."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for seg in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if str(k.value) == str(seg):
-                    node, line = v, k.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) and 0 <= seg < len(node.value):
-            node = node.value[seg]
-            line = node.start_mark.line + 1
-    return line
 
 
 def _duplicate_keys(node: yaml.Node | None, path: tuple = ()) -> list[tuple[tuple, int]]:
