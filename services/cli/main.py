@@ -72,13 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that need the broker; imported lazily so `classify` stays quick."""
-    from services.cli import delivery, drill, duty, service, standby
+    from services.cli import delivery, drill, duty, service, standby, whatif
 
     service.register(sub)
     drill.register(sub)
     duty.register(sub)
     delivery.register(sub)
     standby.register(sub)
+    whatif.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

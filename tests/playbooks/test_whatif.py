@@ -218,6 +218,15 @@ def test_the_shortcut_gives_the_report_a_full_replay_gives(in_force, history, tm
     assert (full.totals.replayed_twice, quick.totals.replayed_twice) == (3, twice)
 
 
+def test_outcomes_kept_between_questions_give_the_same_report(in_force, history, tmp_path):
+    baseline: dict = {}
+    first = what_if(history, in_force, load_revision(_revision(tmp_path / "a", *DEADLINE)), baseline=baseline)
+    assert len(baseline) == 3
+    revised = load_revision(_revision(tmp_path / "b", *THRESHOLD))
+    again = what_if(history, in_force, revised, baseline=baseline)
+    assert again == what_if(history, in_force, revised) and again != first
+
+
 # --- an invalid revision is refused naming file, line and field -------------------------------------------
 
 @pytest.mark.parametrize(("file", "old", "new", "field", "says"), [

@@ -1,0 +1,66 @@
+"""`yingji whatif --plan DIR --from ISO --to ISO`: had this revision been in force, what would have differed
+(issue 24; 7.1.5 修订, 7.2.1 验证性演练). Reads the period's live records from the log, never writes to a topic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from services.cli.messages import EXIT_INVALID
+
+EXIT_BROKER = 1  # the log could not be read
+
+
+def _aware(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not an ISO 8601 time") from exc
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give its timezone (e.g. +08:00)")
+    return at
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("whatif", help="replay a period's live incidents under a revised plan and print what differs")
+    p.add_argument("--plan", required=True, type=Path, help="the revised plan's data directory (as playbooks/data)")
+    p.add_argument("--from", dest="start", required=True, type=_aware, help="period start, ISO 8601 with timezone")
+    p.add_argument("--to", dest="until", required=True, type=_aware, help="period end, ISO 8601 with timezone")
+    p.add_argument("--format", choices=("md", "json", "xlsx"), default="md")
+    p.add_argument("--out", type=Path, help="write here instead of standard output (needed for xlsx)")
+    p.set_defaults(func=cmd_whatif)
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from playbooks.whatif import RevisionRefused, to_json, to_markdown
+    from services.settings import get_settings
+    from services.whatif import run_whatif, to_xlsx
+
+    if args.until <= args.start:
+        print("yingji whatif: --to must be after --from", file=sys.stderr)
+        return EXIT_INVALID
+    if args.format == "xlsx" and args.out is None:
+        print("yingji whatif: --format xlsx needs --out FILE", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        report = run_whatif(args.plan, args.start, args.until, bootstrap=get_settings().bootstrap)
+    except RevisionRefused as exc:
+        for problem in exc.problems:
+            print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except KafkaError as exc:
+        print(f"yingji whatif: the log could not be read: {exc!r}", file=sys.stderr)
+        return EXIT_BROKER
+    if args.format == "xlsx":
+        args.out.write_bytes(to_xlsx(report))
+        return 0
+    text = to_json(report) + "\n" if args.format == "json" else to_markdown(report)
+    if args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

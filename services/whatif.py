@@ -1,0 +1,126 @@
+"""What-if on the log (issue 24 item 1): a period's live records read from the topics, replayed under the plan
+in force and a revised plan by the pure core (playbooks.whatif), the report as Markdown, JSON or .xlsx.
+
+Read-only: a plain consumer with no group (nothing committed, no group joined), seeking by timestamp to the
+period's start; nothing is produced to any topic. `run_whatif` is what the CLI calls and what an API page
+can call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from playbooks.plan import Plan, load_plan
+from playbooks.whatif import (
+    ASPECT_LABEL,
+    BEIJING,
+    History,
+    WhatIfReport,
+    load_revision,
+    what_if,
+)
+from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
+from topics.models import IncidentCommand, IncidentReported
+
+# A producer's clock may run a little behind the broker's order: a partition is read this far past the
+# period's end before it is left, so a record stamped inside the period is not missed.
+READ_PAST_END = timedelta(minutes=5)
+
+
+def read_history(bootstrap: str, start: datetime, until: datetime, *, timeout_ms: int = 15000) -> History:
+    """Reports and commands stamped in [start, until] (the record's log timestamp: when it reached the
+    service), each partition from the first offset at `start` to its end as it is now."""
+    topics = {INCIDENTS_REPORTED.name: IncidentReported, INCIDENT_COMMANDS.name: IncidentCommand}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=timeout_ms, client_id="yingji-whatif")
+    records: list[tuple[datetime, IncidentReported | IncidentCommand]] = []
+    unreadable = 0
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return History(start=start, until=until)
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        starts = consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
+        pending = {}
+        for tp in tps:
+            found = starts.get(tp)
+            if found is not None and found.offset < ends[tp]:
+                consumer.seek(tp, found.offset)
+                pending[tp] = ends[tp]
+        stop_ms = int((until + READ_PAST_END).timestamp() * 1000)
+        until_ms = int(until.timestamp() * 1000)
+        while pending:
+            batch = consumer.poll(timeout_ms=1000, max_records=5000)
+            for tp, messages in batch.items():
+                if tp not in pending:
+                    continue
+                model = topics[tp.topic]
+                for m in messages:
+                    if m.offset >= pending[tp] or m.timestamp > stop_ms:
+                        pending.pop(tp, None)
+                        consumer.pause(tp)
+                        break
+                    if m.timestamp > until_ms:
+                        continue
+                    try:
+                        rec = model.model_validate_json(m.value)
+                    except ValidationError:  # it went to the dead letters when the worker met it
+                        unreadable += 1
+                        continue
+                    records.append((datetime.fromtimestamp(m.timestamp / 1000, timezone.utc), rec))
+            for tp in list(pending):  # a partition read to its end as it was
+                if consumer.position(tp) >= pending[tp]:
+                    pending.pop(tp)
+    finally:
+        consumer.close(autocommit=False)
+    records.sort(key=lambda r: r[0])
+    return History(start=start, until=until, records=records, unreadable=unreadable)
+
+
+def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: str,
+               in_force: Plan | None = None) -> WhatIfReport:
+    """The revised plan validated (RevisionRefused names file, line and field), the period read, compared."""
+    revised = load_revision(plan_dir)
+    history = read_history(bootstrap, start, until)
+    return what_if(history, in_force or load_plan(), revised, revised_source=str(plan_dir))
+
+
+def to_xlsx(report: WhatIfReport) -> bytes:
+    """Four sheets as the office reads them: 概况, 差异, 单位, 规则 (times in Beijing time)."""
+    from services.duty.files import write_xlsx  # openpyxl: loaded only for a workbook
+
+    t = report.totals
+
+    def bj(at: datetime) -> str:
+        return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+
+    summary = [
+        ["项目", "现行预案", "修订稿"],
+        ["预案版本", report.plan_in_force, report.revised_plan],
+        ["期间（北京时间）", bj(report.period_from), bj(report.period_to)],
+        ["事件", t.incidents, t.incidents],
+        ["结果不同的事件", "", t.differing],
+        ["漏报（逾期未报）", t.breaches_before, t.breaches_after],
+        ["迟报", t.late_before, t.late_after],
+        ["督办步骤", t.escalation_steps_before, t.escalation_steps_after],
+        ["通知", t.notices_before, t.notices_after],
+        ["无法受理", t.refused_before, t.refused_after],
+    ]
+    diffs = [["事件", "类型", "属地", "接报时间", "方面", "项目", "现行预案", "修订稿", "规则", "预案条款", "依据", "涉及单位"]]
+    for c in report.incidents:
+        for d in c.differences:
+            diffs.append([c.incident_id, c.type_name, c.street or "", bj(c.received_at), ASPECT_LABEL[d.aspect],
+                          d.subject, d.before or "", d.after or "", d.rule, d.section,
+                          "；".join(r.text for r in d.reasons), "、".join(d.units)])
+    units = [["单位", "编号", "涉及事件", "差异", "牵头（现行）", "牵头（修订）", "通知（现行）", "通知（修订）",
+              "漏报（现行）", "漏报（修订）"]]
+    units += [[u.unit, u.unit_id, u.incidents, u.differences, u.led_before, u.led_after, u.notices_before,
+               u.notices_after, u.breaches_before, u.breaches_after] for u in report.units]
+    rules = [["规则", "预案条款", "涉及事件", "差异"]] + [[r.rule, r.section, r.incidents, r.differences]
+                                                         for r in report.rules]
+    return write_xlsx({"概况": summary, "差异": diffs, "单位": units, "规则": rules})
