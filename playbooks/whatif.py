@@ -68,22 +68,27 @@ ObligationStatus = Literal["met", "late", "missed", "closed", "open"]
 STATUS_LABEL = {"met": "按时", "late": "迟报", "missed": "漏报（逾期未报）", "closed": "不再需要", "open": "期末未到期"}
 
 
-class ObligationOutcome(_Out):
+# What one plan made of one incident: compared, never output, so plain slotted dataclasses (building a
+# pydantic model per obligation and notice cost a sixth of a replay).
+
+
+@dataclass(slots=True)
+class ObligationOutcome:
     kind: str
     label: str
     rule: str
     section: str
     owner_id: str
     owner: str
-    due_at: datetime = Field(description="of its latest opening")
-    status: ObligationStatus = Field(description="of its latest opening, at the period's end")
+    due_at: datetime  # of its latest opening
+    status: ObligationStatus  # of its latest opening, at the period's end
     opened: int = 1
     met: int = 0
     late: int = 0
     breached: int = 0
     minutes_late: float | None = None
-    escalation_steps: list[int] = Field(default_factory=list, description="督办 steps reached, over every opening")
-    escalation: str = Field(description="its chain (obligations.yaml escalation_chains)")
+    escalation_steps: list[int] = field(default_factory=list)  # 督办 steps reached, over every opening
+    escalation: str = ""  # its chain (obligations.yaml escalation_chains)
 
     def summary(self, *, owner: bool = False) -> str:
         due = self.due_at.astimezone(BEIJING).strftime("%m-%d %H:%M")
@@ -95,7 +100,8 @@ class ObligationOutcome(_Out):
         return text
 
 
-class NoticeOutcome(_Out):
+@dataclass(slots=True)
+class NoticeOutcome:
     unit_id: str
     unit: str
     kind: str
@@ -105,20 +111,21 @@ class NoticeOutcome(_Out):
     count: int
 
 
-class IncidentOutcome(_Out):
+@dataclass(slots=True)
+class IncidentOutcome:
     """What one plan made of one incident by the period's end."""
 
-    refused: list[str] = Field(default_factory=list, description="the plan could not take a record: why")
+    refused: list[str] = field(default_factory=list)  # the plan could not take a record: why
     type_id: str | None = None
     grade: str | None = None
     level: str | None = None
-    lead_unit_ids: list[str] = Field(default_factory=list)
-    lead_units: list[str] = Field(default_factory=list)
-    commanders: list[str] = Field(default_factory=list, description="角色：谁")
+    lead_unit_ids: list[str] = field(default_factory=list)
+    lead_units: list[str] = field(default_factory=list)
+    commanders: list[str] = field(default_factory=list)  # 角色：谁
     commanders_section: str | None = None
-    notices: dict[str, NoticeOutcome] = Field(default_factory=dict, description="by kind|unit|role|rule")
-    obligations: dict[str, ObligationOutcome] = Field(default_factory=dict)
-    reasons: list[Reason] = Field(default_factory=list, description="the latest decision's")
+    notices: dict[str, NoticeOutcome] = field(default_factory=dict)  # by kind|unit|role|rule
+    obligations: dict[str, ObligationOutcome] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)  # the latest decision's
 
 
 Aspect = Literal["decided", "grade", "level", "lead_units", "commanders", "notice", "obligation", "escalation"]
@@ -301,7 +308,7 @@ def _outcome(state: IncidentState, obs: IncidentObserved, plan: Plan, refused: l
         ob = ob_state.obligation
         status: ObligationStatus = "closed" if ob_state.closed_reason is not None and ob_state.status == "open" \
             else ob_state.status  # type: ignore[assignment]
-        obligations[kind] = ObligationOutcome.model_construct(
+        obligations[kind] = ObligationOutcome(
             kind=kind, label=ob.label, rule=ob.rule, section=ob.section, owner_id=ob.owner_id, owner=ob.owner,
             due_at=ob.due_at, status=status, opened=ob_state.opened, met=counts[kind]["met"],
             late=counts[kind]["late"], breached=counts[kind]["breached"], minutes_late=ob_state.minutes_late,
@@ -314,14 +321,12 @@ def _outcome(state: IncidentState, obs: IncidentObserved, plan: Plan, refused: l
         else:
             notices[k] = dict(unit_id=n.unit_id, unit=n.unit, kind=n.kind, role=n.role, rule=n.rule,
                               section=n.section, count=1)
-    # Built from records the lifecycle validated already: constructed, not validated again (a fifth of a
-    # replay's time went to validating these).
-    return IncidentOutcome.model_construct(
+    return IncidentOutcome(
         refused=refused, type_id=d.type_id, grade=d.grade.value, level=d.response_level.value,
         lead_unit_ids=list(d.lead_unit_ids), lead_units=list(d.lead_units),
         commanders=[f"{c.role}：{c.who}" for c in d.commanders],
         commanders_section=d.commanders[0].section if d.commanders else None,
-        notices={k: NoticeOutcome.model_construct(**v) for k, v in notices.items()}, obligations=obligations,
+        notices={k: NoticeOutcome(**v) for k, v in notices.items()}, obligations=obligations,
         reasons=list(d.reasons))
 
 
