@@ -460,25 +460,45 @@ def compare(iid: str, before: IncidentOutcome, after: IncidentOutcome) -> list[D
 Baseline = dict[tuple[str, str, int, datetime, datetime], IncidentOutcome]
 
 
-def what_if(history: History, in_force: Plan, revised: Plan, *, revised_source: str = "",
-            shortcut: bool = True, baseline: Baseline | None = None) -> WhatIfReport:
-    """Every live incident of the period under both plans, compared; totals per unit and per rule.
+@dataclass
+class Tally:
+    """What a share of the period's incidents came to: tallies of several shares add up (a process each)."""
 
-    shortcut: an incident whose every decision is the same under both plans is replayed once (above).
-    baseline: outcomes under the plan in force kept between questions (a page asked again and again about
-    one period): an incident's are reused while its records and the plan's version are the same."""
-    incidents, skipped = incidents_of(history)
+    incidents: int = 0
+    replayed_twice: int = 0
+    comparisons: list[IncidentComparison] = field(default_factory=list)
+    by_aspect: Counter = field(default_factory=Counter)
+    sums: Counter = field(default_factory=Counter)
+    unit_diffs: Counter = field(default_factory=Counter)
+    unit_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    unit_incidents: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    rule_diffs: Counter = field(default_factory=Counter)
+    rule_incidents: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, other: "Tally") -> None:
+        self.incidents += other.incidents
+        self.replayed_twice += other.replayed_twice
+        self.comparisons += other.comparisons
+        for mine, theirs in ((self.by_aspect, other.by_aspect), (self.sums, other.sums),
+                             (self.unit_diffs, other.unit_diffs), (self.rule_diffs, other.rule_diffs)):
+            mine.update(theirs)
+        for u, counts in other.unit_counts.items():
+            self.unit_counts[u].update(counts)
+        for u, ids in other.unit_incidents.items():
+            self.unit_incidents[u] |= ids
+        for r, ids in other.rule_incidents.items():
+            self.rule_incidents[r] |= ids
+
+
+def tally(history: History, in_force: Plan, revised: Plan, *, part: tuple[int, int] = (0, 1), shortcut: bool = True,
+          baseline: Baseline | None = None) -> Tally:
+    """The incidents of one share of the period (every n-th, from the i-th, of part=(i, n)) under both plans."""
+    incidents, _ = incidents_of(history)
     lifecycle_same = shortcut and same_lifecycle_plan(in_force, revised)
-    replayed_twice = 0
-    comparisons: list[IncidentComparison] = []
-    by_aspect: Counter = Counter()
-    unit_diffs: Counter = Counter()
-    unit_incidents: dict[str, set[str]] = defaultdict(set)
-    unit_counts: dict[str, Counter] = defaultdict(Counter)
-    rule_diffs: Counter = Counter()
-    rule_incidents: dict[tuple[str, str], set[str]] = defaultdict(set)
-    sums: Counter = Counter()
-    for iid, records in incidents.items():
+    i, n = part
+    t = Tally()
+    for iid, records in list(incidents.items())[i::n]:
+        t.incidents += 1
         key = (in_force.version, iid, len(records), records[-1][0], history.until)
         before = baseline.get(key) if baseline is not None else None
         if before is None:
@@ -489,51 +509,72 @@ def what_if(history: History, in_force: Plan, revised: Plan, *, revised_source: 
             after = before
         else:
             after = replay_incident(records, revised, history.until)
-            replayed_twice += 1
+            t.replayed_twice += 1
         for side, outcome in (("before", before), ("after", after)):
-            sums[f"refused_{side}"] += bool(outcome.refused)
+            t.sums[f"refused_{side}"] += bool(outcome.refused)
             for u in outcome.lead_unit_ids:
-                unit_counts[u][f"led_{side}"] += 1
-            for n in outcome.notices.values():
-                unit_counts[n.unit_id][f"notices_{side}"] += n.count
-                sums[f"notices_{side}"] += n.count
+                t.unit_counts[u][f"led_{side}"] += 1
+            for notice in outcome.notices.values():
+                t.unit_counts[notice.unit_id][f"notices_{side}"] += notice.count
+                t.sums[f"notices_{side}"] += notice.count
             for ob in outcome.obligations.values():
-                unit_counts[ob.owner_id][f"breaches_{side}"] += ob.breached
-                sums[f"breaches_{side}"] += ob.breached
-                sums[f"late_{side}"] += ob.late
-                sums[f"escalation_steps_{side}"] += len(ob.escalation_steps)
+                t.unit_counts[ob.owner_id][f"breaches_{side}"] += ob.breached
+                t.sums[f"breaches_{side}"] += ob.breached
+                t.sums[f"late_{side}"] += ob.late
+                t.sums[f"escalation_steps_{side}"] += len(ob.escalation_steps)
         diffs = compare(iid, before, after)
         if not diffs:
             continue
         report = records[0][1]
         assert isinstance(report, IncidentReported)
-        comparisons.append(IncidentComparison(
+        t.comparisons.append(IncidentComparison(
             incident_id=iid, type_name=report.report.type, received_at=report.report.received_at,
             street=report.report.location.street, differences=diffs))
         for diff in diffs:
-            by_aspect[diff.aspect] += 1
-            rule_diffs[(diff.rule, diff.section)] += 1
-            rule_incidents[(diff.rule, diff.section)].add(iid)
+            t.by_aspect[diff.aspect] += 1
+            t.rule_diffs[(diff.rule, diff.section)] += 1
+            t.rule_incidents[(diff.rule, diff.section)].add(iid)
             for u in diff.units:
-                unit_diffs[u] += 1
-                unit_incidents[u].add(iid)
+                t.unit_diffs[u] += 1
+                t.unit_incidents[u].add(iid)
+    return t
+
+
+def report_of(history: History, in_force: Plan, revised: Plan, tallies: Iterable[Tally], *,
+              revised_source: str = "") -> WhatIfReport:
+    """The tallies of every share of the period as one report."""
+    t = Tally()
+    for one in tallies:
+        t.add(one)
+    _, skipped = incidents_of(history)
     names = {**in_force.parties, **{u.id: u.name for u in in_force.units.values()},
              **revised.parties, **{u.id: u.name for u in revised.units.values()}}
-    units = [UnitTotal(unit_id=u, unit=names.get(u, u), incidents=len(unit_incidents[u]), differences=unit_diffs[u],
-                       **{k: unit_counts[u][k] for k in ("led_before", "led_after", "notices_before", "notices_after",
-                                                         "breaches_before", "breaches_after")})
-             for u in sorted(unit_diffs, key=lambda u: (-unit_diffs[u], u))]
-    rules = [RuleTotal(rule=r, section=s, incidents=len(rule_incidents[(r, s)]), differences=n)
-             for (r, s), n in sorted(rule_diffs.items(), key=lambda kv: (-kv[1], kv[0]))]
-    totals = Totals(incidents=len(incidents), differing=len(comparisons), replayed_twice=replayed_twice,
-                    by_aspect=dict(by_aspect),
-                    **{k: sums[k] for k in ("breaches_before", "breaches_after", "late_before", "late_after",
-                                            "escalation_steps_before", "escalation_steps_after", "notices_before",
-                                            "notices_after", "refused_before", "refused_after")})
-    comparisons.sort(key=lambda c: (c.received_at, c.incident_id))
+    units = [UnitTotal(unit_id=u, unit=names.get(u, u), incidents=len(t.unit_incidents[u]), differences=t.unit_diffs[u],
+                       **{k: t.unit_counts[u][k] for k in ("led_before", "led_after", "notices_before", "notices_after",
+                                                           "breaches_before", "breaches_after")})
+             for u in sorted(t.unit_diffs, key=lambda u: (-t.unit_diffs[u], u))]
+    rules = [RuleTotal(rule=r, section=s, incidents=len(t.rule_incidents[(r, s)]), differences=n)
+             for (r, s), n in sorted(t.rule_diffs.items(), key=lambda kv: (-kv[1], kv[0]))]
+    totals = Totals(incidents=t.incidents, differing=len(t.comparisons), replayed_twice=t.replayed_twice,
+                    by_aspect=dict(sorted(t.by_aspect.items())),
+                    **{k: t.sums[k] for k in ("breaches_before", "breaches_after", "late_before", "late_after",
+                                              "escalation_steps_before", "escalation_steps_after", "notices_before",
+                                              "notices_after", "refused_before", "refused_after")})
+    comparisons = sorted(t.comparisons, key=lambda c: (c.received_at, c.incident_id))
     return WhatIfReport(period_from=history.start, period_to=history.until, plan_in_force=in_force.version,
                         revised_plan=revised.version, revised_source=revised_source, totals=totals, units=units,
                         rules=rules, incidents=comparisons, skipped=skipped, records=len(history.records))
+
+
+def what_if(history: History, in_force: Plan, revised: Plan, *, revised_source: str = "",
+            shortcut: bool = True, baseline: Baseline | None = None) -> WhatIfReport:
+    """Every live incident of the period under both plans, compared; totals per unit and per rule.
+
+    shortcut: an incident whose every decision is the same under both plans is replayed once (above).
+    baseline: outcomes under the plan in force kept between questions (a page asked again and again about
+    one period): an incident's are reused while its records and the plan's version are the same."""
+    one = tally(history, in_force, revised, shortcut=shortcut, baseline=baseline)
+    return report_of(history, in_force, revised, [one], revised_source=revised_source)
 
 
 # --- rendering -------------------------------------------------------------------------------------------

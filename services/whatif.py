@@ -8,6 +8,8 @@ can call.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,9 +21,11 @@ from playbooks.whatif import (
     ASPECT_LABEL,
     BEIJING,
     History,
+    Tally,
     WhatIfReport,
     load_revision,
-    what_if,
+    report_of,
+    tally,
 )
 from topics.catalog import INCIDENT_COMMANDS, INCIDENTS_REPORTED
 from topics.models import IncidentCommand, IncidentReported
@@ -82,12 +86,40 @@ def read_history(bootstrap: str, start: datetime, until: datetime, *, timeout_ms
     return History(start=start, until=until, records=records, unreadable=unreadable)
 
 
+# The job a forked process reads: inherited at the fork, never pickled (a year is 100,000 records). Set
+# only for the span of one compare_parallel, by the process that forks.
+_JOB: tuple[History, Plan, Plan, int] | None = None
+
+
+def _share(i: int) -> Tally:
+    assert _JOB is not None
+    history, in_force, revised, n = _JOB
+    return tally(history, in_force, revised, part=(i, n))
+
+
+def compare_parallel(history: History, in_force: Plan, revised: Plan, *, workers: int | None = None,
+                     revised_source: str = "") -> WhatIfReport:
+    """The period's incidents shared among processes (one a core by default; a replay is one core's work,
+    the incidents independent), the report made of their tallies."""
+    global _JOB
+    n = workers or os.cpu_count() or 1
+    if n <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return report_of(history, in_force, revised, [tally(history, in_force, revised)], revised_source=revised_source)
+    _JOB = (history, in_force, revised, n)
+    try:
+        with multiprocessing.get_context("fork").Pool(n) as pool:
+            shares = pool.map(_share, range(n))
+    finally:
+        _JOB = None
+    return report_of(history, in_force, revised, shares, revised_source=revised_source)
+
+
 def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: str,
-               in_force: Plan | None = None) -> WhatIfReport:
+               in_force: Plan | None = None, workers: int | None = None) -> WhatIfReport:
     """The revised plan validated (RevisionRefused names file, line and field), the period read, compared."""
     revised = load_revision(plan_dir)
     history = read_history(bootstrap, start, until)
-    return what_if(history, in_force or load_plan(), revised, revised_source=str(plan_dir))
+    return compare_parallel(history, in_force or load_plan(), revised, workers=workers, revised_source=str(plan_dir))
 
 
 def to_xlsx(report: WhatIfReport) -> bytes:

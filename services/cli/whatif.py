@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="until", required=True, type=_aware, help="period end, ISO 8601 with timezone")
     p.add_argument("--format", choices=("md", "json", "xlsx"), default="md")
     p.add_argument("--out", type=Path, help="write here instead of standard output (needed for xlsx)")
+    p.add_argument("--workers", type=int, help="processes sharing the incidents (default: one a core)")
     p.set_defaults(func=cmd_whatif)
 
 
@@ -47,7 +48,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         print("yingji whatif: --format xlsx needs --out FILE", file=sys.stderr)
         return EXIT_INVALID
     try:
-        report = run_whatif(args.plan, args.start, args.until, bootstrap=get_settings().bootstrap)
+        report = run_whatif(args.plan, args.start, args.until, bootstrap=get_settings().bootstrap, workers=args.workers)
     except RevisionRefused as exc:
         for problem in exc.problems:
             print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)

@@ -282,3 +282,13 @@ def test_a_scenario_replays_as_live_history(in_force):
                                        for _, r in history.records)
     report = what_if(history, in_force, in_force)
     assert report.totals.incidents == 24 and report.totals.differing == 0
+
+
+def test_shares_of_the_period_add_up_to_the_whole(in_force, history, tmp_path):
+    """What a process pool does (services.whatif): each share tallied apart, the report made of them all."""
+    from playbooks.whatif import report_of, tally
+
+    revised = load_revision(_revision(tmp_path, *DEADLINE))
+    shares = [tally(history, in_force, revised, part=(i, 2)) for i in range(2)]
+    assert [s.incidents for s in shares] == [2, 1]
+    assert report_of(history, in_force, revised, shares) == what_if(history, in_force, revised)

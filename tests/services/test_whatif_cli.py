@@ -58,3 +58,15 @@ def test_an_invalid_revision_exits_2_naming_file_line_and_field(tmp_path, capsys
     code = main(["whatif", "--plan", str(data), "--from", "2026-12-01T00:00+08:00", "--to", "2026-12-02T00:00+08:00"])
     assert code == 2
     assert "obligations.yaml, line 17: obligations.0.due_after_minutes:" in capsys.readouterr().err
+
+
+def test_two_processes_give_the_report_one_gives(tmp_path):
+    from services.whatif import compare_parallel
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    file, old, new = DEADLINE
+    (data / file).write_text((data / file).read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+    history = History(start=T0, until=UNTIL, records=sorted(RECORDS, key=lambda r: r[0]))
+    plan, revised = load_plan(), load_revision(data)
+    assert compare_parallel(history, plan, revised, workers=2) == what_if(history, plan, revised)
