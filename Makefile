@@ -119,6 +119,10 @@ bench-smoke: $(DEPS) $(JARS) $(WEB) $(APT)  ## the same harness, small (seconds)
 bench-board: $(DEPS) $(JARS) $(WEB) $(APT)  ## the board page alone (issue 21): 5,000 open incidents in Chromium; first paint, snapshot size, change to screen
 	$(BIN)/python -m tests.bench --only board
 
+.PHONY: bench-whatif
+bench-whatif: $(DEPS)  ## the what-if replay alone (issue 24): busy night and a synthetic year of 20,000 incidents; no broker
+	$(BIN)/python -m tests.bench.whatif
+
 schemas: $(DEPS)  ## rewrite the exported JSON Schemas after a contract or playbook-format change
 	$(BIN)/python -m topics.schemas
 	$(BIN)/python -m playbooks.schemas

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from pydantic import ValidationError
 
 from playbooks.plan import Plan, load_plan
@@ -58,8 +60,13 @@ def read_history(bootstrap: str, start: datetime, until: datetime, *, timeout_ms
                 pending[tp] = ends[tp]
         stop_ms = int((until + READ_PAST_END).timestamp() * 1000)
         until_ms = int(until.timestamp() * 1000)
+        quiet_since = time.monotonic()
         while pending:
             batch = consumer.poll(timeout_ms=1000, max_records=5000)
+            if batch:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > timeout_ms / 1000:  # the broker went away mid-read
+                raise KafkaTimeoutError(f"no records for {timeout_ms} ms with {len(pending)} partitions unread")
             for tp, messages in batch.items():
                 if tp not in pending:
                     continue
@@ -116,7 +123,8 @@ def compare_parallel(history: History, in_force: Plan, revised: Plan, *, workers
 
 def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: str,
                in_force: Plan | None = None, workers: int | None = None) -> WhatIfReport:
-    """The revised plan validated (RevisionRefused names file, line and field), the period read, compared."""
+    """The revised plan validated (RevisionRefused names file, line and field), the period read, compared.
+    From a threaded server (the API), pass workers=1: forking a process that runs threads is unsafe."""
     revised = load_revision(plan_dir)
     history = read_history(bootstrap, start, until)
     return compare_parallel(history, in_force or load_plan(), revised, workers=workers, revised_source=str(plan_dir))
