@@ -359,12 +359,13 @@ def same_course(records: Sequence[tuple[datetime, HistoryRecord]], a: Plan, b: P
     first = records[0][1]
     assert isinstance(first, IncidentReported)
     reports = [first.report]
-    ends = False
+    ends: set[bool] = set()  # the ends recorded, by whether each was announced to the public (4.8.2)
     for _, rec in records[1:]:
         body = rec.body if isinstance(rec, IncidentCommand) else None
         if isinstance(body, ReportFiled) and body.kind is ReportKind.FOLLOWUP and body.followup is not None:
             reports.append(_merge_followup(reports[-1], body))
-        ends = ends or isinstance(body, EndRecorded)
+        if isinstance(body, EndRecorded):
+            ends.add(body.announce_public)
     at = first.accepted_at
     for report in reports:
         try:
@@ -373,8 +374,10 @@ def same_course(records: Sequence[tuple[datetime, HistoryRecord]], a: Plan, b: P
             return False
         if not _same(x, y):
             return False
-        if ends and obligations_at_end(x, report, a, ended_at=at) != obligations_at_end(y, report, b, ended_at=at):
-            return False
+        for announce in ends:
+            if obligations_at_end(x, report, a, ended_at=at, announce=announce) != \
+                    obligations_at_end(y, report, b, ended_at=at, announce=announce):
+                return False
     return True
 
 
