@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,32 +58,38 @@ class Service:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def read_records(bootstrap: str, topic: str, *, settle_s: float = 1.5, to_end: bool = False) -> list:
+def read_records(bootstrap: str, topic: str, *, settle_s: float = 1.5) -> list:
     """Every record of a topic from the beginning (no consumer group), until it is quiet for settle_s.
-    `to_end`: every record written before the call (up to each partition's end offset then), without
-    waiting for quiet: a topic the workers go on writing (reminders and escalations of thousands of open
-    incidents) is never quiet for long."""
+    settle_s=0: every record written before the call (up to the end offsets the call looks up), and no
+    waiting for more; what a probe inside `eventually` wants: the next try reads what came meanwhile; and
+    what a topic the workers go on writing needs (reminders and escalations of thousands of open incidents:
+    never quiet for long)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=int(settle_s * 1000), max_partition_fetch_bytes=8 * 1024 * 1024)
+                             consumer_timeout_ms=int(settle_s * 1000) if settle_s else 30_000,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        if not to_end:
+        if settle_s:
             return list(consumer)
-        ends = consumer.end_offsets(parts)
+        ends = {tp: end for tp, end in consumer.end_offsets(parts).items() if consumer.position(tp) < end}
         out = []
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for tp, batch in consumer.poll(timeout_ms=1000).items():
-                out.extend(r for r in batch if r.offset < ends[tp])
+        while ends:
+            batch = consumer.poll(timeout_ms=30_000)
+            if not batch:
+                raise AssertionError(f"{topic}: nothing read within 30 s, {ends} still to read")
+            for tp, records in batch.items():
+                out.extend(r for r in records if r.offset < ends.get(tp, 0))
+            ends = {tp: end for tp, end in ends.items() if consumer.position(tp) < end}
         return out
     finally:
         consumer.close()
 
 
-def read_all(bootstrap: str, topic: str) -> list[dict]:
+def read_all(bootstrap: str, topic: str, *, settle_s: float = 1.5) -> list[dict]:
     """The same, each value decoded as JSON."""
-    return [json.loads(r.value) for r in read_records(bootstrap, topic)]
+    return [json.loads(r.value) for r in read_records(bootstrap, topic, settle_s=settle_s)]
 
 
 def unique_id(prefix: str = "t") -> str:
@@ -211,23 +219,33 @@ def start_api_on_a_free_port(st: LocalStack, tries: int = 3) -> None:
             st.settings = st.settings.model_copy(update={"api_port": free_port()})
 
 
+@contextmanager
+def separate_stack(data_dir: Path) -> Iterator[LocalStack]:
+    """Broker, worker and API as separate processes in `data_dir`, so a test can kill one of them; every
+    process's output in data_dir/stack.log; `token`: a duty officer's."""
+    settings = Settings(data_dir=data_dir, kafka_port=free_port(), kafka_controller_port=free_port(),
+                        api_port=free_port(), worker_web_port=free_port_run(1), app_id=unique_id("stack"))
+    log = (data_dir / "stack.log").open("wb")
+    st = LocalStack(settings, log=log)
+    try:
+        st.start_broker()
+        token = new_token()
+        publish_user(settings.bootstrap, user_record("stack-officer", Role.DUTY_OFFICER, token,
+                                                     now=datetime.now(timezone.utc), by="test"))
+        st.start_worker()
+        start_api_on_a_free_port(st)
+        st.token = token  # type: ignore[attr-defined]
+        yield st
+    finally:
+        st.stop()
+        log.close()
+
+
 @pytest.fixture()
 def stack(tmp_path):
-    """Broker, worker and API as separate processes, so a test can kill one of them."""
-    settings = Settings(data_dir=tmp_path, kafka_port=free_port(), kafka_controller_port=free_port(),
-                        api_port=free_port(), worker_web_port=free_port_run(1), app_id=unique_id("stack"))
-    log = (tmp_path / "stack.log").open("wb")
-    st = LocalStack(settings, log=log)
-    st.start_broker()
-    token = new_token()
-    publish_user(settings.bootstrap, user_record("stack-officer", Role.DUTY_OFFICER, token,
-                                                 now=datetime.now(timezone.utc), by="test"))
-    st.start_worker()
-    start_api_on_a_free_port(st)
-    st.token = token  # type: ignore[attr-defined]
-    yield st
-    st.stop()
-    log.close()
+    """A test's own stack (separate_stack)."""
+    with separate_stack(tmp_path) as st:
+        yield st
 
 
 def pytest_addoption(parser):
@@ -260,3 +278,39 @@ def pytest_addoption(parser):
     parser.addoption("--standby-recover", action="store_true",
                      help="after the standby has taken over, start the primary's broker again from its disk and count "
                           "what the cut lost for good (`make standby-drill`; ten seconds more than make test's run)")
+
+
+# --- the smoke bench beside the layers without a broker (tests/bench/test_bench_smoke.py) ----------------
+
+BENCH_SMOKE = "tests/bench/test_bench_smoke.py::test_smoke_bench_reports_every_figure"
+# the folders whose tests need no broker, no browser and no other process of ours: one pytest process on
+# one core, the other core free for the smoke bench's brokers and workers meanwhile
+QUIET = ("tests/playbooks/", "tests/services/", "tests/topics/", "tests/test_layers.py")
+_BENCH_AT: list[str] = []  # the node id at whose set-up the bench starts
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """When the session runs the smoke bench and ends with tests of QUIET, the bench is moved last and
+    started in the background as the first of those trailing QUIET tests begins."""
+    bench = [item for item in items if item.nodeid == BENCH_SMOKE]
+    if not bench:
+        return
+    rest = [item for item in items if item.nodeid != BENCH_SMOKE]
+    tail = 0
+    while tail < len(rest) and rest[len(rest) - 1 - tail].nodeid.startswith(QUIET):
+        tail += 1
+    if not tail:
+        return
+    items[:] = rest + bench
+    _BENCH_AT[:] = [rest[len(rest) - tail].nodeid]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if _BENCH_AT and item.nodeid == _BENCH_AT[0]:
+        from tests.bench.test_bench_smoke import BACKGROUND, start_in_background
+
+        if not BACKGROUND:
+            run = start_in_background()
+            item.config.add_cleanup(run.stop)  # an interrupted session (-x, Ctrl-C) leaves no bench behind

@@ -126,7 +126,7 @@ def wait_decided(bootstrap: str, acked: set[str], timeout: float) -> set[str]:
     """Reads the decisions until every acked incident has one or `timeout` passed: those still without."""
     deadline = time.monotonic() + timeout
     while True:
-        decided = {json.loads(r.value)["incident_id"] for r in read_records(bootstrap, INCIDENTS_DECIDED.name)}
+        decided = {json.loads(r.value)["incident_id"] for r in read_records(bootstrap, INCIDENTS_DECIDED.name, settle_s=0)}
         missing = set(acked) - decided
         if not missing or time.monotonic() > deadline:
             return missing

@@ -142,9 +142,10 @@ def start(st: LocalStack, units: list[str]) -> None:
     st.start_api()
 
 
-def deliveries(st: LocalStack, incident: str) -> list[dict]:
-    return [r["body"] for r in read_all(st.settings.bootstrap, DELIVERIES.name) if r["body"].get("incident_id") == incident
-            or r["body"].get("notice", {}).get("incident_id") == incident]
+def deliveries(st: LocalStack, incident: str, *, settle_s: float = 1.5) -> list[dict]:
+    """The incident's records on the deliveries topic (settle_s: read_records'; 0 in a probe of `eventually`)."""
+    return [r["body"] for r in read_all(st.settings.bootstrap, DELIVERIES.name, settle_s=settle_s)
+            if r["body"].get("incident_id") == incident or r["body"].get("notice", {}).get("incident_id") == incident]
 
 
 def in_the_browser(st: LocalStack, incident: str, token: str, lead_unit: str, notices: int) -> None:
@@ -198,7 +199,7 @@ def test_a_level_1_report_reaches_every_unit_once_an_ack_stops_its_ladder_and_th
     assert resp.json()["incident_id"] == rid
 
     notices = eventually(
-        lambda: [n for n in read_all(st.settings.bootstrap, NOTIFICATIONS_REQUESTED.name)
+        lambda: [n for n in read_all(st.settings.bootstrap, NOTIFICATIONS_REQUESTED.name, settle_s=0)
                  if n["incident_id"] == rid and n["kind"] == "routing"],
         timeout=60, every=0.5, what="the routing notices")
     assert all(n["level"] == "一级" for n in notices)
@@ -235,7 +236,7 @@ def test_a_level_1_report_reaches_every_unit_once_an_ack_stops_its_ladder_and_th
     # the link's button is a form POST: acknowledged at once (before step 1, STEP_S after the notice)
     acked = httpx.post(f"{api}/ack/{token}", timeout=10, follow_redirects=True)
     assert acked.status_code == 200 and "已确认已阅" in acked.text, acked.text
-    acks = eventually(lambda: [b for b in deliveries(st, rid) if b["record"] == "ack"], timeout=20,
+    acks = eventually(lambda: [b for b in deliveries(st, rid, settle_s=0) if b["record"] == "ack"], timeout=20,
                       what="the ack on the deliveries topic")
     assert [(a["dedup_key"], a["person_id"], a["how"]) for a in acks] == [(lead, person_of[lead], "link")]
     again = httpx.post(f"{api}/ack/{token}", timeout=10, follow_redirects=True)  # a second click: the same ack
@@ -253,7 +254,7 @@ def test_a_level_1_report_reaches_every_unit_once_an_ack_stops_its_ladder_and_th
     others = set(keys) - {lead, second}
 
     def walked() -> list[dict]:
-        steps = [b for b in deliveries(st, rid) if b["record"] == "ladder_step"]
+        steps = [b for b in deliveries(st, rid, settle_s=0) if b["record"] == "ladder_step"]
         return steps if {(s["dedup_key"], s["step"]) for s in steps} >= {(k, n) for k in others for n in (1, 2, 3)} else []
 
     steps = eventually(walked, timeout=4 * STEP_S + 60, every=2, what="every unacknowledged notice up the whole ladder")

@@ -142,7 +142,7 @@ def post_overdue_report(client: httpx.Client) -> str:
 def check_notices(bootstrap: str, incident_id: str, start: date) -> list[dict]:
     """Every notice of the incident names the person the table says, for its role's post at requested_at."""
     def notices() -> list[dict]:
-        return [n for n in read_all(bootstrap, NOTIFICATIONS_REQUESTED.name) if n["incident_id"] == incident_id]
+        return [n for n in read_all(bootstrap, NOTIFICATIONS_REQUESTED.name, settle_s=0) if n["incident_id"] == incident_id]
 
     found = eventually(notices, until=lambda ns: {n["kind"] for n in ns} >= {"routing", "escalation"}, timeout=90,
                        every=0.5, what="routing notices and a 督办 step")
@@ -196,7 +196,7 @@ def in_the_browser(stack, start: date) -> None:
         expect(page.get_by_text("已确认接班。")).to_be_visible()
         browser.close()
     assert errors == []
-    confirmed = eventually(lambda: [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name)
+    confirmed = eventually(lambda: [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name, settle_s=0)
                                     if e["kind"] == "handover_confirmed" and e["unit_id"] == OFFICE],
                            timeout=30, every=0.5, what="the page's confirmation on the duty log")
     assert len(confirmed) == 1 and confirmed[0]["by"] == "stack-officer"
@@ -252,7 +252,7 @@ def test_a_month_of_duty_for_three_units_names_the_person_on_every_notice_and_su
     # the leader worker opens each unit's latest 交接班; left unconfirmed 15 minutes after its change it
     # goes to the unit's 带班领导 (the change was hours ago: at once)
     def handover_log() -> list[dict]:
-        return [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name) if e.get("handover_id")]
+        return [e for e in read_all(stack.settings.bootstrap, DUTY_LOG.name, settle_s=0) if e.get("handover_id")]
 
     latest_change = datetime.combine(start + timedelta(days=1), CHANGE, SH)
     # within 15 minutes of the change (08:30-08:45) the handovers are open but not yet due to escalate

@@ -4,6 +4,9 @@ Every report answered 202 has its decision; every notification is there for each
 least once: a record emitted just before the kill may be emitted again after it, under the same
 dedup key — counted and reported); with the broker down the API answers 503 with Retry-After, and
 nothing acknowledged is lost once it is back.
+
+The module's tests share one stack of the module's own (not the session's): each leaves it whole (the
+worker started again, the broker back) and checks only the reports it posted itself.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import read_all
+from tests.conftest import read_all, separate_stack
 from tests.e2e.faults import body, check_notifications, post_many, wait_decided
 from topics.catalog import INCIDENTS_DECIDED, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with separate_stack(tmp_path_factory.mktemp("faults")) as st:
+        yield st
 
 
 def test_worker_killed_with_incidents_in_flight(stack, request):
@@ -51,7 +60,7 @@ def test_broker_down_means_503_with_retry_after_and_nothing_acked_is_lost(stack)
     assert all(r.status_code == 202 for r in before)
     deadline = time.monotonic() + 60  # the worker is up and deciding before the outage
     while not {r.json()["incident_id"] for r in before} <= {
-            e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}:
+            e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name, settle_s=0)}:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     stack.broker.stop()
@@ -72,7 +81,7 @@ def test_broker_down_means_503_with_retry_after_and_nothing_acked_is_lost(stack)
         assert time.monotonic() < deadline, resp.text
         time.sleep(1)
     while True:  # the worker waited and resumes: every acknowledged report is decided
-        decided = {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)}
+        decided = {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name, settle_s=0)}
         if set(acked) <= decided:
             break
         assert time.monotonic() < deadline, set(acked) - decided

@@ -216,7 +216,7 @@ def quantile(values: list[float], q: float) -> float:
 def read_json(bootstrap: str, topic: str) -> list:
     """(record, value as JSON) of every record of a topic written before the call (the workers go on writing
     reminders and escalations of the run's open incidents: the topic is never quiet)."""
-    return [(r, json.loads(r.value)) for r in read_records(bootstrap, topic, to_end=True)]
+    return [(r, json.loads(r.value)) for r in read_records(bootstrap, topic, settle_s=0)]
 
 
 @pytest.mark.cluster

@@ -3,6 +3,9 @@
 The fault is injected (the first worker process pauses its inbound partitions after 20 records, as
 the stuck consumer seen under load did); the watchdog notices lag without progress and restarts the
 worker in place: same process id, a fresh Faust app, every acknowledged report decided.
+
+The module's tests share one broker and API (a stack of the module's own): each test replaces the worker
+with one started with its fault, and reads only the part of the stack's log written since.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import read_all
+from tests.conftest import read_all, separate_stack
 from tests.waiting import eventually
 from tests.e2e.faults import body
 from topics.catalog import INCIDENTS_DECIDED
@@ -19,9 +22,18 @@ from topics.catalog import INCIDENTS_DECIDED
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with separate_stack(tmp_path_factory.mktemp("watchdog")) as st:
+        yield st
+
+
 def run_with_fault(stack, fault: dict[str, str], n: int = 60) -> tuple[set[str], set[str], str, object]:
-    """A worker started with a fault injected; n reports posted; what was acknowledged and decided."""
+    """The worker replaced by one started with a fault injected; n reports posted; what was acknowledged and
+    decided, and the stack's log since the replacement."""
+    log_path = stack.settings.data_dir / "stack.log"
     stack.kill_worker()
+    mark = log_path.stat().st_size
     worker = stack.start_worker(env=fault)
     client = httpx.Client(base_url=stack.settings.api_url, timeout=30,
                           headers={"Authorization": f"Bearer {stack.token}"})
@@ -31,9 +43,11 @@ def run_with_fault(stack, fault: dict[str, str], n: int = 60) -> tuple[set[str],
         assert resp.status_code == 202, resp.text
         acked.add(resp.json()["incident_id"])
     client.close()
-    decided = eventually(lambda: {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name)},
+    decided = eventually(lambda: {e["incident_id"] for e in read_all(stack.settings.bootstrap, INCIDENTS_DECIDED.name, settle_s=0)},
                          until=lambda decided: acked <= decided, timeout=120, every=1, last_on_timeout=True)
-    log = (stack.settings.data_dir / "stack.log").read_text(encoding="utf-8", errors="replace")
+    with log_path.open("rb") as f:
+        f.seek(mark)
+        log = f.read().decode("utf-8", errors="replace")
     return acked, decided, log, worker
 
 

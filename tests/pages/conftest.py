@@ -10,8 +10,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--lang=zh-CN"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser():
+    """One Chromium for every page test (each test has a fresh context of its own: `context`), closed
+    when tests/pages is done: the sync Playwright's loop is gone before the asyncio tests that follow."""
     from playwright import sync_api as playwright_api
 
     if not Path("/usr/bin/chromium").exists():
