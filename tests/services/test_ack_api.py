@@ -44,6 +44,7 @@ from topics.delivery import (
 )
 from topics.duty import Person, Roster, Rotation
 from topics.models import IncidentDecided, IncidentReported, Post, Role
+from tests.services.publishers import Kept
 
 SH = ZoneInfo("Asia/Shanghai")
 PLAN = load_plan()
@@ -99,25 +100,11 @@ def event_bytes(body) -> bytes:
     return DeliveryEvent.of(body).model_dump_json().encode()
 
 
-class Sent:
-    """A publisher that keeps what it is given and acknowledges at once."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, object]] = []
-        self.ready = True
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send(self, topic: str, key: str, record, *, what: str) -> None:
-        self.records.append((topic, key, record))
-
 
 def build(tmp_path, view: IncidentView | None = None, publisher=None):
     settings = Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
     app = create_app(settings, plan=PLAN, clock=SimulatedClock(start=NOW, speed=0.0), view=view or incident_view(),
-                     publisher=publisher or Sent())
+                     publisher=publisher or Kept())
     book = app.state.duty
     book.apply_roster(to_record(roster(), OFFICE, book.sealer, source="json", now=RECEIVED - timedelta(days=10), by="test"))
     book.caught_up.set()
@@ -213,7 +200,7 @@ def test_the_post_writes_one_ack_and_a_second_post_is_the_same_ack(api):
     assert again.status_code == 303 and again.headers["location"] == url
     assert len(sent.records) == 1
     # an API that has not read the first one back yet writes it again, under the same id (effect once)
-    app2, _ = build(app.state.settings.data_dir, publisher=Sent())
+    app2, _ = build(app.state.settings.data_dir, publisher=Kept())
     TestClient(app2, follow_redirects=False).post(url)
     [(_, _, event2)] = app2.state.publisher.records
     assert event2.id == ack.id
@@ -242,7 +229,7 @@ def test_a_link_to_a_notice_the_view_does_not_hold(api):
 def test_an_ack_link_post_the_broker_did_not_take_is_a_503_page(tmp_path):
     from services.web.publisher import BrokerUnavailable
 
-    class Down(Sent):
+    class Down(Kept):
         async def send(self, topic, key, record, *, what):
             raise BrokerUnavailable("broker not reachable yet")
 

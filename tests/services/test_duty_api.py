@@ -22,6 +22,7 @@ from services.web.app import create_app
 from topics.catalog import DUTY_LOG, DUTY_ROSTERS
 from topics.duty import DutyEventKind, Person, Roster, Rotation
 from topics.models import Role
+from tests.services.publishers import Kept
 
 SH = ZoneInfo("Asia/Shanghai")
 OFFICE = "district_emergency_office"
@@ -29,20 +30,6 @@ START = datetime(2026, 12, 1, 8, 30, tzinfo=SH)
 NOW = datetime(2026, 12, 7, 8, 40, tzinfo=SH)  # ten minutes after a shift change
 PLAN = load_plan()
 
-
-class Sent:
-    """A publisher that keeps what it is given and acknowledges at once."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, object]] = []
-        self.ready = True
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send(self, topic: str, key: str, record, *, what: str) -> None:
-        self.records.append((topic, key, record))
 
 
 def roster() -> Roster:
@@ -59,7 +46,7 @@ def roster() -> Roster:
 
 @pytest.fixture
 def api(tmp_path):
-    sent = Sent()
+    sent = Kept()
     app = create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"), plan=PLAN,
                      clock=SimulatedClock(start=NOW, speed=0.0), publisher=sent)
     book = app.state.duty

@@ -21,6 +21,7 @@ from services.web.app import create_app
 from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, LEDGER_CIRCULARS
 from topics.drills import DrillRunEvent, DrillRunRecorded, DrillRunStatus
 from topics.models import FollowupFacts, IncidentCommand, IncidentDecided, IncidentReported, ReportFacts, ReportFiled, Role
+from tests.services.publishers import Kept
 
 PLAN = load_plan()
 RECEIVED = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)  # 10:00 in Beijing
@@ -28,20 +29,6 @@ NOW = RECEIVED + timedelta(hours=3)
 DAY = {"from": "2026-12-07T00:00:00+08:00", "to": "2026-12-08T00:00:00+08:00"}
 M = timedelta(minutes=1)
 
-
-class Kept:
-    """A publisher that keeps what it is given and acknowledges at once."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, object]] = []
-        self.ready = True
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send(self, topic: str, key: str, record, *, what: str) -> None:
-        self.records.append((topic, key, record))
 
 
 def feed(app, report: ReportFacts, filings: list[tuple[str, float, dict]]) -> str:
