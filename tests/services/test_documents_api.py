@@ -18,7 +18,7 @@ from services.settings import Settings
 from services.users import new_token, user_record
 from services.web.app import create_app
 from services.worker.outbox import Outbox
-from tests.services.test_ack_api import Sent
+from tests.services.publishers import Kept as Sent
 from topics.catalog import INCIDENT_COMMANDS, INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED
 from topics.models import IncidentCommand, Role
 from topics.requests import ReportSubmission

@@ -76,7 +76,7 @@ def test_a_stop_of_a_run_whose_runner_is_lost_is_recorded_at_once_by_the_replica
     from services.settings import Settings
     from services.users import new_token, user_record
     from services.web.app import create_app
-    from tests.services.test_duty_api import Sent
+    from tests.services.publishers import Kept as Sent
     from topics.catalog import DRILL_RUNS
     from topics.models import Role
 
