@@ -1,11 +1,13 @@
 """The ledger's inputs as the API holds them: the incidents of the read model (services/view.py) as the
-pure ledger reads them, and every 通报 issued and 整改 reported, followed from yingji.ledger.circulars.
+pure ledger reads them, and every 通报 issued, 整改 reported and chase step taken, followed from
+yingji.ledger.circulars (the API's book, and the worker's for its 限期整改 timer: services/worker/rectification.py).
 Nothing else is kept: the ledger itself is computed on each request from the log's records."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 
 import structlog
 from aiokafka import TopicPartition
@@ -15,7 +17,7 @@ from playbooks.ledger.rules import IncidentRecords
 from services.following import ReadProgress, follow_from_start
 from services.view import IncidentView
 from topics.catalog import LEDGER_CIRCULARS
-from topics.ledger import CircularIssued, LedgerRecord, RectificationReported
+from topics.ledger import CircularBody, CircularIssued, LedgerRecord
 
 log = structlog.get_logger("yingji", stage="ledger")
 
@@ -34,17 +36,23 @@ def incident_records(view: IncidentView, ids: Iterable[str] | None = None) -> li
 
 
 class CircularBook:
-    """Every 通报 and 整改 report on the log, in order (one partition)."""
+    """Every 通报, 整改 report and chase step on the log, in order (one partition)."""
 
     def __init__(self) -> None:
-        self.records: list[CircularIssued | RectificationReported] = []
+        self.records: list[CircularBody] = []
         self.ids: set[str] = set()
         self.caught_up = asyncio.Event()
         self.progress = ReadProgress()
+        self.writing = asyncio.Lock()  # one 通报 issued at a time by this process: the period checked, then written
 
     @property
     def circulars(self) -> dict[str, CircularIssued]:
         return {r.id: r for r in self.records if isinstance(r, CircularIssued)}
+
+    def issued_for(self, period_from: datetime, period_to: datetime) -> CircularIssued | None:
+        """The 通报 already issued for exactly this period [from, to), the first if several were."""
+        return next((r for r in self.records if isinstance(r, CircularIssued)
+                     and r.period_from == period_from and r.period_to == period_to), None)
 
     def apply(self, record: LedgerRecord) -> None:
         if record.id in self.ids:

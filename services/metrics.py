@@ -106,3 +106,13 @@ NOTICES_UNACKNOWLEDGED = Gauge(
 CHANNEL_FAILING = Gauge(
     "yingji_channel_failing", "1 while the channel's last 5 results were all failures", ["channel"], registry=REGISTRY,
 )
+
+# --- the ledger's 通报 and 限期整改 (issue 23, 5.5.1): no unit, circular or person in a label
+CIRCULARS_ISSUED = Counter(
+    "yingji_ledger_circulars_issued_total", "通报 issued (POST /ledger/circulars accepted and written)", registry=REGISTRY,
+)
+RECTIFICATION_STEPS = Counter(
+    "yingji_ledger_rectification_steps_total",
+    "Chase steps of a 限期整改 not reported, written by the worker's timer: remind (整改提醒) or overdue (督办)",
+    ["step"], registry=REGISTRY,
+)

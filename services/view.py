@@ -311,7 +311,8 @@ class IncidentView:
             elif topic in (NOTIFICATIONS_REQUESTED.name, DRILL_NOTIFICATIONS.name):
                 note = NotificationRequested.model_validate_json(value)
                 self.notices[note.dedup_key] = note
-                if note.kind in ("handover", "test", "warning"):  # a handover's or a test message's notice: no incident of it
+                # a handover's, a test message's, a warning's or a 限期整改's notice: no incident of it
+                if note.kind in ("handover", "test", "warning", "rectification"):
                     return
                 incident_id = note.incident_id
                 self._state(incident_id).notifications[note.dedup_key] = note

@@ -1,8 +1,11 @@
 """The 通报 (5.5.1) and its 限期整改 as records (topic yingji.ledger.circulars, key the circular's id).
 
 Issuing a draft 通报 of the 迟报/漏报/瞒报 ledger (5.5.2) makes each unit it names owe a 限期整改 by a due
-time: one CircularIssued. A unit's report that it has rectified is a RectificationReported. What each
-unit owes and whether it was met, late or missed is folded from them (playbooks.ledger.circular).
+time: one CircularIssued. A unit's report that it has rectified is a RectificationReported. The worker's
+timer chases a unit that has not reported: at its remind_at a RectificationReminded (a reminder to the
+unit), at its due_at a RectificationOverdue (督办 to its 带班领导 and to the issuing unit); each id is the
+circular, the unit and the step, so a step is taken once however often the timer runs. What each unit
+owes and whether it was met, late or missed is folded from them (playbooks.ledger.circular).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from topics.models import SCHEMA_VERSION, Contract, InputDatetime, RecordId, ShortText, UtcDatetime
+from topics.delivery import fit_id
+from topics.models import SCHEMA_VERSION, Contract, InputDatetime, LongText, RecordId, ShortText, UtcDatetime
 
 
 class RectificationOwed(Contract):
@@ -59,11 +63,48 @@ class RectificationReported(Contract):
     reported_by: ShortText
 
 
+RectificationStepName = Literal["remind", "overdue"]
+
+
+def rectification_step_id(circular_id: str, unit_id: str, step: RectificationStepName) -> str:
+    """The id of a chase step of a unit's 限期整改: the same however often, or wherever, it is computed."""
+    return fit_id(f"{circular_id}.{unit_id}.{step}")
+
+
+class _RectificationStep(Contract):
+    id: RecordId = Field(description="rectification_step_id(circular_id, unit_id, step)")
+    circular_id: RecordId
+    unit_id: ShortText
+    at: UtcDatetime = Field(description="the rule's own time: the unit's remind_at, or its due_at")
+    recorded_at: UtcDatetime = Field(description="when the timer took the step (at or after `at`)")
+    by: ShortText = "ledger-timer"
+    rule: ShortText = Field(description="the rule of playbooks/ledger/circular.py that took the step")
+    section: ShortText = "5.5.1"
+    reason: LongText
+    notices: list[RecordId] = Field(default_factory=list, max_length=10,
+                                    description="the dedup keys of the notices (notifications.requested) sent with it")
+
+
+class RectificationReminded(_RectificationStep):
+    """At remind_at, no 整改 reported: the unit reminded of its deadline (once)."""
+
+    record: Literal["rectification_reminded"] = "rectification_reminded"
+
+
+class RectificationOverdue(_RectificationStep):
+    """At due_at, no 整改 reported: 督办 to the unit's 带班领导 and to the issuing unit (once)."""
+
+    record: Literal["rectification_overdue"] = "rectification_overdue"
+
+
+CircularBody = CircularIssued | RectificationReported | RectificationReminded | RectificationOverdue
+
+
 class LedgerRecord(Contract):
-    """One record of the topic: a 通报 issued, or a unit's 整改 reported."""
+    """One record of the topic: a 通报 issued, a unit's 整改 reported, or a step of the timer's chase."""
 
     id: RecordId
-    body: Annotated[CircularIssued | RectificationReported, Field(discriminator="record")]
+    body: Annotated[CircularBody, Field(discriminator="record")]
     schema_version: int = SCHEMA_VERSION
 
     @model_validator(mode="after")
@@ -81,6 +122,9 @@ class CircularRequest(Contract):
 
     start: InputDatetime = Field(description="the period's start, as GET /ledger's `from`")
     end: InputDatetime = Field(description="the period's end (excluded), as GET /ledger's `to`")
+    rectify_by: InputDatetime | None = Field(
+        default=None, description="the 整改期限 this 通报 sets, after now and within a year; absent: ledger.yaml's term "
+                                  "(rectification.due_after_days, our choice)")
 
     @model_validator(mode="after")
     def _period(self) -> "CircularRequest":

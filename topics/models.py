@@ -366,16 +366,19 @@ class NotificationRequested(Contract):
 
     id: RecordId
     dedup_key: RecordId
-    incident_id: RecordId = Field(description="the incident told of; for kind handover, the handover's id (交接班)")
+    incident_id: RecordId = Field(description="the incident told of; for kind handover, the handover's id (交接班); "
+                                              "for kind rectification, the 通报's id (5.5.1 限期整改)")
     drill: bool = False
     unit_id: ShortText
     unit: ShortText
     role: ShortText | None = Field(default=None, description="who in the unit: 值班领导, 值班主任, 分管区领导 …")
-    kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover", "test", "warning"] = Field(
+    kind: Literal["routing", "reminder", "escalation", "approved_report", "end", "handover", "test", "warning",
+                  "rectification"] = Field(
         default="routing", description="test: a test message to one person (yingji notify test, issue 19 item 6); "
                                        "its incident_id is `test`, its ack verifies the person's contacts. warning: a "
                                        "warning (预警) issued, adjusted or lifted (issue 20); its incident_id is the "
-                                       "warning's id")
+                                       "warning's id. rectification: a 通报's 限期整改 not reported, reminded or "
+                                       "督办 (5.5.1); its incident_id is the 通报's id")
     level: ResponseLevel | None = Field(
         default=None, description="the incident's response level when the notice was decided (issue 19: it picks "
                                   "the channels and the re-notification ladder's pace); None: no level (交接班)")

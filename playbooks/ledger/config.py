@@ -77,6 +77,28 @@ class Rectification(_M):
         return self
 
 
+Role = Literal["值班员", "值班主任", "值班领导", "带班领导"]
+
+
+class ChaseStep(_M):
+    label: str
+    section: str
+    role: Role = Field(description="who in the owing unit is told (duty.yaml role_posts)")
+
+
+class OverdueStep(ChaseStep):
+    issuer_role: Role = Field(description="who in the issuing unit (circular.issuer) is told")
+
+
+class Chase(_M):
+    """The timer's chase of a 限期整改 not reported: a reminder at remind_at, 督办 at the due time."""
+
+    remind: ChaseStep
+    overdue: OverdueStep
+    basis: Basis
+    note: str
+
+
 class CircularText(_M):
     title: str
     issuer: str = Field(description="a unit id of units.yaml: who issues the 通报")
@@ -89,6 +111,7 @@ class LedgerFile(_M):
     source_delay: SourceDelay
     concealment: Concealment
     rectification: Rectification
+    chase: Chase
     circular: CircularText
     hour_buckets_up_to_days: int = Field(ge=1, le=31, description="a period this long or shorter is charted by hour, "
                                                                   "a longer one by day (Asia/Shanghai)")

@@ -26,7 +26,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 DRILL_RULE = "drill"
 KIND_NAMES = {"routing": "通知", "reminder": "提醒", "escalation": "督办", "approved_report": "报告",
               "end": "响应结束", "handover": "交接班",
-              "test": "测试消息", "warning": "预警"}
+              "test": "测试消息", "warning": "预警", "rectification": "限期整改"}
 
 
 @dataclass

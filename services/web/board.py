@@ -80,7 +80,7 @@ def notice_counts(st: IncidentReadModel) -> tuple[int, int]:
     for key in {*st.notifications, *st.deliveries}:
         status = st.deliveries.get(key)
         note = st.notifications.get(key) or (status.notice if status else None)
-        if note is not None and note.kind in ("handover", "test"):
+        if note is not None and note.kind in ("handover", "test", "warning", "rectification"):
             continue
         if status is not None and status.undeliverable:
             undeliverable += 1

@@ -11,9 +11,11 @@ from typing import Any, Awaitable, Callable, NoReturn
 import faust
 import structlog
 
+from playbooks.ledger.config import LedgerFile
 from playbooks.plan import Plan
 from services.clock import Clock
 from services.duty.book import DutyBook
+from services.ledger_book import CircularBook
 from services.settings import Settings
 from services.worker.gcwatch import GcWatch
 from services.worker.outbox import Produce
@@ -39,6 +41,8 @@ class Worker:
     gc: GcWatch
     produce_override: Produce | None = None
     duty: DutyBook | None = None  # rosters and the duty log; None: notices name no person (a test's choice)
+    circulars: CircularBook | None = None  # yingji.ledger.circulars, for the 限期整改 timer; None: no such timer
+    ledger: LedgerFile | None = None  # ledger.yaml: whom the 限期整改 timer chases
     agent: Any = None  # the registered `incident_lifecycle` agent
     inbound_topics: frozenset[str] = field(default_factory=frozenset)
     # a fresh process image resuming from the committed offsets (services/worker/restart.py); set by

@@ -14,12 +14,14 @@ from functools import partial
 
 import faust
 
+from playbooks.ledger.config import load_ledger
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
 from services.duty.book import DutyBook
+from services.ledger_book import CircularBook
 from services.privacy import Sealer
 from services.settings import Settings
-from services.worker import gauges, handover, incidents, restart, sweep
+from services.worker import gauges, handover, incidents, rectification, restart, sweep
 from services.worker.context import Worker
 from services.worker.faust_app import build_app
 from services.worker.gcwatch import GcWatch
@@ -33,16 +35,20 @@ TABLE_NAME = "incidents"  # Faust names its changelog <app id>-incidents-changel
 
 def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock | None = None,
                  store: str | None = None, produce: Produce | None = None, sensors: bool = True,
-                 duty: DutyBook | None | bool = True) -> Worker:
+                 duty: DutyBook | None | bool = True, circulars: CircularBook | None | bool = True) -> Worker:
     """The worker, its agent and timers registered on a new Faust app; nothing started.
 
     `sensors=False`: Faust's Prometheus sensors left out (they register in the process's one registry,
     so a test that builds several workers in one process leaves them out). `duty`: the duty book the
-    notices are addressed from; True builds one followed from the duty topics, None leaves it out."""
+    notices are addressed from; True builds one followed from the duty topics, None leaves it out.
+    `circulars`: the book of 通报 the 限期整改 timer chases from; True builds one followed from
+    yingji.ledger.circulars, None leaves the timer out."""
     app = build_app(settings, store=store, sensors=sensors)
     plan = plan or load_plan()
     if duty is True:
         duty = DutyBook(Sealer.from_file(settings.key_file), plan.duty)
+    if circulars is True:
+        circulars = CircularBook()
     # incident id -> bytes; keyed like the inbound topics, so co-partitioned with them. value_type=bytes
     # makes the changelog raw both ways: recovery hands back the bytes, parsing nothing.
     table = app.Table(TABLE_NAME, key_type=str, value_type=bytes, standby_buffer_size=settings.worker_standby_buffer,
@@ -53,7 +59,8 @@ def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock |
         watch=StallWatch(stall_after_s=settings.stall_restart_s),
         faults=Faults(skip_after=settings.fault_skip_after, stall_after=settings.fault_stall_after,
                       armed=settings.worker_restarts == 0),
-        gc=GcWatch(), produce_override=produce, duty=duty or None,
+        gc=GcWatch(), produce_override=produce, duty=duty or None, circulars=circulars or None,
+        ledger=load_ledger(units=frozenset(plan.units)) if circulars else None,
         inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
     )
     worker.restart_in_place = partial(restart.restart_in_place, worker)
@@ -102,6 +109,21 @@ def _register(worker: Worker) -> None:
             await handover.refresh_duty_gauges(worker)
 
         app.timer(interval=handover.DUTY_GAUGES_INTERVAL_S, name="duty_gauges")(refresh_duty_gauges)
+
+    if worker.circulars is not None:
+        circular_book = worker.circulars
+
+        async def follow_circulars() -> None:
+            await circular_book.follow(worker.settings.bootstrap)
+
+        app.task(follow_circulars)
+
+        async def check_rectifications() -> None:
+            await rectification.check_rectifications(worker)
+
+        # on the leader only: one worker reminds and 督办 (the steps' ids make a second one harmless)
+        app.timer(interval=rectification.RECTIFICATION_INTERVAL_S, on_leader=True,
+                  name="check_rectifications")(check_rectifications)
 
     app.timer(interval=sweep.SWEEP_INTERVAL_S, name="sweep_due")(sweep_due)
     app.timer(interval=gauges.GAUGES_INTERVAL_S, name="gauges")(refresh_gauges)

@@ -29,6 +29,7 @@ ROWS = [
     ("escalation", "三级", EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel", []),
     ("escalation", None, EVERYTHING, ["wecom", "dingtalk", "sms", "email"], "escalation_every_channel", []),
     ("handover", None, EVERYTHING, ["wecom", "dingtalk", "email"], "handover_chat_and_email", ["sms"]),
+    ("rectification", None, EVERYTHING, ["wecom", "dingtalk", "email"], "rectification_chat_and_email", ["sms"]),
     ("approved_report", "二级", EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat", ["sms"]),
     ("end", None, EVERYTHING, ["email", "wecom", "dingtalk"], "report_and_end_email_and_chat", ["sms"]),
     # skips: a channel needs its contact

@@ -279,13 +279,17 @@ def test_rectification_is_an_obligation_with_the_folds_statuses(plan, config):  
 def test_every_figure_of_ours_is_marked(config):
     """ledger.yaml: each block whose figure the plan does not give says basis our_choice and a note saying so."""
     raw = yaml.safe_load(LEDGER_FILE.read_text(encoding="utf-8"))
-    for block in ("source_delay", "concealment", "rectification"):
+    for block in ("source_delay", "concealment", "rectification", "chase"):
         assert raw[block]["basis"] == "our_choice", block
         assert "预案未规定" in raw[block]["note"], block
     assert config.outcomes["late"].basis == "plan" and config.outcomes["late"].section == "5.5.2"
     # the notes people read say the figures the rules use: a changed figure with a stale note fails here
     assert f"{config.source_delay.unit_grace_minutes}分钟" in config.source_delay.note
     assert f"{config.rectification.due_after_days}日" in config.rectification.note
+    assert f"{config.rectification.remind_before_days}日" in config.rectification.note
+    assert f"{config.rectification.remind_before_days * 2}日" in config.rectification.note  # the half-way rule's bound
+    for role in (config.chase.remind.role, config.chase.overdue.role, config.chase.overdue.issuer_role):
+        assert role in config.chase.note
     assert f"{config.concealment.counts['deaths'].factor:g}倍" in config.concealment.note
     assert config.outcomes["source_delay"].basis == "our_choice"
 

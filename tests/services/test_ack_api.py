@@ -377,3 +377,39 @@ def test_the_openapi_document_declares_the_ack_and_the_incidents_deliveries(api)
     assert set(schemas["NoticeDelivery"]["properties"]) >= {"sent_at", "delivered_at", "acked_at", "undeliverable", "ladder"}
     assert not any(p.startswith("/ack/") for p in doc["paths"])  # the ack link's page is a page, not the API
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", link(app).removeprefix("/ack/"))
+
+
+def test_a_rectification_notice_is_acknowledged_with_no_incident_behind_it(api):
+    """A 通报's 限期整改 督办 (5.5.1, the worker's timer): its page names the 通报, not an incident; the
+    button writes one ack for it; the view makes no incident of it."""
+    from datetime import timezone
+
+    from playbooks.ledger.circular import chase
+    from playbooks.ledger.config import load_ledger
+    from topics.ledger import CircularIssued
+
+    app, client, sent = api
+    due = NOW.astimezone(timezone.utc) - timedelta(minutes=1)
+    circular = CircularIssued(id="circular-ack1", period_from=due - timedelta(days=20), period_to=due - timedelta(days=16),
+                              issued_at=due - timedelta(days=15), issued_by="admin", issuer_unit_id=OFFICE, units=[
+                                  {"unit_id": "district_urban_management_commission", "unit": "区城市管理委",
+                                   "breaches": 2, "due_at": due, "remind_at": due - timedelta(days=3)}])
+    out = chase([circular], load_ledger(), PLAN, now=NOW)
+    view = app.state.view
+    incidents = set(view.incidents)
+    for note in out.notifications:
+        view.apply(NOTIFICATIONS_REQUESTED.name, note.model_dump_json().encode())
+    to_office = next(n for n in out.notifications if n.unit_id == OFFICE)
+    assert to_office.kind == "rectification" and set(view.incidents) == incidents  # no incident made of it
+    url = link(app, "sun", notice=to_office.dedup_key)
+    page = client().get(url)
+    assert page.status_code == 200, page.text
+    for shown in ("限期整改", "circular-ack1", "区城市管理委", "5.5.1", ">已阅</button>"):
+        assert shown in page.text, shown
+    assert "<dt>事件</dt>" not in page.text
+    assert client().post(url).status_code == 303
+    [(topic, key, event)] = sent.records
+    assert topic == DELIVERIES.name and key == to_office.dedup_key
+    assert (event.body.incident_id, event.body.person_id, event.body.how) == ("circular-ack1", "sun", AckHow.LINK)
+    assert "已确认已阅：孙主任" in client().get(url).text
+    assert set(view.incidents) == incidents

@@ -21,6 +21,7 @@ from services.web.app import create_app
 from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED, INCIDENTS_REPORTED, LEDGER_CIRCULARS
 from topics.drills import DrillRunEvent, DrillRunRecorded, DrillRunStatus
 from topics.models import FollowupFacts, IncidentCommand, IncidentDecided, IncidentReported, ReportFacts, ReportFiled, Role
+from services import metrics
 from tests.services.publishers import Kept
 
 PLAN = load_plan()
@@ -79,6 +80,10 @@ def api(tmp_path_factory):
     app.state.drills.apply(DrillRunEvent.of(run))
     client = TestClient(app)  # no lifespan: no broker
     return app, client, tokens, kept, live, drill
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def get(client, tokens, url, role=Role.COMMANDER, **kw):
@@ -185,11 +190,21 @@ def test_issuing_the_circular_makes_each_units_rectification_an_obligation(api):
     assert client.post("/ledger/circulars", json=period,
                        headers={"Authorization": f"Bearer {tokens[Role.VIEWER]}"}).status_code == 403
     assert [t for t, _, _ in kept.records] == []  # refused: nothing written
+    issued = metrics.CIRCULARS_ISSUED._value.get()
     resp = client.post("/ledger/circulars", json=period, headers=auth)
     assert resp.status_code == 201, resp.text
     circular = resp.json()["circular"]
     (topic, key, record), = kept.records
     assert topic == LEDGER_CIRCULARS.name and key == circular["id"] and record.body.id == circular["id"]
+    assert metrics.CIRCULARS_ISSUED._value.get() == issued + 1
+    # the same period again (the same instants, written with another offset): refused naming the 通报 on record
+    again = client.post("/ledger/circulars", json={"start": "2026-12-06T16:00:00Z", "end": "2026-12-07T16:00:00Z"},
+                        headers=auth)
+    assert again.status_code == 409, again.text
+    (problem,) = again.json()["fields"]
+    assert problem["field"] == "period" and circular["id"] in problem["message"]
+    assert len(kept.records) == 1 and len(app.state.circulars.circulars) == 1  # nothing stored
+    assert metrics.CIRCULARS_ISSUED._value.get() == issued + 1
     owed = {u["unit_id"]: u for u in circular["units"]}
     assert "district_urban_management_commission" in owed
     statuses = get(client, tokens, "/ledger/rectifications").json()
@@ -207,9 +222,51 @@ def test_issuing_the_circular_makes_each_units_rectification_an_obligation(api):
                                                                       "filed_by": "x"}, headers=auth).status_code == 404
 
 
+def test_a_circular_with_its_own_term_and_the_timers_steps_on_the_statuses(api):
+    """rectify_by: the 通报's own 整改期限 (after now, within a year; else 422 naming it, nothing stored);
+    the timer's 整改提醒 and 督办 (records on the topic) shown on GET /ledger/rectifications."""
+    from playbooks.ledger.circular import chase
+    from topics.ledger import LedgerRecord
+
+    app, client, tokens, kept, _, _ = api
+    auth = {"Authorization": f"Bearer {tokens[Role.COMMANDER]}"}
+    period = {"start": DAY["from"], "end": "2026-12-08T01:00:00+08:00"}  # another period: the 通报 of DAY stands
+    before = len(kept.records)
+    for bad in ((NOW - M).isoformat(), (NOW + timedelta(days=400)).isoformat(), "2026-12-31T00:00:00"):
+        resp = client.post("/ledger/circulars", json={**period, "rectify_by": bad}, headers=auth)
+        assert resp.status_code == 422 and [f["field"] for f in resp.json()["fields"]] == ["rectify_by"], resp.text
+    assert len(kept.records) == before
+    resp = client.post("/ledger/circulars", json={**period, "rectify_by": (NOW + 40 * M).isoformat()}, headers=auth)
+    assert resp.status_code == 201, resp.text
+    mine = resp.json()["circular"]
+    assert {(at(u["due_at"]), at(u["remind_at"])) for u in mine["units"]} == {(NOW + 40 * M, NOW + 20 * M)}
+    # what the worker's timer would write at the due time (its own test runs it: tests/services/test_rectification_timer.py)
+    book = app.state.circulars
+    for rec in chase(book.records, app.state.ledger_config, PLAN, now=NOW + 21 * M).records:
+        book.apply(LedgerRecord(id=rec.id, body=rec))
+    for rec in chase(book.records, app.state.ledger_config, PLAN, now=NOW + 41 * M).records:
+        book.apply(LedgerRecord(id=rec.id, body=rec))
+    statuses = [s for s in get(client, tokens, "/ledger/rectifications").json() if s["circular_id"] == mine["id"]]
+    assert statuses and all(s["reminded_at"] is None and s["escalated_at"] is None for s in statuses)  # not yet at NOW
+    app.state.clock = SimulatedClock(start=NOW + 42 * M, speed=0.0)
+    try:
+        statuses = [s for s in get(client, tokens, "/ledger/rectifications").json() if s["circular_id"] == mine["id"]]
+        html = get(client, tokens, "/ledger", params=DAY, headers={"Accept": "text/html"}).text
+    finally:
+        app.state.clock = SimulatedClock(start=NOW, speed=0.0)
+    assert {(s["status"], at(s["reminded_at"]), at(s["escalated_at"])) for s in statuses} == {
+        ("missed", NOW + 21 * M, NOW + 41 * M)}
+    assert "已提醒 2026-12-07 13:21" in html and "已督办 2026-12-07 13:41" in html
+
+
 def test_the_openapi_document_says_what_the_ledger_answers(api):
     app, *_ = api
     doc = app.openapi()
+    issue = doc["paths"]["/ledger/circulars"]["post"]
+    assert {"201", "409", "422"} <= set(issue["responses"])
+    assert "rectify_by" in doc["components"]["schemas"]["CircularRequest"]["properties"]
+    status = doc["components"]["schemas"]["RectificationStatus"]["properties"]
+    assert {"reminded_at", "escalated_at"} <= set(status)
     op = doc["paths"]["/ledger"]["get"]
     assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Ledger")
     assert {p["name"] for p in op["parameters"]} >= {"from", "to", "unit", "format"}

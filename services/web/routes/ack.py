@@ -42,7 +42,8 @@ log = structlog.get_logger("yingji", stage="api")
 router = APIRouter(tags=["notices"])
 
 KIND_NAMES = {"routing": "事件通报", "reminder": "报送提醒", "escalation": "督办", "approved_report": "批准上报后通报",
-              "end": "应急结束", "handover": "交接班"}
+              "end": "应急结束", "handover": "交接班", "warning": "预警", "rectification": "限期整改"}
+NO_INCIDENT = ("handover", "rectification")  # notices whose incident_id names no incident: a handover, a 通报
 HOW_NAMES = {"link": "通知链接", "page": "事件页面", "api": "接口", "test": "测试消息"}
 LINK_BY = "link"  # AckRecord.by for the ack link
 
@@ -87,11 +88,12 @@ def _ack_view(status: NoticeStatus | None, book: DutyBook, person_id: str | None
 
 
 def _notice_context(view: IncidentView, note: NotificationRequested) -> dict[str, Any]:
-    incident = view.incidents.get(note.incident_id) if note.kind != "handover" else None
+    incident = view.incidents.get(note.incident_id) if note.kind not in NO_INCIDENT else None
     decided = incident.decided.decision if incident and incident.decided else None
     reported = incident.reported.report if incident and incident.reported else None
     return {
-        "incident_id": note.incident_id if note.kind != "handover" else None,
+        "incident_id": note.incident_id if note.kind not in NO_INCIDENT else None,
+        "circular_id": note.incident_id if note.kind == "rectification" else None,
         "incident_type": decided.type_name if decided else (reported.type if reported else None),
         "level": note.level.value if note.level else None,
         "unit": note.unit,

@@ -22,10 +22,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from playbooks.ledger.circular import CircularDraft, RectificationStatus, circular_record, draft_circular, rectifications
+from playbooks.ledger.circular import (MAX_TERM, CircularDraft, RectificationStatus, circular_record, draft_circular,
+                                       rectifications)
 from playbooks.ledger.config import LedgerFile
 from playbooks.ledger.rules import Ledger, ledger
 from playbooks.plan import Plan
+from services import metrics
 from services.ledger_book import incident_records
 from services.web.answers import conflict, invalid, responses
 from services.web.auth import require, require_page, wants_html
@@ -173,21 +175,42 @@ async def issue_circular(body: CircularRequest, plan: PlanDep, view: ViewDep, cl
                          publisher: PublisherDep, circulars: CircularsDep,
                          user: UserRecord = require("ledger.issue")) -> Any:
     """Issue the 通报 of the live ledger of [start, end) (5.5.1): each unit with a breach then owes a 限期整改
-    by the term of ledger.yaml (our choice), recorded on the log; 409 naming `units` when nobody breached."""
+    by the term of ledger.yaml (our choice) or by `rectify_by`, recorded on the log; the worker reminds and
+    then 督办 a unit that has not reported (ledger.yaml `chase`). 409 naming `units` when nobody breached,
+    and naming `period` (with the circular's id) when a 通报 of the same period was issued already:
+    nothing is stored then."""
     now = clock.now()
+    if body.rectify_by is not None and not now < body.rectify_by <= now + MAX_TERM:
+        return invalid([{"field": "rectify_by", "message": f"must be after now and within {MAX_TERM.days} days"}],
+                       error="invalid 通报")
+    # the log read to its end first: a 通报 of the period issued through another replica is seen
+    if circulars.progress.consumer is not None:
+        await circulars.progress.read_to_end()
+    if (done := circulars.issued_for(body.start, body.end)) is not None:
+        return _issued_already(done)
     book = await asyncio.to_thread(partial(ledger, incident_records(view), plan, config, period_from=body.start,
                                            period_to=body.end, now=now, trend=False))
-    draft = draft_circular(book, config, plan, issued_at=now)
     try:
+        draft = draft_circular(book, config, plan, issued_at=now, rectify_by=body.rectify_by)
         record = circular_record(draft, circular_id=f"circular-{uuid.uuid4().hex[:16]}", issued_by=user.name)
     except ValueError as exc:  # nobody breached in the period: what is on record leaves nothing to 通报
         field, _, message = str(exc).partition(": ")
         return conflict(field, message)
     issued = LedgerRecord(id=record.id, body=record)
-    await publisher.send(LEDGER_CIRCULARS.name, record.id, issued, what="the 通报")
-    circulars.apply(issued)  # acknowledged (acks=all): shown at once here; read back later, it is the same record
+    async with circulars.writing:  # checked again under the lock: two requests of one period, one 通报
+        if (done := circulars.issued_for(body.start, body.end)) is not None:
+            return _issued_already(done)
+        await publisher.send(LEDGER_CIRCULARS.name, record.id, issued, what="the 通报")
+        circulars.apply(issued)  # acknowledged (acks=all): shown at once here; read back later, it is the same record
+    metrics.CIRCULARS_ISSUED.inc()
     log.info("circular_issued", circular_id=record.id, units=len(record.units))
     return CircularAnswer(circular=record, draft=draft)
+
+
+def _issued_already(done: CircularIssued) -> Any:
+    log.info("circular_refused", reason="period_issued", circular_id=done.id)
+    return conflict("period", f"a 通报 of this period was issued already: {done.id} "
+                              f"(issued {done.issued_at.astimezone(BEIJING):%Y-%m-%d %H:%M} Beijing time)")
 
 
 @router.get("/ledger/rectifications", response_model=list[RectificationStatus], responses=responses(401, 403))
