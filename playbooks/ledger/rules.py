@@ -366,7 +366,7 @@ def ledger(incidents: Iterable[IncidentRecords], units: Units, config: LedgerFil
         outcomes=[OutcomeInfo(id=Outcome(k), label=o.label, section=o.section, rule=o.rule, breach=o.breach,
                               basis=o.basis) for k, o in config.outcomes.items()],
         rows=rows, units=_unit_lines(rows, flags, starts), sources=_source_lines(rows), flags=flags,
-        notes=[config.source_delay.note, config.concealment.note, config.rectification.note])
+        notes=[config.source_delay.note, config.concealment.note, config.rectification.note, config.chase.note])
 
 
 def _may_touch(rec: IncidentRecords, period_from: datetime, period_to: datetime) -> bool:

@@ -27,6 +27,8 @@ DRILL_RULE = "drill"
 KIND_NAMES = {"routing": "通知", "reminder": "提醒", "escalation": "督办", "approved_report": "报告",
               "end": "响应结束", "handover": "交接班",
               "test": "测试消息", "warning": "预警", "rectification": "限期整改"}
+# what a notice's incident_id names, where it is no incident's
+SUBJECT_NAMES = {"rectification": "通报"}
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Composer:
             return None
         level = f"【{notice.level.value}】" if notice.level is not None else ""
         subject = f"{level}{KIND_NAMES.get(notice.kind, '通知')}：{notice.unit}"
-        lines = [notice.why, f"事件：{notice.incident_id}　依据：{notice.section}",
+        lines = [notice.why, f"{SUBJECT_NAMES.get(notice.kind, '事件')}：{notice.incident_id}　依据：{notice.section}",
                  f"时间：{_local(notice.requested_at)}"]
         if t.step > 0:
             step = book.steps[t.step]

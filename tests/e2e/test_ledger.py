@@ -2,11 +2,14 @@
 report, a missed written report, a follow-up that doubles the deaths and an unapproved release attempt;
 the ledger of the day shows each against the right unit, its .xlsx and draft 通报 .docx carry the same
 figures, and a drill's breaches are in the drill's ledger, not the live one. Report times are set in the
-past (received 65 minutes ago), so the deadlines have passed without waiting for them."""
+past (received 65 minutes ago), so the deadlines have passed without waiting for them. A 通报 issued with a
+short term of its own is reminded and 督办 by the real worker's timer, once, and a later report is late."""
 
 from __future__ import annotations
 
 import io
+import json
+import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,6 +20,7 @@ import pytest
 from playbooks.drill.scenario import SCENARIOS_DIR
 from tests.conftest import unique_id
 from tests.waiting import eventually
+from topics.catalog import LEDGER_CIRCULARS, NOTIFICATIONS_REQUESTED
 
 pytestmark = pytest.mark.e2e
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -142,3 +146,99 @@ def test_a_drills_breaches_are_in_its_own_ledger_not_the_live_one(service):
     assert live.status_code == 200, live.text
     assert not {r["incident_id"] for r in live.json()["rows"]} & incidents
     assert not any(r["drill"] for r in live.json()["rows"])
+
+
+def test_a_circulars_short_term_is_reminded_then_chased_once_and_a_later_report_is_late(service):
+    """5.5.1 限期整改 on the real worker: a 通报 with a 24-second term (rectify_by) reminds the unit half-way
+    and 督办 its 带班领导 and 区应急办 at the due time, each step once on yingji.ledger.circulars with its
+    notices, acknowledgeable with no incident behind them; the same period again is refused naming the
+    通报; a report after the due time makes the 整改 late."""
+    now = datetime.now(timezone.utc)
+    received = now - timedelta(minutes=65)
+    with service.client() as c:
+        resp = c.post("/incidents", json={
+            "report_id": unique_id("ledger-chase"), "type": "燃气事故", "occurred_at": (received - timedelta(minutes=5)).isoformat(),
+            "received_at": received.isoformat(), "location": {"street": "梨园镇"}})
+        assert resp.status_code == 202, resp.text
+        iid = resp.json()["incident_id"]
+        eventually(lambda: c.get(f"/incidents/{iid}").json(),
+                   until=lambda b: obligation(b, "written_report").get("status") == "missed",
+                   timeout=15, every=0.1, what="the breaches on arrival")
+    # a period of this test's own (another test may issue the 通报 of the whole day)
+    period = {"start": (received - timedelta(seconds=1)).isoformat(), "end": (received + timedelta(hours=2)).isoformat()}
+    before = scrape_steps(service)
+    with service.client("commander") as boss:
+        resp = boss.post("/ledger/circulars", json={**period, "rectify_by": (datetime.now(timezone.utc)
+                                                                            + timedelta(seconds=24)).isoformat()})
+        assert resp.status_code == 201, resp.text
+        circular = resp.json()["circular"]
+        cid = circular["id"]
+        mine = next(u for u in circular["units"] if u["unit_id"] == LEAD)
+        due, remind = datetime.fromisoformat(mine["due_at"]), datetime.fromisoformat(mine["remind_at"])
+        assert timedelta(seconds=11) < remind - datetime.fromisoformat(circular["issued_at"]) < timedelta(seconds=13)
+        again = boss.post("/ledger/circulars", json=period)
+        assert again.status_code == 409 and again.json()["fields"][0]["field"] == "period", again.text
+        assert cid in again.json()["fields"][0]["message"]
+
+        def status():
+            return next(s for s in boss.get("/ledger/rectifications").json()
+                        if s["circular_id"] == cid and s["unit_id"] == LEAD)
+
+        reminded = eventually(status, until=lambda s: s["reminded_at"] is not None, timeout=30, every=0.5,
+                              what="the reminder")
+        assert reminded["status"] == "open" and reminded["escalated_at"] is None
+        assert datetime.fromisoformat(reminded["reminded_at"]) >= remind
+        chased = eventually(status, until=lambda s: s["escalated_at"] is not None, timeout=30, every=0.5,
+                            what="the 督办")
+        assert chased["status"] == "missed" and datetime.fromisoformat(chased["escalated_at"]) >= due
+        page = boss.get("/ledger", params={"from": period["start"], "to": period["end"]},
+                        headers={"Accept": "text/html"}).text
+        assert "已提醒" in page and "已督办" in page
+    time.sleep(2 * 5.0 + 1)  # two more ticks of the timer: still once
+    steps = [r["body"] for r in (json.loads(x.value) for x in service.read_topic(LEDGER_CIRCULARS.name, settle_s=0))
+             if r["body"].get("circular_id") == cid and r["body"]["record"].startswith("rectification_")
+             and r["body"]["record"] != "rectification_reported"]
+    owing = {u["unit_id"] for u in circular["units"]}
+    ids = [s["id"] for s in steps]
+    assert len(ids) == len(set(ids)) == 2 * len(owing), ids  # one reminder and one 督办 per unit, once each
+    lead_steps = {s["record"]: s for s in steps if s["unit_id"] == LEAD}
+    assert set(lead_steps) == {"rectification_reminded", "rectification_overdue"}
+    notices = [json.loads(x.value) for x in service.read_topic(NOTIFICATIONS_REQUESTED.name, settle_s=0)]
+    notices = [n for n in notices if n["incident_id"] == cid]
+    keys = [n["dedup_key"] for n in notices]
+    assert len(keys) == len(set(keys)) == 3 * len(owing)  # a reminder, then the unit's and 区应急办's 督办
+    lead_notes = {(n["unit_id"], n["role"], n["rule"]) for n in notices if n["dedup_key"].startswith(f"{cid}.{LEAD}.")}
+    assert lead_notes == {(LEAD, "值班主任", "rectification_remind"), (LEAD, "带班领导", "rectification_overdue"),
+                          ("district_emergency_office", "值班主任", "rectification_overdue")}
+    assert all(n["kind"] == "rectification" and n["section"] == "5.5.1" for n in notices)
+    assert set(lead_steps["rectification_overdue"]["notices"]) <= set(keys)
+    after = eventually(lambda: scrape_steps(service), until=lambda a: a["overdue"] - before["overdue"] >= len(owing),
+                       timeout=20, every=0.5, what="the steps counted")
+    assert after["remind"] - before["remind"] >= len(owing)
+    with service.client() as officer:
+        ack = officer.post(f"/notices/{lead_steps['rectification_overdue']['notices'][0]}/ack")
+        assert ack.status_code == 200 and ack.json()["incident_id"] == cid, ack.text
+        assert officer.get(f"/incidents/{cid}").status_code == 404  # no incident behind it
+        late = officer.post(f"/ledger/circulars/{cid}/rectifications", json={
+            "unit_id": LEAD, "filed_at": datetime.now(timezone.utc).isoformat(), "filed_by": "区城市管理委值班员"})
+        assert late.status_code == 201 and late.json()["status"] == "late" and late.json()["minutes_late"] > 0, late.text
+    with service.client("viewer") as screen:
+        issued = value_of(screen.get("/metrics").text, "yingji_ledger_circulars_issued_total")
+    assert issued >= 1
+
+
+def scrape_steps(service) -> dict[str, float]:
+    text = service.worker_metrics_text()
+    return {step: value_of(text, "yingji_ledger_rectification_steps_total", f'step="{step}"')
+            for step in ("remind", "overdue")}
+
+
+def value_of(text: str, name: str, label: str = "") -> float:
+    """The sum of a sample over the expositions in `text` (one per worker)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (not label or label in line) and not line.startswith("#"):
+            head, _, val = line.rpartition(" ")
+            if head == name or head.startswith(name + "{"):
+                total += float(val)
+    return total

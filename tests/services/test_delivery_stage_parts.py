@@ -69,6 +69,20 @@ def test_a_message_carries_its_ack_link_for_the_notice_and_the_person():
     assert read_token(token, NOW, KEY, timedelta(hours=1)) == ("i-1.n", "p1")
 
 
+def test_a_rectification_notice_names_its_circular_and_takes_chat_and_email():
+    """A 限期整改 督办 (issue 23, 5.5.1): no level, no incident; its message names the 通报."""
+    c = composer()
+    note = notice(level=None).model_copy(update={"kind": "rectification", "incident_id": "circular-1",
+                                                 "why": "整改督办：…", "section": "5.5.1"})
+    b = NoticeBook("i-1.n")
+    taken = c.take(note, NOW)
+    assert (taken.channels, taken.rule) == (["wecom", "email"], "rectification_chat_and_email")
+    b.apply(taken)
+    out = c.outgoing(b, Try(send_id("i-1.n", 0, "p1", "email"), 0, "p1", "email", 1, resend=False), NOW)
+    assert out is not None and out.subject == "限期整改：区应急办"
+    assert "通报：circular-1　依据：5.5.1" in out.text and "事件：" not in out.text and "/ack/" in out.text
+
+
 def test_a_drill_reaches_the_drill_address_only_marked_drill():
     c = composer()
     taken = c.take(notice(drill=True), NOW)

@@ -190,8 +190,8 @@ async def issue_circular(body: CircularRequest, plan: PlanDep, view: ViewDep, cl
         return _issued_already(done)
     book = await asyncio.to_thread(partial(ledger, incident_records(view), plan, config, period_from=body.start,
                                            period_to=body.end, now=now, trend=False))
+    draft = draft_circular(book, config, plan, issued_at=now, rectify_by=body.rectify_by)  # rectify_by checked above
     try:
-        draft = draft_circular(book, config, plan, issued_at=now, rectify_by=body.rectify_by)
         record = circular_record(draft, circular_id=f"circular-{uuid.uuid4().hex[:16]}", issued_by=user.name)
     except ValueError as exc:  # nobody breached in the period: what is on record leaves nothing to 通报
         field, _, message = str(exc).partition(": ")

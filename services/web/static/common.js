@@ -152,6 +152,7 @@ const YJ = (() => {
     [/^a follow-up report .* carries its new facts here/, () => '续报须填写新情况'],
     [/^only a follow-up report carries new facts/, () => '只有续报可以填写新情况'],
     [/^JSON decode error/, () => '提交的内容无法解析'],
+    [/^a 通报 of this period was issued already: (\S+)/, (m) => `本期间已印发通报 ${m[1]}，不再重复印发`],
   ];
   function translate(message) {
     const text = String(message || '').replace(/^Value error, /, '');
