@@ -18,6 +18,7 @@ import openpyxl
 import pytest
 
 from playbooks.drill.scenario import SCENARIOS_DIR
+from services.worker.rectification import RECTIFICATION_INTERVAL_S
 from tests.conftest import unique_id
 from tests.waiting import eventually
 from topics.catalog import LEDGER_CIRCULARS, NOTIFICATIONS_REQUESTED
@@ -194,7 +195,7 @@ def test_a_circulars_short_term_is_reminded_then_chased_once_and_a_later_report_
         page = boss.get("/ledger", params={"from": period["start"], "to": period["end"]},
                         headers={"Accept": "text/html"}).text
         assert "已提醒" in page and "已督办" in page
-    time.sleep(2 * 5.0 + 1)  # two more ticks of the timer: still once
+    time.sleep(2 * RECTIFICATION_INTERVAL_S + 1)  # two more ticks of the timer: still once
     steps = [r["body"] for r in (json.loads(x.value) for x in service.read_topic(LEDGER_CIRCULARS.name, settle_s=0))
              if r["body"].get("circular_id") == cid and r["body"]["record"].startswith("rectification_")
              and r["body"]["record"] != "rectification_reported"]
