@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from kafka import KafkaConsumer, TopicPartition
 
 from services.local.kafka import free_port, free_port_run
@@ -26,6 +27,11 @@ from services.local.stack import LocalStack
 from services.users import new_token, publish_user, user_record
 from tests.waiting import eventually
 from topics.models import Role
+
+# No example of a property is failed for its time (hypothesis's default deadline is 200 ms): a timing
+# never decides a test, and make test's two lanes share two cores with brokers and browsers.
+hypothesis_settings.register_profile("yingji", deadline=None)
+hypothesis_settings.load_profile("yingji")
 
 
 @dataclass
