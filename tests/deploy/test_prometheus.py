@@ -49,6 +49,8 @@ METRICS = {
     "yingji_notices_undeliverable_total",
     "yingji_notices_unacknowledged",
     "yingji_channel_failing",
+    "yingji_ledger_circulars_issued_total",
+    "yingji_ledger_rectification_steps_total",
     "up",
 }
 HISTOGRAMS = {"yingji_decision_latency_seconds", "yingji_breach_detection_lag_seconds", "yingji_gc_pause_seconds",
