@@ -134,6 +134,12 @@ class DrillPlanRequest(Contract):
     planned_for: date | None = None
     validates: PlanId | None = None
 
+    @model_validator(mode="after")
+    def _in_its_year(self) -> "DrillPlanRequest":
+        if self.planned_for is not None and self.planned_for.year != self.year:
+            raise ValueError("planned_for: must be in the drill's year")
+        return self
+
 
 class RevisionRequest(Contract):
     """Record a plan's revision (POST /drills/programme/revisions)."""
