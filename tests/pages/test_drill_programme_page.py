@@ -102,3 +102,10 @@ def test_the_register_shows_the_score_the_flag_and_the_overdue_item(service, con
     line = next(u for u in body["units"] if u["unit_id"] == WATER)
     assert any(p["title"] == "城市供水预案修订验证性演练" and p["validates"] == "sp_urban_water_supply" and p["kind"] == "comprehensive"
                for p in line["planned"])
+    # the filter: 全部单位 asks for every unit (no `unit=` at all), the year kept
+    page.locator("#f-unit").select_option("")
+    page.get_by_role("button", name="查询").click()
+    expect(page).to_have_url(re.compile(rf"/drills/programme\?year={year}$"))
+    expect(page.locator("#register-table tr[data-unit='town_liyuan']")).to_contain_text("梨园镇")
+    assert page.locator("#register-table tbody tr").count() >= 45  # every unit 7.2.2 expects drills of
+

@@ -16,7 +16,6 @@ from fastapi.responses import Response
 
 from playbooks.drill.programme import (
     BEIJING,
-    ITEM_LABELS,
     Register,
     improvement_problems,
     planning_problems,
@@ -71,7 +70,7 @@ async def programme(request: Request, plan: PlanDep, clock: ClockDep, drills: Dr
                    year=year, now=now, unit_id=unit)
     if wants_html(request):
         return pages.render(
-            request, "drill_programme.html", user=who, reg=reg, year=year, labels=ITEM_LABELS,
+            request, "drill_programme.html", user=who, reg=reg, year=year,
             plan_units=[(u.id, u.name) for u in plan.units.values()], plans=sorted(plan_names(plan).items()),
             can_write=can(who, "drill.run"), local=lambda t: t.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if t else "",
             day=lambda t: t.astimezone(BEIJING).strftime("%Y-%m-%d") if t else "")

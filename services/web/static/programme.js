@@ -2,6 +2,12 @@
 'use strict';
 
 (() => {
+  const filter = document.getElementById('programme-filter');
+  if (filter) { // 全部单位 is no unit= at all (the API refuses an empty unit, naming it)
+    filter.addEventListener('submit', () => {
+      for (const input of filter.querySelectorAll('[name]')) input.disabled = input.value.trim() === '';
+    });
+  }
   const result = document.getElementById('form-result');
   const say = (status, body, done) => {
     const fields = (body && body.fields) || [];
