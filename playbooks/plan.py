@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
@@ -23,6 +23,7 @@ from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
 from playbooks.duty.config import DutyFile
 from playbooks.ledger.config import LedgerFile
+from playbooks.drills_config import DrillsFile
 from playbooks.yaml_lines import line_of, parse_path
 from topics.models import Grade, ObligationKind, ResponseLevel
 
@@ -325,6 +326,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "warnings.yaml": WarningsFile,  # the same: used by load_warnings only (issue 20)
     "command.yaml": CommandFile,  # special HQs, special plans, key areas (issue 20); Plan.command
     "ledger.yaml": LedgerFile,  # the 迟报/漏报/瞒报 ledger (issue 23): used by load_ledger only
+    "drills.yaml": DrillsFile,  # the drill programme (7.2, issue 24): used by load_drills only
 }
 
 # --- the plan -------------------------------------------------------------------------------
@@ -554,4 +556,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan, roots)
+    unit_kinds = set(get_args(Unit.model_fields["kind"].annotation))
+    if drills := files["drills.yaml"].problems(set(plan.units), unit_kinds):
+        raise _refused([f"drills.yaml: {p}" for p in drills], roots)
     return plan

@@ -92,6 +92,7 @@ class DrillBook:
             "started_by": rec.started_by, "started_at": rec.started_at.isoformat(), "runner": rec.runner,
             "recorded_at": rec.at.isoformat(), "error": rec.error,
             "stop_requested_by": stop.by if stop else None, "runner_lost": self.runner_lost(rec, now),
+            "planned_id": rec.planned_id,
         }
         if full:
             out |= {"evaluation": rec.evaluation, "markdown": rec.markdown}
@@ -106,7 +107,7 @@ def snapshot(run: DrillRun, *, n: int, runner: str, at: datetime, stopped_by: st
         status=DrillRunStatus(run.status), sent=run.sent, total=run.total, start=scenario.start, end=scenario.end,
         simulated_now=datetime.fromisoformat(run.sim_now) if run.sim_now else None,
         incidents=sorted({incident_id(scenario, inj.incident, run.run_id) for inj in scenario.injects}),
-        error=run.error[:4000] if run.error else None, stopped_by=stopped_by,
+        error=run.error[:4000] if run.error else None, stopped_by=stopped_by, planned_id=run.planned_id,
         evaluation=run.evaluation.model_dump(mode="json") if run.evaluation else None,
         markdown=to_markdown(run.evaluation) if run.evaluation else None, at=at)
 

@@ -46,6 +46,7 @@ class DrillRun:
     scenario: Scenario
     speed: float
     started_by: str
+    planned_id: str | None = None  # the planned drill (7.2.2) it carries out, when named
     status: str = "running"  # running | done | failed
     sent: int = 0
     total: int = 0

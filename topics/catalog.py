@@ -15,6 +15,7 @@ from topics.delivery import DeliveryEvent
 from topics.drills import DrillRunEvent
 from topics.duty import DutyEvent, RosterRecord
 from topics.ledger import LedgerRecord
+from topics.programme import ProgrammeRecord
 from topics.warnings import WarningEvent
 from topics.models import (
     DeadLetter,
@@ -216,6 +217,18 @@ LEDGER_CIRCULARS = TopicSpec(
     "whole by every API replica.",
 )
 
+DRILL_PROGRAMME = TopicSpec(
+    name="yingji.drills.programme",
+    key="id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=-1,  # kept for good (Kafka: -1): a unit's drill programme and its 整改 are the record of 7.2
+    model=ProgrammeRecord,
+    description="The drill programme (7.2): drills planned per unit and year (7.2.2), plans revised (7.2.1: a "
+    "validation drill owed), improvement items of the runs' evaluations with who and by when, and their closing "
+    "(7.2.3). One partition: a few hundred a year, read whole by every API replica.",
+)
+
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_REPORTED,
     INCIDENTS_DECIDED,
@@ -232,6 +245,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     WARNING_EVENTS,
     DRILL_RUNS,
     LEDGER_CIRCULARS,
+    DRILL_PROGRAMME,
     DEAD_LETTERS,
 )
 

@@ -43,6 +43,8 @@ class DrillRunRecorded(Contract):
     incidents: list[RecordId] = Field(default_factory=list, max_length=1000, description="the run's incident ids")
     error: LongText | None = None
     stopped_by: ShortText | None = None
+    planned_id: RecordId | None = Field(default=None, description="the planned drill it carries out "
+                                        "(topics/programme.py DrillPlanned), when the controller named one")
     evaluation: dict[str, Any] | None = Field(default=None, description="the score (playbooks/drill/evaluation.py), when done")
     markdown: Annotated[str, Field(max_length=400_000)] | None = Field(default=None, description="the evaluation as a report")
     at: UtcDatetime

@@ -32,6 +32,8 @@ from services.clock import Clock, WallClock
 from services.delivery.tokens import key_from_file
 from services.drill_book import DrillBook
 from services.ledger_book import CircularBook
+from services.programme_book import ProgrammeBook
+from playbooks.drills_config import load_drills
 from playbooks.ledger.config import load_ledger
 from playbooks.warning.rules import load_warnings
 from services.duty.book import DutyBook
@@ -52,6 +54,7 @@ from services.web.routes import (
     board,
     commands,
     documents,
+    drill_programme,
     drills,
     duty,
     duty_pages,
@@ -67,16 +70,18 @@ from services.web.routes import (
 
 log = structlog.get_logger("yingji", stage="api")
 
-ROUTERS = (incidents.router, commands.router, documents.router, drills.router, users.router, health.router,
+ROUTERS = (incidents.router, commands.router, documents.router, drill_programme.router, drills.router, users.router, health.router,
            signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
-           warning_pages.router, warnings.router, ledger.router)  # pages first: /warnings/list is no warning id
+           warning_pages.router, warnings.router, ledger.router)  # pages first: /warnings/list is no warning id; the drill programme before
+# the drills: /drills/programme is no run id
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
                sealer: Sealer | None = None, view: IncidentView | None = None, users: UserDirectory | None = None,
                publisher: Publisher | None = None, duty: DutyBook | None = None,
                ack_key: bytes | None = None, warnings: WarningBook | None = None,
-               drills: DrillBook | None = None, circulars: CircularBook | None = None) -> FastAPI:
+               drills: DrillBook | None = None, circulars: CircularBook | None = None,
+               programme: ProgrammeBook | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -102,6 +107,8 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
     app.state.warnings_config = load_warnings(plan=plan)
     app.state.ledger_config = load_ledger(units=frozenset(plan.units))  # the 迟报/漏报/瞒报 ledger's rules (5.5)
     app.state.circulars = circulars or CircularBook()  # every 通报 issued and 整改 reported, from the log
+    app.state.drills_config = load_drills()  # 7.2's expectations and terms (drills.yaml, checked with the plan)
+    app.state.programme = programme or ProgrammeBook()  # drills planned, plans revised, improvement items (7.2)
     app.state.publisher = publisher or Publisher(settings.bootstrap)
     # the delivery stage signs the ack links with the same key file (made once, beside the seal key)
     app.state.ack_key = ack_key or key_from_file(settings.ack_key_path)
@@ -142,6 +149,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(state.warnings.follow(state.settings.bootstrap)),
         asyncio.create_task(state.drills.follow(state.settings.bootstrap)),
         asyncio.create_task(state.circulars.follow(state.settings.bootstrap)),
+        asyncio.create_task(state.programme.follow(state.settings.bootstrap)),
     ]
     try:
         yield

@@ -17,6 +17,7 @@ def openapi_with_plan(app: FastAPI, plan: Plan) -> dict[str, Any]:
         schema = FastAPI.openapi(app)
         declare_vocabulary(schema["components"]["schemas"], plan)
         declare_unit_params(schema["paths"], plan)
+        declare_programme(schema["components"]["schemas"], plan)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -38,9 +39,22 @@ def declare_vocabulary(schemas: dict[str, Any], plan: Plan) -> None:
     })
 
 
+def declare_programme(schemas: dict[str, Any], plan: Plan) -> None:
+    """The drill programme's bodies (services.web.routes.drill_programme): units and plans of the plan."""
+    units = {"type": "string", "enum": sorted(plan.units), "description": "a unit's id (units.yaml)"}
+    plans = sorted(["general", *(p.id for p in plan.command.special_plans)])
+    for model in ("DrillPlanRequest", "ImprovementRequest"):
+        _set(schemas, model, "unit_id", units)
+    _set(schemas, "RevisionRequest", "plan_id", {
+        "type": "string", "enum": plans, "description": "a special plan of 8.3 (command.yaml), or general"})
+    _set(schemas, "DrillPlanRequest", "validates", {
+        "anyOf": [{"type": "string", "enum": plans}, {"type": "null"}],
+        "description": "the plan under revision it validates (验证性演练, 7.2.1)"})
+
+
 def declare_unit_params(paths: dict[str, Any], plan: Plan) -> None:
-    """The ledger's `unit` query parameter (services.web.routes.ledger.known): one of the plan's unit ids."""
-    for path in ("/ledger", "/drills/{run_id}/ledger"):
+    """The ledger's and the drill programme's `unit` query parameter: one of the plan's unit ids."""
+    for path in ("/ledger", "/drills/{run_id}/ledger", "/drills/programme"):
         for param in paths[path]["get"]["parameters"]:
             if param["name"] == "unit":
                 param["schema"] = {"anyOf": [{"type": "string", "enum": sorted(plan.units)}, {"type": "null"}],

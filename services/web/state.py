@@ -15,6 +15,8 @@ from playbooks.plan import Plan
 from services.clock import Clock
 from services.drill_book import DrillBook
 from services.ledger_book import CircularBook
+from services.programme_book import ProgrammeBook
+from playbooks.drills_config import DrillsFile
 from playbooks.ledger.config import LedgerFile
 from playbooks.warning.rules import WarningsFile
 from services.duty.book import DutyBook
@@ -55,3 +57,5 @@ WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]
 DistrictMapDep = Annotated[DistrictMap, Depends(_state("district_map"))]
 LedgerConfigDep = Annotated[LedgerFile, Depends(_state("ledger_config"))]
 CircularsDep = Annotated[CircularBook, Depends(_state("circulars"))]
+ProgrammeDep = Annotated[ProgrammeBook, Depends(_state("programme"))]
+DrillsConfigDep = Annotated[DrillsFile, Depends(_state("drills_config"))]

@@ -13,6 +13,7 @@ import structlog
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from playbooks.drill.programme import link_problems
 from playbooks.drill.scenario import ScenarioError, parse_scenario
 from services.drill_book import run_recorded, snapshot
 from services.drill_runner import DrillRun, new_run_id, run_drill
@@ -25,6 +26,7 @@ from services.web.state import (
     DrillsDep,
     DrillTasksDep,
     PlanDep,
+    ProgrammeDep,
     PublisherDep,
     ViewDep,
     WarningsConfigDep,
@@ -44,21 +46,33 @@ class DrillRequest(BaseModel):
     model_config = {"extra": "forbid"}
     scenario: str = Field(max_length=2_000_000)
     speed: float = Field(default=60.0, gt=0, le=100_000)
+    planned_id: str | None = Field(default=None, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$",
+                                   description="the planned drill (POST /drills/programme/planned) this run carries "
+                                               "out: its score counts in the unit's drill programme (7.2.2)")
 
 
 @router.post("", status_code=202, responses=responses(401, 403, 413, 422, 503))
 async def start_drill(req: DrillRequest, plan: PlanDep, view: ViewDep, publisher: PublisherDep, drills: DrillsDep,
                       tasks: DrillTasksDep, warnings: WarningsDep, warnings_config: WarningsConfigDep, clock: ClockDep,
-                      user: UserRecord = require("drill.run")) -> Any:
-    """Replay a scenario onto the running service, marked as a drill; score it when it ends."""
+                      programme: ProgrammeDep, user: UserRecord = require("drill.run")) -> Any:
+    """Replay a scenario onto the running service, marked as a drill; score it when it ends. With `planned_id`,
+    the run carries out that planned drill (of the scenario's kind, and its scenario if it names one)."""
     try:
         scenario = parse_scenario(req.scenario, source="scenario", plan=plan)
     except ScenarioError as exc:
         return invalid([{"field": p.field, "line": p.line, "message": p.message} for p in exc.problems],
                        error="invalid scenario")
+    if req.planned_id is not None:
+        if programme.planned(req.planned_id) is None:
+            await programme.read_to_end()  # planned on another replica a moment ago
+        problems = link_problems(programme.planned(req.planned_id), planned_id=req.planned_id, scenario_id=scenario.id,
+                                 scenario_kind=scenario.kind)
+        if problems:
+            return invalid([{"field": f, "message": m} for f, m in problems], error="invalid planned drill")
     if publisher.producer is None:
         raise BrokerUnavailable("broker not reachable yet")
-    run = DrillRun(run_id=new_run_id(), scenario=scenario, speed=req.speed, started_by=user.name)
+    run = DrillRun(run_id=new_run_id(), scenario=scenario, speed=req.speed, started_by=user.name,
+                   planned_id=req.planned_id)
 
     async def send(event: DrillRunEvent) -> object:
         return await publisher.send(DRILL_RUNS.name, event.run_id, event, what="the drill run")
