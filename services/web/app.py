@@ -66,13 +66,14 @@ from services.web.routes import (
     users,
     warning_pages,
     warnings,
+    whatif,
 )
 
 log = structlog.get_logger("yingji", stage="api")
 
 ROUTERS = (incidents.router, commands.router, documents.router, drill_programme.router, drills.router, users.router, health.router,
            signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
-           warning_pages.router, warnings.router, ledger.router)  # pages first: /warnings/list is no warning id; the drill programme before
+           warning_pages.router, warnings.router, ledger.router, whatif.router)  # pages first: /warnings/list is no warning id; the drill programme before
 # the drills: /drills/programme is no run id
 
 

@@ -32,6 +32,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # the 迟报/漏报/瞒报 ledger (issue 23, 5.5): read by the command center's screen, the plan office (admin),
     # the commanders and the duty officers; a drill run's own ledger by its controllers too; the 通报 issued by
     # the commanders and the office; a unit's 整改 reported by those who answer for a unit (duty staff)
+    # what-if of a plan revision (issue 24, 7.1.5): the office that keeps the plan (admin) and the commanders;
+    # it reads every live incident of the period
+    "plan.whatif": frozenset({Role.COMMANDER, Role.ADMIN}),
     "ledger.read": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN}),
     "ledger.drill": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN, Role.DRILL_CONTROLLER}),
     "ledger.issue": frozenset({Role.COMMANDER, Role.ADMIN}),

@@ -1,0 +1,183 @@
+"""The what-if page (issue 24 item 1, 7.1.5 修订, 7.2.1 验证性演练): the office that keeps the plan uploads the
+YAML files a revision changes, picks a period, and sees which live incidents of it would have been graded, led,
+notified or breached differently had the revision been in force.
+
+POST /whatif takes the changed files (multipart, each named as in playbooks/data), overlays them on the plan in
+force's files, validates the result with the plan's own loader (every problem naming file, line and field),
+reads the period's live records from the log with a plain consumer (no group, nothing written) and answers the
+comparison of playbooks/whatif.py: JSON, or `format=xlsx` / `format=md` as `yingji whatif` writes them. Nothing
+is stored: the report is a function of the log and the two plans, recomputed when asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import structlog
+from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from kafka.errors import KafkaError
+
+from playbooks.plan import DATA_DIR
+from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
+from services.web.answers import responses
+from services.web.auth import require, require_page
+from services.web.ledger_files import XLSX
+from topics.models import EARLIEST, LATEST
+from services.web.state import PagesDep, PlanDep, SettingsDep
+from topics.models import UserRecord
+
+log = structlog.get_logger("yingji", stage="whatif")
+router = APIRouter(tags=["whatif"])
+BEIJING = ZoneInfo("Asia/Shanghai")
+# Our choice: a page's question is a quarter at most (a quarter of a busy district replays in seconds to a
+# minute on two cores: README's what-if figures); a longer one is `yingji whatif`'s, which uses every core.
+MAX_SPAN = timedelta(days=92)
+MAX_FILE_BYTES = 1_000_000  # the whole shipped plan is 136 KB
+MAX_FILES = 32
+READ_TIMEOUT_MS = 15_000
+
+
+def plan_files() -> list[str]:
+    """The files a revision may change: the plan's own YAML files, by name."""
+    return sorted(p.name for p in DATA_DIR.glob("*.yaml"))
+
+
+Files = Annotated[list[UploadFile], Form(description="the revision's changed YAML files, each named as in "
+                                                     "playbooks/data (e.g. incident_types.yaml); the rest are the "
+                                                     "plan in force's")]
+Start = Annotated[datetime, Form(alias="from", description="the period's start, with its offset")]
+End = Annotated[datetime, Form(alias="to", description="the period's end (excluded), with its offset")]
+Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the four sheets of `yingji whatif "
+                                                                   "--format xlsx`; md: its Markdown")]
+
+
+class Busy:
+    """One what-if at a time on a replica: a replay is a core's work, and the API serves the board meanwhile."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+
+
+def _busy(request: Request) -> Busy:
+    busy = getattr(request.app.state, "whatif_busy", None)
+    if busy is None:
+        busy = request.app.state.whatif_busy = Busy()
+    return busy
+
+
+def refused(*problems: tuple[tuple[str | int, ...], str]) -> RequestValidationError:
+    """A 422 as FastAPI answers a form it refuses: each problem naming its field (body.from, body.files.0)."""
+    return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": "value_error"} for loc, msg in problems])
+
+
+def check_period(start: datetime, end: datetime) -> None:
+    for name, t in (("from", start), ("to", end)):
+        if t.tzinfo is None:
+            raise refused(((name,), "give the time with its offset (+08:00)"))
+        if not EARLIEST <= t < LATEST:
+            raise refused(((name,), "must be between 2000 and 2100"))
+    if start >= end:
+        raise refused((("from",), "must be before to"))
+    if end - start > MAX_SPAN:
+        raise refused((("to",), f"at most {MAX_SPAN.days} days after from on the page; `yingji whatif` for longer"))
+
+
+async def overlay(files: list[UploadFile], into: Path) -> list[str]:
+    """The plan in force's files with the uploaded ones over them, in `into`; the names of those replaced.
+    A file not of the plan, twice, empty or too large is refused naming it (body.files[i])."""
+    known = set(plan_files())
+    shutil.copytree(DATA_DIR, into, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
+    seen: list[str] = []
+    if not files:
+        raise refused((("files",), "upload at least one of the plan's YAML files"))
+    if len(files) > MAX_FILES:
+        raise refused((("files",), f"at most {MAX_FILES} files"))
+    for i, upload in enumerate(files):
+        name = Path(upload.filename or "").name
+        where = ("files", i)
+        if name not in known:
+            raise refused((where, f"{name or '(no name)'!r} is not a file of the plan: one of {', '.join(sorted(known))}"))
+        if name in seen:
+            raise refused((where, f"{name!r} uploaded twice"))
+        data = await upload.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise refused((where, f"{name!r} is over {MAX_FILE_BYTES // 1000} KB"))
+        if not data.strip():
+            raise refused((where, f"{name!r} is empty"))
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refused((where, f"{name!r} is not UTF-8 text")) from None
+        (into / name).write_bytes(data)
+        seen.append(name)
+    return seen
+
+
+@router.get("/whatif", responses={**responses(401, 403), 200: {"content": {"text/html": {}},
+                                                              "description": "the what-if page"},
+                                  303: {"description": "a browser not signed in: to /login, and back"}},
+            response_class=Response)
+async def whatif_page(request: Request, plan: PlanDep, pages: PagesDep,
+                      who: UserRecord | Response = require_page("plan.whatif")) -> Any:
+    """The page: the revision's changed files and a period in, the differences out (its script posts them)."""
+    if isinstance(who, Response):
+        return who
+    return pages.render(request, "whatif.html", user=who, plan_version=plan.version, files=plan_files(),
+                        max_days=MAX_SPAN.days)
+
+
+@router.post("/whatif", response_model=WhatIfReport,
+             responses={**responses(401, 403, 422, 503),
+                        200: {"content": {"application/json": {}, XLSX: {}, "text/markdown": {}},
+                              "description": "the comparison as JSON; with format=xlsx or md, the file"}})
+async def whatif(request: Request, files: Files, start: Start, end: End, plan: PlanDep, settings: SettingsDep,
+                 format: Format = "json", who: UserRecord = require("plan.whatif")) -> Any:
+    """Every live incident reported in [from, to), replayed under the plan in force and under the plan with
+    these files changed, on a simulated clock; per incident what differs (grade, level, lead units,
+    commanders, notices, obligations and their outcomes, 督办 steps), each with the rule and section that
+    caused it; totals per unit and rule. The revision is validated first: a plan that does not load is
+    refused whole, each problem naming file, line and field. Nothing is written to any topic."""
+    check_period(start, end)
+    with tempfile.TemporaryDirectory(prefix="yingji-whatif-") as tmp:
+        data = Path(tmp) / "data"
+        changed = await overlay(files, data)
+        busy = _busy(request)
+        async with busy.lock:
+            try:
+                report = await asyncio.to_thread(partial(_run, data, start, end, settings.bootstrap, plan))
+            except RevisionRefused as exc:
+                # each problem as the loader names it (file:line: field: message), the folder left out
+                raise refused(*((("files",), p.replace(str(data) + "/", "")) for p in exc.problems)) from None
+            except KafkaError as exc:
+                raise HTTPException(status_code=503, detail=f"the log could not be read: {type(exc).__name__}",
+                                    headers={"Retry-After": "5"}) from None
+    report = report.model_copy(update={"revised_source": "上传：" + "、".join(changed)})
+    log.info("whatif", incidents=report.totals.incidents, differing=report.totals.differing, format=format,
+             files=len(changed), by_role=who.role.value)
+    stem = quote(f"预案修订推演-{start.astimezone(BEIJING):%Y%m%d}")
+    if format == "xlsx":
+        from services.whatif import to_xlsx
+
+        return Response(to_xlsx(report), media_type=XLSX,
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}.xlsx"})
+    if format == "md":
+        return PlainTextResponse(to_markdown(report), media_type="text/markdown; charset=utf-8",
+                                 headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}.md"})
+    return report
+
+
+def _run(data: Path, start: datetime, end: datetime, bootstrap: str, in_force) -> WhatIfReport:
+    from services.whatif import run_whatif
+
+    # workers=1: forking a threaded server is unsafe (services.whatif.run_whatif)
+    return run_whatif(data, start, end, bootstrap=bootstrap, in_force=in_force, workers=1)

@@ -1,0 +1,84 @@
+"""The what-if page in Chromium on the local Kafka (issue 24 item 1): a commander uploads a revision of
+grading.yaml that raises the 较大 threshold of production safety from 3 deaths to 4, picks today, and sees the
+gas accident with 3 deaths graded differently (事件等级, with the rule and section), the one with 5 not; the
+.xlsx carries the same difference; and a revision that does not load is refused naming file, line and field.
+The comparison is services.whatif.run_whatif's, which tests/e2e/test_whatif.py shows writes nothing."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+
+from playbooks.plan import DATA_DIR
+from tests.conftest import unique_id
+from tests.pages.test_board import shot, sign_in
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+BEIJING = ZoneInfo("Asia/Shanghai")
+OLD = "thresholds: {特别重大: 30, 重大: 10, 较大: 3}"
+
+
+def _raise(api, deaths: int, street: str) -> str:
+    now = datetime.now(timezone.utc)
+    resp = api.post("/incidents", json={"report_id": unique_id("whatif-page"), "type": "燃气事故",
+                                        "occurred_at": (now - timedelta(minutes=5)).isoformat(),
+                                        "received_at": now.isoformat(), "location": {"street": street},
+                                        "facts": {"deaths": deaths}})
+    assert resp.status_code == 202, resp.text
+    iid = resp.json()["incident_id"]
+    eventually(lambda: api.get(f"/incidents/{iid}").json(), until=lambda b: b.get("status") != "reported",
+               timeout=30, every=0.2, what=f"{iid} decided")
+    return iid
+
+
+def test_the_whatif_page_shows_what_a_revision_would_change(service, context, tmp_path):
+    from playwright.sync_api import expect
+
+    with service.client("duty_officer") as api:
+        three = _raise(api, 3, "梨园镇")
+        five = _raise(api, 5, "宋庄镇")
+    text = (DATA_DIR / "grading.yaml").read_text(encoding="utf-8")
+    assert OLD in text
+    revised = tmp_path / "grading.yaml"
+    revised.write_text(text.replace(OLD, "thresholds: {特别重大: 30, 重大: 10, 较大: 4}", 1), encoding="utf-8")
+    broken = tmp_path / "broken" / "grading.yaml"
+    broken.parent.mkdir()
+    broken.write_text(text.replace(OLD, "thresholds: {特别重大: 30, 重大: 10, 较大: many}", 1), encoding="utf-8")
+    today = datetime.now(timezone.utc).astimezone(BEIJING).strftime("%Y-%m-%d")
+
+    page = context.new_page()
+    sign_in(page, service, "commander", "/whatif")
+    expect(page.get_by_role("heading", name="预案修订推演")).to_be_visible()
+    expect(page.locator("nav a", has_text="预案修订推演")).to_be_visible()
+    page.locator("#w-from").fill(today)
+    page.locator("#w-to").fill(today)
+
+    page.locator("#w-files").set_input_files(str(broken))
+    page.get_by_role("button", name="推演").click()
+    expect(page.locator("#w-error")).to_contain_text("grading.yaml, line")
+    expect(page.locator("#w-error")).to_contain_text("thresholds.较大")
+
+    page.locator("#w-files").set_input_files(str(revised))
+    page.get_by_role("button", name="推演").click()
+    expect(page.locator("#w-status")).to_have_text("推演完成", timeout=120_000)
+    expect(page.locator("#w-error")).to_be_hidden()
+    graded = page.locator(f"#w-incidents tr[data-incident='{three}'][data-aspect='grade']")
+    expect(graded).to_have_count(1)
+    expect(graded).to_contain_text("较大")
+    expect(graded).to_contain_text("一般")
+    expect(page.locator(f"#w-incidents tr[data-incident='{five}'][data-aspect='grade']")).to_have_count(0)
+    expect(page.locator("#w-headline")).to_contain_text("上传：grading.yaml")
+    shot(page, "whatif", full_page=True)
+
+    with page.expect_download() as got:
+        page.get_by_role("button", name="导出 .xlsx").click()
+    book = openpyxl.load_workbook(io.BytesIO(got.value.path().read_bytes()))
+    cells = [" ".join(str(c) for c in row if c is not None) for ws in book.worksheets for row in ws.iter_rows(values_only=True)]
+    assert any(three in c and "较大" in c and "一般" in c for c in cells), [c for c in cells if three in c]
+    assert not any(five in c for c in cells if "事件等级" in c)
+

@@ -1,0 +1,93 @@
+"""POST /whatif's refusals (issue 24): the revision's files, the period and the role, each refused naming
+its field before any record is read; a plan that does not load is refused whole, each problem naming its
+file, line and field. No broker: nothing here reaches the log (the comparison itself is tested on the
+local Kafka, tests/pages/test_whatif_page.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from playbooks.plan import DATA_DIR
+from services.clock import SimulatedClock
+from services.settings import Settings
+from services.users import new_token, user_record
+from services.web.app import create_app
+from tests.services.publishers import Kept
+from topics.models import Role
+
+NOW = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
+DAY = {"from": "2026-12-07T00:00:00+08:00", "to": "2026-12-08T00:00:00+08:00"}
+
+
+@pytest.fixture
+def client(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"), clock=SimulatedClock(NOW, 0.0),
+                     publisher=Kept())
+    tokens = {}
+    for role in (Role.COMMANDER, Role.DUTY_OFFICER, Role.ADMIN):
+        tokens[role] = new_token()
+        app.state.users.apply(user_record(role.value, role, tokens[role], now=NOW, by="test"))
+    c = TestClient(app)
+    c.tokens = tokens
+    return c
+
+
+def post(client, files, data=DAY, role=Role.COMMANDER):
+    return client.post("/whatif", files=[("files", f) for f in files], data=data,
+                       headers={"Authorization": f"Bearer {client.tokens[role]}"})
+
+
+def fields(resp) -> dict[str, str]:
+    assert resp.status_code == 422, resp.text
+    return {f["field"]: f["message"] for f in resp.json()["fields"]}
+
+
+GRADING = (DATA_DIR / "grading.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("files, data, field, says", [
+    pytest.param([("notes.yaml", b"a: 1\n", "application/yaml")], DAY, "files.0", "not a file of the plan", id="unknown file"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml"), ("grading.yaml", GRADING, "application/yaml")], DAY,
+                 "files.1", "uploaded twice", id="the same file twice"),
+    pytest.param([("grading.yaml", b"  \n", "application/yaml")], DAY, "files.0", "empty", id="empty file"),
+    pytest.param([("grading.yaml", b"\xff\xfe", "application/yaml")], DAY, "files.0", "UTF-8", id="not text"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {**DAY, "from": DAY["to"]}, "from", "before to",
+                 id="from not before to"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {**DAY, "to": "2027-06-01T00:00:00+08:00"}, "to",
+                 "92 days", id="longer than a quarter"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {**DAY, "from": "2026-12-07T00:00:00"}, "from",
+                 "offset", id="no offset"),
+])
+def test_refusals_name_the_field(client, files, data, field, says):
+    got = fields(post(client, files, data))
+    assert field in got and says in got[field], got
+
+
+def test_a_revision_that_does_not_load_is_refused_naming_file_line_and_field(client):
+    text = GRADING.decode("utf-8")
+    broken = text.replace("thresholds: {特别重大: 30, 重大: 10, 较大: 3}", "thresholds: {特别重大: 30, 重大: 10, 较大: many}", 1)
+    assert broken != text
+    line = broken.splitlines().index(next(l for l in broken.splitlines() if "较大: many" in l)) + 1
+    resp = post(client, [("grading.yaml", broken.encode(), "application/yaml")])
+    assert resp.status_code == 422, resp.text
+    problems = [f["message"] for f in resp.json()["fields"] if f["field"] == "files"]
+    assert problems and any(p.startswith(f"grading.yaml, line {line}:") and "thresholds" in p for p in problems), problems
+    assert not any("yingji-whatif-" in p for p in problems), "the server's temporary folder is not shown"
+
+
+@pytest.mark.parametrize("role, status", [(Role.DUTY_OFFICER, 403), (None, 401)])
+def test_only_commanders_and_the_plan_office_ask(client, role, status):
+    headers = {"Authorization": f"Bearer {client.tokens[role]}"} if role else {}
+    resp = client.post("/whatif", files=[("files", ("grading.yaml", GRADING, "application/yaml"))], data=DAY,
+                       headers=headers)
+    assert resp.status_code == status, resp.text
+
+
+def test_the_page_lists_the_plans_files_and_its_version(client):
+    resp = client.get("/whatif", headers={"Authorization": f"Bearer {client.tokens[Role.ADMIN]}", "Accept": "text/html"})
+    assert resp.status_code == 200, resp.text
+    assert "预案修订推演" in resp.text and "incident_types.yaml" in resp.text
+    assert client.app.state.plan.version in resp.text
