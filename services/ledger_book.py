@@ -9,17 +9,12 @@ import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 
-import structlog
-from aiokafka import TopicPartition
-from pydantic import ValidationError
 
 from playbooks.ledger.rules import IncidentRecords
-from services.following import ReadProgress, follow_from_start
+from services.following import RecordBook
 from services.view import IncidentView
 from topics.catalog import LEDGER_CIRCULARS
 from topics.ledger import CircularBody, CircularIssued, LedgerRecord
-
-log = structlog.get_logger("yingji", stage="ledger")
 
 
 def incident_records(view: IncidentView, ids: Iterable[str] | None = None) -> list[IncidentRecords]:
@@ -35,14 +30,14 @@ def incident_records(view: IncidentView, ids: Iterable[str] | None = None) -> li
     return out
 
 
-class CircularBook:
+class CircularBook(RecordBook):
     """Every 通报, 整改 report and chase step on the log, in order (one partition)."""
 
+    envelope, topic, stage = LedgerRecord, LEDGER_CIRCULARS.name, "ledger"
+    records: list[CircularBody]
+
     def __init__(self) -> None:
-        self.records: list[CircularBody] = []
-        self.ids: set[str] = set()
-        self.caught_up = asyncio.Event()
-        self.progress = ReadProgress()
+        super().__init__()
         self.writing = asyncio.Lock()  # one 通报 issued at a time by this process: the period checked, then written
 
     @property
@@ -53,19 +48,3 @@ class CircularBook:
         """The 通报 already issued for exactly this period [from, to), the first if several were."""
         return next((r for r in self.records if isinstance(r, CircularIssued)
                      and r.period_from == period_from and r.period_to == period_to), None)
-
-    def apply(self, record: LedgerRecord) -> None:
-        if record.id in self.ids:
-            return  # the same record again (a retried send): once
-        self.ids.add(record.id)
-        self.records.append(record.body)
-
-    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:  # noqa: ARG002 - follow_from_start's apply
-        try:
-            self.apply(LedgerRecord.model_validate_json(value))
-        except (ValidationError, ValueError) as exc:
-            log.error("bad_ledger_record", offset=offset, error=type(exc).__name__)
-
-    async def follow(self, bootstrap: str) -> None:
-        await follow_from_start(bootstrap, [TopicPartition(LEDGER_CIRCULARS.name, 0)], self.apply_raw, self.caught_up,
-                                "ledger", self.progress)
