@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from topics.models import SCHEMA_VERSION, Contract, LongText, RecordId, ShortText, UtcDatetime
 
@@ -41,6 +41,8 @@ class WhatIfSummary(Contract):
 class PlanAdopted(Contract):
     """A revision adopted: from the moment each process reads it, the plan it decides under."""
 
+    # the texts exactly as written: a stripped newline would be another version (the digest of the bytes)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
     id: RecordId
     version: ShortText = Field(description="the revision's version: the digest of its YAML files (playbooks.plan)")
     files: dict[PlanFileName, str] = Field(min_length=1, max_length=40,
