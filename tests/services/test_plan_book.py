@@ -170,3 +170,32 @@ async def test_an_incident_open_at_a_switch_keeps_its_obligations_and_its_timeli
     after = decode_state(worker.table[rec.incident_id])
     assert {k: o.obligation for k, o in after.obligations.items()} == {k: o.obligation for k, o in before.obligations.items()}
     assert after.obligations["phone_report"].status == "met" and after.plan_version == revised.version
+
+
+async def test_the_api_answers_under_the_plan_its_book_switched_to(tmp_path, revision_dir, revised):
+    """No broker (no lifespan): the book's switch is what GET /plan and the routes' plan show; /healthz is not
+    ready until the book is."""
+    from fastapi.testclient import TestClient
+
+    from services.users import new_token, user_record
+    from services.web.app import create_app
+    from topics.models import Role
+
+    book = PlanBook(PLAN)
+    app = create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"), plans=book)
+    token = new_token()
+    app.state.users.apply(user_record("viewer", Role.VIEWER, token, now=NOW, by="test"))
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/healthz").json()["plan_caught_up"] is False
+    first = adoption(plan_texts(revision_dir), revised.version, 1)
+    book.apply(first)
+    await book.settle()
+    book.ready.set()
+    assert app.state.plan is book.plan and app.state.plan.version == revised.version
+    body = client.get("/plan", headers=headers).json()
+    assert (body["version"], body["adoption"], body["shipped_version"]) == (revised.version, first.id, PLAN.version)
+    assert [h["id"] for h in body["history"]] == [first.id] and body["history"][0]["in_force"]
+    assert "files" in body["history"][0] and "units.yaml" in body["history"][0]["files"]  # names, not the texts
+    assert client.get("/healthz").json()["plan_caught_up"] is True
+    assert client.get("/plan").status_code == 401
