@@ -143,6 +143,14 @@ def history_row(a: PlanAdopted, *, in_force: bool, refused: str | None = None) -
 # --- the CLI's side: read the topic whole, write one record ---------------------------------------------------
 
 
+def in_force(adoptions: list[PlanAdopted], shipped: Plan) -> tuple[PlanAdopted | None, Plan]:
+    """The adoption in force (the last on the log) and its plan; (None, shipped) when none was adopted."""
+    if not adoptions:
+        return None, shipped
+    last = adoptions[-1]
+    return last, (shipped if last.version == shipped.version else plan_of(last))
+
+
 def read_adoptions(bootstrap: str, *, timeout_s: float = 15) -> list[PlanAdopted]:
     """Every adoption on the log, in order (no consumer group: nothing committed)."""
     from kafka import KafkaConsumer

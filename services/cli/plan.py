@@ -45,16 +45,6 @@ def _fail(message: str, code: int = EXIT_INVALID) -> int:
     return code
 
 
-def _in_force(adoptions, shipped):
-    """The adoption in force (the last on the log) and its plan; (None, shipped) when none was adopted."""
-    from services.plan_book import plan_of
-
-    if not adoptions:
-        return None, shipped
-    last = adoptions[-1]
-    return last, (shipped if last.version == shipped.version else plan_of(last))
-
-
 def _summary(report) -> str:
     t = report.totals
     aspects = "、".join(f"{k} {v}" for k, v in sorted(t.by_aspect.items())) or "无"
@@ -70,6 +60,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
 
     from playbooks.plan import load_plan
     from playbooks.whatif import RevisionRefused, load_revision
+    from services.plan_book import in_force as in_force_of
     from services.plan_book import plan_texts, publish_adoption, read_adoptions
     from services.settings import get_settings
     from services.whatif import run_whatif
@@ -86,7 +77,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     bootstrap = get_settings().bootstrap
     try:
         adoptions = read_adoptions(bootstrap)
-        current, in_force = _in_force(adoptions, load_plan())
+        current, in_force = in_force_of(adoptions, load_plan())
         if revision.version == in_force.version:
             return _fail(f"version {revision.version} is the plan in force already: nothing adopted")
         now = datetime.now(timezone.utc)
@@ -113,6 +104,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from playbooks.plan import DATA_DIR, load_plan
+    from services.plan_book import in_force as in_force_of
     from services.plan_book import plan_texts, publish_adoption, read_adoptions
     from services.settings import get_settings
     from topics.plan import SHIPPED, PlanAdopted, adoption_id
@@ -121,7 +113,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         adoptions = read_adoptions(bootstrap)
         shipped = load_plan()
-        current, in_force = _in_force(adoptions, shipped)
+        current, in_force = in_force_of(adoptions, shipped)
         if args.version == in_force.version:
             return _fail(f"version {args.version} is the plan in force already: nothing adopted")
         earlier = next((a for a in reversed(adoptions) if a.version == args.version), None)
