@@ -44,6 +44,16 @@ def chain_slowed(tmp_path):  # report_chain_fast's second step 10 → 25 minutes
     return revised(tmp_path, "obligations.yaml", "- {step: 2, after_minutes: 10,", "- {step: 2, after_minutes: 25,")
 
 
+def unit_renamed(tmp_path):  # 区城市管理委's id changed in every file that names it
+    data = tmp_path / "renamed"
+    shutil.copytree(DATA_DIR, data)
+    for path in data.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("district_urban_management_commission", "district_city_administration"),
+                        encoding="utf-8")
+    return load_plan(data)
+
+
 def switched(out) -> list:
     return [e for e in out.events if e.kind.value == "plan_switched"]
 
@@ -141,6 +151,22 @@ def a_followup_the_revision_cannot_decide_is_kept_and_counted(plan, tmp_path):
     assert "ended" in kinds(ended)
 
 
+def a_unit_renamed_since_is_still_told_and_chased_by_its_old_id(plan, tmp_path):
+    new = unit_renamed(tmp_path)
+    assert "district_urban_management_commission" not in new.units
+    st = opened(plan, type_="燃气事故")
+    assert "district_urban_management_commission" in st.routed
+    due = st.obligations["phone_report"].obligation.due_at
+    breached = check_due(st, new, due + 11 * M)  # the owner ($owner) is the old id: chased under it
+    assert any(n.unit_id == "district_urban_management_commission" for n in breached.notifications if n.kind == "escalation")
+    t = due + 60 * M
+    end = EndRecorded(id="end2", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                      ended_at=t, recorded_by="指挥员乙")
+    ended = handle(breached.state, cmd(breached.state, end), new, t)
+    told = {n.unit_id: n.unit for n in ended.notifications if n.kind == "end"}
+    assert told["district_urban_management_commission"] == "district_urban_management_commission"  # named by its id
+
+
 ROWS = [
     pytest.param(the_next_record_under_a_revision_says_so_once_and_keeps_what_was_owed,
                  id="7.1.5 the next record under a revision says so once and keeps what was owed"),
@@ -155,6 +181,8 @@ ROWS = [
                  id="7.1.5; 5.5.2 a slower chain applies to new obligations not to those already owed"),
     pytest.param(a_state_from_before_chains_were_kept_follows_the_plans_chain_or_none,
                  id="7.1.5 a state from before chains were kept follows the plan's chain or none"),
+    pytest.param(a_unit_renamed_since_is_still_told_and_chased_by_its_old_id,
+                 id="7.1.5; 4.8.2 a unit renamed since is still told and chased by its old id"),
     pytest.param(a_followup_the_revision_cannot_decide_is_kept_and_counted,
                  id="7.1.5 a followup the revision cannot decide is kept and counted"),
 ]
