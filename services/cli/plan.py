@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from services.cli.messages import EXIT_INVALID
+from services.cli.messages import EXIT_INVALID, validation_messages
 
 EXIT_BROKER = 1  # the log could not be read or written
 
@@ -55,8 +55,15 @@ def _summary(report) -> str:
             f"notices {t.notices_before} → {t.notices_after}\n")
 
 
+def _refused(exc) -> int:
+    for message in validation_messages(exc):
+        print(f"invalid adoption: {message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
 def cmd_adopt(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
+    from pydantic import ValidationError
 
     from playbooks.plan import load_plan
     from playbooks.whatif import RevisionRefused, load_revision
@@ -74,24 +81,26 @@ def cmd_adopt(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)
         return EXIT_INVALID
+    now = datetime.now(timezone.utc)
+    try:  # the record checked before the log is read (its texts' size and names, who, why)
+        record = PlanAdopted(id=adoption_id(revision.version, now), version=revision.version,
+                             files=plan_texts(args.plan), adopted_by=args.by, adopted_at=now, reason=args.reason)
+    except ValidationError as exc:
+        return _refused(exc)
     bootstrap = get_settings().bootstrap
     try:
         adoptions = read_adoptions(bootstrap)
         current, in_force = in_force_of(adoptions, load_plan())
         if revision.version == in_force.version:
             return _fail(f"version {revision.version} is the plan in force already: nothing adopted")
-        now = datetime.now(timezone.utc)
         report = run_whatif(args.plan, now - timedelta(days=args.whatif_days), now, bootstrap=bootstrap,
                             in_force=in_force)
         sys.stdout.write(_summary(report))
-        record = PlanAdopted(
-            id=adoption_id(revision.version, now), version=revision.version, files=plan_texts(args.plan),
-            adopted_by=args.by, adopted_at=now, reason=args.reason, previous_version=in_force.version,
-            whatif=WhatIfSummary(period_from=report.period_from, period_to=report.period_to,
-                                 plan_in_force=report.plan_in_force, incidents=report.totals.incidents,
-                                 differing=report.totals.differing, by_aspect=report.totals.by_aspect,
-                                 breaches_before=report.totals.breaches_before,
-                                 breaches_after=report.totals.breaches_after))
+        t = report.totals
+        record = record.model_copy(update={"previous_version": in_force.version, "whatif": WhatIfSummary(
+            period_from=report.period_from, period_to=report.period_to, plan_in_force=report.plan_in_force,
+            incidents=t.incidents, differing=t.differing, by_aspect=t.by_aspect, breaches_before=t.breaches_before,
+            breaches_after=t.breaches_after)})
         publish_adoption(bootstrap, record)
     except (KafkaError, TimeoutError) as exc:
         return _fail(f"the log could not be read or written: {exc!r}", EXIT_BROKER)
@@ -102,6 +111,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
+    from pydantic import ValidationError
 
     from playbooks.plan import DATA_DIR, load_plan
     from services.plan_book import in_force as in_force_of
@@ -125,9 +135,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             known = ", ".join(dict.fromkeys([shipped.version, *(a.version for a in adoptions)]))
             return _fail(f"--to: no version {args.version!r} was adopted or shipped (known: {known})")
         now = datetime.now(timezone.utc)
-        record = PlanAdopted(id=adoption_id(args.version, now), version=args.version, files=files, adopted_by=args.by,
-                             adopted_at=now, reason=args.reason, previous_version=in_force.version,
-                             rollback_of=rollback_of)
+        try:
+            record = PlanAdopted(id=adoption_id(args.version, now), version=args.version, files=files,
+                                 adopted_by=args.by, adopted_at=now, reason=args.reason,
+                                 previous_version=in_force.version, rollback_of=rollback_of)
+        except ValidationError as exc:
+            return _refused(exc)
         publish_adoption(bootstrap, record)
     except (KafkaError, TimeoutError) as exc:
         return _fail(f"the log could not be read or written: {exc!r}", EXIT_BROKER)
