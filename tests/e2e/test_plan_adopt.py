@@ -95,8 +95,18 @@ def _adoptions(service) -> int:
     return len(read_records(service.bootstrap, PLAN_ADOPTIONS.name, settle_s=0))
 
 
-def test_a_revision_adopted_while_reports_flow_then_rolled_back(service, tmp_path):
+@pytest.fixture
+def restores_the_plan(service):
+    """The session's service is shared: whatever this test leaves, the plan it found is in force after it."""
     old = _plan(service)["version"]
+    yield old
+    if _plan(service)["version"] != old:
+        _cli(service, "rollback", "--to", old, "--by", "tests", "--reason", "the test's plan restored")
+        eventually(lambda: _plan(service)["version"], until=lambda v: v == old, timeout=30, what="the plan restored")
+
+
+def test_a_revision_adopted_while_reports_flow_then_rolled_back(service, tmp_path, restores_the_plan):
+    old = restores_the_plan
     data = tmp_path / "revised"
     shutil.copytree(DATA_DIR, data)
     types = data / "incident_types.yaml"
