@@ -319,9 +319,14 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
         # owed again after a regrade had closed it (较大→一般→较大): opened anew, due from this filing
         if kind not in st.obligations or (st.obligations[kind].closed_reason is not None and st.end is None):
             _open(em, ob)
+    # no longer owed: because the grade or level changed, or (the same grade and level) because the plan's
+    # revision adopted since no longer asks it (7.1.5)
+    revised = (new.grade, new.response_level) == (old.grade, old.response_level) and new.plan_version != old.plan_version
+    why, section = (f"预案修订（版本 {new.plan_version}）后不再需要", "7.1.5") if revised else \
+        (f"等级调整为{new.grade.value}后不再需要", "4.3.1")
     for kind, ob_state in st.obligations.items():
         if kind != ReportKind.EVALUATION_REPORT.value and kind not in wanted and ob_state.pending:
-            _close(em, kind, ob_state, f"等级调整为{new.grade.value}后不再需要", "4.3.1")
+            _close(em, kind, ob_state, why, section)
 
 
 def _close(em: _Emitter, kind: str, ob_state: ObligationState, why: str, section: str) -> None:

@@ -167,6 +167,22 @@ def a_unit_renamed_since_is_still_told_and_chased_by_its_old_id(plan, tmp_path):
     assert told["district_urban_management_commission"] == "district_urban_management_commission"  # named by its id
 
 
+def an_obligation_the_revision_drops_is_closed_at_the_next_followup_saying_why(plan, tmp_path):
+    caliber = "label: 拟定信息发布口径并报区委宣传部\n" + \
+        "    section: \"4.7.1（一般突发事件：事件处置主责单位拟定信息发布口径，并及时报区委宣传部）\"\n    when: {grade_in: [一般]}"
+    new = revised(tmp_path, "obligations.yaml", caliber, caliber.replace("[一般]", "[特别重大]"))  # dropped for 一般
+    assert new.version != plan.version
+    st = opened(plan, type_="燃气事故")
+    assert st.obligations["release_caliber"].pending
+    t = RECEIVED + 20 * M
+    due_check = check_due(st, new, t)  # not a record of the incident: nothing closed by the revision yet
+    assert not any(e.kind.value == "obligation_closed" for e in due_check.events)
+    out = handle(st, filed(st, "followup", t, followup=FollowupFacts()), new, t)  # nothing new: the same grade and level
+    [closed] = [e for e in out.events if e.kind.value == "obligation_closed"]
+    assert closed.obligation == "release_caliber" and closed.section == "7.1.5" and new.version in closed.reason
+    assert out.state.obligations["phone_report"].obligation == st.obligations["phone_report"].obligation
+
+
 ROWS = [
     pytest.param(the_next_record_under_a_revision_says_so_once_and_keeps_what_was_owed,
                  id="7.1.5 the next record under a revision says so once and keeps what was owed"),
@@ -183,6 +199,8 @@ ROWS = [
                  id="7.1.5 a state from before chains were kept follows the plan's chain or none"),
     pytest.param(a_unit_renamed_since_is_still_told_and_chased_by_its_old_id,
                  id="7.1.5; 4.8.2 a unit renamed since is still told and chased by its old id"),
+    pytest.param(an_obligation_the_revision_drops_is_closed_at_the_next_followup_saying_why,
+                 id="7.1.5 an obligation the revision drops is closed at the next followup saying why"),
     pytest.param(a_followup_the_revision_cannot_decide_is_kept_and_counted,
                  id="7.1.5 a followup the revision cannot decide is kept and counted"),
 ]
