@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from playbooks.documents import LABELS as ITEM_LABELS
-from playbooks.engine import copy_with, decide, obligations_at_end
+from playbooks.engine import ReportRejected, copy_with, decide, obligations_at_end
 from playbooks.fold import ObligationStatus, next_status
-from playbooks.plan import Plan
+from playbooks.plan import EscalationStep, Plan
 from topics.models import (
     GRADE_RANK,
     Grade,
@@ -64,6 +64,10 @@ class ObligationState(State):
     # How many times it was opened: a grade that goes down and back up owes the report again (4.1.3),
     # and the new opening's reminders and escalations are new notices, not repeats of the first's.
     opened: int = 1
+    # Its 督办 steps as the plan had them when it was opened: a revision adopted later (issue 24 item 3)
+    # that changes, renames or removes the chain does not change what an obligation already owed is
+    # chased with. None: a state written before chains were kept here (the plan's chain of that name).
+    chain: list[EscalationStep] | None = None
 
     @property
     def pending(self) -> bool:
@@ -96,6 +100,9 @@ class IncidentState(State):
     approval_requested_at: datetime | None = None
     end: EndRecorded | None = None
     simulated_clock: bool = False  # a drill's: due checks come from its runner, not the live sweep
+    # the plan version its last record was handled under (None: a state written before this was kept, read
+    # as its decision's); a record handled under another one says so on the timeline (PLAN_SWITCHED)
+    plan_version: str | None = None
     seq: int = 0
     seen: list[str] = []
 
@@ -115,9 +122,10 @@ class Outcome:
 class _Emitter:
     """Collects what one step emits, numbering events from the incident's own sequence."""
 
-    def __init__(self, state: IncidentState, now: datetime):
+    def __init__(self, state: IncidentState, now: datetime, plan: Plan):
         self.state = state
         self.now = now
+        self.plan = plan
         self.out = Outcome(state=state)
 
     def event(
@@ -215,8 +223,10 @@ def _open(em: _Emitter, ob: Obligation) -> None:
     before = em.state.obligations.get(ob.kind.value)
     status = next_status(before.status if before else None, EventKind.OBLIGATION_OPENED)
     assert status is not None, f"{ob.kind.value}: reopened from {before.status if before else None}"
+    chain = em.plan.escalation_chains.get(ob.escalation)
     em.state.obligations[ob.kind.value] = ObligationState(obligation=ob, status=status,
-                                                          opened=before.opened + 1 if before else 1)
+                                                          opened=before.opened + 1 if before else 1,
+                                                          chain=list(chain) if chain is not None else None)
     em.event(
         EventKind.OBLIGATION_OPENED,
         f"{ob.label}：{ob.owner}→{ob.recipient}，应于{ob.due_at.isoformat()}前",
@@ -239,8 +249,9 @@ def start(rec: IncidentReported, plan: Plan, now: datetime) -> Outcome:
         obligations={},
         seen=[rec.id],
         simulated_clock=rec.sim_now is not None,
+        plan_version=plan.version,
     )
-    em = _Emitter(state, now)
+    em = _Emitter(state, now, plan)
     em.event(EventKind.REPORTED, f"接报：{decision.type_name}（来源 {rec.report.source or '未注明'}）",
              at=rec.report.received_at, section="4.1.2", by=rec.raised_by or None)
     em.event(
@@ -275,7 +286,14 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
     st = em.state
     old = st.decision
     report = _merge_followup(st.report, cmd)
-    new = decide(report, plan, em.now, incident_id=st.incident_id, basis_at=cmd.filed_at)
+    try:
+        new = decide(report, plan, em.now, incident_id=st.incident_id, basis_at=cmd.filed_at)
+    except ReportRejected as exc:
+        # Only a revision adopted since can refuse what was decided before (the API checks a follow-up
+        # against the plan in force): its type or street is gone. The filing counts; the decision stays.
+        em.event(EventKind.REJECTED, f"现行预案（版本 {plan.version}）无法据此续报重新研判（{exc}）：续报已记录，"
+                 "沿用原研判结果", section="7.1.5", by=cmd.filed_by)
+        return
     st.report, st.decision = report, new
     em.out.decisions.append(new)
     grade_reasons = "；".join(r.text for r in new.reasons if r.rule.startswith("grade."))
@@ -301,9 +319,14 @@ def _regrade(em: _Emitter, cmd: ReportFiled, plan: Plan) -> None:
         # owed again after a regrade had closed it (较大→一般→较大): opened anew, due from this filing
         if kind not in st.obligations or (st.obligations[kind].closed_reason is not None and st.end is None):
             _open(em, ob)
+    # no longer owed: because the grade or level changed, or (the same grade and level) because the plan's
+    # revision adopted since no longer asks it (7.1.5)
+    revised = (new.grade, new.response_level) == (old.grade, old.response_level) and new.plan_version != old.plan_version
+    why, section = (f"预案修订（版本 {new.plan_version}）后不再需要", "7.1.5") if revised else \
+        (f"等级调整为{new.grade.value}后不再需要", "4.3.1")
     for kind, ob_state in st.obligations.items():
         if kind != ReportKind.EVALUATION_REPORT.value and kind not in wanted and ob_state.pending:
-            _close(em, kind, ob_state, f"等级调整为{new.grade.value}后不再需要", "4.3.1")
+            _close(em, kind, ob_state, why, section)
 
 
 def _close(em: _Emitter, kind: str, ob_state: ObligationState, why: str, section: str) -> None:
@@ -445,7 +468,32 @@ def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
 
 
 def _unit(plan: Plan, unit_id: str) -> str:
-    return plan.unit_name(unit_id)
+    """The unit's name as the plan writes it; its id when a revision adopted since removed the unit."""
+    if unit_id in plan.units or unit_id in plan.parties:
+        return plan.unit_name(unit_id)
+    return unit_id
+
+
+def _chain(ob_state: ObligationState, plan: Plan) -> list[EscalationStep]:
+    """The obligation's 督办 steps: as kept when it was opened, else (an older state) the plan's chain of
+    that name, none if a revision removed it."""
+    if ob_state.chain is not None:
+        return ob_state.chain
+    return plan.escalation_chains.get(ob_state.obligation.escalation, [])
+
+
+def _switched(em: _Emitter, plan: Plan) -> None:
+    """The incident's record handled under another plan version than its last one: said once, on the
+    timeline (issue 24 item 3). What it already owed stays as it was; the revision's rules apply from
+    this record on (a follow-up's regrade, the end's obligations, new openings)."""
+    st = em.state
+    before = st.plan_version or st.decision.plan_version
+    if before == plan.version:
+        return
+    st.plan_version = plan.version
+    em.event(EventKind.PLAN_SWITCHED,
+             f"预案修订生效：本事件自此按预案版本 {plan.version} 处理（此前 {before}）；已有报送时限及其督办不变，"
+             "新规则自本条记录起适用", section="7.1.5", from_version=before, to_version=plan.version)
 
 
 def _due(em: _Emitter, plan: Plan) -> None:
@@ -468,7 +516,7 @@ def _due(em: _Emitter, plan: Plan) -> None:
             em.event(EventKind.BREACH, f"{ob.label}逾期未报（漏报）{late_note}", at=ob.due_at, section="5.5.2",
                      obligation=kind, detection_lag_s=round(lag, 3), detected_late=lag > LATE_DETECTION_S)
         if ob_state.escalating:
-            for step in plan.escalation_chains[ob.escalation]:
+            for step in _chain(ob_state, plan):
                 step_at = ob.due_at + timedelta(minutes=step.after_minutes)
                 if step.step in ob_state.steps_done or step_at > now:
                     continue
@@ -502,7 +550,8 @@ def handle(state: IncidentState, cmd: IncidentCommand, plan: Plan, now: datetime
     st = _copy(state)
     if not isinstance(cmd.body, DueCheck):  # due checks are idempotent by themselves
         st.seen = (st.seen + [cmd.id])[-SEEN_MAX:]
-    em = _Emitter(st, now)
+    em = _Emitter(st, now, plan)
+    _switched(em, plan)
     body = cmd.body
     if isinstance(body, ReportFiled):
         _file(em, body, plan)
@@ -521,7 +570,7 @@ def check_due(state: IncidentState, plan: Plan, now: datetime) -> Outcome:
     if due is None or due > now:
         return Outcome(state=state)
     st = _copy(state)
-    em = _Emitter(st, now)
+    em = _Emitter(st, now, plan)
     _due(em, plan)
     return em.out if not em.out.empty else Outcome(state=state)
 
@@ -536,7 +585,7 @@ def next_due_at(state: IncidentState, plan: Plan) -> datetime | None:
             if not ob_state.reminded and ob.remind_at < ob.due_at:
                 times.append(ob.remind_at)
         elif ob_state.escalating:
-            for step in plan.escalation_chains[ob.escalation]:
+            for step in _chain(ob_state, plan):
                 if step.step not in ob_state.steps_done:
                     times.append(ob.due_at + timedelta(minutes=step.after_minutes))
                     break

@@ -16,6 +16,7 @@ from topics.drills import DrillRunEvent
 from topics.duty import DutyEvent, RosterRecord
 from topics.ledger import LedgerRecord
 from topics.programme import ProgrammeRecord
+from topics.plan import PlanAdopted
 from topics.warnings import WarningEvent
 from topics.models import (
     DeadLetter,
@@ -38,11 +39,14 @@ class TopicSpec:
     retention_ms: int | None
     model: type[BaseModel]
     description: str
+    max_message_bytes: int | None = None  # None: the broker's default (message.max.bytes, 1 MiB)
 
     def configs(self) -> dict[str, str]:
         out = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             out["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            out["max.message.bytes"] = str(self.max_message_bytes)
         return out
 
 
@@ -216,6 +220,21 @@ LEDGER_CIRCULARS = TopicSpec(
     "限期整改 by a due time, and the units' reports that they have rectified. One partition: a few a month, read "
     "whole by every API replica.",
 )
+PLAN_ADOPTIONS = TopicSpec(
+    name="yingji.plan.adoptions",
+    key="id",
+    partitions=1,
+    cleanup_policy="delete",
+    retention_ms=-1,  # kept for good: which plan was in force when, adopted by whom and why (7.1.5)
+    model=PlanAdopted,
+    # a record carries a whole plan (~120 KB now, at most topics.plan.PLAN_TEXTS_MAX): pinned at Kafka's
+    # default 1 MiB plus a batch's overhead, so a cluster configured lower still takes a plan; the
+    # producers' default max request size (1 MiB) and the consumers' fetch size match it
+    max_message_bytes=1_048_588,
+    description="Revisions of the plan adopted and rolled back (7.1.5), each carrying its YAML files' texts: every "
+    "worker and API replica follows it from the start and decides under the last one. One partition: a few a year, "
+    "in order.",
+)
 
 DRILL_PROGRAMME = TopicSpec(
     name="yingji.drills.programme",
@@ -246,6 +265,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     DRILL_RUNS,
     LEDGER_CIRCULARS,
     DRILL_PROGRAMME,
+    PLAN_ADOPTIONS,
     DEAD_LETTERS,
 )
 

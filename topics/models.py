@@ -585,6 +585,9 @@ class EventKind(StrEnum):
     REPORT_INCOMPLETE = "report_incomplete"
     ENDED = "ended"
     REJECTED = "rejected"
+    # the incident's record handled under a plan version other than the one it was last handled under
+    # (a revision adopted or rolled back meanwhile, issue 24 item 3): the obligations it had stay as they were
+    PLAN_SWITCHED = "plan_switched"
 
 
 EventDetail = str | int | float | bool | None

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that need the broker; imported lazily so `classify` stays quick."""
-    from services.cli import delivery, drill, duty, service, standby, whatif
+    from services.cli import delivery, drill, duty, plan, service, standby, whatif
 
     service.register(sub)
     drill.register(sub)
@@ -80,6 +80,7 @@ def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     delivery.register(sub)
     standby.register(sub)
     whatif.register(sub)
+    plan.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

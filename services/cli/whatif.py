@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_whatif(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from playbooks.whatif import RevisionRefused, to_json, to_markdown
+    from playbooks.plan import load_plan
+    from playbooks.whatif import RevisionRefused, load_revision, to_json, to_markdown
+    from services.plan_book import in_force, read_adoptions
     from services.settings import get_settings
     from services.whatif import run_whatif, to_xlsx
 
@@ -47,13 +49,18 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if args.format == "xlsx" and args.out is None:
         print("yingji whatif: --format xlsx needs --out FILE", file=sys.stderr)
         return EXIT_INVALID
+    bootstrap = get_settings().bootstrap
     try:
-        report = run_whatif(args.plan, args.start, args.until, bootstrap=get_settings().bootstrap, workers=args.workers)
+        load_revision(args.plan)  # refused before the log is read
+        # compared with the plan in force: the last adopted on the log (issue 24 item 3), else the shipped one
+        _, current = in_force(read_adoptions(bootstrap), load_plan())
+        report = run_whatif(args.plan, args.start, args.until, bootstrap=bootstrap, in_force=current,
+                            workers=args.workers)
     except RevisionRefused as exc:
         for problem in exc.problems:
             print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)
         return EXIT_INVALID
-    except KafkaError as exc:
+    except (KafkaError, TimeoutError) as exc:
         print(f"yingji whatif: the log could not be read: {exc!r}", file=sys.stderr)
         return EXIT_BROKER
     if args.format == "xlsx":

@@ -32,6 +32,7 @@ from services.clock import Clock, WallClock
 from services.delivery.tokens import key_from_file
 from services.drill_book import DrillBook
 from services.ledger_book import CircularBook
+from services.plan_book import PlanBook
 from services.programme_book import ProgrammeBook
 from playbooks.drills_config import load_drills
 from playbooks.ledger.config import load_ledger
@@ -62,6 +63,7 @@ from services.web.routes import (
     incidents,
     ledger,
     pages,
+    plan as plan_routes,
     signin,
     users,
     warning_pages,
@@ -73,8 +75,8 @@ log = structlog.get_logger("yingji", stage="api")
 
 ROUTERS = (incidents.router, commands.router, documents.router, drill_programme.router, drills.router, users.router, health.router,
            signin.router, pages.router, board.router, duty.router, duty_pages.router, ack.router,
-           warning_pages.router, warnings.router, ledger.router, whatif.router)  # pages first: /warnings/list is no warning id; the drill programme before
-# the drills: /drills/programme is no run id
+           warning_pages.router, warnings.router, ledger.router, plan_routes.router, whatif.router)  # pages first:
+# /warnings/list is no warning id; the drill programme before the drills: /drills/programme is no run id
 
 
 def create_app(settings: Settings | None = None, *, plan: Plan | None = None, clock: Clock | None = None,
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
                publisher: Publisher | None = None, duty: DutyBook | None = None,
                ack_key: bytes | None = None, warnings: WarningBook | None = None,
                drills: DrillBook | None = None, circulars: CircularBook | None = None,
-               programme: ProgrammeBook | None = None) -> FastAPI:
+               programme: ProgrammeBook | None = None, plans: PlanBook | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the API is its own process (uvicorn --factory): its log lines are scrubbed as the worker's are
     logs.configure(json=settings.log_json, level=settings.log_level, library_level=settings.library_log_level)
@@ -97,7 +99,14 @@ def create_app(settings: Settings | None = None, *, plan: Plan | None = None, cl
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.plan = plan = plan or load_plan()
+    # the plan in force: the shipped one, then each revision adopted on yingji.plan.adoptions, switched on
+    # every replica by its book (issue 24 item 3); a plan given (a test's) stays, unless a book is given too
+    if plan is None and plans is None:
+        plans = PlanBook(load_plan())
+    app.state.plans = plans
+    app.state.plan = plan = plans.plan if plans is not None else plan
+    if plans is not None:
+        plans.listeners.append(partial(_adopt, app))
     app.state.clock = clock or WallClock()
     app.state.sealer = sealer or Sealer.from_file(settings.key_file)
     app.state.view = view or IncidentView()
@@ -152,6 +161,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(state.circulars.follow(state.settings.bootstrap)),
         asyncio.create_task(state.programme.follow(state.settings.bootstrap)),
     ]
+    if state.plans is not None:
+        tasks.append(asyncio.create_task(state.plans.follow(state.settings.bootstrap)))
     try:
         yield
     finally:
@@ -161,6 +172,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await state.publisher.stop()
+
+
+def _adopt(app: FastAPI, plan: Plan, adoption: object) -> None:  # noqa: ARG001 - PlanBook's listener signature
+    """A revision read from the log: what the routes read as the plan (PlanDep) from the next request on.
+    Built from the plan once at start and not switched: the duty book's rules (duty.yaml), the warnings' and
+    the ledger's configs, the district map and the OpenAPI text's plan vocabulary."""
+    app.state.plan = plan
 
 
 async def limit_body(request: Request, call_next) -> Response:

@@ -39,6 +39,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "ledger.drill": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN, Role.DRILL_CONTROLLER}),
     "ledger.issue": frozenset({Role.COMMANDER, Role.ADMIN}),
     "ledger.rectify": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
+    # the plan in force and its adoptions (issue 24 item 3): read by all; adopted by the office at the terminal
+    "plan.read": ALL,
 }
 
 

@@ -16,6 +16,7 @@ from playbooks.plan import Plan
 from services.clock import Clock
 from services.duty.book import DutyBook
 from services.ledger_book import CircularBook
+from services.plan_book import PlanBook
 from services.settings import Settings
 from services.worker.gcwatch import GcWatch
 from services.worker.outbox import Produce
@@ -24,6 +25,7 @@ from services.worker.watchdog import Faults, StallWatch
 
 log = structlog.get_logger("yingji", stage="worker")
 DUTY_WAIT_S = 10.0  # below the stall watchdog's 30 s: a wait here must not read as a stall
+PLAN_WAIT_S = 10.0  # the same for the plan's adoptions
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Worker:
     duty: DutyBook | None = None  # rosters and the duty log; None: notices name no person (a test's choice)
     circulars: CircularBook | None = None  # yingji.ledger.circulars, for the 限期整改 timer; None: no such timer
     ledger: LedgerFile | None = None  # ledger.yaml: whom the 限期整改 timer chases
+    # the plan's adoptions, followed from yingji.plan.adoptions: `plan` is switched to each (issue 24 item 3);
+    # None: `plan` stays as built (a test's)
+    plans: PlanBook | None = None
     agent: Any = None  # the registered `incident_lifecycle` agent
     inbound_topics: frozenset[str] = field(default_factory=frozenset)
     # a fresh process image resuming from the committed offsets (services/worker/restart.py); set by
@@ -65,6 +70,23 @@ class Worker:
             # once: later batches go on with what is known rather than wait again each time
             log.warning("duty_not_caught_up", waited_s=DUTY_WAIT_S)
             self.duty.caught_up.set()
+
+    def adopt(self, plan: Plan, adoption: object) -> None:  # noqa: ARG002 - PlanBook's listener signature
+        """A revision read from the log: records are decided under it from the next batch on (a batch is
+        handled under one plan), and the due schedule is rebuilt (stale) with it."""
+        self.plan = plan
+        self.schedule.stale = True
+
+    async def plans_ready(self) -> None:
+        """The adoptions read to their end before a first record is decided, so that a restarted worker
+        decides under the plan adopted, not the shipped one; a broker slow to answer holds the agent back at
+        most PLAN_WAIT_S, then it goes on under the plan it has (and says so) and switches when the book does."""
+        assert self.plans is not None
+        try:
+            await asyncio.wait_for(self.plans.ready.wait(), PLAN_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("plan_not_caught_up", waited_s=PLAN_WAIT_S, version=self.plan.version)
+            self.plans.ready.set()
 
     def settled(self) -> bool:
         """Not rebalancing and the table recovered: the timers may trust the table and the assignment."""

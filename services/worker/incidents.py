@@ -118,6 +118,8 @@ async def incident_lifecycle(worker: Worker, stream) -> None:
 
 async def handle_batch(worker: Worker, events: list[EventT]) -> None:
     """Every record of the batch in order, then one commit; a gap ends the batch and restarts the worker."""
+    if worker.plans is not None and not worker.plans.ready.is_set():
+        await worker.plans_ready()
     if worker.duty is not None and not worker.duty.caught_up.is_set():
         await worker.duty_ready()
     batch = Batch(table=worker.table, plan=worker.plan, schedule=worker.schedule, watch=worker.watch,

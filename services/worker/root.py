@@ -19,6 +19,7 @@ from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
 from services.duty.book import DutyBook
 from services.ledger_book import CircularBook
+from services.plan_book import PlanBook
 from services.privacy import Sealer
 from services.settings import Settings
 from services.worker import gauges, handover, incidents, rectification, restart, sweep
@@ -35,16 +36,21 @@ TABLE_NAME = "incidents"  # Faust names its changelog <app id>-incidents-changel
 
 def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock | None = None,
                  store: str | None = None, produce: Produce | None = None, sensors: bool = True,
-                 duty: DutyBook | None | bool = True, circulars: CircularBook | None | bool = True) -> Worker:
+                 duty: DutyBook | None | bool = True, circulars: CircularBook | None | bool = True,
+                 plans: PlanBook | None = None) -> Worker:
     """The worker, its agent and timers registered on a new Faust app; nothing started.
 
     `sensors=False`: Faust's Prometheus sensors left out (they register in the process's one registry,
     so a test that builds several workers in one process leaves them out). `duty`: the duty book the
     notices are addressed from; True builds one followed from the duty topics, None leaves it out.
     `circulars`: the book of 通报 the 限期整改 timer chases from; True builds one followed from
-    yingji.ledger.circulars, None leaves the timer out."""
+    yingji.ledger.circulars, None leaves the timer out. `plan`: decided under, fixed (a test's); without it,
+    `plans` (built when not given: the shipped plan, then each revision adopted on yingji.plan.adoptions)."""
     app = build_app(settings, store=store, sensors=sensors)
-    plan = plan or load_plan()
+    if plan is None and plans is None:
+        plans = PlanBook(load_plan())
+    plan = plans.plan if plans is not None else plan
+    assert plan is not None
     if duty is True:
         duty = DutyBook(Sealer.from_file(settings.key_file), plan.duty)
     if circulars is True:
@@ -60,7 +66,7 @@ def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock |
         faults=Faults(skip_after=settings.fault_skip_after, stall_after=settings.fault_stall_after,
                       armed=settings.worker_restarts == 0),
         gc=GcWatch(), produce_override=produce, duty=duty or None, circulars=circulars or None,
-        ledger=load_ledger(units=frozenset(plan.units)) if circulars else None,
+        ledger=load_ledger(units=frozenset(plan.units)) if circulars else None, plans=plans,
         inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
     )
     worker.restart_in_place = partial(restart.restart_in_place, worker)
@@ -90,6 +96,15 @@ def _register(worker: Worker) -> None:
 
     async def stall_watchdog() -> None:
         await restart.stall_watchdog(worker)
+
+    if worker.plans is not None:
+        plan_book = worker.plans
+        plan_book.listeners.append(worker.adopt)
+
+        async def follow_plans() -> None:
+            await plan_book.follow(worker.settings.bootstrap)
+
+        app.task(follow_plans)
 
     if worker.duty is not None:
         duty_book = worker.duty

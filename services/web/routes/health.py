@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -27,13 +27,17 @@ class Health(BaseModel):
     users_caught_up: bool
     view_caught_up: bool
     duty_caught_up: bool
+    plan_caught_up: bool
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "not ready yet"}})
-async def health(publisher: PublisherDep, users: UsersDep, view: ViewDep, duty: DutyDep) -> Any:
-    """Ready (200) once the broker takes writes and users, incidents and rosters are read back; else 503."""
+async def health(request: Request, publisher: PublisherDep, users: UsersDep, view: ViewDep, duty: DutyDep) -> Any:
+    """Ready (200) once the broker takes writes and users, incidents, rosters and the plan's adoptions are read
+    back (a report is checked against the plan in force); else 503."""
+    plans = request.app.state.plans
     body = {"producer": publisher.ready, "users_caught_up": users.caught_up.is_set(),
-            "view_caught_up": view.caught_up.is_set(), "duty_caught_up": duty.caught_up.is_set()}
+            "view_caught_up": view.caught_up.is_set(), "duty_caught_up": duty.caught_up.is_set(),
+            "plan_caught_up": plans is None or plans.ready.is_set()}
     return JSONResponse(status_code=200 if all(body.values()) else 503, content=body)
 
 

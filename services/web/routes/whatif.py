@@ -3,8 +3,8 @@ YAML files a revision changes, picks a period, and sees which live incidents of 
 notified or breached differently had the revision been in force.
 
 POST /whatif takes the changed files (multipart, each named as in playbooks/data), overlays them on the plan in
-force's files, validates the result with the plan's own loader (every problem naming file, line and field),
-reads the period's live records from the log with a plain consumer (no group, nothing written) and answers the
+force's files (the last adoption's, issue 24 item 3, else the shipped ones), validates the result with the plan's
+own loader (every problem naming file, line and field), reads the period's live records from the log with a plain consumer (no group, nothing written) and answers the
 comparison of playbooks/whatif.py: JSON, or `format=xlsx` / `format=md` as `yingji whatif` writes them. Nothing
 is stored: the report is a function of the log and the two plans, recomputed when asked again.
 """
@@ -12,7 +12,6 @@ is stored: the report is a function of the log and the two plans, recomputed whe
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,6 +28,7 @@ from kafka.errors import KafkaError
 
 from playbooks.plan import DATA_DIR
 from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
+from services.plan_book import plan_texts
 from services.web.answers import responses
 from services.web.auth import require, require_page
 from services.web.ledger_files import XLSX
@@ -47,9 +47,12 @@ MAX_FILES = 32
 READ_TIMEOUT_MS = 15_000
 
 
-def plan_files() -> list[str]:
-    """The files a revision may change: the plan's own YAML files, by name."""
-    return sorted(p.name for p in DATA_DIR.glob("*.yaml"))
+def in_force_texts(request: Request) -> dict[str, str]:
+    """The plan in force's YAML files by name: the last adoption's (issue 24 item 3), else the shipped ones."""
+    plans = getattr(request.app.state, "plans", None)
+    if plans is not None and plans.current is not None:
+        return dict(plans.current.files)
+    return plan_texts(DATA_DIR)
 
 
 Files = Annotated[list[UploadFile], Form(description="the revision's changed YAML files, each named as in "
@@ -92,11 +95,13 @@ def check_period(start: datetime, end: datetime) -> None:
         raise refused((("to",), f"at most {MAX_SPAN.days} days after from on the page; `yingji whatif` for longer"))
 
 
-async def overlay(files: list[UploadFile], into: Path) -> list[str]:
-    """The plan in force's files with the uploaded ones over them, in `into`; the names of those replaced.
-    A file not of the plan, twice, empty or too large is refused naming it (body.files[i])."""
-    known = set(plan_files())
-    shutil.copytree(DATA_DIR, into, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
+async def overlay(files: list[UploadFile], base: dict[str, str], into: Path) -> list[str]:
+    """The plan in force's files (`base`) with the uploaded ones over them, in `into`; the names of those
+    replaced. A file not of the plan, twice, empty or too large is refused naming it (body.files[i])."""
+    known = set(base)
+    into.mkdir(parents=True)
+    for name, text in base.items():
+        (into / name).write_bytes(text.encode("utf-8"))
     seen: list[str] = []
     if not files:
         raise refused((("files",), "upload at least one of the plan's YAML files"))
@@ -132,7 +137,7 @@ async def whatif_page(request: Request, plan: PlanDep, pages: PagesDep,
     """The page: the revision's changed files and a period in, the differences out (its script posts them)."""
     if isinstance(who, Response):
         return who
-    return pages.render(request, "whatif.html", user=who, plan_version=plan.version, files=plan_files(),
+    return pages.render(request, "whatif.html", user=who, plan_version=plan.version, files=sorted(in_force_texts(request)),
                         max_days=MAX_SPAN.days)
 
 
@@ -150,7 +155,7 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
     check_period(start, end)
     with tempfile.TemporaryDirectory(prefix="yingji-whatif-") as tmp:
         data = Path(tmp) / "data"
-        changed = await overlay(files, data)
+        changed = await overlay(files, in_force_texts(request), data)
         busy = _busy(request)
         async with busy.lock:
             try:

@@ -92,6 +92,7 @@ const YJ = (() => {
     obligation_closed: '时限关闭', reminder: '临近时限提醒', breach: '超时未报', escalation: '逐级上报',
     approval_requested: '报请批准', approved: '批准上报', ended: '应急结束', rejected: '未受理',
     release_drafted: '发布稿拟定', release_approved: '批准发布', report_incomplete: '报告要素不全',
+    plan_switched: '预案修订生效',
   };
   const OBLIGATION_STATUS = { open: '待报送', met: '已按时报送', late: '迟报', missed: '超时未报', closed: '已关闭' };
   const REPORT_KIND = {

@@ -1,0 +1,194 @@
+"""The plan in force, from the log (issue 24 item 3): every adoption on yingji.plan.adoptions followed from the
+start, the last one's texts loaded (written into a temporary directory and read by the plan's own loader) and
+handed to whoever holds a plan (the worker's agent, the API's routes) through `listeners`.
+
+Every worker and API replica follows the same one-partition topic, so they all switch to the same revision,
+each as soon as it reads it; a process started later reads it before anything else (`ready`). An adoption
+whose texts do not load (it was validated before it was written, so only a hand-made record or a loader changed
+since) is kept on record as refused and the plan in force stays: nothing decides under half a plan.
+
+`read_adoptions` / `publish_adoption` are the CLI's (kafka-python, synchronous); the book is the processes'
+(aiokafka, services/following.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from aiokafka import TopicPartition
+from pydantic import ValidationError
+
+from playbooks.plan import DATA_DIR, Plan, PlanError, load_plan
+from services.following import ReadProgress, follow_from_start
+from topics.catalog import PLAN_ADOPTIONS
+from topics.plan import PlanAdopted
+
+log = structlog.get_logger("yingji", stage="plan")
+CACHED_PLANS = 4  # plans kept loaded by version: a rollback to a recent one switches without loading again
+
+Listener = Callable[[Plan, PlanAdopted], None]
+
+
+def plan_texts(data_dir: Path = DATA_DIR) -> dict[str, str]:
+    """A plan's data directory as an adoption carries it: every YAML file's name and text (the files the
+    version's digest is made of, playbooks.plan.load_plan)."""
+    return {p.name: p.read_bytes().decode("utf-8") for p in sorted(Path(data_dir).glob("*.yaml"))}
+
+
+def plan_of(adoption: PlanAdopted) -> Plan:
+    """The adoption's plan, loaded from its texts; PlanError when they do not load or are not its version."""
+    with tempfile.TemporaryDirectory(prefix="yingji-plan-") as tmp:
+        for name, text in adoption.files.items():
+            (Path(tmp) / name).write_bytes(text.encode("utf-8"))
+        plan = load_plan(Path(tmp))
+    if plan.version != adoption.version:
+        raise PlanError(f"{adoption.id}: its texts are version {plan.version}, the record says {adoption.version}")
+    return plan
+
+
+class PlanBook:
+    """The adoptions in log order and the plan in force: the shipped one until an adoption is read."""
+
+    def __init__(self, shipped: Plan, *, load: Callable[[PlanAdopted], Plan] = plan_of) -> None:
+        self.shipped = shipped
+        self.plan = shipped
+        self.current: PlanAdopted | None = None  # the adoption in force; None: the shipped plan
+        self.adoptions: list[PlanAdopted] = []
+        self.ids: set[str] = set()
+        self.refused: dict[str, str] = {}  # adoption id -> why its texts were not loaded
+        self.listeners: list[Listener] = []
+        self.caught_up = asyncio.Event()  # the topic read to the end it had when following began
+        self.ready = asyncio.Event()  # caught up, and the plan is the last adoption's (or it was refused)
+        self.progress = ReadProgress()
+        self._load = load
+        self._cache: dict[str, Plan] = {shipped.version: shipped}
+        self._wake = asyncio.Event()
+
+    def apply(self, record: PlanAdopted) -> None:
+        if record.id in self.ids:
+            return  # the same record again (a retried send): once
+        self.ids.add(record.id)
+        self.adoptions.append(record)
+        self._wake.set()
+
+    def apply_raw(self, topic: str, value: bytes, offset: int) -> None:  # noqa: ARG002 - follow_from_start's apply
+        try:
+            self.apply(PlanAdopted.model_validate_json(value))
+        except (ValidationError, ValueError) as exc:
+            log.error("bad_plan_adoption", offset=offset, error=type(exc).__name__)
+
+    async def settle(self) -> None:
+        """The plan switched to the last adoption read, unless it is in force already or does not load."""
+        if not self.adoptions:
+            return
+        latest = self.adoptions[-1]
+        if self.current is not None and latest.id == self.current.id or latest.id in self.refused:
+            return
+        plan = self._cache.get(latest.version)
+        if plan is None:
+            try:  # off the event loop: a plan takes a few tenths of a second to load and check
+                plan = await asyncio.to_thread(self._load, latest)
+            except (PlanError, ValidationError, ValueError, OSError) as exc:
+                self.refused[latest.id] = str(exc)
+                log.error("plan_adoption_refused", adoption=latest.id, version=latest.version, error=str(exc)[:500])
+                return
+            self._cache[latest.version] = plan
+            while len(self._cache) > CACHED_PLANS + 1:  # the shipped plan stays
+                oldest = next(v for v in self._cache if v != self.shipped.version)
+                del self._cache[oldest]
+        self.switch(plan, latest)
+
+    def switch(self, plan: Plan, adoption: PlanAdopted) -> None:
+        before = self.plan.version
+        self.plan, self.current = plan, adoption
+        log.info("plan_switched", adoption=adoption.id, from_version=before, to_version=plan.version,
+                 adopted_by=adoption.adopted_by, rollback_of=adoption.rollback_of)
+        for listener in self.listeners:
+            listener(plan, adoption)
+
+    async def switch_loop(self) -> None:
+        """Once the topic is read to its end, the last adoption loaded (not every one before it); then each
+        new one as it comes."""
+        await self.caught_up.wait()
+        while True:
+            self._wake.clear()
+            await self.settle()
+            self.ready.set()
+            await self._wake.wait()
+
+    async def follow(self, bootstrap: str) -> None:
+        await asyncio.gather(
+            follow_from_start(bootstrap, [TopicPartition(PLAN_ADOPTIONS.name, 0)], self.apply_raw, self.caught_up,
+                              "plan", self.progress),
+            self.switch_loop(),
+        )
+
+    def history(self) -> list[dict]:
+        """Every adoption as the office reads it (without the texts), the one in force marked."""
+        return [history_row(a, in_force=self.current is not None and a.id == self.current.id,
+                            refused=self.refused.get(a.id)) for a in self.adoptions]
+
+
+def history_row(a: PlanAdopted, *, in_force: bool, refused: str | None = None) -> dict:
+    return {"id": a.id, "version": a.version, "adopted_by": a.adopted_by, "adopted_at": a.adopted_at.isoformat(),
+            "reason": a.reason, "previous_version": a.previous_version, "rollback_of": a.rollback_of,
+            "whatif": a.whatif.model_dump(mode="json") if a.whatif else None, "files": sorted(a.files),
+            "in_force": in_force, "refused": refused}
+
+
+# --- the CLI's side: read the topic whole, write one record ---------------------------------------------------
+
+
+def in_force(adoptions: list[PlanAdopted], shipped: Plan) -> tuple[PlanAdopted | None, Plan]:
+    """The adoption in force (the last on the log) and its plan; (None, shipped) when none was adopted."""
+    if not adoptions:
+        return None, shipped
+    last = adoptions[-1]
+    return last, (shipped if last.version == shipped.version else plan_of(last))
+
+
+def read_adoptions(bootstrap: str, *, timeout_s: float = 15) -> list[PlanAdopted]:
+    """Every adoption on the log, in order (no consumer group: nothing committed)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=int(timeout_s * 1000), client_id="yingji-plan")
+    try:
+        tp = KTopicPartition(PLAN_ADOPTIONS.name, 0)
+        if not consumer.partitions_for_topic(PLAN_ADOPTIONS.name):
+            return []
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        out: list[PlanAdopted] = []
+        seen: set[str] = set()
+        while consumer.position(tp) < end:
+            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
+            if not batch:
+                raise TimeoutError(f"{PLAN_ADOPTIONS.name}: nothing read within {timeout_s} s")
+            for record in batch.get(tp, []):
+                try:
+                    adoption = PlanAdopted.model_validate_json(record.value)
+                except (ValidationError, ValueError):
+                    continue  # the processes log it; the CLI's history leaves it out
+                if adoption.id not in seen:
+                    seen.add(adoption.id)
+                    out.append(adoption)
+        return out
+    finally:
+        consumer.close(autocommit=False)
+
+
+def publish_adoption(bootstrap: str, record: PlanAdopted) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    try:
+        producer.send(PLAN_ADOPTIONS.name, key=record.id.encode(), value=record.model_dump_json().encode()).get(timeout=15)
+    finally:
+        producer.close()

@@ -1,0 +1,201 @@
+"""The plan's adoptions followed without a broker (issue 24 item 3): the book switches to the last adoption read,
+loads only the last of those read before it caught up, refuses texts that are not their version, rolls back
+from its cache; the worker decides its first record only once the book is ready, and each record after a switch
+under the revision (the agent under `test_context`, as tests/services/test_incident_agent.py drives it)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from playbooks.plan import DATA_DIR, Plan, load_plan
+from services.clock import SimulatedClock
+from services.plan_book import PlanBook, plan_of, plan_texts
+from services.settings import Settings
+from services.worker.root import build_worker
+from services.worker.table_codec import decode_state
+from tests.playbooks.test_plan_switch import GAS_LEAD
+from tests.services.test_incident_agent import NOW, PLAN, Produced, TopicSends, process, ready_book, reported, sent
+from topics.catalog import INCIDENT_EVENTS, INCIDENTS_DECIDED
+from topics.models import IncidentDecided, IncidentEvent
+from topics.plan import SHIPPED, PlanAdopted, adoption_id
+
+
+@pytest.fixture(scope="module")
+def revision_dir(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("plan") / "revised"
+    shutil.copytree(DATA_DIR, data)
+    types = data / "incident_types.yaml"
+    text = types.read_text(encoding="utf-8")
+    assert text.count(GAS_LEAD) == 1
+    types.write_text(text.replace(GAS_LEAD, GAS_LEAD.replace("district_urban_management_commission",
+                                                              "district_emergency_bureau")), encoding="utf-8")
+    return data
+
+
+@pytest.fixture(scope="module")
+def revised(revision_dir) -> Plan:
+    return load_plan(revision_dir)
+
+
+def adoption(files: dict[str, str], version: str, n: int, rollback_of: str | None = None) -> PlanAdopted:
+    at = NOW + timedelta(minutes=n)
+    return PlanAdopted(id=adoption_id(version, at), version=version, files=files, adopted_by="预案管理科 王某",
+                       adopted_at=at, reason="试行修订", rollback_of=rollback_of)
+
+
+class CountingLoad:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    def __call__(self, a: PlanAdopted) -> Plan:
+        self.loaded.append(a.id)
+        return plan_of(a)
+
+
+def test_texts_written_back_are_the_same_version(revision_dir, revised):
+    assert plan_of(adoption(plan_texts(revision_dir), revised.version, 1)).version == revised.version
+    assert plan_of(adoption(plan_texts(DATA_DIR), PLAN.version, 1)).version == PLAN.version
+
+
+async def test_the_book_switches_to_the_last_adoption_and_back_from_its_cache(revision_dir, revised):
+    load = CountingLoad()
+    book = PlanBook(PLAN, load=load)
+    seen: list[str] = []
+    book.listeners.append(lambda plan, a: seen.append(plan.version))
+    first = adoption(plan_texts(revision_dir), revised.version, 1)
+    book.apply(first)
+    book.apply(first)  # a retried send: once
+    await book.settle()
+    assert book.plan.version == revised.version and book.current == first and seen == [revised.version]
+    await book.settle()  # nothing new: no second switch
+    assert seen == [revised.version]
+    back = adoption(plan_texts(DATA_DIR), PLAN.version, 2, rollback_of=SHIPPED)
+    book.apply(back)
+    await book.settle()
+    assert book.plan is PLAN and seen == [revised.version, PLAN.version]
+    again = adoption(plan_texts(revision_dir), revised.version, 3)
+    book.apply(again)
+    await book.settle()
+    assert book.plan.version == revised.version and load.loaded == [first.id]  # from its cache the second time
+    assert [row["in_force"] for row in book.history()] == [False, False, True]
+
+
+async def test_texts_that_are_not_their_version_are_refused_and_the_plan_stays(revision_dir, revised):
+    book = PlanBook(PLAN)
+    bad = adoption(plan_texts(revision_dir), "000000000000", 1)
+    book.apply(bad)
+    await book.settle()
+    assert book.plan is PLAN and book.current is None
+    assert "000000000000" in book.refused[bad.id] and book.history()[0]["refused"]
+
+
+async def test_read_to_its_end_first_then_only_the_last_is_loaded(revision_dir, revised):
+    load = CountingLoad()
+    book = PlanBook(PLAN, load=load)
+    loop = asyncio.create_task(book.switch_loop())
+    try:
+        for n in range(3):  # adopted, rolled back, adopted again: read before the book caught up
+            texts, version = (plan_texts(revision_dir), revised.version) if n % 2 == 0 else (plan_texts(DATA_DIR), PLAN.version)
+            book.apply(adoption(texts, version, n))
+            await asyncio.sleep(0.01)
+        assert book.plan is PLAN and not book.ready.is_set() and load.loaded == []
+        book.caught_up.set()
+        await asyncio.wait_for(book.ready.wait(), 10)
+        assert book.plan.version == revised.version and load.loaded == [book.adoptions[-1].id]
+        book.apply(adoption(plan_texts(DATA_DIR), PLAN.version, 9, rollback_of=SHIPPED))  # then live, as it comes
+        async with asyncio.timeout(10):
+            while book.plan is not PLAN:
+                await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+
+
+@pytest.fixture
+async def book_worker(tmp_path):
+    produced = Produced()
+    settings = Settings(data_dir=tmp_path, app_id="yingji-test", stall_restart_s=0)
+    book = PlanBook(PLAN)
+    built = build_worker(settings, clock=SimulatedClock(start=NOW, speed=0.0), store="memory://",
+                         produce=produced.produce, sensors=False, duty=ready_book(settings), plans=book)
+    built.app.loop = asyncio.get_running_loop()
+    built.app.finalize()
+    async with built.agent.test_context() as agent:
+        yield built, agent, produced
+
+
+async def test_the_worker_decides_under_the_adopted_plan_from_its_first_record(book_worker, revision_dir, revised):
+    worker, agent, produced = book_worker
+    book = worker.plans
+    assert worker.plan is PLAN and worker.adopt in book.listeners
+    book.apply(adoption(plan_texts(revision_dir), revised.version, 1))  # on the log before the worker started
+    first = asyncio.ensure_future(process(agent, reported().model_dump_json().encode()))
+    await asyncio.sleep(0.2)
+    assert not first.done() and TopicSends(produced, INCIDENTS_DECIDED.name).records == []  # waits for the book
+    await book.settle()
+    book.ready.set()
+    await asyncio.wait_for(first, 10)
+    [(_, decided)] = sent(TopicSends(produced, INCIDENTS_DECIDED.name), IncidentDecided)
+    assert decided.decision.plan_version == revised.version
+    assert decided.decision.lead_unit_ids == ["district_emergency_bureau"]
+    assert worker.schedule.stale  # switched: the due schedule is rebuilt under the revision
+
+
+async def test_an_incident_open_at_a_switch_keeps_its_obligations_and_its_timeline_says_so(book_worker, revision_dir,
+                                                                                          revised):
+    from topics.catalog import INCIDENT_COMMANDS
+    from topics.models import IncidentCommand, ReportFiled
+
+    worker, agent, produced = book_worker
+    book = worker.plans
+    book.ready.set()
+    rec = reported()
+    await process(agent, rec.model_dump_json().encode())
+    before = decode_state(worker.table[rec.incident_id])
+    assert before.decision.plan_version == PLAN.version
+    book.apply(adoption(plan_texts(revision_dir), revised.version, 1))
+    await book.settle()
+    assert worker.plan.version == revised.version
+    filing = IncidentCommand(id="c-after", incident_id=rec.incident_id, body=ReportFiled(
+        id="f-after", incident_id=rec.incident_id, kind="phone_report", unit_id="district_urban_management_commission",
+        filed_at=NOW + timedelta(minutes=2), filed_by="值班员"))
+    await process(agent, filing.model_dump_json().encode(), topic=INCIDENT_COMMANDS.name)
+    events = [e for _, e in sent(TopicSends(produced, INCIDENT_EVENTS.name), IncidentEvent)]
+    notes = [e for e in events if e.kind.value == "plan_switched"]
+    assert [(n.details["from_version"], n.details["to_version"]) for n in notes] == [(PLAN.version, revised.version)]
+    after = decode_state(worker.table[rec.incident_id])
+    assert {k: o.obligation for k, o in after.obligations.items()} == {k: o.obligation for k, o in before.obligations.items()}
+    assert after.obligations["phone_report"].status == "met" and after.plan_version == revised.version
+
+
+async def test_the_api_answers_under_the_plan_its_book_switched_to(tmp_path, revision_dir, revised):
+    """No broker (no lifespan): the book's switch is what GET /plan and the routes' plan show; /healthz is not
+    ready until the book is."""
+    from fastapi.testclient import TestClient
+
+    from services.users import new_token, user_record
+    from services.web.app import create_app
+    from topics.models import Role
+
+    book = PlanBook(PLAN)
+    app = create_app(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"), plans=book)
+    token = new_token()
+    app.state.users.apply(user_record("viewer", Role.VIEWER, token, now=NOW, by="test"))
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/healthz").json()["plan_caught_up"] is False
+    first = adoption(plan_texts(revision_dir), revised.version, 1)
+    book.apply(first)
+    await book.settle()
+    book.ready.set()
+    assert app.state.plan is book.plan and app.state.plan.version == revised.version
+    body = client.get("/plan", headers=headers).json()
+    assert (body["version"], body["adoption"], body["shipped_version"]) == (revised.version, first.id, PLAN.version)
+    assert [h["id"] for h in body["history"]] == [first.id] and body["history"][0]["in_force"]
+    assert "files" in body["history"][0] and "units.yaml" in body["history"][0]["files"]  # names, not the texts
+    assert client.get("/healthz").json()["plan_caught_up"] is True
+    assert client.get("/plan").status_code == 401

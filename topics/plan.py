@@ -1,0 +1,70 @@
+"""A revision of the plan adopted (7.1.5 修订), as a record (topic yingji.plan.adoptions, key the adoption's id).
+
+The record carries the revision itself (every YAML file of its data directory, name → text), not a path:
+every worker and API replica reads the topic from its start and loads the last adoption's texts, so they
+all hold the same plan whatever machine they run on, and a restarted process comes back under it. A
+rollback is an adoption too: the texts of an earlier adoption (or of the shipped plan) adopted again,
+naming what it goes back to in `rollback_of`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from topics.models import SCHEMA_VERSION, Contract, LongText, RecordId, ShortText, UtcDatetime
+
+# The texts' total, UTF-8: the shipped plan is about 114 KB. The topic takes records up to 1 MiB
+# (topics/catalog.py PLAN_ADOPTIONS: max.message.bytes, the producers' default max request size); the
+# rest of the record and JSON's escapes fit in what this leaves.
+PLAN_TEXTS_MAX = 768 * 1024
+PlanFileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,60}\.yaml$")]
+SHIPPED = "shipped"  # rollback_of: the plan shipped with the service (playbooks/data), never adopted on the log
+
+
+class WhatIfSummary(Contract):
+    """What the what-if (issue 24 item 1) found over the period checked before adopting: the counts, not the
+    report (the full report is `yingji whatif`'s)."""
+
+    period_from: UtcDatetime
+    period_to: UtcDatetime
+    plan_in_force: ShortText = Field(description="the version compared against")
+    incidents: int = Field(ge=0)
+    differing: int = Field(ge=0, description="incidents the revision would have handled differently")
+    by_aspect: dict[ShortText, int] = Field(default_factory=dict, description="differences per aspect (grade, lead …)")
+    breaches_before: int = Field(ge=0)
+    breaches_after: int = Field(ge=0)
+
+
+class PlanAdopted(Contract):
+    """A revision adopted: from the moment each process reads it, the plan it decides under."""
+
+    # the texts exactly as written: a stripped newline would be another version (the digest of the bytes)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+    id: RecordId
+    version: ShortText = Field(description="the revision's version: the digest of its YAML files (playbooks.plan)")
+    files: dict[PlanFileName, str] = Field(min_length=1, max_length=40,
+                                           description="the revision's data directory: file name → its YAML text")
+    adopted_by: ShortText
+    adopted_at: UtcDatetime
+    reason: LongText = Field(min_length=1)
+    previous_version: ShortText | None = Field(default=None, description="the version in force when it was adopted")
+    whatif: WhatIfSummary | None = Field(default=None, description="the what-if it was adopted on; None: a rollback "
+                                                                    "to a version already in force before")
+    rollback_of: ShortText | None = Field(default=None, description="going back: the id of the adoption whose texts "
+                                                                    f"it adopts again, or `{SHIPPED}`")
+    schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _size(self) -> "PlanAdopted":
+        total = sum(len(text.encode()) for text in self.files.values())
+        if total > PLAN_TEXTS_MAX:
+            raise ValueError(f"files: {total} bytes, more than {PLAN_TEXTS_MAX}")
+        return self
+
+
+def adoption_id(version: str, adopted_at: datetime) -> str:
+    """Stable for one adoption: a retried send is the same record."""
+    return f"plan.{version}.{adopted_at.strftime('%Y%m%dT%H%M%S%fZ')}"
