@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Callable
 
 from services.settings import REPO_ROOT
-from tests.bench import board_page, deadlines, delivery, drills, duty, engine, pipeline, recovery
+from tests.bench import board_page, deadlines, delivery, drills, duty, engine, pipeline, recovery, whatif
 from tests.bench.harness import FULL, NAMES, SMOKE, Context, Row, Sizes, machine, now_utc, render, say
 
 PHASES: dict[str, Callable[[Context], None]] = {
     "engine": engine.measure, "pipeline": pipeline.measure, "deadlines": deadlines.measure,
     "recovery": recovery.measure, "drills": drills.measure, "duty": duty.measure,
-    "delivery": delivery.measure, "board": board_page.measure,
+    "delivery": delivery.measure, "board": board_page.measure, "whatif": whatif.measure,
 }
 
 

@@ -43,7 +43,7 @@ from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, KEYED_PARTITIO
 
 T = TypeVar("T")
 # The phases, in the order they run (tests/bench/__main__.py maps each to its module).
-NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills", "duty", "delivery", "board")
+NAMES = ("engine", "pipeline", "deadlines", "recovery", "drills", "duty", "delivery", "board", "whatif")
 # One worker per core unless YINGJI_WORKERS says otherwise: the phases start them and wait until each
 # holds its partitions before any traffic, so no worker joins while records flow.
 BENCH_WORKERS = get_settings().workers if "workers" in get_settings().model_fields_set else 0
@@ -71,6 +71,7 @@ class Sizes:
     board_loads: int = 3  # first paint: the median of this many loads
     board_changes: int = 20  # change → screen: this many new incidents, one at a time
     board_background_rate: float = 50.0  # reports filed a second meanwhile
+    whatif_incidents: int = 20_000  # issue 24: a synthetic year of this many incidents, besides the busy night
 
 
 FULL = Sizes()
@@ -78,7 +79,8 @@ SMOKE = Sizes(engine_reports=1_000, pipeline_incidents=300, latency_rate=50.0, l
               light_rate=20.0, light_seconds=2.0,
               open_obligations=2_000, deadline_window_s=10.0, recovery_incidents=2_000, drill_seconds=0.5,
               duty_notices=1_000, delivery_rate=10.0, delivery_seconds=3.0, delivery_acks=10, robot_notices=30,
-              robot_seconds=5.0, board_incidents=200, board_loads=3, board_changes=8, board_background_rate=10.0)
+              robot_seconds=5.0, board_incidents=200, board_loads=3, board_changes=8, board_background_rate=10.0,
+              whatif_incidents=200)
 
 
 @dataclass

@@ -30,6 +30,8 @@ from tests.bench.harness import NAMES
 pytestmark = pytest.mark.e2e
 
 EXPECTED = {
+    "whatif.night.deadline": "sim-h/s",
+    "whatif.year.deadline": "s",
     "engine.decisions": "decisions/s",
     "engine.decisions_first_seen": "decisions/s",
     "pipeline.throughput": "incidents/s",
