@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from playbooks.drill.programme import (
+    adoption_revisions,
     Register,
     expected_units,
     improvement_problems,
@@ -24,6 +25,7 @@ from playbooks.drill.programme import (
 from playbooks.drills_config import DRILLS_FILE, load_drills
 from playbooks.plan import DATA_DIR, PlanError, load_plan
 from topics.drills import DrillRunRecorded, DrillRunStatus
+from topics.plan import PlanAdopted
 from topics.programme import DrillKind, DrillPlanned, ImprovementClosed, ImprovementRecorded, PlanRevised
 
 UTC = timezone.utc
@@ -222,6 +224,26 @@ def test_who_7_2_2_expects_drills_of(plan, config):
     drafters = {p.drafted_by for p in plan.command.special_plans}
     assert drafters <= set(expected)  # every 8.3 drafting unit
     assert "district_party_committee" not in expected  # 区委 drafts no plan and hosts no HQ
+
+
+def adopted(aid: str, *, rollback_of: str | None = None, at: datetime = datetime(2026, 3, 1, tzinfo=UTC)) -> PlanAdopted:
+    return PlanAdopted(id=aid, version="abc123", files={"units.yaml": "units: []\n"}, adopted_by="plan-office",
+                       adopted_at=at, reason="7.1.5 修订", rollback_of=rollback_of)
+
+
+@pytest.mark.parametrize(("adoptions", "expected"), [
+    pytest.param([adopted("a1")], [("validation_missing", "adoption.a1")], id="7.2.1 a revision adopted live is 区应急办's"),
+    pytest.param([adopted("a1"), adopted("a2", rollback_of="a1", at=datetime(2026, 3, 2, tzinfo=UTC))],
+                 [("validation_missing", "adoption.a1")], id="7.2.1 a rollback is no revision of its own"),
+    pytest.param([adopted("a0", at=datetime(2025, 6, 1, tzinfo=UTC))], [], id="7.2.1 last year's adoption is not this year's"),
+])
+def test_revisions_adopted_live_owe_a_validation_drill(plan, config, adoptions, expected):
+    records = adoption_revisions(adoptions, config)
+    reg = register(records=records, runs=[], plan=plan, config=config, year=2026, now=NOW)
+    assert flags(reg, OFFICE) == expected
+    validated = register(records=[*records, planned("p1", OFFICE, DrillKind.SINGLE, validates="general")],
+                         runs=[run("r1", "p1")], plan=plan, config=config, year=2026, now=NOW)
+    assert flags(validated, OFFICE) == []
 
 
 def test_who_revises_a_plan(plan, config):

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from playbooks.drill.programme import (
     BEIJING,
+    adoption_revisions,
     Register,
     improvement_problems,
     planning_problems,
@@ -66,7 +67,9 @@ async def programme(request: Request, plan: PlanDep, clock: ClockDep, drills: Dr
     if unit is not None and unit not in plan.units:
         raise bad_query("unit", f"no unit {unit!r} in the plan (units.yaml ids, e.g. district_emergency_office)")
     year = year or year_of(now)
-    reg = register(records=list(book.records), runs=list(drills.runs.values()), plan=plan, config=config,
+    plans = getattr(request.app.state, "plans", None)  # the general plan's revisions adopted live count (7.2.1)
+    adopted = adoption_revisions(plans.adoptions, config) if plans is not None else []
+    reg = register(records=[*book.records, *adopted], runs=list(drills.runs.values()), plan=plan, config=config,
                    year=year, now=now, unit_id=unit)
     if wants_html(request):
         return pages.render(
