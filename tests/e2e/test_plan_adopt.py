@@ -178,7 +178,10 @@ def test_a_revision_adopted_while_reports_flow_then_rolled_back(service, tmp_pat
     # on each partition, in log order: old, then the revision, then old again; never back and forth
     order: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for r in read_records(service.bootstrap, INCIDENTS_REPORTED.name, settle_s=0):
-        iid = json.loads(r.value)["incident_id"]
+        try:  # the session's topic is shared: the dead-letter tests put garbage on it
+            iid = json.loads(r.value).get("incident_id")
+        except (ValueError, AttributeError):
+            continue
         if iid in ids:
             order[r.partition].append((r.offset, decided[iid][0]["plan_version"]))
     runs = []

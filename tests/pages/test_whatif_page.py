@@ -55,6 +55,10 @@ def test_the_whatif_page_shows_what_a_revision_would_change(service, context, tm
     sign_in(page, service, "commander", "/whatif")
     expect(page.get_by_role("heading", name="预案修订推演")).to_be_visible()
     expect(page.locator("nav a", has_text="预案修订推演")).to_be_visible()
+    with service.client("commander") as api:  # the version in force, as GET /plan says, marked in the record
+        version = api.get("/plan").json()["version"]
+    expect(page.locator("#w-adoptions tr.in-force")).to_have_count(1)
+    expect(page.locator("#plan-version")).to_have_text(version)
     page.locator("#w-from").fill(today)
     page.locator("#w-to").fill(today)
 

@@ -91,3 +91,22 @@ def test_the_page_lists_the_plans_files_and_its_version(client):
     assert resp.status_code == 200, resp.text
     assert "预案修订推演" in resp.text and "incident_types.yaml" in resp.text
     assert client.app.state.plan.version in resp.text
+    assert "尚未采用修订稿" in resp.text  # no adoption read: the shipped plan is in force
+
+
+def test_the_page_lists_the_adoptions_latest_first_the_one_in_force_marked(client):
+    from services.plan_book import plan_texts
+    from topics.plan import PlanAdopted, WhatIfSummary
+
+    book = client.app.state.plans
+    texts = plan_texts(DATA_DIR)
+    first = PlanAdopted(id="adopt-1", version=book.shipped.version, files=texts, adopted_by="plan-office",
+                        adopted_at=NOW, reason="7.1.5 修订：燃气事故牵头单位调整",
+                        whatif=WhatIfSummary(period_from=NOW, period_to=NOW, plan_in_force="x", incidents=12,
+                                             differing=3, breaches_before=2, breaches_after=1))
+    book.apply(first)
+    book.current = first
+    resp = client.get("/whatif", headers={"Authorization": f"Bearer {client.tokens[Role.ADMIN]}", "Accept": "text/html"})
+    assert resp.status_code == 200, resp.text
+    row = resp.text[resp.text.index('id="w-adoptions"'):]
+    assert "燃气事故牵头单位调整" in row and "12/3" in row and "现行" in row and "2026-12-07 10:00" in row

@@ -137,7 +137,11 @@ async def whatif_page(request: Request, plan: PlanDep, pages: PagesDep,
     """The page: the revision's changed files and a period in, the differences out (its script posts them)."""
     if isinstance(who, Response):
         return who
+    plans = getattr(request.app.state, "plans", None)
+    history = list(reversed(plans.history())) if plans is not None else []  # the latest first
     return pages.render(request, "whatif.html", user=who, plan_version=plan.version, files=sorted(in_force_texts(request)),
+                        local=lambda iso: datetime.fromisoformat(iso).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+                        history=history, shipped=plans.shipped.version if plans is not None else plan.version,
                         max_days=MAX_SPAN.days)
 
 
