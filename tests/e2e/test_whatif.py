@@ -1,7 +1,8 @@
 """`yingji whatif` on the local Kafka (issue 24): incidents raised and filed through the API, then the CLI run
-on that broker with a revised threshold. The one incident between the old threshold and the new differs
-(its grade, with the rule and section); the others of the test do not; nothing is written to any topic and
-no consumer group is joined."""
+on that broker with three revisions of the plan: a revised threshold (the one incident between the old threshold
+and the new differs, its grade with the rule and section; the others do not), a type's lead unit moved (both
+incidents of that type, not the fire) and a shorter phone-report deadline (every incident's due time, nothing
+else); nothing is written to any topic and no consumer group is joined."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from playbooks.plan import DATA_DIR
 from tests.conftest import unique_id
+from tests.playbooks.test_whatif import DEADLINE, LEAD_MOVED
 from tests.waiting import eventually
 from topics.catalog import CATALOG
 
@@ -92,6 +94,34 @@ def test_whatif_on_the_log_reads_and_never_writes(service, tmp_path):
     grade = next(d for d in ours[g3]["differences"] if d["aspect"] == "grade")
     assert (grade["before"], grade["after"], grade["rule"]) == ("较大", "一般", "grade.production_safety.below_thresholds")
     assert report["totals"]["incidents"] >= 3
+
+    # the same recorded history under two more revisions (issue 24: each gives exactly its differences)
+    def whatif(revision: tuple[str, str, str], name: str) -> dict:
+        file, old, new = revision
+        d = tmp_path / name
+        shutil.copytree(DATA_DIR, d)
+        text = (d / file).read_text(encoding="utf-8")
+        assert old in text, (file, old)
+        (d / file).write_text(text.replace(old, new, 1), encoding="utf-8")
+        run = subprocess.run([sys.executable, "-m", "services.cli", "whatif", "--plan", str(d), "--from", start.isoformat(),
+                              "--to", until.isoformat(), "--format", "json"], env=env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return {c["incident_id"]: c for c in json.loads(run.stdout)["incidents"] if c["incident_id"] in (g3, g5, f1)}
+
+    moved = whatif(LEAD_MOVED, "lead")  # 燃气事故's lead unit moved: both gas accidents, not the fire
+    assert set(moved) == {g3, g5}, moved.keys()
+    for c in moved.values():
+        lead = next(d for d in c["differences"] if d["aspect"] == "lead_units")
+        assert (lead["before"], lead["after"], lead["rule"], lead["section"]) == ("区城市管理委", "区住房和城乡建设委",
+                                                                                "type.lead_units", "2.3.6")
+        assert {d["aspect"] for d in c["differences"]} <= {"lead_units", "commanders", "notice", "obligation"}
+    shorter = whatif(DEADLINE, "deadline")  # the phone report due in 5 minutes, not 10: every incident's due time
+    assert set(shorter) == {g3, g5, f1}, shorter.keys()
+    for c in shorter.values():
+        assert {(d["aspect"], d["subject"], d["rule"]) for d in c["differences"] if d["aspect"] == "obligation"} == \
+            {("obligation", "电话报告", "obligation.phone_report")}
+        assert not {d["aspect"] for d in c["differences"]} & {"grade", "level", "lead_units", "commanders"}
 
     # an invalid revision is refused before the log is read: exit 2, file, line and field
     grading.write_text(grading.read_text(encoding="utf-8").replace("fact: deaths_incl_missing", "fact: deths", 1),
