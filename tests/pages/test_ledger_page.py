@@ -72,10 +72,15 @@ def test_the_ledger_page_shows_its_table_and_its_chart(service, context):
             return {s["circular_id"]: s for s in screen.get("/ledger/rectifications").json() if s["unit_id"] == lead}
 
     earlier = set(owed_by_lead())
+    # the 整改期限 offered is ledger.yaml's 15 days; set to 7 days from today instead, the 通报 carries that
+    by = datetime.now(timezone.utc).astimezone(BEIJING).date() + timedelta(days=7)
+    page.locator("#rectify-by").fill(by.strftime("%Y-%m-%d"))
     page.get_by_role("button", name="印发本期间通报并责成限期整改").click()
     mine = eventually(owed_by_lead, until=lambda o: set(o) - earlier, timeout=15, every=0.2, what="the 通报 issued")
     (circular_id,) = set(mine) - earlier
     status = mine[circular_id]
+    due = datetime.fromisoformat(status["due_at"]).astimezone(BEIJING)
+    assert (due.date(), due.strftime("%H:%M")) == (by, "18:00"), status
     owed = page.locator(f"#rectification-table tr[data-unit='{lead}'][data-circular='{circular_id}']")
     expect(owed).to_contain_text("整改中")
     expect(owed).to_contain_text("区城市管理委")

@@ -95,12 +95,13 @@ def answer(request: Request, book: Ledger, *, plan: Plan, config: LedgerFile, pa
         return Response(circular_docx(draft, drill=book.drill), media_type=DOCX,
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}-{quote('通报')}.docx"})
     if wants_html(request):
-        return page(request, book, plan=plan, pages=pages, who=who, title=title, drill_run=drill_run, owed=owed or [])
+        return page(request, book, plan=plan, pages=pages, who=who, title=title, drill_run=drill_run, owed=owed or [],
+                    term_days=config.rectification.due_after_days)
     return book
 
 
 def page(request: Request, book: Ledger, *, plan: Plan, pages, who: UserRecord, title: str,
-         drill_run: str | None, owed: list[RectificationStatus]) -> Response:
+         drill_run: str | None, owed: list[RectificationStatus], term_days: int) -> Response:
     query = {"from": book.period_from.isoformat(), "to": book.period_to.isoformat()}
     if book.unit_id:
         query["unit"] = book.unit_id
@@ -114,6 +115,8 @@ def page(request: Request, book: Ledger, *, plan: Plan, pages, who: UserRecord, 
                         xlsx=f"{here}?{urlencode({**query, 'format': 'xlsx'})}",
                         docx=f"{here}?{urlencode({**query, 'format': 'docx'})}",
                         can_issue=can(who, "ledger.issue") and not book.drill, owed=owed,
+                        # the 整改期限 the page offers: ledger.yaml's term from today (Beijing); changed, it is sent
+                        rectify_default=(book.now + timedelta(days=term_days)).astimezone(BEIJING).strftime("%Y-%m-%d"),
                         status_names=STATUS_NAMES)
 
 

@@ -29,8 +29,12 @@
   const result = document.getElementById('issue-result');
   button.addEventListener('click', async () => {
     button.disabled = true;
-    const { status, body } = await YJ.api('/ledger/circulars', {
-      method: 'POST', json: { start: button.dataset.from, end: button.dataset.to } });
+    const json = { start: button.dataset.from, end: button.dataset.to };
+    const by = document.getElementById('rectify-by');
+    // a 整改期限 changed on the page is the 通报's own, at the end of that day's office hours (18:00 Beijing);
+    // left as offered, the API applies ledger.yaml's term from the moment of issue
+    if (by && by.value && by.value !== by.dataset.default) json.rectify_by = `${by.value}T18:00:00+08:00`;
+    const { status, body } = await YJ.api('/ledger/circulars', { method: 'POST', json });
     if (status === 201) {
       result.textContent = `已印发：${body.circular.units.length} 个单位须限期整改`;
       window.location.reload();
