@@ -138,6 +138,15 @@ class _Folded:
     steps: dict[str, RectificationReminded | RectificationOverdue] = field(default_factory=dict)  # by id
 
 
+def _name(names: UnitNames, unit_id: str) -> str:
+    """The unit's name as the plan in force writes it; its id when a revision adopted since removed it (a
+    circular issued before still names it: its 限期整改 is chased all the same)."""
+    try:
+        return names.unit_name(unit_id)
+    except KeyError:
+        return unit_id
+
+
 def _fold(records: Iterable[CircularBody], now: datetime) -> _Folded:
     """The records as of `now`: a report or a step recorded for a later time is not yet in."""
     out = _Folded()
@@ -230,7 +239,7 @@ def chase(records: Iterable[CircularBody], config: LedgerFile, names: UnitNames,
     out = Chased()
     remind, overdue = config.chase.remind, config.chase.overdue
     for c in sorted(folded.circulars.values(), key=lambda c: (c.issued_at, c.id)):
-        issuer = names.unit_name(c.issuer_unit_id)
+        issuer = _name(names, c.issuer_unit_id)
         for owed in c.units:
             who = f"{c.id} {owed.unit_id}"
             reported = folded.reports.get((c.id, owed.unit_id))

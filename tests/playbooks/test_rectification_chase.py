@@ -148,3 +148,14 @@ def test_the_term_and_the_reminder_lead(plan, config):
     for bad in (ISSUED, ISSUED - H, ISSUED + timedelta(days=400)):
         with pytest.raises(ValueError, match="rectify_by"):
             draft_circular(book, config, plan, issued_at=ISSUED, rectify_by=bad)
+
+
+def test_a_revision_that_removed_the_issuer_does_not_stop_the_chase(plan, config):
+    """A circular issued before a revision (issue 24 item 3) dropped its issuing unit is chased all the same,
+    the issuer named by its id: one missing name must not stop every circular's 督办."""
+    revised = plan.model_copy(update={"units": {k: v for k, v in plan.units.items() if k != ISSUER}})
+    with pytest.raises(KeyError):
+        revised.unit_name(ISSUER)
+    out = chase([circular(), OTHER_ON_TIME], config, revised, now=DUE)
+    assert [r.record for r in out.records] == ["rectification_overdue"]
+    assert ISSUER in {n.unit_id for n in out.notifications}

@@ -215,6 +215,14 @@ def test_issuing_the_circular_makes_each_units_rectification_an_obligation(api):
     bad = client.post(url, json={"unit_id": "district_party_committee", "filed_at": NOW.isoformat(),
                                  "filed_by": "区委"}, headers=auth)
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "unit_id"
+    # a report stamped in the future (a Beijing time written with Z: 8 hours ahead) would stop the 督办 before
+    # the deadline it missed; refused naming filed_at, nothing stored
+    sent = len(kept.records)
+    ahead = client.post(url, json={"unit_id": "district_urban_management_commission",
+                                   "filed_at": (NOW + timedelta(hours=8)).isoformat(), "filed_by": "区城市管理委"},
+                        headers=auth)
+    assert ahead.status_code == 422 and ahead.json()["fields"][0]["field"] == "filed_at", ahead.text
+    assert len(kept.records) == sent
     ok = client.post(url, json={"unit_id": "district_urban_management_commission",
                                 "filed_at": (NOW - M).isoformat(), "filed_by": "区城市管理委"}, headers=auth)
     assert ok.status_code == 201 and ok.json()["status"] == "met"

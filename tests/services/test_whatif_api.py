@@ -66,6 +66,18 @@ def test_refusals_name_the_field(client, files, data, field, says):
     assert field in got and says in got[field], got
 
 
+def test_a_revision_of_the_largest_files_is_read_not_refused_for_its_size(client):
+    """units.yaml, incident_types.yaml and command.yaml together are over the API's 64 KB body limit for JSON:
+    the upload is read (and here refused for what it says, naming the line), not a 413."""
+    files = [(name, (DATA_DIR / name).read_bytes(), "application/yaml") for name in ("incident_types.yaml", "units.yaml",
+                                                                                         "obligations.yaml")]
+    command = (DATA_DIR / "command.yaml").read_text(encoding="utf-8") + "\nnot_a_field: 1\n"
+    resp = post(client, [*files, ("command.yaml", command.encode(), "application/yaml")])
+    assert sum(len(f[1]) for f in files) + len(command.encode()) > 64 * 1024
+    assert resp.status_code == 422, resp.text[:300]
+    assert any(f["message"].startswith("command.yaml, line") for f in resp.json()["fields"]), resp.text[:500]
+
+
 def test_a_revision_that_does_not_load_is_refused_naming_file_line_and_field(client):
     text = GRADING.decode("utf-8")
     broken = text.replace("thresholds: {特别重大: 30, 重大: 10, 较大: 3}", "thresholds: {特别重大: 30, 重大: 10, 较大: many}", 1)

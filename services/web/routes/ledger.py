@@ -47,6 +47,7 @@ log = structlog.get_logger("yingji", stage="ledger")
 router = APIRouter(tags=["ledger"])
 BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SPAN = timedelta(days=366)
+FILED_SKEW = timedelta(minutes=5)  # a client's clock a little ahead of ours is no report from the future
 STATUS_NAMES = {"open": "整改中", "met": "按期整改", "late": "逾期整改", "missed": "逾期未整改"}
 Format = Annotated[Literal["json", "xlsx", "docx"], Query(description="json; xlsx: the ledger as a spreadsheet; "
                                                                       "docx: the draft 通报 of its units with breaches")]
@@ -237,6 +238,9 @@ async def report_rectification(circular_id: RecordIdParam, body: RectificationRe
     if body.unit_id not in {u.unit_id for u in circular.units}:
         return invalid([{"field": "unit_id", "message": f"{body.unit_id!r} is not named in 通报 {circular_id}"}],
                        error="not named in the 通报")
+    if body.filed_at > clock.now() + FILED_SKEW:  # a report from the future would stop the 督办 before it is made
+        return invalid([{"field": "filed_at", "message": "must not be in the future (give the time with its offset, "
+                                                          "+08:00 for Beijing)"}], error="filed in the future")
     rid = f"rect-{uuid.uuid4().hex[:16]}"
     record = RectificationReported(id=rid, circular_id=circular_id, unit_id=body.unit_id, reported_at=body.filed_at,
                                    reported_by=body.filed_by)
