@@ -463,6 +463,13 @@ def _end(em: _Emitter, cmd: EndRecorded, plan: Plan) -> None:
     for unit_id in dict.fromkeys([*st.decision.lead_unit_ids, *st.routed]):
         em.notify(key=f"{st.incident_id}.{unit_id}.end", unit_id=unit_id, unit=_unit(plan, unit_id),
                   why=f"应急结束：{cmd.decided_by}", rule="end.notify_participants", section="4.8.2", kind="end")
+    if st.decision.type_id not in plan.types:
+        # a revision adopted since removed or renamed the incident's type (7.1.5): what the end owes cannot be read
+        # from the plan in force; the end stands, and the timeline says what to arrange by hand
+        em.event(EventKind.REJECTED, f"现行预案（版本 {plan.version}）已无事件类型 {st.decision.type_id}（{st.decision.type_name}）："
+                 "结束后的报送义务（5.4.2 评估报告、4.8.2 结束信息发布）无法据此确定，须人工安排", section="7.1.5",
+                 by=cmd.recorded_by)
+        return
     for ob in obligations_at_end(st.decision, st.report, plan, ended_at=cmd.ended_at, announce=cmd.announce_public):
         _open(em, ob)
 

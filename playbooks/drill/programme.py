@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from playbooks.drills_config import DrillsFile, Expectation
 from playbooks.plan import Plan
+from topics.delivery import fit_id
 from topics.drills import DrillRunRecorded, DrillRunStatus
 from topics.plan import PlanAdopted
 from topics.programme import (
@@ -356,14 +357,17 @@ def _item_status(due: datetime, closed: datetime | None, now: datetime) -> ItemS
     return "open" if now < due else "overdue"
 
 
-def adoption_revisions(adoptions: Iterable[PlanAdopted], config: DrillsFile) -> list[PlanRevised]:
+def adoption_revisions(adoptions: Iterable[PlanAdopted], config: DrillsFile, *,
+                       refused: Iterable[str] = ()) -> list[PlanRevised]:
     """The revisions of the general plan adopted live (issue 24 item 3, `yingji plan adopt`) as the register
     reads a revision (7.1.5; 7.2.1 asks for a validation drill of it): by 区应急办, which revises the general
-    plan (8.2.1), at its adoption. A rollback restores an earlier text and is no revision of its own."""
-    return [PlanRevised(id=f"adoption.{a.id}", plan_id=GENERAL_PLAN, unit_id=config.validation.general_plan_unit,
+    plan (8.2.1), at its adoption. A rollback restores an earlier text and is no revision of its own; an
+    adoption whose texts were refused (`refused`: their ids) never came into force."""
+    skip = set(refused)
+    return [PlanRevised(id=fit_id(f"adoption.{a.id}"), plan_id=GENERAL_PLAN, unit_id=config.validation.general_plan_unit,
                         revised_at=a.adopted_at, version=a.version, note=f"预案修订通过系统采用：{a.reason}"[:2000],
                         recorded_by=a.adopted_by, recorded_at=a.adopted_at)
-            for a in adoptions if a.rollback_of is None]
+            for a in adoptions if a.rollback_of is None and a.id not in skip]
 
 
 def register(*, records: Sequence[ProgrammeBody], runs: Iterable[DrillRunRecorded], plan: Plan, config: DrillsFile,

@@ -246,6 +246,14 @@ def test_revisions_adopted_live_owe_a_validation_drill(plan, config, adoptions, 
     assert flags(validated, OFFICE) == []
 
 
+def test_an_adoption_never_in_force_or_with_a_long_id_is_read_safely(plan, config):
+    long = adopted("a" * 118)
+    records = adoption_revisions([adopted("refused-1"), long], config, refused={"refused-1"})
+    assert [r.id for r in records] == [records[0].id] and len(records[0].id) <= 120  # refused: never in force
+    reg = register(records=records, runs=[], plan=plan, config=config, year=2026, now=NOW)
+    assert [rule for rule, _ in flags(reg, OFFICE)] == ["validation_missing"]
+
+
 def test_who_revises_a_plan(plan, config):
     assert revision_unit(plan, config, "sp_gas") == GAS
     assert revision_unit(plan, config, "general") == OFFICE

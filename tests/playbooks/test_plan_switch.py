@@ -183,6 +183,24 @@ def an_obligation_the_revision_drops_is_closed_at_the_next_followup_saying_why(p
     assert out.state.obligations["phone_report"].obligation == st.obligations["phone_report"].obligation
 
 
+def an_incident_whose_type_id_a_revision_removed_still_ends(plan, tmp_path):
+    data = tmp_path / "type-renamed"
+    shutil.copytree(DATA_DIR, data)
+    for path in data.glob("*.yaml"):  # gas_accident's id changed in every file that names it
+        path.write_text(path.read_text(encoding="utf-8").replace("gas_accident", "gas_accident_v2"), encoding="utf-8")
+    new = load_plan(data)
+    assert "gas_accident" not in new.types
+    st = opened(plan, type_="燃气事故")
+    t = RECEIVED + 60 * M
+    end = EndRecorded(id="end3", incident_id=st.incident_id, authority="district_committee", decided_by="区应急委",
+                      ended_at=t, recorded_by="指挥员乙")
+    ended = handle(st, cmd(st, end), new, t)  # crashed with KeyError before: dead-lettered, never ended
+    assert ended.state.end is not None and "ended" in kinds(ended)
+    [note] = [e for e in ended.events if e.kind.value == "rejected"]
+    assert note.section == "7.1.5" and "gas_accident" in note.reason and "人工安排" in note.reason
+    assert not [e for e in ended.events if e.kind.value == "obligation_opened"]  # nothing guessed
+
+
 ROWS = [
     pytest.param(the_next_record_under_a_revision_says_so_once_and_keeps_what_was_owed,
                  id="7.1.5 the next record under a revision says so once and keeps what was owed"),
@@ -203,6 +221,8 @@ ROWS = [
                  id="7.1.5 an obligation the revision drops is closed at the next followup saying why"),
     pytest.param(a_followup_the_revision_cannot_decide_is_kept_and_counted,
                  id="7.1.5 a followup the revision cannot decide is kept and counted"),
+    pytest.param(an_incident_whose_type_id_a_revision_removed_still_ends,
+                 id="7.1.5; 4.8.2 an incident whose type id a revision removed still ends"),
 ]
 
 

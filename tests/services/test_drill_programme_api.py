@@ -191,6 +191,10 @@ def test_an_improvement_item_answers_a_failed_expectation_and_is_closed(api):
 
     url = f"/drills/programme/improvements/{item['id']}/close"
     assert call(client, tokens, "POST", url, role=Role.VIEWER, json={"closed_at": NOW.isoformat()}).status_code == 403
+    # closed before it was recorded, or in the future: a late item would look done on time (7.2.3); refused
+    for when in (item["recorded_at"][:4] + "-01-01T00:00:00+00:00", (NOW + timedelta(days=1)).isoformat()):
+        wrong = call(client, tokens, "POST", url, json={"closed_at": when})
+        assert wrong.status_code == 422 and wrong.json()["fields"][0]["field"] == "closed_at", wrong.text
     done = call(client, tokens, "POST", url, json={"closed_at": NOW.isoformat(), "note": "已培训"})
     assert done.status_code == 200, done.text
     again = call(client, tokens, "POST", url, json={"closed_at": NOW.isoformat()})

@@ -8,6 +8,7 @@ answer. Mounted before /drills/{run_id}, which would take `programme` for a run 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -45,6 +46,7 @@ from topics.programme import (
     RevisionRequest,
 )
 
+CLOSE_SKEW = timedelta(minutes=5)
 log = structlog.get_logger("yingji", stage="programme")
 router = APIRouter(prefix="/drills/programme", tags=["drills"])
 YEAR = Annotated[int | None, Query(ge=2000, le=2099, description="the year (Beijing); absent: this year")]
@@ -68,7 +70,7 @@ async def programme(request: Request, plan: PlanDep, clock: ClockDep, drills: Dr
         raise bad_query("unit", f"no unit {unit!r} in the plan (units.yaml ids, e.g. district_emergency_office)")
     year = year or year_of(now)
     plans = getattr(request.app.state, "plans", None)  # the general plan's revisions adopted live count (7.2.1)
-    adopted = adoption_revisions(plans.adoptions, config) if plans is not None else []
+    adopted = adoption_revisions(plans.adoptions, config, refused=plans.refused) if plans is not None else []
     reg = register(records=[*book.records, *adopted], runs=list(drills.runs.values()), plan=plan, config=config,
                    year=year, now=now, unit_id=unit)
     if wants_html(request):
@@ -139,7 +141,7 @@ async def record_improvement(body: ImprovementRequest, plan: PlanDep, clock: Clo
 @router.post("/improvements/{item_id}/close", response_model=ImprovementClosed,
              responses=responses(401, 403, 404, 409, 422, 503))
 async def close_improvement(item_id: RecordIdParam, body: ImprovementCloseRequest, publisher: PublisherDep,
-                            book: ProgrammeDep, user: UserRecord = require("drill.run")) -> Any:
+                            book: ProgrammeDep, clock: ClockDep, user: UserRecord = require("drill.run")) -> Any:
     """An improvement item done: on time by its due time, late after it (the register says which)."""
     if book.item(item_id) is None:
         await book.read_to_end()
@@ -147,6 +149,13 @@ async def close_improvement(item_id: RecordIdParam, body: ImprovementCloseReques
         raise HTTPException(status_code=404, detail=f"item_id: no improvement item {item_id!r}")
     if (done := book.closed(item_id)) is not None:
         return conflict("item_id", f"closed already, at {done.closed_at.isoformat()} by {done.closed_by}")
+    item = book.item(item_id)
+    # done between its recording and now (a few minutes' clock skew allowed): a time before it was recorded, or
+    # one to come, would make a late item look done on time (7.2.3)
+    if not item.recorded_at <= body.closed_at <= clock.now() + CLOSE_SKEW:
+        return invalid([{"field": "closed_at", "message": f"must be between the item's recording "
+                                                          f"({item.recorded_at.isoformat()}) and now"}],
+                       error="closed_at out of range")
     record = ImprovementClosed(id=f"{item_id}.closed", item_id=item_id, closed_at=body.closed_at, closed_by=user.name,
                                note=body.note)
     await _publish(publisher, book, record)

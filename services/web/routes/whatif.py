@@ -177,10 +177,10 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
     if format == "xlsx":
         from services.whatif import to_xlsx
 
-        return Response(to_xlsx(report), media_type=XLSX,
+        return Response(await asyncio.to_thread(to_xlsx, report), media_type=XLSX,
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}.xlsx"})
     if format == "md":
-        return PlainTextResponse(to_markdown(report), media_type="text/markdown; charset=utf-8",
+        return PlainTextResponse(await asyncio.to_thread(to_markdown, report), media_type="text/markdown; charset=utf-8",
                                  headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}.md"})
     return report
 
