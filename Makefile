@@ -32,7 +32,7 @@ run-cluster: $(DEPS) $(JARS) $(WEB)  ## the same on a local three-node Kafka clu
 # role) and the property suites (300 examples) were the most of it. make test signs the contract run in as a
 # duty officer only (`make fuzz`: both roles, 40 cases) and runs 100 examples a property (`make properties`: 300).
 # Two lanes (tests/lanes.py): two pytest processes side by side, the long self-starting end-to-end modules
-# in one, the rest in the other: one process kept the two cores 81 % busy at best (1,006 s of CPU in 1,239 s).
+# in one, the rest in the other: one process kept 0.81 of a core busy on average, of two (1,006 s of CPU in 1,239 s).
 test: $(DEPS) $(JARS) $(MIRROR) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
 	YINGJI_TOPIC_PARTITIONS=4 YINGJI_PROPERTY_EXAMPLES=100 $(BIN)/python -m tests.lanes
 

@@ -1,6 +1,6 @@
 """`make test` as two pytest processes side by side (two lanes), each with its own session stack.
 
-Why: on two cores one pytest process kept the machine 81 % busy at best (1,006 s of CPU in 1,239 s of
+Why: on two cores one pytest process kept 0.81 of a core busy on average (1,006 s of CPU in 1,239 s of
 make test, stop 33): most end-to-end tests wait (a group's session timeout, a broker's restart, a timer
 falling due) while a core idles. Lane A takes the long modules that start their own stacks and the
 OpenAPI contract run; lane B everything else, and any module added later unless it is named here.
