@@ -33,6 +33,23 @@ log = structlog.get_logger("yingji", stage=STAGE)
 INBOUND = (INCIDENTS_REPORTED, INCIDENT_COMMANDS, DUE_TICKS)
 
 
+async def newer_plan(worker: Worker) -> bool:
+    """Whether the plan moved on once the adoptions are read to their end (issue 24 item 3): the API and the
+    workers each switch as they read an adoption, so a replica may accept under a revision a moment before
+    this worker has it. The rest of the batch goes on under the plan it began with; the next batch under this."""
+    plans = worker.plans
+    if plans is None:
+        return False
+    before = worker.plan.version
+    if plans.progress.consumer is not None:
+        await plans.progress.read_to_end()
+    await plans.settle()
+    if worker.plan.version == before:
+        return False
+    log.info("plan_caught_up_for_a_report", from_version=before, to_version=worker.plan.version)
+    return True
+
+
 def on_report(worker: Worker, batch: Batch, event: EventT, raw: bytes) -> None:
     rec = IncidentReported.model_validate_json(raw)
     if batch.known(rec.incident_id):  # a report read again: no need to decode its state
@@ -138,7 +155,14 @@ async def handle_batch(worker: Worker, events: list[EventT]) -> None:
         batch.taken.append(event)
         raw: bytes = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         try:
-            HANDLERS[event.message.topic](worker, batch, event, raw)
+            try:
+                HANDLERS[event.message.topic](worker, batch, event, raw)
+            except ReportRejected:
+                # a report an API replica accepted under a revision this worker has not switched to yet (a type
+                # or street it adds): the adoptions read to their end, and decided once more if the plan moved
+                if event.message.topic != INCIDENTS_REPORTED.name or not await newer_plan(worker):
+                    raise
+                HANDLERS[event.message.topic](worker, batch, event, raw)
         except (ValidationError, ReportRejected) as exc:
             dead_letter_record(worker, batch, raw, event.message, exc)
         except Exception as exc:  # noqa: BLE001 - Faust acks a record whose agent raised: never lose it silently

@@ -199,3 +199,27 @@ async def test_the_api_answers_under_the_plan_its_book_switched_to(tmp_path, rev
     assert "files" in body["history"][0] and "units.yaml" in body["history"][0]["files"]  # names, not the texts
     assert client.get("/healthz").json()["plan_caught_up"] is True
     assert client.get("/plan").status_code == 401
+
+
+async def test_a_report_accepted_under_a_revision_the_worker_has_not_switched_to_is_decided_not_dead_lettered(
+        book_worker, tmp_path):
+    """The API switched first (its book read the adoption) and accepted a report of a type only the revision
+    knows; this worker's book has the adoption but has not switched yet: it reads on, switches and decides."""
+    from topics.catalog import DEAD_LETTERS
+
+    data = tmp_path / "renamed"
+    shutil.copytree(DATA_DIR, data)
+    types = data / "incident_types.yaml"
+    types.write_text(types.read_text(encoding="utf-8").replace("name: 燃气事故", "name: 城镇燃气事故", 1), encoding="utf-8")
+    renamed = load_plan(data)
+    worker, agent, produced = book_worker
+    book = worker.plans
+    book.ready.set()
+    rec = reported()
+    rec = rec.model_copy(update={"report": rec.report.model_copy(update={"type": "城镇燃气事故"})})
+    book.apply(adoption(plan_texts(data), renamed.version, 1))  # read by the book, not yet switched to
+    assert worker.plan.version == PLAN.version
+    await process(agent, rec.model_dump_json().encode())
+    assert TopicSends(produced, DEAD_LETTERS.name).records == []
+    [(_, decided)] = sent(TopicSends(produced, INCIDENTS_DECIDED.name), IncidentDecided)
+    assert decided.decision.plan_version == renamed.version and decided.decision.type_name == "城镇燃气事故"
