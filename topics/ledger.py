@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from topics.delivery import fit_id
-from topics.models import SCHEMA_VERSION, Contract, InputDatetime, LongText, RecordId, ShortText, UtcDatetime
+from topics.models import SCHEMA_VERSION, Contract, Envelope, InputDatetime, LongText, RecordId, ShortText, UtcDatetime
 
 
 class RectificationOwed(Contract):
@@ -100,18 +100,12 @@ class RectificationOverdue(_RectificationStep):
 CircularBody = CircularIssued | RectificationReported | RectificationReminded | RectificationOverdue
 
 
-class LedgerRecord(Contract):
+class LedgerRecord(Envelope):
     """One record of the topic: a 通报 issued, a unit's 整改 reported, or a step of the timer's chase."""
 
     id: RecordId
     body: Annotated[CircularBody, Field(discriminator="record")]
     schema_version: int = SCHEMA_VERSION
-
-    @model_validator(mode="after")
-    def _same_id(self) -> "LedgerRecord":
-        if self.id != self.body.id:
-            raise ValueError("id: must be the body's id")
-        return self
 
 
 # --- what people send (the API's bodies) -------------------------------------------------------------

@@ -87,6 +87,17 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+class Envelope(Contract):
+    """A topic's record around one body of several kinds (its `body`, declared by the subclass): the record's
+    id is its body's, so a retried send of the body is the same record."""
+
+    @model_validator(mode="after")
+    def _same_id(self):
+        if self.id != self.body.id:  # type: ignore[attr-defined] - the subclass declares both
+            raise ValueError("id: must be the body's id")
+        return self
+
+
 class Grade(StrEnum):
     """事件分级 (1.4.2) plus 未判明 (4.1.3: 暂时无法判明事件等级)."""
 

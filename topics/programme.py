@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from topics.models import SCHEMA_VERSION, Contract, InputDatetime, LongText, RecordId, ShortText, UtcDatetime
+from topics.models import SCHEMA_VERSION, Contract, Envelope, InputDatetime, LongText, RecordId, ShortText, UtcDatetime
 
 UnitId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64, description="a unit id of units.yaml")]
 PlanId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64,
@@ -106,18 +106,12 @@ ProgrammeBody = Annotated[DrillPlanned | PlanRevised | ImprovementRecorded | Imp
                           Field(discriminator="record")]
 
 
-class ProgrammeRecord(Contract):
+class ProgrammeRecord(Envelope):
     """One record of the drill programme topic (key: the planned drill's, revision's or item's id)."""
 
     id: RecordId
     body: ProgrammeBody
     schema_version: int = SCHEMA_VERSION
-
-    @model_validator(mode="after")
-    def _same_id(self) -> "ProgrammeRecord":
-        if self.id != self.body.id:
-            raise ValueError("id: must be the body's id")
-        return self
 
 
 # --- what people send (the API's bodies) -------------------------------------------------------------
