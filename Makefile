@@ -3,7 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
-JARS   := .kafka/lib/.complete
+KAFKA_LIB := .kafka/lib/.complete
+# the classes a broker loads, archived once (AppCDS) so each node starts on a third of the CPU: kafka.py
+CLASSES := .kafka/kafka-classes.jsa
+JARS   := $(KAFKA_LIB) $(CLASSES)
 # Kafka's command-line tools (one jar run on the broker's): the cluster tests ask kafka-metadata-quorum
 TOOLS  := .kafka/tools/.complete
 # MirrorMaker 2 (connect-mirror and Kafka Connect's runtime, a class path of its own): the standby site's mirror
@@ -34,7 +37,8 @@ run-cluster: $(DEPS) $(JARS) $(WEB)  ## the same on a local three-node Kafka clu
 # Two lanes (tests/lanes.py): two pytest processes side by side, the long self-starting end-to-end modules
 # in one, the rest in the other: one process kept 0.81 of a core busy on average, of two (1,006 s of CPU in 1,239 s).
 test: $(DEPS) $(JARS) $(MIRROR) $(WEB) $(APT)  ## every test, the end-to-end ones on a local Apache Kafka
-	YINGJI_TOPIC_PARTITIONS=4 YINGJI_PROPERTY_EXAMPLES=100 $(BIN)/python -m tests.lanes
+	YINGJI_TOPIC_PARTITIONS=4 YINGJI_PROPERTY_EXAMPLES=100 YINGJI_KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=1 \
+	  $(BIN)/python -m tests.lanes
 
 properties: $(DEPS)  ## the property suites (engine, CAP) at full size: 300 examples a property (make test runs 100)
 	YINGJI_PROPERTY_EXAMPLES=300 $(BIN)/python -m pytest -q tests/playbooks/test_properties.py tests/playbooks/test_cap.py
@@ -61,12 +65,17 @@ $(APT): Makefile | $(DEPS)  # a package added to APT_PKGS is installed on a mach
 	touch $@
 
 kafka-jars: $(JARS)
-$(JARS): deploy/kafka/pom.xml
+$(KAFKA_LIB): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/lib
+	# the stamp services/local/kafka.py's ensure_jars reads: without it the first node fetches them all again
+	sha256sum deploy/kafka/pom.xml | cut -d' ' -f1 > .kafka/lib/.pom-sha256
 	touch $@
 
+$(CLASSES): $(KAFKA_LIB) | $(DEPS)
+	$(BIN)/python -m services.local.kafka --make-class-archive
+
 kafka-tools: $(TOOLS)
-$(TOOLS): deploy/kafka/tools/pom.xml | $(JARS)
+$(TOOLS): deploy/kafka/tools/pom.xml | $(KAFKA_LIB)
 	mvn -q -B -f deploy/kafka/tools/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.kafka/tools
 	touch $@
 
