@@ -129,6 +129,20 @@ class DeliveryStage:
         self.consumer: AIOKafkaConsumer | None = None
         self.to_rebuild: set[int] = set()  # partitions given to this process and not yet read back
 
+    def use(self, channels: ChannelsFile, ladder: LadderFile) -> None:
+        """A plan revision's channels.yaml and ladder.yaml (issue 24 item 3): the routes, retries and drill
+        addresses a notice is taken and tried by, and the ladder's pace and steps, from the next tick on. Every
+        notice held is looked at again: a step due later under the old pace may be due now under the new one.
+        The senders stay as built at start (their secrets, connections and robots' minute windows): a channel
+        whose own settings the revision changes keeps the old ones until the stage restarts, and says so."""
+        old = {c.id: c for c in self.channels.channels}
+        changed = sorted(c.id for c in channels.channels if c.id in self.senders and old.get(c.id) != c)
+        if changed:
+            log.warning("channel_settings_not_switched", channels=changed, fix="restart the delivery stage")
+        self.channels, self.ladder = channels, ladder
+        self.composer.channels = channels
+        self.dirty.update((p, key) for p, part in self.parts.items() for key in part.books)
+
     # --- folding ---------------------------------------------------------------------------
 
     def book(self, partition: int, key: str) -> NoticeBook:

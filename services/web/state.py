@@ -40,6 +40,17 @@ def _state(name: str):
     return read
 
 
+def _of_plan(name: str):
+    """A dependency reading a part of the plan in force (`request.app.state.plan.<name>`): a revision adopted
+    is read from the next request on, with the rest of the plan (issue 24 item 3)."""
+
+    def read(request: Request):
+        return getattr(request.app.state.plan, name)
+
+    read.__name__ = f"plan_{name}"
+    return read
+
+
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]
 PlanDep = Annotated[Plan, Depends(_state("plan"))]
 ClockDep = Annotated[Clock, Depends(_state("clock"))]
@@ -53,9 +64,9 @@ DutyDep = Annotated[DutyBook, Depends(_state("duty"))]
 PagesDep = Annotated[Pages, Depends(_state("pages"))]
 AckKeyDep = Annotated[bytes, Depends(_state("ack_key"))]
 WarningsDep = Annotated[WarningBook, Depends(_state("warnings"))]
-WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]
+WarningsConfigDep = Annotated[WarningsFile, Depends(_of_plan("warnings"))]
 DistrictMapDep = Annotated[DistrictMap, Depends(_state("district_map"))]
-LedgerConfigDep = Annotated[LedgerFile, Depends(_state("ledger_config"))]
+LedgerConfigDep = Annotated[LedgerFile, Depends(_of_plan("ledger"))]
 CircularsDep = Annotated[CircularBook, Depends(_state("circulars"))]
 ProgrammeDep = Annotated[ProgrammeBook, Depends(_state("programme"))]
-DrillsConfigDep = Annotated[DrillsFile, Depends(_state("drills_config"))]
+DrillsConfigDep = Annotated[DrillsFile, Depends(_of_plan("drills"))]
