@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import httpx
 import structlog
@@ -19,7 +20,7 @@ from playbooks.delivery.ladder import LadderFile, load_ladder
 from playbooks.plan import Plan, load_plan
 from services import logs
 from services.clock import Clock, WallClock
-from services.delivery.channels import build_channels
+from services.delivery.channels import Channel, MissingSecret, build_channels
 from services.delivery.compose import Composer
 from services.delivery.stage import DeliveryStage
 from services.delivery.tokens import key_from_file
@@ -48,16 +49,28 @@ def stage_parts(plan: Plan, settings: Settings, *, shipped: str) -> tuple[Channe
     return channels, ladder
 
 
-def follow_plans(plans: PlanBook, settings: Settings, stage: DeliveryStage, duty: DutyBook) -> None:
+Build = Callable[[ChannelsFile, set[str]], dict[str, Channel]]  # the senders of these channels, or MissingSecret
+
+
+def follow_plans(plans: PlanBook, settings: Settings, stage: DeliveryStage, duty: DutyBook, build: Build) -> None:
     """Each revision adopted on the log (issue 24 item 3), as the workers and the API switch to it: its
-    channels' routes and retries, its ladder and its duty.yaml (who stands a step's post) from the stage's next
-    tick. What was sent under the plan before stays as it was recorded."""
+    channels (routes, retries, and the senders of the channels it sets otherwise, built again), its ladder and
+    its duty.yaml (who stands a step's post) from the stage's next tick. What was sent under the plan before
+    stays as it was recorded."""
 
     def adopt(plan: Plan, adoption: PlanAdopted) -> None:
         channels, ladder = stage_parts(plan, settings, shipped=plans.shipped.version)
+        senders: dict[str, Channel] = {}
+        for cid in sorted(stage.changed_channels(channels)):
+            if settings.channel_ids is not None and cid not in settings.channel_ids:
+                continue  # not one this deployment sends on (YINGJI_CHANNELS)
+            try:  # one at a time: a secret missing for one keeps the others' switch
+                senders |= build(channels, {cid})
+            except MissingSecret as exc:  # at start it stops the stage; here the running stage goes on without it
+                log.error("channel_not_built", channel=cid, version=plan.version, error=str(exc))
         duty.use(plan.duty)
-        stage.use(channels, ladder)
-        log.info("delivery_plan_switched", version=plan.version, adoption=adoption.id,
+        stage.use(channels, ladder, senders)
+        log.info("delivery_plan_switched", version=plan.version, adoption=adoption.id, rebuilt=sorted(senders),
                  steps=len(ladder.steps.value), routes=len(channels.routes))
 
     plans.listeners.append(adopt)
@@ -70,14 +83,13 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
     `plans`: the plan in force, followed from yingji.plan.adoptions (built when not given)."""
     clock = clock or WallClock()
     plans = plans or PlanBook(load_plan())
-    # the channels are built from the shipped plan's file (or the settings'); a revision read before the first
-    # notice switches the routes and the ladder (follow_plans), not the channels built here
+    # built from the shipped plan's channels (or the settings' file), so a secret missing stops the stage before
+    # the log is read; a revision read before the first notice is switched to as any later one (follow_plans)
     config, ladder = stage_parts(plans.plan, settings, shipped=plans.shipped.version)
-    plan = plans.plan
+    channel_env = settings.channel_env() if env is None else env
     async with httpx.AsyncClient(timeout=10.0) as client:
-        senders = build_channels(config, settings.channel_env() if env is None else env, client=client, clock=clock,
-                                 only=settings.channel_ids)
-        duty = DutyBook(Sealer.from_file(settings.key_file), plan.duty)
+        senders = build_channels(config, channel_env, client=client, clock=clock, only=settings.channel_ids)
+        duty = DutyBook(Sealer.from_file(settings.key_file), plans.plan.duty)
         composer = Composer(channels=config, duty=duty, built=set(senders), link_base=settings.link_base,
                             ack_key=key_from_file(settings.ack_key_path))
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0)
@@ -104,7 +116,8 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
                               duty_ready=ready, instance_id=settings.delivery_instance_id,
                               max_in_flight=settings.delivery_max_in_flight,
                               channel_concurrency=settings.delivery_channel_concurrency)
-        follow_plans(plans, settings, stage, duty)
+        follow_plans(plans, settings, stage, duty,
+                     lambda channels, only: build_channels(channels, channel_env, client=client, clock=clock, only=only))
         follows = [asyncio.create_task(duty.follow(settings.bootstrap), name="follow_duty"),
                    asyncio.create_task(plans.follow(settings.bootstrap), name="follow_plans")]
         log.info("delivery_started", channels=sorted(senders), version=plans.plan.version)

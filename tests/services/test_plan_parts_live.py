@@ -39,6 +39,7 @@ EDITS = [
     ("drills.yaml", "per_year: 1  # our choice: 定期", "per_year: 2  # the revision: 定期"),
     ("channels.yaml", "    levels: [一级, 二级]\n    channels: [wecom, dingtalk, sms, email]",
      "    levels: [一级, 二级]\n    channels: [email]"),
+    ("channels.yaml", 'from_address: "yingji@localhost"', 'from_address: "yingji-rev@localhost"'),
     ("ladder.yaml", "  一级:\n    value: 3\n", "  一级:\n    value: 0.5\n"),
     ("units.yaml", "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: []",
      "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: [中仓]"),
@@ -185,18 +186,23 @@ async def test_the_workers_rectification_timer_chases_by_the_revisions_ledger_an
 
 
 class Accepting:
-    """A channel that takes every message (the stage's sends are not what is shown here)."""
+    """A channel that takes every message, and keeps whom it was sent to."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
 
     async def send(self, message):
         from services.delivery.channels import Accepted
 
+        self.sent.append(message.dedup_key)
         return Accepted(provider_id="ok")
 
 
 async def test_the_delivery_stage_takes_and_walks_notices_by_the_revisions_channels_and_ladder(tmp_path, revision):
     """A 一级 notice taken under the shipped plan went to sms and email and is not due a ladder step a minute on
-    (3 minutes a step); once the revision is adopted, one taken goes to email only (its route), and the first is
-    due its steps at once: 0.5 minutes a step (the stage looks at every notice it holds again on a switch)."""
+    (3 minutes a step); once the revision is adopted, one taken goes to email only (its route), by the email
+    sender built again for the revision's own email settings (another sender address), and the first is due
+    its steps at once: 0.5 minutes a step (the stage looks at every notice it holds again on a switch)."""
     from services.delivery.main import follow_plans, stage_parts
     from services.delivery.stage import DeliveryStage, Partition
     from tests.services.test_delivery_stage_parts import KEY, PERSON, book_with, notice
@@ -219,7 +225,14 @@ async def test_the_delivery_stage_takes_and_walks_notices_by_the_revisions_chann
     stage = DeliveryStage(bootstrap="127.0.0.1:1", group="g", channels=channels, ladder=ladder, senders=senders,
                           composer=Composer(channels=channels, duty=duty, built=set(senders), link_base="https://yj.example",
                                             ack_key=KEY), clock=clock, produce=produce)
-    follow_plans(plans, settings, stage, duty)
+    built: list[tuple[str, set[str]]] = []
+    rebuilt = Accepting()
+
+    def build(config, only: set[str]) -> dict:
+        built.append((config.channel("email").smtp.from_address, only))
+        return {"email": rebuilt}
+
+    follow_plans(plans, settings, stage, duty, build)
     stage.parts[0] = Partition(ready=True)
 
     async def settle() -> None:
@@ -234,12 +247,13 @@ async def test_the_delivery_stage_takes_and_walks_notices_by_the_revisions_chann
 
     plans.switch(plan, adoption)
     assert stage.ladder is plan.ladder and duty.config is plan.duty
+    assert built == [("yingji-rev@localhost", {"email"})] and stage.senders["email"] is rebuilt  # sms: as it was
 
     second = first.model_copy(update={"id": "i-1.n2", "dedup_key": "i-1.n2", "requested_at": clock.now()})
     assert await stage.take(NOTIFICATIONS_REQUESTED.name, 0, second.model_dump_json().encode(), 1)
     await settle()
     taken2 = next(r for r in written if r["record"] == "notice" and r["dedup_key"] == "i-1.n2")
-    assert taken2["channels"] == ["email"]
+    assert taken2["channels"] == ["email"] and rebuilt.sent == ["i-1.n2"]
     steps = [r for r in written if r["record"] == "ladder_step"]
     # the first notice's steps 1 and 2 are due by now (0.5 and 1 minute on); the second's first is not yet
     assert {s["dedup_key"] for s in steps} == {first.dedup_key} and {1, 2} <= {s["step"] for s in steps}
@@ -259,3 +273,30 @@ def test_the_settings_ladder_stands_for_the_shipped_plans_until_a_revision_bring
     settings = Settings(data_dir=tmp_path, ladder_file=fast, local_sinks=False)
     assert stage_parts(SHIPPED, settings, shipped=SHIPPED.version)[1].default_minutes.value == 0.2
     assert stage_parts(plan, settings, shipped=SHIPPED.version)[1] == plan.ladder
+
+
+def test_a_channel_the_revision_sets_whose_secret_is_missing_keeps_its_sender_and_the_rest_switches(tmp_path, revision):
+    """At start a secret missing stops the stage; once it runs, a revision's channel it cannot build is left as it
+    was (and logged), and the routes and the ladder switch all the same."""
+    from services.delivery.channels import MissingSecret
+    from services.delivery.compose import Composer
+    from services.delivery.main import follow_plans, stage_parts
+    from services.delivery.stage import DeliveryStage
+    from tests.services.test_delivery_stage_parts import KEY, PERSON, book_with
+
+    plan, adoption = revision
+    settings = Settings(data_dir=tmp_path, local_sinks=False)
+    plans, duty = PlanBook(SHIPPED), book_with([PERSON])
+    channels, ladder = stage_parts(SHIPPED, settings, shipped=SHIPPED.version)
+    email = Accepting()
+    stage = DeliveryStage(bootstrap="127.0.0.1:1", group="g", channels=channels, ladder=ladder, senders={"email": email},
+                          composer=Composer(channels=channels, duty=duty, built={"email"}, link_base="https://yj.example",
+                                            ack_key=KEY), clock=SimulatedClock(start=datetime.now(timezone.utc)),
+                          produce=None)  # type: ignore[arg-type] - nothing is written here
+
+    def build(config, only: set[str]) -> dict:
+        raise MissingSecret("channel email: YINGJI_SMTP_PASSWORD is not set, though its pair is")
+
+    follow_plans(plans, settings, stage, duty, build)
+    plans.switch(plan, adoption)
+    assert stage.senders["email"] is email and stage.ladder is plan.ladder and stage.channels is not channels
