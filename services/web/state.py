@@ -40,19 +40,22 @@ def _state(name: str):
     return read
 
 
-def _of_plan(name: str):
-    """A dependency reading a part of the plan in force (`request.app.state.plan.<name>`): a revision adopted
-    is read from the next request on, with the rest of the plan (issue 24 item 3)."""
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+PlanDep = Annotated[Plan, Depends(_state("plan"))]
 
-    def read(request: Request):
-        return getattr(request.app.state.plan, name)
+
+def _of_plan(name: str):
+    """A dependency reading a part of the plan in force: a revision adopted is read from the next request on
+    (issue 24 item 3). Off the request's PlanDep, which FastAPI resolves once a request, so a switch between
+    two dependencies cannot give a handler parts of two plans."""
+
+    def read(plan: PlanDep) -> object:
+        return getattr(plan, name)
 
     read.__name__ = f"plan_{name}"
     return read
 
 
-SettingsDep = Annotated[Settings, Depends(_state("settings"))]
-PlanDep = Annotated[Plan, Depends(_state("plan"))]
 ClockDep = Annotated[Clock, Depends(_state("clock"))]
 SealerDep = Annotated[Sealer, Depends(_state("sealer"))]
 ViewDep = Annotated[IncidentView, Depends(_state("view"))]
