@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 import structlog
@@ -47,6 +48,21 @@ def stage_parts(plan: Plan, settings: Settings, *, shipped: str) -> tuple[Channe
     if settings.local_sinks:  # `yingji run`: mail to this machine goes to the local SMTP sink's port
         channels = local_channels(channels, settings)
     return channels, ladder
+
+
+async def ready(duty: DutyBook, plans: PlanBook, *, duty_wait_s: float = DUTY_WAIT_S,
+                plan_wait_s: float = PLAN_WAIT_S) -> None:
+    """The rosters and the plan's adoptions read to their ends before a first notice is taken: a restarted stage
+    sends under the plan adopted, not the shipped one. A broker slow to answer holds it back at most the wait of
+    each, then it goes on with what it has (and says so)."""
+    try:
+        await asyncio.wait_for(duty.caught_up.wait(), duty_wait_s)
+    except TimeoutError:
+        log.warning("duty_not_caught_up", waited_s=duty_wait_s)
+    try:
+        await asyncio.wait_for(plans.ready.wait(), plan_wait_s)
+    except TimeoutError:
+        log.warning("plan_not_caught_up", waited_s=plan_wait_s, version=plans.plan.version)
 
 
 Build = Callable[[ChannelsFile, set[str]], dict[str, Channel]]  # the senders of these channels, or MissingSecret
@@ -98,22 +114,9 @@ async def run_stage(settings: Settings, *, stopping: asyncio.Event, clock: Clock
         async def produce(topic: str, key: bytes, value: bytes, partition: int) -> None:
             await producer.send_and_wait(topic, value=value, key=key, partition=partition)
 
-        async def ready() -> None:
-            """The rosters and the plan's adoptions read to their ends before a first notice is taken: a
-            restarted stage sends under the plan adopted, not the shipped one. A broker slow to answer holds it
-            back at most the wait of each, then it goes on with what it has (and says so)."""
-            try:
-                await asyncio.wait_for(duty.caught_up.wait(), DUTY_WAIT_S)
-            except TimeoutError:
-                log.warning("duty_not_caught_up", waited_s=DUTY_WAIT_S)
-            try:
-                await asyncio.wait_for(plans.ready.wait(), PLAN_WAIT_S)
-            except TimeoutError:
-                log.warning("plan_not_caught_up", waited_s=PLAN_WAIT_S, version=plans.plan.version)
-
         stage = DeliveryStage(bootstrap=settings.bootstrap, group=settings.delivery_group, channels=config,
                               ladder=ladder, senders=senders, composer=composer, clock=clock, produce=produce,
-                              duty_ready=ready, instance_id=settings.delivery_instance_id,
+                              ready=partial(ready, duty, plans), instance_id=settings.delivery_instance_id,
                               max_in_flight=settings.delivery_max_in_flight,
                               channel_concurrency=settings.delivery_channel_concurrency)
         follow_plans(plans, settings, stage, duty,

@@ -111,14 +111,14 @@ class Partition:
 class DeliveryStage:
     def __init__(self, *, bootstrap: str, group: str, channels: ChannelsFile, ladder: LadderFile,
                  senders: dict[str, Channel], composer: Composer, clock: Clock, produce: Produce,
-                 duty_ready: Callable[[], Awaitable[None]] | None = None, instance_id: str | None = None,
+                 ready: Callable[[], Awaitable[None]] | None = None, instance_id: str | None = None,
                  max_in_flight: int = 200, channel_concurrency: int = 16) -> None:
         self.bootstrap, self.group, self.instance_id = bootstrap, group, instance_id
         self.max_in_flight, self.channel_concurrency = max_in_flight, channel_concurrency
         self.gates = {cid: asyncio.Semaphore(channel_concurrency) for cid in senders}
         self.channels, self.ladder, self.senders, self.composer = channels, ladder, senders, composer
         self.clock, self.produce = clock, produce
-        self.duty_ready = duty_ready
+        self.ready = ready  # awaited before the first notice: the rosters and the plan in force read
         self.robots = {cid: RobotQueue(s) for cid, s in senders.items() if isinstance(s, RobotSender)}
         self.retired: list[RobotQueue] = []  # a robot's queue before a revision rebuilt its sender: drains, then stops
         self.parts: dict[int, Partition] = {}
@@ -402,8 +402,8 @@ class DeliveryStage:
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        if self.duty_ready is not None:
-            await self.duty_ready()  # contacts come from the directory
+        if self.ready is not None:
+            await self.ready()  # contacts come from the directory; the plan from its adoptions
         stage = self
 
         class Listener(ConsumerRebalanceListener):

@@ -300,3 +300,21 @@ def test_a_channel_the_revision_sets_whose_secret_is_missing_keeps_its_sender_an
     follow_plans(plans, settings, stage, duty, build)
     plans.switch(plan, adoption)
     assert stage.senders["email"] is email and stage.ladder is plan.ladder and stage.channels is not channels
+
+
+async def test_the_delivery_stage_takes_no_notice_before_the_plans_adoptions_are_read(tmp_path):
+    """As the worker's plans_ready: a restarted stage waits for the book (its last adoption switched to), and a
+    broker slow to answer holds it back only so long."""
+    from services.delivery.main import ready
+    from tests.services.test_delivery_stage_parts import book_with
+
+    duty, plans = book_with([]), PlanBook(SHIPPED)
+    duty.caught_up.set()
+    waiting = asyncio.ensure_future(ready(duty, plans))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    plans.ready.set()
+    await asyncio.wait_for(waiting, 5)
+
+    slow = PlanBook(SHIPPED)
+    await asyncio.wait_for(ready(duty, slow, plan_wait_s=0.1), 5)  # goes on under the plan it has
