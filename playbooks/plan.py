@@ -321,13 +321,15 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "notifications.yaml": NotificationsFile,
     "obligations.yaml": ObligationsFile,
     "duty.yaml": DutyFile,
-    "ladder.yaml": LadderFile,  # validated with the plan and its schema exported; used by load_ladder only
-    "channels.yaml": ChannelsFile,  # the same: used by load_channels only (issue 19)
-    "warnings.yaml": WarningsFile,  # the same: used by load_warnings only (issue 20)
+    "ladder.yaml": LadderFile,  # the re-notification ladder (issue 19): Plan.ladder
+    "channels.yaml": ChannelsFile,  # the delivery channels and routes (issue 19): Plan.channels
+    "warnings.yaml": WarningsFile,  # 3.2's warnings (issue 20): Plan.warnings
     "command.yaml": CommandFile,  # special HQs, special plans, key areas (issue 20); Plan.command
-    "ledger.yaml": LedgerFile,  # the 迟报/漏报/瞒报 ledger (issue 23): used by load_ledger only
-    "drills.yaml": DrillsFile,  # the drill programme (7.2, issue 24): used by load_drills only
+    "ledger.yaml": LedgerFile,  # the 迟报/漏报/瞒报 ledger (issue 23): Plan.ledger
+    "drills.yaml": DrillsFile,  # the drill programme (7.2, issue 24): Plan.drills
 }
+# Every file is a part of the Plan: a revision adopted live (issue 24 item 3) switches all of them at once in
+# each process that reads the plan in force, so none keeps a copy of its own loaded at start.
 
 # --- the plan -------------------------------------------------------------------------------
 
@@ -351,6 +353,11 @@ class Plan(PlanModel):
     end_authority: dict[Grade, Literal["district_committee", "city"]]
     duty: DutyFile
     command: CommandFile
+    warnings: WarningsFile
+    ledger: LedgerFile
+    drills: DrillsFile
+    channels: ChannelsFile
+    ladder: LadderFile
     version: str
 
     @cached_property
@@ -495,6 +502,11 @@ def _check_refs(plan: Plan, roots: dict[str, yaml.Node | None]) -> None:
     for i, rp in enumerate(plan.duty.role_posts.value):
         if rp.unit is not None and rp.unit not in plan.units:
             problems.append(f"duty.yaml: role_posts.{i}.unit: unknown unit {rp.unit!r}")
+    if missing := plan.warnings.unknown_units(plan.units):
+        problems.append(f"warnings.yaml: (file): units not in units.yaml: {missing}")
+    if plan.ledger.circular.issuer not in plan.units:
+        problems.append(f"ledger.yaml: circular.issuer: unknown unit {plan.ledger.circular.issuer!r}")
+    problems += [f"ladder.yaml: {p}" for p in plan.ladder.problems(plan.duty)]
     problems += plan.command.problems(
         units={u.id: (u.name, u.kind) for u in plan.units.values()},
         table_types=[t.id for t in plan.table_types], all_types=list(plan.types))
@@ -553,6 +565,11 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         end_authority=obligations.end_authority,
         duty=files["duty.yaml"],
         command=files["command.yaml"],
+        warnings=files["warnings.yaml"],
+        ledger=files["ledger.yaml"],
+        drills=files["drills.yaml"],
+        channels=files["channels.yaml"],
+        ladder=files["ladder.yaml"],
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan, roots)

@@ -52,13 +52,23 @@ class LadderFile(LadderModel):
             return self.minutes[level]
         return self.default_minutes
 
-    def check(self, duty: DutyFile) -> None:
-        """Each step's role names its post as duty.yaml's role_posts does, or the file is refused."""
-        for n, s in enumerate(self.steps.value, start=1):
+    def problems(self, duty: DutyFile) -> list[str]:
+        """What is wrong against duty.yaml, as `path: message`: no step, or a step whose role is not its
+        post in duty.yaml's role_posts (the plan's load refuses it; load_ladder too)."""
+        out = [] if self.steps.value else ["steps: at least one step"]
+        for n, s in enumerate(self.steps.value):
             unit = "any_unit" if s.unit == UNIT_SELF else s.unit
             if duty.post_for(s.role, unit) != (unit, s.post):
-                raise ValueError(f"ladder.yaml steps[{n - 1}]: role {s.role} is not post {s.post.value} of "
-                                 f"{s.unit} in duty.yaml's role_posts")
+                out.append(f"steps.value.{n}: role {s.role} is not post {s.post.value} of {s.unit} in duty.yaml's "
+                           "role_posts")
+        return out
+
+    def check(self, duty: DutyFile) -> None:
+        """Each step's role names its post as duty.yaml's role_posts does, or the file is refused."""
+        for problem in self.problems(duty):
+            if problem.startswith("steps.value."):
+                n, _, message = problem.removeprefix("steps.value.").partition(": ")
+                raise ValueError(f"ladder.yaml steps[{n}]: {message}")
 
 
 def load_ladder(path: Path = LADDER_FILE, duty: DutyFile | None = None) -> LadderFile:

@@ -27,7 +27,7 @@ from playbooks.drill.scenario import (
 )
 from playbooks.lifecycle import IncidentState, check_due, handle, next_due_at, start
 from playbooks.plan import Plan
-from playbooks.warning.rules import WarningState, load_warnings
+from playbooks.warning.rules import WarningState
 from playbooks.warning.rules import step as warning_step
 from topics.warnings import WarningCommand, WarningContent, WarningEvent
 from topics.models import (
@@ -231,14 +231,13 @@ def replay(scenario: Scenario, plan: Plan, *, run: str = "drill", feed: list[Fee
     """
     rp = Replayer(plan, feed=feed)
     obs = rp.obs
-    warnings_config = load_warnings() if any(isinstance(i, WarningInject) for i in scenario.injects) else None
     warning_states: dict[str, WarningState | None] = {}
     for index, inj in scenario.ordered():
         now = scenario.start + inj.at
         rp.advance(now, inclusive=False)
         if isinstance(inj, WarningInject):
             cmd = _warning_command(scenario, inj, index, now, plan, run)
-            result = warning_step(warning_states.get(inj.incident), cmd, warnings_config, plan)
+            result = warning_step(warning_states.get(inj.incident), cmd, plan.warnings, plan)
             if result.refused:
                 raise ValueError(f"injects.{index}: the warning's {inj.step} is refused: " + "; ".join(result.refused))
             warning_states[inj.incident] = result.state

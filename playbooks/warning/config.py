@@ -76,6 +76,14 @@ class WarningsFile(_M):
     categories_our_choice: str
     incoming_issuers: dict[str, Any]
 
+    def unknown_units(self, units: Mapping[str, Any]) -> list[str]:
+        """The unit ids it names that the plan's units.yaml has not (the plan's load refuses them)."""
+        named = [self.authority["orange_red"]["issuer"], self.adjustment["by"],
+                 *self.authority["blue_yellow"]["filed_with"], *self.authority["orange_red"]["filed_with"],
+                 *(c.hq for c in self.categories), *(c.department for c in self.categories),
+                 *(c.unit for c in self.channels if c.unit != "street")]
+        return sorted({u for u in named if u not in units})
+
     def level(self, level: WarningLevel) -> LevelConfig:
         return next(lv for lv in self.levels if lv.id == level)
 

@@ -40,14 +40,8 @@ from topics.warnings import (
 
 def load_warnings(path: Path = WARNINGS_FILE, plan: Plan | None = None) -> WarningsFile:
     config = WarningsFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    if plan is not None:  # every unit named exists in the plan
-        named = [config.authority["orange_red"]["issuer"], config.adjustment["by"],
-                 *config.authority["blue_yellow"]["filed_with"], *config.authority["orange_red"]["filed_with"],
-                 *(c.hq for c in config.categories), *(c.department for c in config.categories),
-                 *(c.unit for c in config.channels if c.unit != "street")]
-        missing = sorted({u for u in named if u not in plan.units})
-        if missing:
-            raise ValueError(f"{path.name}: units not in units.yaml: {missing}")
+    if plan is not None and (missing := config.unknown_units(plan.units)):  # every unit named exists in the plan
+        raise ValueError(f"{path.name}: units not in units.yaml: {missing}")
     return config
 
 

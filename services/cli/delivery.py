@@ -37,7 +37,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from playbooks.plan import load_plan
+    from services.cli.in_force import plan_in_force
     from services.delivery.testmsg import test_notice
     from services.duty.book import read_book
     from services.privacy import Sealer
@@ -45,7 +45,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     from topics.catalog import DELIVERIES, NOTIFICATIONS_REQUESTED
 
     s = get_settings()
-    plan = load_plan()
+    plan = plan_in_force(s.bootstrap, "notify test")  # its units and duty.yaml, as the running service has them
     book = read_book(s.bootstrap, Sealer.from_file(s.key_file), plan.duty)
     person = book.roster().person(args.person)
     if person is None:

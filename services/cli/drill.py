@@ -20,7 +20,7 @@ EXIT_FAILED = 1  # --strict: the drill ran and some expectation was not met
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        scenario = load_scenario(args.scenario, load_plan())
+        scenario = load_scenario(args.scenario, load_plan())  # offline: the shipped plan, not the log's
     except ScenarioError as exc:
         print(f"invalid scenario: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -31,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    plan = load_plan()
+    plan = load_plan()  # offline, in-process: the shipped plan (`drill run` goes through the API: the plan in force)
     try:
         scenario = load_scenario(args.scenario, plan)
     except ScenarioError as exc:

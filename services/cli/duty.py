@@ -47,13 +47,13 @@ def _days(text: str) -> int:
 
 
 def _context():
-    from playbooks.plan import load_plan
+    from services.cli.in_force import plan_in_force
     from services.duty.book import read_book
     from services.privacy import Sealer
     from services.settings import get_settings
 
     s = get_settings()
-    plan = load_plan()
+    plan = plan_in_force(s.bootstrap, "duty")  # duty.yaml's rules as the running service applies them
     try:
         return plan, read_book(s.bootstrap, Sealer.from_file(s.key_file), plan.duty), s
     except Exception as exc:  # noqa: BLE001 - no broker, or the topics not read: say so, no traceback

@@ -35,7 +35,7 @@ def _documents(text: str) -> Iterator[tuple[int, str]]:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     text = Path(args.file).read_text(encoding="utf-8") if args.file and args.file != "-" else sys.stdin.read()
-    plan = load_plan()
+    plan = load_plan()  # offline, no broker: the shipped plan (a revision adopted on the log is not read)
     status = 0
     for line_no, doc in _documents(text):
         where = f"line {line_no}: " if line_no > 1 or "\n" in text.strip() else ""

@@ -130,7 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from playbooks.engine import ReportRejected
-    from playbooks.plan import load_plan
+    from services.cli.in_force import plan_in_force
     from services.cli.messages import EXIT_INVALID, validation_messages
     from services.clock import WallClock
     from services.intake import accept
@@ -143,7 +143,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     try:
         submission = ReportSubmission.model_validate_json(text)
-        record = accept(submission, plan=load_plan(), sealer=Sealer.from_file(s.key_file), now=WallClock().now())
+        # checked against the plan the workers decide under: a type or street a revision adopted is known
+        record = accept(submission, plan=plan_in_force(s.bootstrap, "report"), sealer=Sealer.from_file(s.key_file),
+                        now=WallClock().now())
     except ValidationError as exc:
         for message in validation_messages(exc):
             print(f"invalid report: {message}", file=sys.stderr)

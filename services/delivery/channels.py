@@ -101,6 +101,9 @@ class SlidingWindow:
         self._clock = clock
         self._sent: deque = deque()
 
+    def same_rate(self, other: "SlidingWindow") -> bool:
+        return (self._limit, self._window) == (other._limit, other._window)
+
     def try_acquire(self) -> bool:
         now = self._clock.now()
         while self._sent and now - self._sent[0] >= self._window:

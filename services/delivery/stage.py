@@ -111,15 +111,16 @@ class Partition:
 class DeliveryStage:
     def __init__(self, *, bootstrap: str, group: str, channels: ChannelsFile, ladder: LadderFile,
                  senders: dict[str, Channel], composer: Composer, clock: Clock, produce: Produce,
-                 duty_ready: Callable[[], Awaitable[None]] | None = None, instance_id: str | None = None,
+                 ready: Callable[[], Awaitable[None]] | None = None, instance_id: str | None = None,
                  max_in_flight: int = 200, channel_concurrency: int = 16) -> None:
         self.bootstrap, self.group, self.instance_id = bootstrap, group, instance_id
-        self.max_in_flight = max_in_flight
+        self.max_in_flight, self.channel_concurrency = max_in_flight, channel_concurrency
         self.gates = {cid: asyncio.Semaphore(channel_concurrency) for cid in senders}
         self.channels, self.ladder, self.senders, self.composer = channels, ladder, senders, composer
         self.clock, self.produce = clock, produce
-        self.duty_ready = duty_ready
+        self.ready = ready  # awaited before the first notice: the rosters and the plan in force read
         self.robots = {cid: RobotQueue(s) for cid, s in senders.items() if isinstance(s, RobotSender)}
+        self.retired: list[RobotQueue] = []  # a robot's queue before a revision rebuilt its sender: drains, then stops
         self.parts: dict[int, Partition] = {}
         self.in_flight: set[str] = set()
         self.dirty: set[tuple[int, str]] = set()
@@ -128,6 +129,37 @@ class DeliveryStage:
         self.recent: dict[str, deque[bool]] = {cid: deque(maxlen=FAILING_AFTER) for cid in senders}
         self.consumer: AIOKafkaConsumer | None = None
         self.to_rebuild: set[int] = set()  # partitions given to this process and not yet read back
+
+    def changed_channels(self, channels: ChannelsFile) -> set[str]:
+        """The channels of a revision's channels.yaml that are new or set otherwise than those in use."""
+        old = {c.id: c for c in self.channels.channels}
+        return {c.id for c in channels.channels if old.get(c.id) != c}
+
+    def use(self, channels: ChannelsFile, ladder: LadderFile, senders: dict[str, Channel] | None = None) -> None:
+        """A plan revision's channels.yaml and ladder.yaml (issue 24 item 3): the routes, retries and drill
+        addresses a notice is taken and tried by, the ladder's pace and steps, and `senders` built again for the
+        channels it set otherwise (changed_channels), from the next tick on. Every notice held is looked at
+        again: a step due later under the old pace may be due now under the new one. A send under way finishes
+        on the sender it began on."""
+        senders = senders or {}
+        kept = sorted(cid for cid in self.changed_channels(channels) if cid in self.senders and cid not in senders)
+        if kept:  # not built again (its secret missing, say): it keeps sending as set before
+            log.warning("channel_settings_not_switched", channels=kept, fix="set its secrets, restart the stage")
+        for cid, sender in senders.items():
+            self.senders[cid] = sender
+            self.gates.setdefault(cid, asyncio.Semaphore(self.channel_concurrency))
+            self.recent.setdefault(cid, deque(maxlen=FAILING_AFTER))
+            old = self.robots.pop(cid, None)
+            if old is not None:
+                self.retired.append(old)
+            if isinstance(sender, RobotSender):
+                if old is not None and old.sender.limiter.same_rate(sender.limiter):
+                    sender.limiter = old.sender.limiter  # the robot counts the last minute's sends: so do we
+                self.robots[cid] = RobotQueue(sender)
+        self.composer.built |= set(senders)
+        self.channels, self.ladder = channels, ladder
+        self.composer.channels = channels
+        self.dirty.update((p, key) for p, part in self.parts.items() for key in part.books)
 
     # --- folding ---------------------------------------------------------------------------
 
@@ -370,8 +402,8 @@ class DeliveryStage:
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        if self.duty_ready is not None:
-            await self.duty_ready()  # contacts come from the directory
+        if self.ready is not None:
+            await self.ready()  # contacts come from the directory; the plan from its adoptions
         stage = self
 
         class Listener(ConsumerRebalanceListener):
@@ -430,7 +462,7 @@ class DeliveryStage:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self.tasks, return_exceptions=True)
-            for robot in self.robots.values():
+            for robot in [*self.robots.values(), *self.retired]:
                 if robot.task is not None:
                     robot.task.cancel()
             with contextlib.suppress(Exception):

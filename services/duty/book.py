@@ -71,6 +71,12 @@ class DutyBook:
         self.progress = ReadProgress()
         self.writing = asyncio.Lock()  # the API's changes, one at a time (services/web/routes/duty.py)
 
+    def use(self, config: DutyFile) -> None:
+        """duty.yaml of a plan revision adopted (issue 24 item 3): who answers for a role is found by its rules
+        from now on. The index goes with the old rules: it keeps the answers it found under them."""
+        if config != self.config:
+            self.config, self._index = config, None
+
     # --- state ---------------------------------------------------------------------------
 
     def apply_roster(self, rec: RosterRecord) -> None:

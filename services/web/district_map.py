@@ -121,6 +121,13 @@ class DistrictMap:
         self._body: bytes | None = None
         self._lock = threading.Lock()
 
+    def of(self, plan: Plan) -> "DistrictMap":
+        """The map of a revision adopted: this one while its streets are the same (the map shows nothing
+        else of the plan), a new one, built on its first use, when they changed."""
+        if plan.streets == self._plan.streets:
+            return self
+        return DistrictMap(plan, grid_file=self._grid_file, gb=self._gb)
+
     def body(self) -> bytes:
         with self._lock:
             if self._body is None:

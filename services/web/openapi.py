@@ -1,6 +1,6 @@
 """/openapi.json as the API behaves: the values the plan accepts (table 2.3.6's types, the district's
-streets, the units that file) are enums taken from the plan the app was given, so a client sees
-what a 422 would refuse before it sends it."""
+streets, the units that file) are enums taken from the plan in force, so a client sees what a 422
+would refuse before it sends it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from fastapi import FastAPI
 from playbooks.plan import Plan
 
 
-def openapi_with_plan(app: FastAPI, plan: Plan) -> dict[str, Any]:
-    """FastAPI's document, made once, with the plan's vocabulary (installed as app.openapi)."""
+def openapi_with_plan(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with the vocabulary of the plan in force (app.state.plan), installed as app.openapi:
+    made once, and again after a revision is adopted (services.web.app._adopt clears it)."""
     if app.openapi_schema is None:
+        plan: Plan = app.state.plan
         schema = FastAPI.openapi(app)
         declare_vocabulary(schema["components"]["schemas"], plan)
         declare_unit_params(schema["paths"], plan)

@@ -42,6 +42,20 @@ def _state(name: str):
 
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]
 PlanDep = Annotated[Plan, Depends(_state("plan"))]
+
+
+def _of_plan(name: str):
+    """A dependency reading a part of the plan in force: a revision adopted is read from the next request on
+    (issue 24 item 3). Off the request's PlanDep, which FastAPI resolves once a request, so a switch between
+    two dependencies cannot give a handler parts of two plans."""
+
+    def read(plan: PlanDep) -> object:
+        return getattr(plan, name)
+
+    read.__name__ = f"plan_{name}"
+    return read
+
+
 ClockDep = Annotated[Clock, Depends(_state("clock"))]
 SealerDep = Annotated[Sealer, Depends(_state("sealer"))]
 ViewDep = Annotated[IncidentView, Depends(_state("view"))]
@@ -53,9 +67,9 @@ DutyDep = Annotated[DutyBook, Depends(_state("duty"))]
 PagesDep = Annotated[Pages, Depends(_state("pages"))]
 AckKeyDep = Annotated[bytes, Depends(_state("ack_key"))]
 WarningsDep = Annotated[WarningBook, Depends(_state("warnings"))]
-WarningsConfigDep = Annotated[WarningsFile, Depends(_state("warnings_config"))]
+WarningsConfigDep = Annotated[WarningsFile, Depends(_of_plan("warnings"))]
 DistrictMapDep = Annotated[DistrictMap, Depends(_state("district_map"))]
-LedgerConfigDep = Annotated[LedgerFile, Depends(_state("ledger_config"))]
+LedgerConfigDep = Annotated[LedgerFile, Depends(_of_plan("ledger"))]
 CircularsDep = Annotated[CircularBook, Depends(_state("circulars"))]
 ProgrammeDep = Annotated[ProgrammeBook, Depends(_state("programme"))]
-DrillsConfigDep = Annotated[DrillsFile, Depends(_state("drills_config"))]
+DrillsConfigDep = Annotated[DrillsFile, Depends(_of_plan("drills"))]

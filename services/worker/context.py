@@ -11,7 +11,6 @@ from typing import Any, Awaitable, Callable, NoReturn
 import faust
 import structlog
 
-from playbooks.ledger.config import LedgerFile
 from playbooks.plan import Plan
 from services.clock import Clock
 from services.duty.book import DutyBook
@@ -44,7 +43,6 @@ class Worker:
     produce_override: Produce | None = None
     duty: DutyBook | None = None  # rosters and the duty log; None: notices name no person (a test's choice)
     circulars: CircularBook | None = None  # yingji.ledger.circulars, for the 限期整改 timer; None: no such timer
-    ledger: LedgerFile | None = None  # ledger.yaml: whom the 限期整改 timer chases
     # the plan's adoptions, followed from yingji.plan.adoptions: `plan` is switched to each (issue 24 item 3);
     # None: `plan` stays as built (a test's)
     plans: PlanBook | None = None
@@ -73,9 +71,13 @@ class Worker:
 
     def adopt(self, plan: Plan, adoption: object) -> None:  # noqa: ARG002 - PlanBook's listener signature
         """A revision read from the log: records are decided under it from the next batch on (a batch is
-        handled under one plan), and the due schedule is rebuilt (stale) with it."""
+        handled under one plan), and the due schedule is rebuilt (stale) with it. The timers read their parts
+        off `plan` at each tick (ledger.yaml the 限期整改 timer, duty.yaml the handovers); the duty book, which
+        addresses every notice, takes the revision's duty.yaml here."""
         self.plan = plan
         self.schedule.stale = True
+        if self.duty is not None:
+            self.duty.use(plan.duty)
 
     async def plans_ready(self) -> None:
         """The adoptions read to their end before a first record is decided, so that a restarted worker

@@ -33,9 +33,10 @@ async def check_rectifications(worker: Worker) -> None:
 
 async def _check_rectifications(worker: Worker) -> None:
     book = worker.circulars
-    if book is None or worker.ledger is None or not book.caught_up.is_set() or not book.records:
+    if book is None or not book.caught_up.is_set() or not book.records:
         return
-    out = chase(book.records, worker.ledger, worker.plan, now=worker.clock.now())
+    plan = worker.plan  # the plan in force at this tick: its ledger.yaml says whom and when to chase
+    out = chase(book.records, plan.ledger, plan, now=worker.clock.now())
     if not out.records:
         return
     if worker.duty is not None:

@@ -14,7 +14,6 @@ from functools import partial
 
 import faust
 
-from playbooks.ledger.config import load_ledger
 from playbooks.plan import Plan, load_plan
 from services.clock import Clock, WallClock
 from services.duty.book import DutyBook
@@ -65,8 +64,7 @@ def build_worker(settings: Settings, *, plan: Plan | None = None, clock: Clock |
         watch=StallWatch(stall_after_s=settings.stall_restart_s),
         faults=Faults(skip_after=settings.fault_skip_after, stall_after=settings.fault_stall_after,
                       armed=settings.worker_restarts == 0),
-        gc=GcWatch(), produce_override=produce, duty=duty or None, circulars=circulars or None,
-        ledger=load_ledger(units=frozenset(plan.units)) if circulars else None, plans=plans,
+        gc=GcWatch(), produce_override=produce, duty=duty or None, circulars=circulars or None, plans=plans,
         inbound_topics=frozenset(spec.name for spec in incidents.INBOUND),
     )
     worker.restart_in_place = partial(restart.restart_in_place, worker)

@@ -26,7 +26,7 @@ from playbooks.plan import DATA_DIR, load_plan
 from tests.conftest import read_records, unique_id
 from tests.playbooks.test_plan_switch import GAS_LEAD
 from tests.waiting import eventually
-from topics.catalog import INCIDENTS_DECIDED, INCIDENTS_REPORTED, PLAN_ADOPTIONS
+from topics.catalog import DELIVERIES, INCIDENTS_DECIDED, INCIDENTS_REPORTED, PLAN_ADOPTIONS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +236,44 @@ def test_a_worker_started_after_an_adoption_decides_its_first_record_under_it(st
                          what="the waiting reports decided")
     assert {(d["plan_version"], tuple(d["lead_unit_ids"])) for ds in decided.values() for d in ds} == {(new, (NEW_LEAD,))}
     assert all(len(ds) == 1 for ds in decided.values())
+
+
+def test_the_delivery_stage_walks_the_ladder_of_a_revision_adopted_while_it_runs(service, tmp_path, restores_the_plan):
+    """ladder.yaml revised while `yingji run` runs: a step every 6 s, the first to 区政府's 分管区领导. The delivery
+    stage switches to it as it reads the adoption, and a notice of a report made afterwards walks the revision's
+    ladder: its step 1 goes to 区政府 within seconds (the shipped ladder's would go to the notified unit's own
+    值班主任, minutes later)."""
+    import yaml
+
+    data = tmp_path / "revised"
+    shutil.copytree(DATA_DIR, data)
+    ladder = yaml.safe_load((data / "ladder.yaml").read_text(encoding="utf-8"))
+    for pace in (*ladder["minutes"].values(), ladder["default_minutes"]):
+        pace["value"] = 0.1
+    ladder["steps"]["value"][0] = {"unit": "district_government", "role": "分管区领导", "post": "leader",
+                                   "label": "区政府分管区领导"}
+    (data / "ladder.yaml").write_text(yaml.safe_dump(ladder, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    new = load_plan(data).version
+    adopted = _cli(service, "adopt", "--plan", str(data), "--by", "预案管理科 王某", "--reason", "督办阶梯提速（试行）",
+                   "--whatif-days", "1")
+    assert adopted.returncode == 0, adopted.stderr[-3000:]
+
+    def switched() -> bool:
+        return any('"delivery_plan_switched"' in line and new in line for line in service.logs().splitlines())
+
+    eventually(switched, timeout=30, every=0.3, what="the delivery stage switched to the revision")
+    with service.client() as c:
+        incident = c.post("/incidents", json=_report(datetime.now(timezone.utc))).json()["incident_id"]
+
+    def first_steps() -> tuple[dict[str, str], list[dict]]:
+        """(each notice's unit by its dedup key, the step 1 records) of the incident's notices."""
+        bodies = [json.loads(r.value)["body"] for r in read_records(service.bootstrap, DELIVERIES.name, settle_s=0)]
+        units = {b["dedup_key"]: b["notice"]["unit_id"] for b in bodies
+                 if b.get("record") == "notice" and b["notice"]["incident_id"] == incident}
+        return units, [b for b in bodies if b.get("record") == "ladder_step" and b.get("incident_id") == incident
+                       and b["step"] == 1]
+
+    units, steps = eventually(first_steps, timeout=45, every=0.5, what="step 1 of a notice to another unit than 区政府",
+                              until=lambda found: any(found[0].get(st["dedup_key"]) not in (None, "district_government")
+                                                      for st in found[1]))
+    assert {(st["unit_id"], st["role"]) for st in steps} == {("district_government", "分管区领导")}, (units, steps)

@@ -250,9 +250,9 @@ def test_a_circular_with_its_own_term_and_the_timers_steps_on_the_statuses(api):
     assert {(at(u["due_at"]), at(u["remind_at"])) for u in mine["units"]} == {(NOW + 40 * M, NOW + 20 * M)}
     # what the worker's timer would write at the due time (its own test runs it: tests/services/test_rectification_timer.py)
     book = app.state.circulars
-    for rec in chase(book.records, app.state.ledger_config, PLAN, now=NOW + 21 * M).records:
+    for rec in chase(book.records, app.state.plan.ledger, PLAN, now=NOW + 21 * M).records:
         book.apply(LedgerRecord(id=rec.id, body=rec))
-    for rec in chase(book.records, app.state.ledger_config, PLAN, now=NOW + 41 * M).records:
+    for rec in chase(book.records, app.state.plan.ledger, PLAN, now=NOW + 41 * M).records:
         book.apply(LedgerRecord(id=rec.id, body=rec))
     statuses = [s for s in get(client, tokens, "/ledger/rectifications").json() if s["circular_id"] == mine["id"]]
     assert statuses and all(s["reminded_at"] is None and s["escalated_at"] is None for s in statuses)  # not yet at NOW

@@ -107,7 +107,7 @@ def test_the_api_routes_stay_json(warn):  # noqa: F811
 
 def test_the_board_stream_carries_the_active_warnings_and_a_change_when_one_moves(warn):  # noqa: F811
     app, client, _ = warn
-    view, book, config, plan = app.state.view, app.state.warnings, app.state.warnings_config, app.state.plan
+    view, book, config, plan = app.state.view, app.state.warnings, app.state.plan.warnings, app.state.plan
 
     def rows():
         return board.warning_rows(book, config, plan)
