@@ -1,8 +1,10 @@
 """A revision of the plan adopted (7.1.5 修订), as a record (topic yingji.plan.adoptions, key the adoption's id).
 
 The record carries the revision itself (every YAML file of its data directory, name → text), not a path:
-every worker and API replica reads the topic from its start and loads the last adoption's texts, so they
-all hold the same plan whatever machine they run on, and a restarted process comes back under it. A
+every worker and API replica reads the topic from its start, folds it compare-and-set (an adoption written
+against a version no longer in force is refused as a conflict, playbooks.adoptions) and loads the texts of the
+one in force, so they all hold the same plan whatever machine they run on, and a restarted process comes back
+under it. A
 rollback is an adoption too: the texts of an earlier adoption (or of the shipped plan) adopted again,
 naming what it goes back to in `rollback_of`.
 """
@@ -50,7 +52,9 @@ class PlanAdopted(Contract):
     adopted_by: ShortText
     adopted_at: UtcDatetime
     reason: LongText = Field(min_length=1)
-    previous_version: ShortText | None = Field(default=None, description="the version in force when it was adopted")
+    previous_version: ShortText | None = Field(default=None, description=(
+        "the version it replaces, in force when it was written: it takes effect only if that version is still "
+        "in force when it is read in log order, else it is refused as a conflict (playbooks.adoptions)"))
     whatif: WhatIfSummary | None = Field(default=None, description="the what-if it was adopted on; None: a rollback "
                                                                     "to a version already in force before")
     rollback_of: ShortText | None = Field(default=None, description="going back: the id of the adoption whose texts "
