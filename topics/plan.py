@@ -72,3 +72,28 @@ class PlanAdopted(Contract):
 def adoption_id(version: str, adopted_at: datetime) -> str:
     """Stable for one adoption: a retried send is the same record."""
     return f"plan.{version}.{adopted_at.strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]  # a plan's version: its texts' digest
+
+
+class RollbackRequest(Contract):
+    """POST /plan/rollbacks: adopt again the texts of a version that was in force (an earlier adoption's, or the
+    shipped plan's). Written against the version the office saw in force, as any adoption is."""
+
+    version: Version = Field(description="the version to go back to: the shipped one, or one an adoption put in force")
+    reason: LongText = Field(min_length=1, description="why (7.1.5)")
+    previous_version: Version = Field(description="the version in force as the page showed it: the rollback takes "
+                                                  "effect only if it is still in force when the rollback is read")
+
+
+class AdoptionWritten(Contract):
+    """202 of POST /plan/adoptions and /plan/rollbacks: the adoption is on the log. Whether it took effect is
+    decided as every process reads it (a conflict with an adoption written before it is refused): GET /plan's
+    history says, by its id."""
+
+    id: RecordId
+    version: Version
+    previous_version: Version
+    rollback_of: ShortText | None = None
+    whatif: WhatIfSummary | None = None

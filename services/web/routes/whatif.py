@@ -71,7 +71,7 @@ class Busy:
         self.lock = asyncio.Lock()
 
 
-def _busy(request: Request) -> Busy:
+def replay_lock(request: Request) -> Busy:
     busy = getattr(request.app.state, "whatif_busy", None)
     if busy is None:
         busy = request.app.state.whatif_busy = Busy()
@@ -160,7 +160,7 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
     with tempfile.TemporaryDirectory(prefix="yingji-whatif-") as tmp:
         data = Path(tmp) / "data"
         changed = await overlay(files, in_force_texts(request), data)
-        busy = _busy(request)
+        busy = replay_lock(request)
         async with busy.lock:
             try:
                 report = await asyncio.to_thread(partial(_run, data, start, end, settings.bootstrap, plan))
