@@ -31,7 +31,8 @@ from services.plan_book import plan_texts
 from services.web.answers import Refused, conflict, field_errors, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
-from services.web.routes.whatif import MAX_SPAN, Files, in_force_texts, overlay, refused, replay_lock
+from services.web.routes.whatif import (ADOPT_WHATIF_DAYS, MAX_SPAN, Files, in_force_texts, overlay, refused,
+                                       replay_lock)
 from services.web.state import ClockDep, PlanDep, PublisherDep, SettingsDep
 from topics.catalog import PLAN_ADOPTIONS
 from topics.models import UserRecord
@@ -39,14 +40,13 @@ from topics.plan import SHIPPED, AdoptionWritten, PlanAdopted, RollbackRequest, 
 
 log = structlog.get_logger("yingji", stage="plan")
 router = APIRouter(tags=["plan"])
-WHATIF_DAYS = 30  # as `yingji plan adopt --whatif-days`
 
 Reason = Annotated[str, Form(min_length=1, max_length=4000, description="why: the revision's grounds (7.1.5)")]
 Expected = Annotated[str, Form(pattern=r"^[0-9a-f]{12}$", description=(
     "the version in force as the page showed it: the adoption takes effect only if it is still in force when "
     "the adoption is read"))]
 Days = Annotated[int, Form(ge=1, le=MAX_SPAN.days, description="the what-if's period: the last N days (default "
-                                                               f"{WHATIF_DAYS}, as the CLI's)")]
+                                                               f"{ADOPT_WHATIF_DAYS}, as the CLI's)")]
 WRITTEN = {**responses(401, 403, 409, 413, 422, 503),
            202: {"model": AdoptionWritten, "description": "on the log; GET /plan's history says whether it took effect"}}
 
@@ -87,7 +87,7 @@ async def _publish(publisher, record: PlanAdopted, who: UserRecord) -> AdoptionW
 
 @router.post("/plan/adoptions", status_code=202, response_model=AdoptionWritten, responses=WRITTEN)
 async def adopt(request: Request, files: Files, reason: Reason, previous_version: Expected, plan: PlanDep,
-                clock: ClockDep, settings: SettingsDep, publisher: PublisherDep, whatif_days: Days = WHATIF_DAYS,
+                clock: ClockDep, settings: SettingsDep, publisher: PublisherDep, whatif_days: Days = ADOPT_WHATIF_DAYS,
                 who: UserRecord = require("plan.adopt")) -> Any:
     """Adopt a revision: the files it changes over the plan in force's (as POST /whatif takes them), validated
     first (refused whole, each problem naming file, line and field); the version already in force refused
