@@ -191,3 +191,17 @@ def _version(texts: dict[str, str]) -> str:
     from playbooks.adoptions import texts_version
 
     return texts_version(texts)
+
+
+@pytest.mark.parametrize("files", [
+    pytest.param([("files", ("blob", b"\x00\x01", "application/octet-stream"))], id="a file of no plan's name"),
+    pytest.param([("files", ("grading.yaml", b"families: 3\n", "application/octet-stream"))], id="junk of a plan's name"),
+    pytest.param([], id="no file"),
+])
+def test_what_a_fuzzer_sends_even_as_the_office_adopts_nothing(api, files):
+    """tests/e2e/test_fuzz.py signs in as a duty officer or a commander (403 here); even as the office, random
+    files are refused before anything is written: the session's shared plan is never changed by it."""
+    resp = api.post("/plan/adoptions", files=files or None, data={"reason": "x", "previous_version": PLAN.version},
+                    headers={"Authorization": f"Bearer {api.tokens[Role.ADMIN]}"})
+    assert resp.status_code == 422, resp.text
+    assert api.kept.records == []

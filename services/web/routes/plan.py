@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -31,8 +31,7 @@ from services.plan_book import plan_texts
 from services.web.answers import Refused, conflict, field_errors, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
-from services.web.routes.whatif import (ADOPT_WHATIF_DAYS, MAX_SPAN, Files, in_force_texts, overlay, refused,
-                                       replay_lock)
+from services.web.routes.whatif import ADOPT_WHATIF_DAYS, MAX_SPAN, in_force_texts, overlay, refused, replay_lock
 from services.web.state import ClockDep, PlanDep, PublisherDep, SettingsDep
 from topics.catalog import PLAN_ADOPTIONS
 from topics.models import UserRecord
@@ -41,6 +40,10 @@ from topics.plan import SHIPPED, AdoptionWritten, PlanAdopted, RollbackRequest, 
 log = structlog.get_logger("yingji", stage="plan")
 router = APIRouter(tags=["plan"])
 
+# File, not Form as POST /whatif's: the document then says multipart/form-data, which is what is read
+Files = Annotated[list[UploadFile], File(description="the revision's changed YAML files, each named as in "
+                                                     "playbooks/data (e.g. grading.yaml); the rest are the plan in "
+                                                     "force's")]
 Reason = Annotated[str, Form(min_length=1, max_length=4000, description="why: the revision's grounds (7.1.5)")]
 Expected = Annotated[str, Form(pattern=r"^[0-9a-f]{12}$", description=(
     "the version in force as the page showed it: the adoption takes effect only if it is still in force when "
