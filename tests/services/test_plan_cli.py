@@ -1,6 +1,7 @@
 """`yingji plan adopt` refuses before it reads or writes the log (no broker here: reaching for one would exit
 1, not 2): an invalid revision names file, line and field; an adoption record that cannot be written (no
-reason, a file name the topic does not take) names the field."""
+reason, a file name the topic does not take) names the field. After writing it reads the log back: an adoption
+that lost to one written before it says so and exits 3 (the log stood in for)."""
 
 from __future__ import annotations
 
