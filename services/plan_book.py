@@ -1,11 +1,14 @@
 """The plan in force, from the log (issue 24 item 3): every adoption on yingji.plan.adoptions followed from the
-start, the last one's texts loaded (written into a temporary directory and read by the plan's own loader) and
-handed to whoever holds a plan (the worker's agent, the API's routes) through `listeners`.
+start and folded compare-and-set in log order (playbooks.adoptions.rule: an adoption takes effect only if the
+version it replaces is the one in force when it is read, else it is refused as a conflict), the texts of the
+one in force loaded (written into a temporary directory and read by the plan's own loader) and handed to
+whoever holds a plan (the worker's agent, the API's routes) through `listeners`.
 
-Every worker and API replica follows the same one-partition topic, so they all switch to the same revision,
-each as soon as it reads it; a process started later reads it before anything else (`ready`). An adoption
-whose texts do not load (it was validated before it was written, so only a hand-made record or a loader changed
-since) is kept on record as refused and the plan in force stays: nothing decides under half a plan.
+Every worker and API replica follows the same one-partition topic and folds it the same way, so they all switch
+to the same revision, each as soon as it reads it; a process started later reads it before anything else
+(`ready`). An adoption whose texts do not load (it was validated before it was written, so only a hand-made
+record or a loader changed since) is kept on record as refused and the plan in force stays: nothing decides
+under half a plan.
 
 `read_adoptions` / `publish_adoption` are the CLI's (kafka-python, synchronous); the book is the processes'
 (aiokafka, services/following.py).
@@ -22,6 +25,7 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from playbooks.adoptions import Refusal, Refused, Ruling, rule
 from playbooks.plan import DATA_DIR, Plan, PlanError, load_plan
 from services.following import ReadProgress, follow_from_start
 from topics.catalog import PLAN_ADOPTIONS
@@ -50,8 +54,43 @@ def plan_of(adoption: PlanAdopted) -> Plan:
     return plan
 
 
+class LoadedPlans:
+    """The plans loaded from adoptions' texts, by version (the last few kept: a rollback to a recent one switches
+    without loading again), and the verdict on each version's texts: the fold (playbooks.adoptions) asks it only
+    of an adoption it would take, once a version (its texts are checked to be that version first)."""
+
+    def __init__(self, shipped: Plan, load: Callable[[PlanAdopted], Plan] = plan_of, *, keep: int = CACHED_PLANS) -> None:
+        self.shipped, self._load, self.keep = shipped, load, keep
+        self.cache: dict[str, Plan] = {shipped.version: shipped}
+        self.verdicts: dict[str, str | None] = {shipped.version: None}  # version -> why its texts do not load
+
+    def refusal(self, adoption: PlanAdopted) -> str | None:
+        if adoption.version not in self.verdicts:
+            try:
+                self._keep(adoption.version, self._load(adoption))
+                self.verdicts[adoption.version] = None
+            except (PlanError, ValidationError, ValueError, OSError) as exc:
+                self.verdicts[adoption.version] = str(exc)
+        return self.verdicts[adoption.version]
+
+    def plan(self, adoption: PlanAdopted | None) -> Plan:
+        """The plan of an adoption the fold took (loaded again if it left the cache); None: the shipped plan."""
+        if adoption is None:
+            return self.shipped
+        plan = self.cache.get(adoption.version)
+        if plan is None:
+            plan = self._keep(adoption.version, self._load(adoption))
+        return plan
+
+    def _keep(self, version: str, plan: Plan) -> Plan:
+        self.cache[version] = plan
+        while len(self.cache) > self.keep + 1:  # the shipped plan stays
+            del self.cache[next(v for v in self.cache if v != self.shipped.version)]
+        return plan
+
+
 class PlanBook:
-    """The adoptions in log order and the plan in force: the shipped one until an adoption is read."""
+    """The adoptions in log order and the plan in force: the shipped one until an adoption takes effect."""
 
     def __init__(self, shipped: Plan, *, load: Callable[[PlanAdopted], Plan] = plan_of) -> None:
         self.shipped = shipped
@@ -59,13 +98,15 @@ class PlanBook:
         self.current: PlanAdopted | None = None  # the adoption in force; None: the shipped plan
         self.adoptions: list[PlanAdopted] = []
         self.ids: set[str] = set()
-        self.refused: dict[str, str] = {}  # adoption id -> why its texts were not loaded
+        self.ruling = rule((), shipped=shipped.version)
+        self.refused: dict[str, str] = {}  # adoption id -> why it did not take effect (a conflict, its texts)
         self.listeners: list[Listener] = []
         self.caught_up = asyncio.Event()  # the topic read to the end it had when following began
-        self.ready = asyncio.Event()  # caught up, and the plan is the last adoption's (or it was refused)
+        self.ready = asyncio.Event()  # caught up, and the plan is the one the adoptions read put in force
         self.progress = ReadProgress()
-        self._load = load
-        self._cache: dict[str, Plan] = {shipped.version: shipped}
+        self.plans = LoadedPlans(shipped, load)
+        self._ruled = 0  # adoptions folded into `ruling`
+        self._settling = asyncio.Lock()  # the switch loop and the worker's catch-up (newer_plan) both settle
         self._wake = asyncio.Event()
 
     def apply(self, record: PlanAdopted) -> None:
@@ -82,25 +123,25 @@ class PlanBook:
             log.error("bad_plan_adoption", offset=offset, error=type(exc).__name__)
 
     async def settle(self) -> None:
-        """The plan switched to the last adoption read, unless it is in force already or does not load."""
-        if not self.adoptions:
-            return
-        latest = self.adoptions[-1]
-        if self.current is not None and latest.id == self.current.id or latest.id in self.refused:
-            return
-        plan = self._cache.get(latest.version)
-        if plan is None:
-            try:  # off the event loop: a plan takes a few tenths of a second to load and check
-                plan = await asyncio.to_thread(self._load, latest)
-            except (PlanError, ValidationError, ValueError, OSError) as exc:
-                self.refused[latest.id] = str(exc)
-                log.error("plan_adoption_refused", adoption=latest.id, version=latest.version, error=str(exc)[:500])
+        """The adoptions read so far folded (playbooks.adoptions.rule: compare-and-set in log order) and the
+        plan switched to the one in force, unless it is in force already."""
+        async with self._settling:
+            if len(self.adoptions) == self._ruled:
                 return
-            self._cache[latest.version] = plan
-            while len(self._cache) > CACHED_PLANS + 1:  # the shipped plan stays
-                oldest = next(v for v in self._cache if v != self.shipped.version)
-                del self._cache[oldest]
-        self.switch(plan, latest)
+            adoptions = list(self.adoptions)
+            # off the event loop: a revision's texts take a few tenths of a second to load and check
+            ruling = await asyncio.to_thread(rule, adoptions, shipped=self.shipped.version,
+                                             refusal=self.plans.refusal)
+            for aid, why in ruling.refused.items():
+                if aid not in self.refused:
+                    log.error("plan_adoption_refused", adoption=aid, kind=why.kind.value, in_force=why.in_force,
+                              error=why.reason[:500])
+            self.ruling, self._ruled = ruling, len(adoptions)
+            self.refused = {aid: why.reason for aid, why in ruling.refused.items()}
+            if ruling.adoption is None or (self.current is not None and ruling.adoption.id == self.current.id):
+                return
+            plan = await asyncio.to_thread(self.plans.plan, ruling.adoption)
+            self.switch(plan, ruling.adoption)
 
     def switch(self, plan: Plan, adoption: PlanAdopted) -> None:
         before = self.plan.version
@@ -111,8 +152,8 @@ class PlanBook:
             listener(plan, adoption)
 
     async def switch_loop(self) -> None:
-        """Once the topic is read to its end, the last adoption loaded (not every one before it); then each
-        new one as it comes."""
+        """Once the topic is read to its end, the adoptions read folded at once (the plan switched once, not
+        to every one before the last in force); then each new one as it comes."""
         await self.caught_up.wait()
         while True:
             self._wake.clear()
@@ -128,27 +169,38 @@ class PlanBook:
         )
 
     def history(self) -> list[dict]:
-        """Every adoption as the office reads it (without the texts), the one in force marked."""
-        return [history_row(a, in_force=self.current is not None and a.id == self.current.id,
-                            refused=self.refused.get(a.id)) for a in self.adoptions]
+        """Every adoption folded so far as the office reads it (without the texts), in log order, each with
+        its status: in force, superseded, refused as a conflict, refused for its texts."""
+        return history_rows(self.ruling)
 
 
-def history_row(a: PlanAdopted, *, in_force: bool, refused: str | None = None) -> dict:
+def history_rows(ruling: Ruling) -> list[dict]:
+    return [history_row(a, in_force=ruling.adoption is not None and a.id == ruling.adoption.id,
+                        refused=ruling.refused.get(a.id)) for a in ruling.records]
+
+
+STATUS_ZH = {"in_force": "生效中", "superseded": "已被取代", "conflict": "冲突未生效", "refused": "未能加载"}
+
+
+def history_row(a: PlanAdopted, *, in_force: bool, refused: Refused | None = None) -> dict:
+    status = ("in_force" if in_force else "superseded" if refused is None
+              else "conflict" if refused.kind is Refusal.CONFLICT else "refused")
     return {"id": a.id, "version": a.version, "adopted_by": a.adopted_by, "adopted_at": a.adopted_at.isoformat(),
             "reason": a.reason, "previous_version": a.previous_version, "rollback_of": a.rollback_of,
             "whatif": a.whatif.model_dump(mode="json") if a.whatif else None, "files": sorted(a.files),
-            "in_force": in_force, "refused": refused}
+            "in_force": in_force, "status": status, "refused": refused.reason if refused else None,
+            "in_force_when_read": refused.in_force if refused else None}
 
 
 # --- the CLI's side: read the topic whole, write one record ---------------------------------------------------
 
 
-def in_force(adoptions: list[PlanAdopted], shipped: Plan) -> tuple[PlanAdopted | None, Plan]:
-    """The adoption in force (the last on the log) and its plan; (None, shipped) when none was adopted."""
-    if not adoptions:
-        return None, shipped
-    last = adoptions[-1]
-    return last, (shipped if last.version == shipped.version else plan_of(last))
+def in_force(adoptions: list[PlanAdopted], shipped: Plan) -> tuple[Ruling, Plan]:
+    """The adoptions folded as every process folds them (playbooks.adoptions.rule) and the plan in force:
+    the shipped one when none took effect."""
+    plans = LoadedPlans(shipped)
+    ruling = rule(adoptions, shipped=shipped.version, refusal=plans.refusal)
+    return ruling, plans.plan(ruling.adoption)
 
 
 def read_adoptions(bootstrap: str, *, timeout_s: float = 15) -> list[PlanAdopted]:

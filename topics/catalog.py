@@ -232,8 +232,9 @@ PLAN_ADOPTIONS = TopicSpec(
     # producers' default max request size (1 MiB) and the consumers' fetch size match it
     max_message_bytes=1_048_588,
     description="Revisions of the plan adopted and rolled back (7.1.5), each carrying its YAML files' texts: every "
-    "worker and API replica follows it from the start and decides under the last one. One partition: a few a year, "
-    "in order.",
+    "worker and API replica follows it from the start and decides under the one in force: each takes effect only if "
+    "the version it replaces is still in force when it is read, else it is refused as a conflict (playbooks/"
+    "adoptions.py). One partition: a few a year, in order, and that order decides.",
 )
 
 DRILL_PROGRAMME = TopicSpec(

@@ -1,8 +1,10 @@
 """A revision of the plan adopted (7.1.5 修订), as a record (topic yingji.plan.adoptions, key the adoption's id).
 
 The record carries the revision itself (every YAML file of its data directory, name → text), not a path:
-every worker and API replica reads the topic from its start and loads the last adoption's texts, so they
-all hold the same plan whatever machine they run on, and a restarted process comes back under it. A
+every worker and API replica reads the topic from its start, folds it compare-and-set (an adoption written
+against a version no longer in force is refused as a conflict, playbooks.adoptions) and loads the texts of the
+one in force, so they all hold the same plan whatever machine they run on, and a restarted process comes back
+under it. A
 rollback is an adoption too: the texts of an earlier adoption (or of the shipped plan) adopted again,
 naming what it goes back to in `rollback_of`.
 """
@@ -50,7 +52,9 @@ class PlanAdopted(Contract):
     adopted_by: ShortText
     adopted_at: UtcDatetime
     reason: LongText = Field(min_length=1)
-    previous_version: ShortText | None = Field(default=None, description="the version in force when it was adopted")
+    previous_version: ShortText | None = Field(default=None, description=(
+        "the version it replaces, in force when it was written: it takes effect only if that version is still "
+        "in force when it is read in log order, else it is refused as a conflict (playbooks.adoptions)"))
     whatif: WhatIfSummary | None = Field(default=None, description="the what-if it was adopted on; None: a rollback "
                                                                     "to a version already in force before")
     rollback_of: ShortText | None = Field(default=None, description="going back: the id of the adoption whose texts "
@@ -68,3 +72,28 @@ class PlanAdopted(Contract):
 def adoption_id(version: str, adopted_at: datetime) -> str:
     """Stable for one adoption: a retried send is the same record."""
     return f"plan.{version}.{adopted_at.strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]  # a plan's version: its texts' digest
+
+
+class RollbackRequest(Contract):
+    """POST /plan/rollbacks: adopt again the texts of a version that was in force (an earlier adoption's, or the
+    shipped plan's). Written against the version the office saw in force, as any adoption is."""
+
+    version: Version = Field(description="the version to go back to: the shipped one, or one an adoption put in force")
+    reason: LongText = Field(min_length=1, description="why (7.1.5)")
+    previous_version: Version = Field(description="the version in force as the page showed it: the rollback takes "
+                                                  "effect only if it is still in force when the rollback is read")
+
+
+class AdoptionWritten(Contract):
+    """202 of POST /plan/adoptions and /plan/rollbacks: the adoption is on the log. Whether it took effect is
+    decided as every process reads it (a conflict with an adoption written before it is refused): GET /plan's
+    history says, by its id."""
+
+    id: RecordId
+    version: Version
+    previous_version: Version
+    rollback_of: ShortText | None = None
+    whatif: WhatIfSummary | None = None

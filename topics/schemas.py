@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from topics.catalog import CATALOG
 from topics.ledger import CircularRequest, RectificationRequest
 from topics.models import Decision
+from topics.plan import RollbackRequest
 from topics.programme import DrillPlanRequest, ImprovementCloseRequest, ImprovementRequest, RevisionRequest
 from topics.requests import ApprovalRequest, EndRequest, FileReportRequest, NewUserRequest, ReportSubmission
 
@@ -20,7 +21,7 @@ def contracts() -> dict[str, type[BaseModel]]:
     out: dict[str, type[BaseModel]] = {
         m.__name__: m for m in (ReportSubmission, Decision, FileReportRequest, ApprovalRequest, EndRequest, NewUserRequest,
                                  CircularRequest, RectificationRequest, DrillPlanRequest, RevisionRequest,
-                                 ImprovementRequest, ImprovementCloseRequest)
+                                 ImprovementRequest, ImprovementCloseRequest, RollbackRequest)
     }
     for spec in CATALOG:
         out[spec.model.__name__] = spec.model

@@ -1,6 +1,9 @@
 """`yingji plan adopt|rollback|history`: adopting a revised plan live, going back, and what was in force when
-(issue 24 item 3; 7.1.5 修订). An adoption is one record on yingji.plan.adoptions carrying the revision's texts;
-every worker and API replica switches to it as it reads it (services/plan_book.py).
+(issue 24 item 3; 7.1.5 修订). An adoption is one record on yingji.plan.adoptions carrying the revision's texts
+and the version it replaces; every worker and API replica switches to it as it reads it (services/plan_book.py),
+unless another adoption came first on the log: then it is refused as a conflict (playbooks/adoptions.py) and
+the command, which reads the log back after writing, says so and exits 3. The what-if page adopts the same way
+(POST /plan/adoptions).
 
     yingji plan adopt --plan DIR --by NAME --reason TEXT [--whatif-days 30]
     yingji plan rollback --to VERSION --by NAME --reason TEXT
@@ -17,6 +20,7 @@ from pathlib import Path
 from services.cli.messages import EXIT_INVALID, validation_messages
 
 EXIT_BROKER = 1  # the log could not be read or written
+EXIT_CONFLICT = 3  # written, but refused when read back: another adoption came first (or its texts do not load)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,8 +74,9 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     from services.plan_book import in_force as in_force_of
     from services.plan_book import plan_texts, publish_adoption, read_adoptions
     from services.settings import get_settings
+    from playbooks.adoptions import whatif_summary
     from services.whatif import run_whatif
-    from topics.plan import PlanAdopted, WhatIfSummary, adoption_id
+    from topics.plan import PlanAdopted, adoption_id
 
     if args.whatif_days < 1:
         return _fail("--whatif-days must be 1 or more")
@@ -90,29 +95,45 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     bootstrap = get_settings().bootstrap
     try:
         adoptions = read_adoptions(bootstrap)
-        current, in_force = in_force_of(adoptions, load_plan())
+        shipped = load_plan()
+        ruling, in_force = in_force_of(adoptions, shipped)
+        current = ruling.adoption
         if revision.version == in_force.version:
             return _fail(f"version {revision.version} is the plan in force already: nothing adopted")
         report = run_whatif(args.plan, now - timedelta(days=args.whatif_days), now, bootstrap=bootstrap,
                             in_force=in_force)
         sys.stdout.write(_summary(report))
-        t = report.totals
-        record = record.model_copy(update={"previous_version": in_force.version, "whatif": WhatIfSummary(
-            period_from=report.period_from, period_to=report.period_to, plan_in_force=report.plan_in_force,
-            incidents=t.incidents, differing=t.differing, by_aspect=t.by_aspect, breaches_before=t.breaches_before,
-            breaches_after=t.breaches_after)})
+        record = record.model_copy(update={"previous_version": in_force.version, "whatif": whatif_summary(report)})
         publish_adoption(bootstrap, record)
+        refused = _read_back(bootstrap, record, shipped)
     except (KafkaError, TimeoutError) as exc:
         return _fail(f"the log could not be read or written: {exc!r}", EXIT_BROKER)
+    if refused is not None:
+        return _fail(f"{record.id} written but refused, nothing adopted: {refused}", EXIT_CONFLICT)
     print(f"adopted {record.version} ({record.id}), replacing {in_force.version}"
           f"{f' ({current.id})' if current else ' (shipped)'}")
     return 0
+
+
+def _read_back(bootstrap: str, record, shipped) -> str | None:
+    """The log read again after writing `record` and folded as every process folds it: None if it took
+    effect, else why not (another adoption written against the same version came first: a conflict)."""
+    from services.plan_book import in_force as in_force_of
+    from services.plan_book import read_adoptions
+
+    adoptions = read_adoptions(bootstrap)
+    if record.id not in {a.id for a in adoptions}:
+        raise TimeoutError(f"{record.id} written but not read back")
+    ruling, _ = in_force_of(adoptions, shipped)
+    why = ruling.refused.get(record.id)
+    return None if why is None else why.reason
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
     from pydantic import ValidationError
 
+    from playbooks.adoptions import rollback_source
     from playbooks.plan import DATA_DIR, load_plan
     from services.plan_book import in_force as in_force_of
     from services.plan_book import plan_texts, publish_adoption, read_adoptions
@@ -123,17 +144,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         adoptions = read_adoptions(bootstrap)
         shipped = load_plan()
-        current, in_force = in_force_of(adoptions, shipped)
+        ruling, in_force = in_force_of(adoptions, shipped)
         if args.version == in_force.version:
             return _fail(f"version {args.version} is the plan in force already: nothing adopted")
-        earlier = next((a for a in reversed(adoptions) if a.version == args.version), None)
+        earlier = rollback_source(ruling, args.version)  # only a version that was in force: a refused one never was
         if earlier is not None:
             files, rollback_of = earlier.files, earlier.id
         elif args.version == shipped.version:
             files, rollback_of = plan_texts(DATA_DIR), SHIPPED
         else:
-            known = ", ".join(dict.fromkeys([shipped.version, *(a.version for a in adoptions)]))
-            return _fail(f"--to: no version {args.version!r} was adopted or shipped (known: {known})")
+            known = ", ".join(dict.fromkeys([shipped.version, *(a.version for a in ruling.accepted())]))
+            return _fail(f"--to: no version {args.version!r} was in force or shipped (known: {known})")
         now = datetime.now(timezone.utc)
         try:
             record = PlanAdopted(id=adoption_id(args.version, now), version=args.version, files=files,
@@ -142,8 +163,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             return _refused(exc)
         publish_adoption(bootstrap, record)
+        refused = _read_back(bootstrap, record, shipped)
     except (KafkaError, TimeoutError) as exc:
         return _fail(f"the log could not be read or written: {exc!r}", EXIT_BROKER)
+    if refused is not None:
+        return _fail(f"{record.id} written but refused, nothing rolled back: {refused}", EXIT_CONFLICT)
     print(f"rolled back to {record.version} ({rollback_of}) from {in_force.version}: {record.id}")
     return 0
 
@@ -152,6 +176,7 @@ def cmd_history(_: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from playbooks.plan import load_plan
+    from services.plan_book import in_force as in_force_of
     from services.plan_book import read_adoptions
     from services.settings import get_settings
 
@@ -160,11 +185,14 @@ def cmd_history(_: argparse.Namespace) -> int:
         adoptions = read_adoptions(get_settings().bootstrap)
     except (KafkaError, TimeoutError) as exc:
         return _fail(f"the log could not be read: {exc!r}", EXIT_BROKER)
-    marker = "" if adoptions else "  *in force*"
+    ruling, _ = in_force_of(adoptions, shipped)
+    marker = "" if ruling.adoption else "  *in force*"
     print(f"shipped\t{shipped.version}{marker}")
-    for i, a in enumerate(adoptions):
+    for a in ruling.records:
         what = f"rollback of {a.rollback_of}" if a.rollback_of else (
             f"what-if: {a.whatif.differing} of {a.whatif.incidents} incidents differ" if a.whatif else "")
-        marker = "  *in force*" if i == len(adoptions) - 1 else ""
+        refused = ruling.refused.get(a.id)
+        marker = ("  *in force*" if ruling.adoption is not None and a.id == ruling.adoption.id
+                  else f"  *refused ({refused.kind.value}): {refused.reason}*" if refused else "")
         print(f"{a.adopted_at.isoformat()}\t{a.version}\t{a.adopted_by}\t{a.reason}\t{what}\t{a.id}{marker}")
     return 0

@@ -184,8 +184,9 @@ def _adopt(app: FastAPI, plan: Plan, adoption: object) -> None:  # noqa: ARG001 
 async def limit_body(request: Request, call_next) -> Response:
     settings = request.app.state.settings
     # a 值班表 of many units and months is larger than any JSON body the API takes
-    # and a plan revision's YAML files for a what-if (command.yaml alone is 34 KB)
-    limit = settings.max_upload_bytes if request.url.path in ("/rosters", "/whatif") else settings.max_body_bytes
+    # and a plan revision's YAML files for a what-if or an adoption (command.yaml alone is 34 KB)
+    limit = (settings.max_upload_bytes if request.url.path in ("/rosters", "/whatif", "/plan/adoptions")
+             else settings.max_body_bytes)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         return JSONResponse(status_code=413, content={"error": f"body larger than {limit} bytes"})

@@ -39,8 +39,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "ledger.drill": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.VIEWER, Role.ADMIN, Role.DRILL_CONTROLLER}),
     "ledger.issue": frozenset({Role.COMMANDER, Role.ADMIN}),
     "ledger.rectify": frozenset({Role.DUTY_OFFICER, Role.COMMANDER, Role.ADMIN}),
-    # the plan in force and its adoptions (issue 24 item 3): read by all; adopted by the office at the terminal
+    # the plan in force and its adoptions (issue 24 item 3): read by all; adopted and rolled back (the what-if
+    # page, POST /plan/adoptions and /plan/rollbacks) by the office that keeps the plan (admin) alone: 区应急办
+    # revises the general plan (8.2.1); the commanders ask the what-if and argue for a revision, the office adopts it
     "plan.read": ALL,
+    "plan.adopt": frozenset({Role.ADMIN}),
 }
 
 

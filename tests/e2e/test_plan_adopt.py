@@ -277,3 +277,52 @@ def test_the_delivery_stage_walks_the_ladder_of_a_revision_adopted_while_it_runs
                               until=lambda found: any(found[0].get(st["dedup_key"]) not in (None, "district_government")
                                                       for st in found[1]))
     assert {(st["unit_id"], st["role"]) for st in steps} == {("district_government", "分管区领导")}, (units, steps)
+
+
+def test_two_adoptions_written_against_the_same_version_the_second_is_refused_everywhere(service, tmp_path,
+                                                                                         restores_the_plan):
+    """Two offices adopt at once, each against the version it read in force: both records reach the log, the
+    first on it takes effect, the second is refused as a conflict by the worker (it decides under the first),
+    the API (GET /plan's history) and the CLI's history alike; nothing is lost silently."""
+    from services.plan_book import plan_texts, publish_adoption
+    from topics.plan import PlanAdopted, adoption_id
+
+    old = restores_the_plan
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(DATA_DIR, first_dir)
+    shutil.copytree(DATA_DIR, second_dir)
+    types = first_dir / "incident_types.yaml"
+    types.write_text(types.read_text(encoding="utf-8").replace(GAS_LEAD, GAS_LEAD.replace(OLD_LEAD, NEW_LEAD)),
+                     encoding="utf-8")
+    grading = second_dir / "grading.yaml"  # the other office's revision keeps the old lead unit
+    grading.write_text(grading.read_text(encoding="utf-8") + "\n# 另一份修订稿\n", encoding="utf-8")
+    records = []
+    for n, data in enumerate((first_dir, second_dir)):
+        at = datetime.now(timezone.utc) + timedelta(microseconds=n)
+        version = load_plan(data).version
+        records.append(PlanAdopted(id=adoption_id(version, at), version=version, files=plan_texts(data),
+                                   adopted_by=f"预案管理科 {'王李'[n]}某", adopted_at=at, reason=f"同时修订 {n + 1}",
+                                   previous_version=old))
+    first, second = records
+    for record in records:
+        publish_adoption(service.bootstrap, record)
+
+    plan = eventually(lambda: _plan(service), timeout=30, what="both adoptions read by the API",
+                      until=lambda p: {first.id, second.id} <= {h["id"] for h in p["history"]})
+    assert plan["version"] == first.version and plan["adoption"] == first.id
+    rows = {h["id"]: h for h in plan["history"]}
+    assert (rows[first.id]["status"], rows[second.id]["status"]) == ("in_force", "conflict")
+    assert rows[second.id]["refused"] == f"written against version {old} while {first.version} was in force"
+
+    with service.client() as c:  # the worker decides under the first, not the second that came after it
+        iid = c.post("/incidents", json=_report(datetime.now(timezone.utc))).json()["incident_id"]
+    decided = eventually(lambda: _decisions(service, {iid}), until=lambda d: iid in d, timeout=60, every=0.5,
+                         what="the report decided")
+    assert (decided[iid][0]["plan_version"], decided[iid][0]["lead_unit_ids"]) == (first.version, [NEW_LEAD])
+
+    listed = _cli(service, "history")
+    assert listed.returncode == 0, listed.stderr
+    [line_first] = [line for line in listed.stdout.splitlines() if first.id in line]
+    [line_second] = [line for line in listed.stdout.splitlines() if second.id in line]
+    assert line_first.endswith("*in force*")
+    assert line_second.endswith(f"*refused (conflict): written against version {old} while {first.version} was in force*")

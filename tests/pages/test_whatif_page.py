@@ -86,3 +86,73 @@ def test_the_whatif_page_shows_what_a_revision_would_change(service, context, tm
     assert any(three in c and "较大" in c and "一般" in c for c in cells), [c for c in cells if three in c]
     assert not any(five in c for c in cells if "事件等级" in c)
 
+
+
+def test_the_plan_office_adopts_a_revision_from_the_page_and_rolls_back(service, context, tmp_path):
+    """Signed in as the plan office (admin): the revision compared, 采纳此修订 with a reason and a confirmation;
+    the history shows it 生效中 and GET /plan has it in force; 回退到此版本 on the shipped plan's row goes back."""
+    from playwright.sync_api import expect
+
+    with service.client("admin") as api:
+        before = api.get("/plan").json()
+    shipped = before["shipped_version"]
+    text = (DATA_DIR / "grading.yaml").read_text(encoding="utf-8")
+    revised = tmp_path / "grading.yaml"
+    revised.write_text(text.replace(OLD, "thresholds: {特别重大: 30, 重大: 10, 较大: 4}", 1), encoding="utf-8")
+    today = datetime.now(timezone.utc).astimezone(BEIJING).strftime("%Y-%m-%d")
+
+    page = context.new_page()
+    sign_in(page, service, "admin", "/whatif")
+    try:
+        expect(page.locator("#w-adopt")).to_be_hidden()  # nothing compared yet: nothing to adopt
+        page.locator("#w-from").fill(today)
+        page.locator("#w-to").fill(today)
+        page.locator("#w-files").set_input_files(str(revised))
+        page.get_by_role("button", name="推演").click()
+        expect(page.locator("#w-status")).to_have_text("推演完成", timeout=120_000)
+        expect(page.locator("#w-adopt")).to_be_visible()
+        version = page.locator("#w-adopt-version").inner_text()
+        assert version and version != before["version"]
+        expect(page.locator("#w-adopt-replaces")).to_have_text(before["version"])
+
+        page.locator("#w-adopt-days").fill("1")
+        page.get_by_role("button", name="采纳此修订").click()  # no reason: not sent
+        expect(page.locator("#w-confirm")).not_to_be_visible()
+        assert page.locator("#w-reason").evaluate("e => e.validity.valueMissing")  # the browser asks for it
+        page.get_by_label("原因（7.1.5 修订依据）").fill("较大事故死亡人数阈值调整（页面采纳试行）")
+        page.get_by_role("button", name="采纳此修订").click()
+        expect(page.locator("#w-confirm")).to_be_visible()
+        expect(page.locator("#w-confirm-text")).to_contain_text(version)
+        page.locator("#w-confirm-ok").click()
+        expect(page.locator("#w-status")).to_have_text(f"采纳完成：版本 {version} 生效中", timeout=120_000)
+        row = page.locator("#w-adoptions tr.in-force")
+        expect(row).to_have_count(1)
+        expect(row).to_have_attribute("data-version", version)
+        expect(row).to_contain_text("生效中")
+        expect(row).to_contain_text("页面采纳试行")
+        expect(page.locator("#plan-version")).to_have_text(version)
+        with service.client("viewer") as api:
+            plan = api.get("/plan").json()
+        assert plan["version"] == version
+        mine = next(h for h in plan["history"] if h["id"] == plan["adoption"])
+        assert mine["reason"] == "较大事故死亡人数阈值调整（页面采纳试行）" and mine["previous_version"] == before["version"]
+        assert mine["whatif"] is not None and mine["whatif"]["plan_in_force"] == before["version"]
+        shot(page, "whatif-adopted", full_page=True)
+
+        page.locator("#w-adoptions tr.shipped button.rollback").click()  # back to the shipped plan
+        expect(page.locator("#w-confirm-text")).to_contain_text(shipped)
+        page.locator("#w-confirm-ok").click()  # no reason: the dialog stays and says so
+        expect(page.locator("#w-confirm-error")).to_have_text("请填写原因")
+        page.locator("#w-confirm-reason").fill("试行结束，恢复原预案")
+        page.locator("#w-confirm-ok").click()
+        expect(page.locator("#w-status")).to_have_text(f"回退完成：版本 {shipped} 生效中", timeout=60_000)
+        expect(page.locator("#plan-version")).to_have_text(shipped)
+        expect(page.locator(f"#w-adoptions tr[data-version='{version}'][data-status='superseded']")).to_have_count(1)
+        with service.client("viewer") as api:
+            assert api.get("/plan").json()["version"] == shipped
+    finally:
+        with service.client("admin") as api:  # the session's service is shared: the plan it found, restored
+            now = api.get("/plan").json()
+            if now["version"] != before["version"]:
+                api.post("/plan/rollbacks", json={"version": before["version"], "reason": "the test's plan restored",
+                                                  "previous_version": now["version"]})

@@ -1,6 +1,6 @@
-"""The plan's adoptions followed without a broker (issue 24 item 3): the book switches to the last adoption read,
-loads only the last of those read before it caught up, refuses texts that are not their version, rolls back
-from its cache; the worker decides its first record only once the book is ready, and each record after a switch
+"""The plan's adoptions followed without a broker (issue 24 item 3): the book switches to the adoption in force
+(compare-and-set in log order: one written against a version no longer in force is refused as a conflict and
+the plan stays), loads each version once, refuses texts that are not their version, rolls back from its cache; the worker decides its first record only once the book is ready, and each record after a switch
 under the revision (the agent under `test_context`, as tests/services/test_incident_agent.py drives it)."""
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ def revised(revision_dir) -> Plan:
     return load_plan(revision_dir)
 
 
-def adoption(files: dict[str, str], version: str, n: int, rollback_of: str | None = None) -> PlanAdopted:
+def adoption(files: dict[str, str], version: str, n: int, rollback_of: str | None = None, *,
+             against: str = PLAN.version) -> PlanAdopted:
+    """Written against `against`: the version its writer read in force."""
     at = NOW + timedelta(minutes=n)
     return PlanAdopted(id=adoption_id(version, at), version=version, files=files, adopted_by="预案管理科 王某",
-                       adopted_at=at, reason="试行修订", rollback_of=rollback_of)
+                       adopted_at=at, reason="试行修订", rollback_of=rollback_of, previous_version=against)
 
 
 class CountingLoad:
@@ -74,7 +76,7 @@ async def test_the_book_switches_to_the_last_adoption_and_back_from_its_cache(re
     assert book.plan.version == revised.version and book.current == first and seen == [revised.version]
     await book.settle()  # nothing new: no second switch
     assert seen == [revised.version]
-    back = adoption(plan_texts(DATA_DIR), PLAN.version, 2, rollback_of=SHIPPED)
+    back = adoption(plan_texts(DATA_DIR), PLAN.version, 2, rollback_of=SHIPPED, against=revised.version)
     book.apply(back)
     await book.settle()
     assert book.plan is PLAN and seen == [revised.version, PLAN.version]
@@ -92,22 +94,61 @@ async def test_texts_that_are_not_their_version_are_refused_and_the_plan_stays(r
     await book.settle()
     assert book.plan is PLAN and book.current is None
     assert "000000000000" in book.refused[bad.id] and book.history()[0]["refused"]
+    assert book.history()[0]["status"] == "refused"
 
 
-async def test_read_to_its_end_first_then_only_the_last_is_loaded(revision_dir, revised):
+async def test_two_adoptions_against_the_same_version_the_second_is_refused_and_the_plan_stays(revision_dir, revised,
+                                                                                                 tmp_path):
+    other_dir = tmp_path / "other"
+    shutil.copytree(DATA_DIR, other_dir)
+    grading = other_dir / "grading.yaml"
+    grading.write_text(grading.read_text(encoding="utf-8") + "\n# 另一修订稿\n", encoding="utf-8")
+    other = load_plan(other_dir)
+    book = PlanBook(PLAN)
+    seen: list[str] = []
+    book.listeners.append(lambda plan, a: seen.append(plan.version))
+    first = adoption(plan_texts(revision_dir), revised.version, 1)
+    second = adoption(plan_texts(other_dir), other.version, 2)  # written against the shipped plan too
+    book.apply(first)
+    await book.settle()
+    book.apply(second)
+    await book.settle()
+    assert book.plan.version == revised.version and book.current == first and seen == [revised.version]
+    assert book.refused[second.id] == f"written against version {PLAN.version} while {revised.version} was in force"
+    rows = {r["id"]: r for r in book.history()}
+    assert (rows[first.id]["status"], rows[second.id]["status"]) == ("in_force", "conflict")
+    assert rows[second.id]["in_force_when_read"] == revised.version
+    # a book that reads both at once (a replica started later) decides the same
+    late = PlanBook(PLAN)
+    late.apply(first)
+    late.apply(second)
+    await late.settle()
+    assert late.current == first and late.history() == book.history()
+    # written against the version in force: it takes effect
+    third = adoption(plan_texts(other_dir), other.version, 3, against=revised.version)
+    book.apply(third)
+    await book.settle()
+    assert book.plan.version == other.version and seen == [revised.version, other.version]
+    assert [r["status"] for r in book.history()] == ["superseded", "conflict", "in_force"]
+
+
+async def test_read_to_its_end_first_then_switched_once(revision_dir, revised):
     load = CountingLoad()
     book = PlanBook(PLAN, load=load)
     loop = asyncio.create_task(book.switch_loop())
     try:
         for n in range(3):  # adopted, rolled back, adopted again: read before the book caught up
             texts, version = (plan_texts(revision_dir), revised.version) if n % 2 == 0 else (plan_texts(DATA_DIR), PLAN.version)
-            book.apply(adoption(texts, version, n))
+            book.apply(adoption(texts, version, n, against=revised.version if n % 2 else PLAN.version))
             await asyncio.sleep(0.01)
         assert book.plan is PLAN and not book.ready.is_set() and load.loaded == []
         book.caught_up.set()
         await asyncio.wait_for(book.ready.wait(), 10)
-        assert book.plan.version == revised.version and load.loaded == [book.adoptions[-1].id]
-        book.apply(adoption(plan_texts(DATA_DIR), PLAN.version, 9, rollback_of=SHIPPED))  # then live, as it comes
+        # switched once, to the one in force; each version's texts loaded once (the shipped plan's never)
+        assert book.plan.version == revised.version and book.current == book.adoptions[-1]
+        assert load.loaded == [book.adoptions[0].id]
+        book.apply(adoption(plan_texts(DATA_DIR), PLAN.version, 9, rollback_of=SHIPPED,  # then live, as it comes
+                            against=revised.version))
         async with asyncio.timeout(10):
             while book.plan is not PLAN:
                 await asyncio.sleep(0.01)

@@ -104,21 +104,35 @@ def test_the_page_lists_the_plans_files_and_its_version(client):
     assert "预案修订推演" in resp.text and "incident_types.yaml" in resp.text
     assert client.app.state.plan.version in resp.text
     assert "尚未采用修订稿" in resp.text  # no adoption read: the shipped plan is in force
+    assert "button small secondary rollback" not in resp.text  # nothing to go back to
 
 
-def test_the_page_lists_the_adoptions_latest_first_the_one_in_force_marked(client):
+async def test_the_page_lists_the_adoptions_latest_first_the_one_in_force_marked(client):
     from services.plan_book import plan_texts
     from topics.plan import PlanAdopted, WhatIfSummary
 
     book = client.app.state.plans
     texts = plan_texts(DATA_DIR)
     first = PlanAdopted(id="adopt-1", version=book.shipped.version, files=texts, adopted_by="plan-office",
-                        adopted_at=NOW, reason="7.1.5 修订：燃气事故牵头单位调整",
+                        adopted_at=NOW, reason="7.1.5 修订：燃气事故牵头单位调整", previous_version="0123456789ab",
                         whatif=WhatIfSummary(period_from=NOW, period_to=NOW, plan_in_force="x", incidents=12,
                                              differing=3, breaches_before=2, breaches_after=1))
+    late = first.model_copy(update={"id": "adopt-2", "reason": "同时另一份修订", "previous_version": "0123456789ab"})
     book.apply(first)
-    book.current = first
+    book.apply(late)  # written against the same version: refused as it is read
+    await book.settle()
     resp = client.get("/whatif", headers={"Authorization": f"Bearer {client.tokens[Role.ADMIN]}", "Accept": "text/html"})
     assert resp.status_code == 200, resp.text
-    row = resp.text[resp.text.index('id="w-adoptions"'):]
-    assert "燃气事故牵头单位调整" in row and "12/3" in row and "现行" in row and "2026-12-07 10:00" in row
+    table = resp.text[resp.text.index('id="w-adoptions"'):]
+    assert "燃气事故牵头单位调整" in table and "12/3" in table and "生效中" in table and "2026-12-07 10:00" in table
+    assert table.index("同时另一份修订") < table.index("燃气事故牵头单位调整")  # the latest first
+    assert f"冲突未生效：依据版本 0123456789ab 写成，其时现行为 {book.shipped.version}" in table
+    assert table.count('class="in-force"') == 1  # the adoption; the shipped row is not marked while one is
+
+
+@pytest.mark.parametrize("role, buttons", [(Role.ADMIN, True), (Role.COMMANDER, False)])
+def test_only_the_plan_office_sees_the_adopt_and_rollback_controls(client, role, buttons):
+    resp = client.get("/whatif", headers={"Authorization": f"Bearer {client.tokens[role]}", "Accept": "text/html"})
+    assert resp.status_code == 200, resp.text
+    assert ('id="w-adopt-form"' in resp.text) is buttons
+    assert 'data-can-adopt="true"' in resp.text if buttons else 'data-can-adopt="false"' in resp.text

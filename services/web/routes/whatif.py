@@ -31,6 +31,7 @@ from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
 from services.plan_book import plan_texts
 from services.web.answers import responses
 from services.web.auth import require, require_page
+from services.web.permissions import can
 from services.web.ledger_files import XLSX
 from topics.models import EARLIEST, LATEST
 from services.web.state import PagesDep, PlanDep, SettingsDep
@@ -44,6 +45,7 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 MAX_SPAN = timedelta(days=92)
 MAX_FILE_BYTES = 1_000_000  # the whole shipped plan is 136 KB
 MAX_FILES = 32
+ADOPT_WHATIF_DAYS = 30  # an adoption's what-if: the last 30 days, as `yingji plan adopt --whatif-days`
 READ_TIMEOUT_MS = 15_000
 
 
@@ -71,7 +73,7 @@ class Busy:
         self.lock = asyncio.Lock()
 
 
-def _busy(request: Request) -> Busy:
+def replay_lock(request: Request) -> Busy:
     busy = getattr(request.app.state, "whatif_busy", None)
     if busy is None:
         busy = request.app.state.whatif_busy = Busy()
@@ -142,7 +144,18 @@ async def whatif_page(request: Request, plan: PlanDep, pages: PagesDep,
     return pages.render(request, "whatif.html", user=who, plan_version=plan.version, files=sorted(in_force_texts(request)),
                         local=lambda iso: datetime.fromisoformat(iso).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
                         history=history, shipped=plans.shipped.version if plans is not None else plan.version,
-                        max_days=MAX_SPAN.days)
+                        adopted=plans is not None and plans.current is not None, status_text=status_text,
+                        can_adopt=can(who, "plan.adopt"), whatif_days=ADOPT_WHATIF_DAYS, max_days=MAX_SPAN.days)
+
+
+def status_text(row: dict) -> str:
+    """An adoption's status as the history shows it (static/whatif.js says the same when it redraws)."""
+    back = f"，回退至 {row['rollback_of']}" if row["rollback_of"] else ""
+    if row["status"] == "conflict":
+        return f"冲突未生效：依据版本 {row['previous_version']} 写成，其时现行为 {row['in_force_when_read']}"
+    if row["status"] == "refused":
+        return f"未能加载：{(row['refused'] or '')[:300]}"
+    return ("生效中" if row["status"] == "in_force" else "已被取代") + back
 
 
 @router.post("/whatif", response_model=WhatIfReport,
@@ -160,7 +173,7 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
     with tempfile.TemporaryDirectory(prefix="yingji-whatif-") as tmp:
         data = Path(tmp) / "data"
         changed = await overlay(files, in_force_texts(request), data)
-        busy = _busy(request)
+        busy = replay_lock(request)
         async with busy.lock:
             try:
                 report = await asyncio.to_thread(partial(_run, data, start, end, settings.bootstrap, plan))

@@ -1,5 +1,8 @@
 // The what-if page (issue 24): the revision's files and a period posted to POST /whatif as a form; the
 // comparison drawn as tables (text only, never markup from the answer); the same form again for the files.
+// The plan office (plan.adopt) then adopts the files it just compared (POST /plan/adoptions, written against the
+// version the page shows) or rolls back to a version of the history (POST /plan/rollbacks), each after a
+// confirmation; the history is drawn again from GET /plan once the adoption is read: 生效中 or 冲突未生效.
 'use strict';
 (() => {
   const form = document.getElementById('whatif-form');
@@ -32,10 +35,13 @@
     data.append('format', format);
     return data;
   };
-  const showError = (status, answer) => {
+  const FIELD = { previous_version: '页面所示现行版本', files: '修订稿文件', reason: '原因', version: '版本',
+                  whatif_days: '推演天数' };
+  const showError = (status, answer, what = '推演') => {
     const fields = (answer && answer.fields) || [];
-    const lines = fields.length ? fields.map((f) => `${f.field}：${f.message}`)
-                                : [`推演失败（${status}）${answer && answer.error ? '：' + answer.error : ''}`];
+    const detail = answer && (answer.error || answer.detail);
+    const lines = fields.length ? fields.map((f) => `${FIELD[f.field] || f.field}：${f.message}`)
+                                : [`${what}失败（${status}）${detail ? '：' + detail : ''}`];
     const box = $('w-error');
     box.replaceChildren(...lines.map((t) => { const p = document.createElement('div'); p.textContent = t; return p; }));
     box.hidden = false;
@@ -69,15 +75,19 @@
     if (!r.incidents.length) row(incidents, ['修订稿与现行预案对本期间每起事件的结果相同。']);
     for (const id of ['w-summary', 'w-units-card', 'w-rules-card', 'w-incidents-card']) $(id).hidden = false;
   };
+  let compared = null;  // the files and the report of the last what-if: what 采纳此修订 adopts
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     $('w-error').hidden = true;
     $('w-run').disabled = true;
     $('w-status').textContent = '推演中……';
     try {
+      const files = [...$('w-files').files];
       const { status, body: answer } = await YJ.api('/whatif', { method: 'POST', body: body('json') });
       if (status !== 200) { showError(status, answer); $('w-status').textContent = ''; return; }
       draw(answer);
+      compared = { files, report: answer };
+      showAdopt();
       $('w-status').textContent = '推演完成';
       $('w-xlsx').disabled = false;
       $('w-md').disabled = false;
@@ -97,4 +107,145 @@
   };
   $('w-xlsx').addEventListener('click', () => download('xlsx', '预案修订推演.xlsx'));
   $('w-md').addEventListener('click', () => download('md', '预案修订推演.md'));
+
+  // --- adopting and rolling back (the plan office) ---------------------------------------------------------
+  const history = $('w-history');
+  const canAdopt = history.dataset.canAdopt === 'true';
+  const shipped = history.dataset.shipped;
+  const inForce = () => $('plan-version').textContent.trim();
+  const showAdopt = () => {
+    if (!canAdopt || !$('w-adopt')) return;
+    const same = compared.report.revised_plan === inForce();
+    $('w-adopt').hidden = same;  // the revision is the plan in force: nothing to adopt
+    $('w-adopt-version').textContent = compared.report.revised_plan;
+    $('w-adopt-replaces').textContent = inForce();
+  };
+  const STATUS = { in_force: '生效中', superseded: '已被取代' };
+  const statusText = (a) => {  // as services/web/routes/whatif.py status_text
+    if (a.status === 'conflict') return `冲突未生效：依据版本 ${a.previous_version} 写成，其时现行为 ${a.in_force_when_read}`;
+    if (a.status === 'refused') return `未能加载：${(a.refused || '').slice(0, 300)}`;
+    return STATUS[a.status] + (a.rollback_of ? `，回退至 ${a.rollback_of}` : '');
+  };
+  const rollbackButton = (version) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'button small secondary rollback';
+    b.dataset.version = version;
+    b.textContent = '回退到此版本';
+    return b;
+  };
+  const drawHistory = (plan) => {
+    $('plan-version').textContent = plan.version;
+    const tbody = $('w-adoptions').tBodies[0];
+    tbody.replaceChildren();
+    for (const a of [...plan.history].reverse()) {
+      const tr = row(tbody, [bj(a.adopted_at), a.version, a.adopted_by, a.reason,
+                             a.whatif ? `${a.whatif.incidents}/${a.whatif.differing}` : null, statusText(a), '']);
+      Object.assign(tr.dataset, { id: a.id, version: a.version, status: a.status });
+      if (a.in_force) tr.classList.add('in-force');
+      tr.cells[1].className = 'mono';
+      tr.cells[5].className = 'status';
+      tr.cells[6].textContent = '';
+      if (canAdopt && a.status === 'superseded') tr.cells[6].appendChild(rollbackButton(a.version));
+    }
+    const adopted = plan.adoption !== null;
+    const tr = row(tbody, [`随服务发布的版本 ${shipped}${adopted ? '' : '（尚未采用修订稿）'}`, adopted ? '—' : '生效中', '']);
+    tr.cells[0].colSpan = 5;
+    tr.cells[1].className = 'status';
+    tr.cells[2].textContent = '';
+    tr.className = adopted ? 'shipped' : 'shipped in-force';
+    Object.assign(tr.dataset, { version: shipped, status: adopted ? 'shipped' : 'in_force' });
+    if (canAdopt && plan.version !== shipped) tr.cells[2].appendChild(rollbackButton(shipped));
+  };
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const follow = async (written, what) => {  // GET /plan until this replica has read the adoption
+    $('w-status').textContent = `${what}已写入日志，等待各副本读取……`;
+    for (let i = 0; i < 60; i += 1) {
+      const { status, body: plan } = await YJ.api('/plan');
+      const mine = status === 200 && plan.history.find((a) => a.id === written.id);
+      if (mine) {
+        drawHistory(plan);
+        if (mine.status === 'in_force') $('w-status').textContent = `${what}完成：版本 ${mine.version} 生效中`;
+        else {
+          $('w-status').textContent = '';
+          showError(409, { fields: [{ field: `${what}未生效`, message: statusText(mine) }] });
+        }
+        if (compared) showAdopt();
+        return;
+      }
+      await sleep(500);
+    }
+    $('w-status').textContent = `${what}已写入日志（${written.id}），本副本尚未读到：稍后刷新本页查看`;
+  };
+
+  const dialog = $('w-confirm');
+  let pending = null;  // what the confirmation confirms
+  const confirmThen = (text, withReason, action) => {
+    $('w-confirm-text').textContent = text;
+    $('w-confirm-reason-label').hidden = !withReason;
+    $('w-confirm-reason').value = '';
+    $('w-confirm-error').hidden = true;
+    pending = { withReason, action };
+    dialog.showModal();
+  };
+  $('w-confirm-cancel').addEventListener('click', () => { pending = null; dialog.close(); });
+  $('w-confirm-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    if (!pending) return;
+    const reason = $('w-confirm-reason').value.trim();
+    if (pending.withReason && !reason) {
+      $('w-confirm-error').textContent = '请填写原因';
+      $('w-confirm-error').hidden = false;
+      return;
+    }
+    const { action } = pending;
+    pending = null;
+    dialog.close();
+    action(reason);
+  });
+
+  const adoptForm = $('w-adopt-form');
+  if (adoptForm) {
+    adoptForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const reason = $('w-reason').value.trim();
+      if (!reason || !compared) { $('w-reason').setAttribute('aria-invalid', 'true'); return; }
+      $('w-reason').removeAttribute('aria-invalid');
+      const days = $('w-adopt-days').value;
+      const expected = inForce();
+      confirmThen(`确认采纳修订稿（版本 ${compared.report.revised_plan}，替换现行 ${expected}）？采纳前按最近 ${days} 天重新推演并记录结果。`,
+        false, async () => {
+          $('w-error').hidden = true;
+          $('w-adopt-button').disabled = true;
+          $('w-status').textContent = `采纳中（推演最近 ${days} 天）……`;
+          try {
+            const data = new FormData();
+            for (const f of compared.files) data.append('files', f, f.name);
+            data.append('reason', reason);
+            data.append('previous_version', expected);
+            data.append('whatif_days', days);
+            const { status, body: answer } = await YJ.api('/plan/adoptions', { method: 'POST', body: data });
+            if (status !== 202) { $('w-status').textContent = ''; showError(status, answer, '采纳'); return; }
+            $('w-reason').value = '';
+            await follow(answer, '采纳');
+          } finally {
+            $('w-adopt-button').disabled = false;
+          }
+        });
+    });
+  }
+  $('w-adoptions').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.rollback');
+    if (!b) return;
+    const version = b.dataset.version;
+    const expected = inForce();
+    confirmThen(`确认回退到版本 ${version}（替换现行 ${expected}）？`, true, async (reason) => {
+      $('w-error').hidden = true;
+      $('w-status').textContent = '回退中……';
+      const { status, body: answer } = await YJ.api('/plan/rollbacks', {
+        method: 'POST', json: { version, reason, previous_version: expected } });
+      if (status !== 202) { $('w-status').textContent = ''; showError(status, answer, '回退'); return; }
+      await follow(answer, '回退');
+    });
+  });
 })();
