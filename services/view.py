@@ -350,7 +350,7 @@ class IncidentView:
                 parts = [TopicPartition(name, p) for name in names for p in range(counts[name])]
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
-                self.progress.restart(consumer, parts)
+                self.progress.restart(consumer, parts, bootstrap)
                 ends = await consumer.end_offsets(parts)
                 pending = {tp for tp, end in ends.items() if end > 0}
                 if not pending:
@@ -378,5 +378,6 @@ class IncidentView:
             finally:
                 if self.progress.consumer is consumer:
                     self.progress.consumer = None
+                    await self.progress.stop_probe()
                 with contextlib.suppress(Exception):
                     await consumer.stop()
