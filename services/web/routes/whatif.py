@@ -21,7 +21,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import structlog
-from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from kafka.errors import KafkaError
@@ -57,7 +57,8 @@ def in_force_texts(request: Request) -> dict[str, str]:
     return plan_texts(DATA_DIR)
 
 
-Files = Annotated[list[UploadFile], Form(description="the revision's changed YAML files, each named as in "
+# File, not Form: the document then says multipart/form-data, which is what the route reads
+Files = Annotated[list[UploadFile], File(description="the revision's changed YAML files, each named as in "
                                                      "playbooks/data (e.g. incident_types.yaml); the rest are the "
                                                      "plan in force's")]
 Start = Annotated[datetime, Form(alias="from", description="the period's start, with its offset")]
