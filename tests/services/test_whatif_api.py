@@ -136,3 +136,19 @@ def test_only_the_plan_office_sees_the_adopt_and_rollback_controls(client, role,
     assert resp.status_code == 200, resp.text
     assert ('id="w-adopt-form"' in resp.text) is buttons
     assert 'data-can-adopt="true"' in resp.text if buttons else 'data-can-adopt="false"' in resp.text
+
+
+def test_a_log_that_cannot_be_read_is_the_documented_503(client, monkeypatch):
+    """The answer the OpenAPI document gives for 503 (error, retry_after_s, Retry-After), not FastAPI's {detail}."""
+    from kafka.errors import KafkaTimeoutError
+
+    import services.whatif
+
+    def no_broker(*args, **kwargs):
+        raise KafkaTimeoutError("no broker")
+
+    monkeypatch.setattr(services.whatif, "run_whatif", no_broker)
+    resp = post(client, [("grading.yaml", GRADING + b"\n# a comment\n", "application/yaml")])
+    assert resp.status_code == 503, resp.text
+    assert set(resp.json()) == {"error", "retry_after_s"} and "KafkaTimeoutError" in resp.json()["error"]
+    assert resp.headers["Retry-After"]

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import structlog
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from kafka.errors import KafkaError
@@ -32,6 +32,7 @@ from services.plan_book import plan_texts
 from services.web.answers import responses
 from services.web.auth import require, require_page
 from services.web.permissions import can
+from services.web.publisher import BrokerUnavailable
 from services.web.ledger_files import XLSX
 from topics.models import EARLIEST, LATEST
 from services.web.state import PagesDep, PlanDep, SettingsDep
@@ -182,8 +183,8 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
                 # each problem as the loader names it (file:line: field: message), the folder left out
                 raise refused(*((("files",), p.replace(str(data) + "/", "")) for p in exc.problems)) from None
             except KafkaError as exc:
-                raise HTTPException(status_code=503, detail=f"the log could not be read: {type(exc).__name__}",
-                                    headers={"Retry-After": "5"}) from None
+                # the documented 503 (error, retry_after_s and Retry-After), as a write the broker did not take
+                raise BrokerUnavailable(f"the log could not be read: {type(exc).__name__}") from None
     report = report.model_copy(update={"revised_source": "上传：" + "、".join(changed)})
     log.info("whatif", incidents=report.totals.incidents, differing=report.totals.differing, format=format,
              files=len(changed), by_role=who.role.value)
