@@ -32,6 +32,7 @@ from topics.catalog import PLAN_ADOPTIONS
 from topics.plan import PlanAdopted
 
 log = structlog.get_logger("yingji", stage="plan")
+SETTLE_RETRY_S = 1.0  # a fold that failed (an OSError loading texts) is tried again after this
 CACHED_PLANS = 4  # plans kept loaded by version: a rollback to a recent one switches without loading again
 
 Listener = Callable[[Plan, PlanAdopted], None]
@@ -69,7 +70,9 @@ class LoadedPlans:
             try:
                 self._keep(adoption.version, self._load(adoption))
                 self.verdicts[adoption.version] = None
-            except (PlanError, ValidationError, ValueError, OSError) as exc:
+            except (PlanError, ValidationError, ValueError) as exc:
+                # a verdict on the texts, the same in every reader; an OSError (a full disk writing them out) is
+                # this process's trouble, not the texts': it is raised, and the book folds again a moment later
                 self.verdicts[adoption.version] = str(exc)
         return self.verdicts[adoption.version]
 
@@ -132,16 +135,18 @@ class PlanBook:
             # off the event loop: a revision's texts take a few tenths of a second to load and check
             ruling = await asyncio.to_thread(rule, adoptions, shipped=self.shipped.version,
                                              refusal=self.plans.refusal)
+            switching = ruling.adoption is not None and (self.current is None or ruling.adoption.id != self.current.id)
+            # the plan loaded before anything of the ruling is shown: GET /plan never says a version is in force
+            # that this process does not hold yet (and a failed load leaves the book as it was, to fold again)
+            plan = await asyncio.to_thread(self.plans.plan, ruling.adoption) if switching else None
             for aid, why in ruling.refused.items():
                 if aid not in self.refused:
                     log.error("plan_adoption_refused", adoption=aid, kind=why.kind.value, in_force=why.in_force,
                               error=why.reason[:500])
             self.ruling, self._ruled = ruling, len(adoptions)
             self.refused = {aid: why.reason for aid, why in ruling.refused.items()}
-            if ruling.adoption is None or (self.current is not None and ruling.adoption.id == self.current.id):
-                return
-            plan = await asyncio.to_thread(self.plans.plan, ruling.adoption)
-            self.switch(plan, ruling.adoption)
+            if plan is not None and ruling.adoption is not None:
+                self.switch(plan, ruling.adoption)
 
     def switch(self, plan: Plan, adoption: PlanAdopted) -> None:
         before = self.plan.version
@@ -149,7 +154,11 @@ class PlanBook:
         log.info("plan_switched", adoption=adoption.id, from_version=before, to_version=plan.version,
                  adopted_by=adoption.adopted_by, rollback_of=adoption.rollback_of)
         for listener in self.listeners:
-            listener(plan, adoption)
+            try:  # one holder failing to take the plan (a ladder file gone) must not keep it from the others
+                listener(plan, adoption)
+            except Exception as exc:  # noqa: BLE001 - logged whole; the others and the book go on
+                log.exception("plan_listener_failed", adoption=adoption.id, version=plan.version,
+                              listener=getattr(listener, "__qualname__", repr(listener)), error=type(exc).__name__)
 
     async def switch_loop(self) -> None:
         """Once the topic is read to its end, the adoptions read folded at once (the plan switched once, not
@@ -157,7 +166,13 @@ class PlanBook:
         await self.caught_up.wait()
         while True:
             self._wake.clear()
-            await self.settle()
+            try:
+                await self.settle()
+            except Exception as exc:  # noqa: BLE001 - a load that failed for this process's reasons: fold again
+                log.exception("plan_settle_failed", error=type(exc).__name__)
+                await asyncio.sleep(SETTLE_RETRY_S)
+                self._wake.set()
+                continue
             self.ready.set()
             await self._wake.wait()
 

@@ -43,7 +43,11 @@ async def newer_plan(worker: Worker) -> bool:
     before = worker.plan.version
     if plans.progress.consumer is not None:
         await plans.progress.read_to_end()
-    await plans.settle()
+    try:
+        await plans.settle()
+    except Exception as exc:  # noqa: BLE001 - the plan could not be folded now (the switch loop retries): as before
+        log.warning("plan_catch_up_failed", error=type(exc).__name__)
+        return False
     if worker.plan.version == before:
         return False
     log.info("plan_caught_up_for_a_report", from_version=before, to_version=worker.plan.version)

@@ -264,3 +264,42 @@ async def test_a_report_accepted_under_a_revision_the_worker_has_not_switched_to
     assert TopicSends(produced, DEAD_LETTERS.name).records == []
     [(_, decided)] = sent(TopicSends(produced, INCIDENTS_DECIDED.name), IncidentDecided)
     assert decided.decision.plan_version == renamed.version and decided.decision.type_name == "城镇燃气事故"
+
+
+async def test_a_holder_failing_to_take_the_plan_keeps_it_from_no_other_nor_from_later_adoptions(revision_dir, revised):
+    """A listener that raises (the delivery stage's ladder file gone, say) is logged; the others still switch, and
+    the book goes on to the next adoption (before, the exception ended the switch loop for good)."""
+    book = PlanBook(PLAN)
+    seen: list[str] = []
+
+    def broken(plan, a):
+        raise FileNotFoundError("ladder.yaml")
+
+    book.listeners += [broken, lambda plan, a: seen.append(plan.version)]
+    book.apply(adoption(plan_texts(revision_dir), revised.version, 1))
+    await book.settle()
+    assert book.plan.version == revised.version and seen == [revised.version]
+    book.apply(adoption(plan_texts(DATA_DIR), PLAN.version, 2, rollback_of=SHIPPED, against=revised.version))
+    await book.settle()
+    assert book.plan.version == PLAN.version and seen == [revised.version, PLAN.version]
+
+
+async def test_texts_that_could_not_be_written_out_are_tried_again_not_refused(revision_dir, revised):
+    """An OSError loading an adoption's texts is this process's trouble (a full disk), not a verdict on the texts
+    every reader would share: nothing of the ruling is shown, and the next fold takes the adoption."""
+    failing = [True]
+
+    def load(a: PlanAdopted) -> Plan:
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        return plan_of(a)
+
+    book = PlanBook(PLAN, load=load)
+    first = adoption(plan_texts(revision_dir), revised.version, 1)
+    book.apply(first)
+    with pytest.raises(OSError):
+        await book.settle()
+    assert book.plan.version == PLAN.version and book.refused == {} and book.history() == []
+    failing[0] = False
+    await book.settle()
+    assert book.plan.version == revised.version and book.current == first and book.refused == {}
