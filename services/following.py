@@ -91,6 +91,10 @@ class ReadProgress:
                 with contextlib.suppress(Exception):
                     await probe.stop()
                 raise
+            if self.consumer is not consumer:  # the follow loop stopped while it connected: nobody would close it
+                with contextlib.suppress(Exception):
+                    await probe.stop()
+                raise RuntimeError("not following")
             self._probe = probe
         try:
             return await self._probe.end_offsets(self.partitions)

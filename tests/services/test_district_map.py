@@ -11,6 +11,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+import structlog
+import structlog.testing
 from fastapi.testclient import TestClient
 
 from playbooks.plan import load_plan
@@ -193,3 +195,32 @@ def test_without_make_web_assets_the_app_starts_warns_once_and_answers_404(tmp_p
     client = TestClient(app)
     assert client.get("/static/vendor/echarts.min.js").status_code == 404
     assert client.get("/static/board.js").status_code == 200
+
+
+@pytest.mark.parametrize("old, new, kept", [
+    ("  - id: street_zhongcang\n    name: 中仓街道\n", "  - id: street_zhongcang\n    name: 中仓新街道\n", True),
+    ("  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: []",
+     "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: [中仓]", False),
+], ids=["renamed: the grid does not fit", "an alias: it fits"])
+def test_a_revision_the_grid_does_not_fit_keeps_the_map_it_had(tmp_path, old, new, kept):
+    """A revision adopted live (issue 24): the board's map is made again for its streets if the grid fits them;
+    if not (district_grid.yaml is the service's, not the plan's), the map it had stays, not a 500 on each load."""
+    import shutil
+
+    from playbooks.plan import DATA_DIR
+    from services.web.district_map import DistrictMap
+
+    data = tmp_path / "revised"
+    shutil.copytree(DATA_DIR, data)
+    units = (data / "units.yaml").read_text(encoding="utf-8")
+    assert units.count(old) == 1
+    (data / "units.yaml").write_text(units.replace(old, new), encoding="utf-8")
+    revised = load_plan(data)
+    assert revised.streets != PLAN.streets
+    the_map = DistrictMap(PLAN)
+    with structlog.testing.capture_logs() as logged:
+        assert (the_map.of(revised) is the_map) is kept
+    said = [e for e in logged if e["event"] == "district_grid_does_not_fit"]
+    assert bool(said) is kept
+    if kept:
+        assert any("street_zhongcang" in p for p in said[0]["problems"]), said

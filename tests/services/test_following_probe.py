@@ -89,3 +89,21 @@ def test_without_a_bootstrap_the_follow_loops_consumer_answers(probes):
         assert probes == []
 
     asyncio.run(run())
+
+
+def test_a_probe_made_while_the_follow_loop_stops_is_closed_not_kept(probes, monkeypatch):
+    """The follow loop's stop_probe() found nothing while the probe was still connecting: it is closed then."""
+    async def run():
+        progress = following.ReadProgress()
+        progress.restart(Follower(), [TP], "127.0.0.1:1")
+
+        async def slow_start(self):
+            progress.consumer = None  # the follow loop ends meanwhile (its finally: stop_probe finds none)
+            await progress.stop_probe()
+            self.started = True
+
+        monkeypatch.setattr(Probe, "start", slow_start)
+        assert not await progress.read_to_end(timeout=1)
+        assert probes[0].stopped and progress._probe is None
+
+    asyncio.run(run())

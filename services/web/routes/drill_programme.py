@@ -70,7 +70,8 @@ async def programme(request: Request, plan: PlanDep, clock: ClockDep, drills: Dr
         raise bad_query("unit", f"no unit {unit!r} in the plan (units.yaml ids, e.g. district_emergency_office)")
     year = year or year_of(now)
     plans = getattr(request.app.state, "plans", None)  # the general plan's revisions adopted live count (7.2.1)
-    adopted = adoption_revisions(plans.adoptions, config, refused=plans.refused) if plans is not None else []
+    # the folded ones only (plans.ruling): one read but not yet ruled on may be a conflict, never a revision
+    adopted = adoption_revisions(list(plans.ruling.records), config, refused=plans.refused) if plans is not None else []
     reg = register(records=[*book.records, *adopted], runs=list(drills.runs.values()), plan=plan, config=config,
                    year=year, now=now, unit_id=unit)
     if wants_html(request):

@@ -136,6 +136,12 @@
   };
   const drawHistory = (plan) => {
     $('plan-version').textContent = plan.version;
+    // the what-if was of the revision over the plan then in force: over another, its files make another
+    // version, never compared here; so it is asked again before anything is adopted
+    if (compared && compared.report.plan_in_force !== plan.version) {
+      compared = null;
+      if ($('w-adopt')) $('w-adopt').hidden = true;
+    }
     const tbody = $('w-adoptions').tBodies[0];
     tbody.replaceChildren();
     for (const a of [...plan.history].reverse()) {
