@@ -54,7 +54,7 @@ def table_keys(worker_dir: Path, partition: int) -> set[str]:
     """The incident ids in a worker's RocksDB file for one partition of its table, read-only (the worker
     holds the lock and goes on writing)."""
     found = sorted(worker_dir.rglob(f"*incidents*-{partition}.db"))
-    if not found:
+    if not found or not (found[0] / "CURRENT").is_file():  # not there yet, or RocksDB still making it (seen in CI)
         return set()
     db = Rdict(str(found[0]), options=Options(raw_mode=True), access_type=AccessType.read_only())  # as Faust wrote it
     try:
