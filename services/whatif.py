@@ -22,6 +22,7 @@ from playbooks.plan import Plan, load_plan
 from playbooks.whatif import (
     ASPECT_LABEL,
     BEIJING,
+    Baseline,
     History,
     Tally,
     WhatIfReport,
@@ -105,13 +106,15 @@ def _share(i: int) -> Tally:
 
 
 def compare_parallel(history: History, in_force: Plan, revised: Plan, *, workers: int | None = None,
-                     revised_source: str = "") -> WhatIfReport:
+                     revised_source: str = "", baseline: Baseline | None = None) -> WhatIfReport:
     """The period's incidents shared among processes (one a core by default; a replay is one core's work,
-    the incidents independent), the report made of their tallies."""
+    the incidents independent), the report made of their tallies. baseline (in one process only): the plan in
+    force's outcomes kept between questions (playbooks.whatif.what_if), as the API keeps them per replica."""
     global _JOB
     n = workers or os.cpu_count() or 1
     if n <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return report_of(history, in_force, revised, [tally(history, in_force, revised)], revised_source=revised_source)
+        return report_of(history, in_force, revised, [tally(history, in_force, revised, baseline=baseline)],
+                         revised_source=revised_source)
     _JOB = (history, in_force, revised, n)
     try:
         with multiprocessing.get_context("fork").Pool(n) as pool:
@@ -122,12 +125,14 @@ def compare_parallel(history: History, in_force: Plan, revised: Plan, *, workers
 
 
 def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: str,
-               in_force: Plan | None = None, workers: int | None = None) -> WhatIfReport:
+               in_force: Plan | None = None, workers: int | None = None,
+               baseline: Baseline | None = None) -> WhatIfReport:
     """The revised plan validated (RevisionRefused names file, line and field), the period read, compared.
     From a threaded server (the API), pass workers=1: forking a process that runs threads is unsafe."""
     revised = load_revision(plan_dir)
     history = read_history(bootstrap, start, until)
-    return compare_parallel(history, in_force or load_plan(), revised, workers=workers, revised_source=str(plan_dir))
+    return compare_parallel(history, in_force or load_plan(), revised, workers=workers, revised_source=str(plan_dir),
+                            baseline=baseline)
 
 
 def to_xlsx(report: WhatIfReport) -> bytes:

@@ -152,3 +152,52 @@ def test_a_log_that_cannot_be_read_is_the_documented_503(client, monkeypatch):
     assert resp.status_code == 503, resp.text
     assert set(resp.json()) == {"error", "retry_after_s"} and "KafkaTimeoutError" in resp.json()["error"]
     assert resp.headers["Retry-After"]
+
+
+def test_a_replica_keeps_the_plan_in_forces_outcomes_between_questions(client, monkeypatch):
+    """Two questions about the same period (two revisions): the second replays only the revised side (the plan
+    in force's outcomes kept by the replica, under its one-at-a-time lock), and answers as a fresh what-if does."""
+    import playbooks.whatif as core
+    import services.whatif
+    from playbooks.drill.scenario import load_scenario
+    from playbooks.plan import load_plan
+    from tests.bench.whatif import BUSY_NIGHT
+
+    plan = load_plan()
+    night = core.scenario_history(load_scenario(BUSY_NIGHT, plan), plan)
+    monkeypatch.setattr(services.whatif, "read_history", lambda *a, **k: night)
+    replays: list[str] = []
+    real = core.replay_incident
+
+    def counting(records, p, until):
+        replays.append(p.version)
+        return real(records, p, until)
+
+    monkeypatch.setattr(core, "replay_incident", counting)
+    grading = GRADING.decode("utf-8")
+    first = post(client, [("grading.yaml", (grading + "\n# 修订一\n").encode(), "application/yaml")])
+    assert first.status_code == 200, first.text[:500]
+    in_force_first = replays.count(plan.version)
+    assert in_force_first == first.json()["totals"]["incidents"] > 0
+    replays.clear()
+    second_text = grading + "\n# 修订二\n"
+    second = post(client, [("grading.yaml", second_text.encode(), "application/yaml")])
+    assert second.status_code == 200, second.text[:500]
+    assert replays.count(plan.version) == 0  # the plan in force's outcomes were kept
+    monkeypatch.setattr(core, "replay_incident", real)
+    revised = tmp_revision(second_text)
+    fresh = core.what_if(night, plan, revised).model_dump(mode="json", exclude={"revised_source"})
+    assert {k: v for k, v in second.json().items() if k != "revised_source"} == fresh
+
+
+def tmp_revision(grading_text: str):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from playbooks.plan import load_plan
+
+    d = Path(tempfile.mkdtemp()) / "data"
+    shutil.copytree(DATA_DIR, d)
+    (d / "grading.yaml").write_text(grading_text, encoding="utf-8")
+    return load_plan(d)

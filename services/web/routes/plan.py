@@ -119,21 +119,23 @@ async def adopt(request: Request, files: Files, reason: Reason, previous_version
                              adopted_by=who.name, adopted_at=now, reason=reason, previous_version=plan.version)
     except ValidationError as exc:  # the texts too large for the topic
         return invalid(field_errors(exc.errors()), error="invalid adoption")
-    async with replay_lock(request).lock:  # one replay at a time on a replica, as POST /whatif
+    busy = replay_lock(request)
+    async with busy.lock:  # one replay at a time on a replica, as POST /whatif
         try:
             report = await asyncio.to_thread(_whatif, now - timedelta(days=whatif_days), now, settings.bootstrap,
-                                             plan, revised)
+                                             plan, revised, busy.baseline())
         except KafkaError as exc:
             raise BrokerUnavailable(f"the log could not be read for the what-if: {type(exc).__name__}") from None
     return await _publish(publisher, record.model_copy(update={"whatif": whatif_summary(report)}), who)
 
 
-def _whatif(start: datetime, end: datetime, bootstrap: str, in_force: Plan, revised: Plan) -> WhatIfReport:
+def _whatif(start: datetime, end: datetime, bootstrap: str, in_force: Plan, revised: Plan,
+            baseline: dict) -> WhatIfReport:
     from services.whatif import compare_parallel, read_history
 
     # workers=1: forking a threaded server is unsafe (services.whatif.run_whatif)
     return compare_parallel(read_history(bootstrap, start, end), in_force, revised, workers=1,
-                            revised_source="采纳前推演")
+                            revised_source="采纳前推演", baseline=baseline)
 
 
 @router.post("/plan/rollbacks", status_code=202, response_model=AdoptionWritten,
