@@ -32,6 +32,7 @@ from topics.catalog import PLAN_ADOPTIONS
 from topics.plan import PlanAdopted
 
 log = structlog.get_logger("yingji", stage="plan")
+FOLD_WAIT_S = 120.0  # longest a process waits for its book to fold the adoptions read (our choice)
 SETTLE_RETRY_S = 1.0  # a fold that failed (an OSError loading texts) is tried again after this
 CACHED_PLANS = 4  # plans kept loaded by version: a rollback to a recent one switches without loading again
 
@@ -182,6 +183,25 @@ class PlanBook:
                               "plan", self.progress),
             self.switch_loop(),
         )
+
+    async def wait_ready(self, broker_wait_s: float, fold_wait_s: float = FOLD_WAIT_S) -> str | None:
+        """Until the plan is the one the adoptions put in force: the topic read to its end (a broker slow to
+        answer: at most broker_wait_s), then folded (local work: each accepted version's texts loaded once, a
+        few tenths of a second each, so a long history takes longer than a broker's wait; at most fold_wait_s).
+        None when ready; else which wait ran out ("broker" or "fold"), for the caller to say so and go on."""
+        waits = [asyncio.ensure_future(self.caught_up.wait()), asyncio.ensure_future(self.ready.wait())]
+        try:  # ready (set by whoever decided to go on) ends the wait too
+            await asyncio.wait(waits, timeout=broker_wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if not (self.caught_up.is_set() or self.ready.is_set()):
+            return "broker"
+        try:
+            await asyncio.wait_for(self.ready.wait(), fold_wait_s)
+        except asyncio.TimeoutError:
+            return "fold"
+        return None
 
     def history(self) -> list[dict]:
         """Every adoption folded so far as the office reads it (without the texts), in log order, each with

@@ -59,10 +59,8 @@ async def ready(duty: DutyBook, plans: PlanBook, *, duty_wait_s: float = DUTY_WA
         await asyncio.wait_for(duty.caught_up.wait(), duty_wait_s)
     except TimeoutError:
         log.warning("duty_not_caught_up", waited_s=duty_wait_s)
-    try:
-        await asyncio.wait_for(plans.ready.wait(), plan_wait_s)
-    except TimeoutError:
-        log.warning("plan_not_caught_up", waited_s=plan_wait_s, version=plans.plan.version)
+    if (late := await plans.wait_ready(plan_wait_s)) is not None:
+        log.warning("plan_not_caught_up", waited_for=late, version=plans.plan.version)
 
 
 Build = Callable[[ChannelsFile, set[str]], dict[str, Channel]]  # the senders of these channels, or MissingSecret

@@ -84,10 +84,9 @@ class Worker:
         decides under the plan adopted, not the shipped one; a broker slow to answer holds the agent back at
         most PLAN_WAIT_S, then it goes on under the plan it has (and says so) and switches when the book does."""
         assert self.plans is not None
-        try:
-            await asyncio.wait_for(self.plans.ready.wait(), PLAN_WAIT_S)
-        except asyncio.TimeoutError:
-            log.warning("plan_not_caught_up", waited_s=PLAN_WAIT_S, version=self.plan.version)
+        # a long history of adoptions takes its own time to fold once read: not the broker's wait (review)
+        if (late := await self.plans.wait_ready(PLAN_WAIT_S)) is not None:
+            log.warning("plan_not_caught_up", waited_for=late, version=self.plan.version)
             self.plans.ready.set()
 
     def settled(self) -> bool:

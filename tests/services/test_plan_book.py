@@ -303,3 +303,22 @@ async def test_texts_that_could_not_be_written_out_are_tried_again_not_refused(r
     failing[0] = False
     await book.settle()
     assert book.plan.version == revised.version and book.current == first and book.refused == {}
+
+
+async def test_a_long_fold_is_waited_for_past_the_brokers_wait_and_a_silent_broker_is_not():
+    """A process waits for its book: the broker's answer at most broker_wait_s, then the fold of what it read
+    (each accepted version loaded once: a long history takes longer than a broker's wait) at most fold_wait_s."""
+    book = PlanBook(PLAN)
+    assert await book.wait_ready(0.05, 1) == "broker"  # nothing read: the broker's wait ran out
+    book.caught_up.set()
+
+    async def fold_done_later():
+        await asyncio.sleep(0.3)
+        book.ready.set()
+
+    later = asyncio.ensure_future(fold_done_later())
+    assert await book.wait_ready(0.05, 5) is None  # waited 0.3 s for the fold, past the broker's 0.05
+    await later
+    slow = PlanBook(PLAN)
+    slow.caught_up.set()
+    assert await slow.wait_ready(0.05, 0.1) == "fold"

@@ -313,6 +313,9 @@ async def test_the_delivery_stage_takes_no_notice_before_the_plans_adoptions_are
     waiting = asyncio.ensure_future(ready(duty, plans))
     await asyncio.sleep(0.2)
     assert not waiting.done()
+    plans.caught_up.set()  # the topic read: now its fold
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
     plans.ready.set()
     await asyncio.wait_for(waiting, 5)
 
