@@ -58,8 +58,11 @@ WRITTEN = {**responses(401, 403, 409, 413, 422, 503),
 async def plan_in_force(request: Request, plan: PlanDep, _: UserRecord = require("plan.read")) -> dict[str, Any]:
     book = request.app.state.plans
     current = book.current if book is not None else None
+    # the version, the adoption and the history all read off the book here, at once: PlanDep was resolved
+    # before the sign-in's check, which may wait, and a switch meanwhile paired an old version with the new
+    # history (the page then showed the old version as in force after a rollback; seen in CI)
     return {
-        "version": plan.version,
+        "version": book.plan.version if book is not None else plan.version,
         "adoption": current.id if current is not None else None,  # None: the plan shipped with the service
         "shipped_version": book.shipped.version if book is not None else plan.version,
         "caught_up": book.ready.is_set() if book is not None else True,
