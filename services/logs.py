@@ -14,6 +14,10 @@ import structlog
 from services.privacy import scrub
 
 
+def _stderr_logger(*_args) -> structlog.WriteLogger:
+    return structlog.WriteLogger(sys.stderr)
+
+
 def configure(*, json: bool | None = None, level: str = "INFO", library_level: str = "WARNING") -> None:
     as_json = (not sys.stderr.isatty()) if json is None else json
     shared = [
@@ -26,7 +30,9 @@ def configure(*, json: bool | None = None, level: str = "INFO", library_level: s
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        # sys.stderr as it is when a line is written, not when this ran: under pytest each test has its own, and
+        # a logger holding an earlier test's (closed) failed with 'I/O operation on closed file'
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.getLevelName(library_level.upper()), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")

@@ -35,3 +35,21 @@ def test_processes_sharing_a_log_file_write_whole_json_lines(tmp_path, unbuffere
     assert len(lines) == lines_each * writers
     seen = {(rec["writer"], rec["i"]) for rec in map(json.loads, lines)}  # a glued line fails to parse here
     assert len(seen) == lines_each * writers
+
+
+def test_a_line_goes_to_stderr_as_it_is_when_written(monkeypatch):
+    """Not to the stderr there was when logging was configured: under pytest each test has its own, and a logger
+    holding an earlier test's closed one failed with 'I/O operation on closed file' (tests/services/test_district_map.py)."""
+    import io
+
+    import structlog
+
+    from services import logs
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logs.configure(json=True)
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    structlog.get_logger("yingji", stage="test").error("district_grid_does_not_fit", version="abc")
+    assert json.loads(later.getvalue())["event"] == "district_grid_does_not_fit" and first.getvalue() == ""
