@@ -25,11 +25,11 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from playbooks.adoptions import Refusal, Refused, Ruling, rule
+from playbooks.adoptions import Refusal, Refused, Ruling, rollback_source, rule
 from playbooks.plan import DATA_DIR, Plan, PlanError, load_plan
 from services.following import ReadProgress, follow_from_start
 from topics.catalog import PLAN_ADOPTIONS
-from topics.plan import PlanAdopted
+from topics.plan import SHIPPED, PlanAdopted
 
 log = structlog.get_logger("yingji", stage="plan")
 FOLD_WAIT_S = 120.0  # longest a process waits for its book to fold the adoptions read (our choice)
@@ -228,6 +228,18 @@ def history_row(a: PlanAdopted, *, in_force: bool, refused: Refused | None = Non
 
 
 # --- the CLI's side: read the topic whole, write one record ---------------------------------------------------
+
+
+def rollback_texts(ruling: Ruling, version: str, shipped: Plan) -> tuple[dict[str, str], str] | None:
+    """What a rollback to `version` adopts again, and what it is a rollback of (`rollback_of`): the texts of the
+    latest adoption of it that took effect, else the shipped plan's (SHIPPED); None: it was never in force. The
+    CLI's `rollback` and POST /plan/rollbacks both ask it."""
+    earlier = rollback_source(ruling, version)  # only a version that was in force: a refused one never was
+    if earlier is not None:
+        return dict(earlier.files), earlier.id
+    if version == shipped.version:
+        return plan_texts(DATA_DIR), SHIPPED
+    return None
 
 
 def in_force(adoptions: list[PlanAdopted], shipped: Plan) -> tuple[Ruling, Plan]:

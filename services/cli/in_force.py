@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 
 from playbooks.plan import Plan, load_plan
-
-EXIT_BROKER = 1  # the log could not be read (as `yingji plan`'s)
+from services.cli.plan import EXIT_BROKER
 
 
 def plan_in_force(bootstrap: str, command: str) -> Plan:

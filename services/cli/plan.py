@@ -133,12 +133,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
     from pydantic import ValidationError
 
-    from playbooks.adoptions import rollback_source
-    from playbooks.plan import DATA_DIR, load_plan
+    from playbooks.plan import load_plan
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import plan_texts, publish_adoption, read_adoptions
+    from services.plan_book import publish_adoption, read_adoptions, rollback_texts
     from services.settings import get_settings
-    from topics.plan import SHIPPED, PlanAdopted, adoption_id
+    from topics.plan import PlanAdopted, adoption_id
 
     bootstrap = get_settings().bootstrap
     try:
@@ -147,14 +146,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         ruling, in_force = in_force_of(adoptions, shipped)
         if args.version == in_force.version:
             return _fail(f"version {args.version} is the plan in force already: nothing adopted")
-        earlier = rollback_source(ruling, args.version)  # only a version that was in force: a refused one never was
-        if earlier is not None:
-            files, rollback_of = earlier.files, earlier.id
-        elif args.version == shipped.version:
-            files, rollback_of = plan_texts(DATA_DIR), SHIPPED
-        else:
+        source = rollback_texts(ruling, args.version, shipped)
+        if source is None:
             known = ", ".join(dict.fromkeys([shipped.version, *(a.version for a in ruling.accepted())]))
             return _fail(f"--to: no version {args.version!r} was in force or shipped (known: {known})")
+        files, rollback_of = source
         now = datetime.now(timezone.utc)
         try:
             record = PlanAdopted(id=adoption_id(args.version, now), version=args.version, files=files,

@@ -24,10 +24,10 @@ from fastapi.responses import JSONResponse
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from playbooks.adoptions import rollback_source, whatif_summary
-from playbooks.plan import DATA_DIR, Plan
+from playbooks.adoptions import whatif_summary
+from playbooks.plan import Plan
 from playbooks.whatif import RevisionRefused, WhatIfReport, load_revision
-from services.plan_book import plan_texts
+from services.plan_book import plan_texts, rollback_texts
 from services.web.answers import Refused, conflict, field_errors, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
@@ -35,7 +35,7 @@ from services.web.routes.whatif import ADOPT_WHATIF_DAYS, MAX_SPAN, in_force_tex
 from services.web.state import ClockDep, PlanDep, PublisherDep, SettingsDep
 from topics.catalog import PLAN_ADOPTIONS
 from topics.models import UserRecord
-from topics.plan import SHIPPED, AdoptionWritten, PlanAdopted, RollbackRequest, adoption_id
+from topics.plan import AdoptionWritten, PlanAdopted, RollbackRequest, adoption_id
 
 log = structlog.get_logger("yingji", stage="plan")
 router = APIRouter(tags=["plan"])
@@ -153,14 +153,10 @@ async def rollback(request: Request, body: RollbackRequest, plan: PlanDep, clock
     if body.version == plan.version:
         return conflict("version", f"version {body.version} is the plan in force already: nothing to roll back")
     book = request.app.state.plans
-    shipped = book.shipped.version if book is not None else None
-    earlier = rollback_source(book.ruling, body.version) if book is not None else None
-    if earlier is not None:
-        files, rollback_of = dict(earlier.files), earlier.id
-    elif body.version == shipped:
-        files, rollback_of = plan_texts(DATA_DIR), SHIPPED
-    else:
+    source = rollback_texts(book.ruling, body.version, book.shipped) if book is not None else None
+    if source is None:
         raise HTTPException(status_code=404, detail=f"no version {body.version} was in force: GET /plan lists them")
+    files, rollback_of = source
     now = clock.now()
     record = PlanAdopted(id=adoption_id(body.version, now), version=body.version, files=files, adopted_by=who.name,
                          adopted_at=now, reason=body.reason, previous_version=plan.version, rollback_of=rollback_of)
