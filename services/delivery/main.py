@@ -54,7 +54,8 @@ async def ready(duty: DutyBook, plans: PlanBook, *, duty_wait_s: float = DUTY_WA
                 plan_wait_s: float = PLAN_WAIT_S) -> None:
     """The rosters and the plan's adoptions read to their ends before a first notice is taken: a restarted stage
     sends under the plan adopted, not the shipped one. A broker slow to answer holds it back at most the wait of
-    each, then it goes on with what it has (and says so)."""
+    each (the adoptions' fold, once read, at most the book's FOLD_WAIT_S), then it goes on with what it has (and
+    says so)."""
     try:
         await asyncio.wait_for(duty.caught_up.wait(), duty_wait_s)
     except TimeoutError:

@@ -82,9 +82,9 @@ class Worker:
     async def plans_ready(self) -> None:
         """The adoptions read to their end before a first record is decided, so that a restarted worker
         decides under the plan adopted, not the shipped one; a broker slow to answer holds the agent back at
-        most PLAN_WAIT_S, then it goes on under the plan it has (and says so) and switches when the book does."""
+        most PLAN_WAIT_S, the fold of what was read at most the book's FOLD_WAIT_S, then it goes on under the plan
+        it has (and says so) and switches when the book does."""
         assert self.plans is not None
-        # a long history of adoptions takes its own time to fold once read: not the broker's wait (review)
         if (late := await self.plans.wait_ready(PLAN_WAIT_S)) is not None:
             log.warning("plan_not_caught_up", waited_for=late, version=self.plan.version)
             self.plans.ready.set()
