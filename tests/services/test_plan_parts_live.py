@@ -43,6 +43,7 @@ EDITS = [
     ("ladder.yaml", "  一级:\n    value: 3\n", "  一级:\n    value: 0.5\n"),
     ("units.yaml", "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: []",
      "  - id: street_zhongcang\n    name: 中仓街道\n    kind: street\n    aliases: [中仓]"),
+    ("district_grid.yaml", "town_yongledian: {name: 永乐店镇, col: 3, row: 6}", "town_yongledian: {name: 永乐店镇, col: 3, row: 7}"),
 ]
 
 
@@ -75,6 +76,7 @@ def test_the_revision_is_one_plan_whose_parts_all_changed(revision):
     assert plan.ledger.chase.remind.role == "值班领导" and plan.warnings.category("rainstorm").department == WATER
     assert plan.channels.routes[0].channels == ["email"] and plan.ladder.minutes["一级"].value == 0.5
     assert plan.streets != SHIPPED.streets and NEW_UNIT in plan.units
+    assert plan.district_grid.cells["town_yongledian"].row == 7 != SHIPPED.district_grid.cells["town_yongledian"].row
 
 
 def test_a_revision_whose_ladder_is_not_its_duty_yaml_does_not_load(tmp_path):
@@ -151,7 +153,7 @@ def test_the_api_reads_every_part_of_the_plan_its_book_switched_to(tmp_path, rev
     assert NEW_UNIT in unit_enum()
     # duty.yaml in the duty book: 值班领导 is the leader's post now
     assert app.state.duty.address(notice).on_duty.post == "leader"
-    # the board's map: its streets changed (an alias), so it is made again from the revision
+    # the board's map: its grid changed (永乐店镇 a row south), so it is made again from the revision
     assert app.state.district_map is not the_map and app.state.district_map.of(plan) is app.state.district_map
 
 

@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from kafka.errors import KafkaError
 
-from playbooks.plan import DATA_DIR
+from playbooks.plan import DATA_DIR, PLAN_FILES
 from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
 from services.plan_book import plan_texts
 from services.web.answers import responses
@@ -115,7 +115,7 @@ def check_period(start: datetime, end: datetime) -> None:
 async def overlay(files: list[UploadFile], base: dict[str, str], into: Path) -> list[str]:
     """The plan in force's files (`base`) with the uploaded ones over them, in `into`; the names of those
     replaced. A file not of the plan, twice, empty or too large is refused naming it (body.files[i])."""
-    known = set(base)
+    known = set(base) | set(PLAN_FILES)  # an adoption written before a file was a plan's has none to replace
     into.mkdir(parents=True)
     for name, text in base.items():
         (into / name).write_bytes(text.encode("utf-8"))

@@ -1,0 +1,58 @@
+"""district_grid.yaml: where each street and township of units.yaml sits on the board's schematic map.
+
+A plan file (Plan.district_grid), so a revision that adds or renames a street carries its cell in the same
+adoption, and the loader refuses one whose grid does not fit its streets, naming file, line and field,
+instead of a board that cannot place an incident's street. The map itself (the outline, the boxes of
+longitude and latitude) is the web service's: services/web/district_map.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Street(Protocol):
+    id: str
+    name: str
+
+
+class GridCell(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="the street's name as units.yaml writes it")
+    col: int = Field(ge=0, description="0: the west")
+    row: int = Field(ge=0, description="0: the north")
+
+
+class DistrictGridFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cols: int = Field(gt=0)
+    rows: int = Field(gt=0)
+    gap: float = Field(0.0, ge=0, lt=0.5, description="of a cell's width and height, left empty on each side")
+    cells: dict[str, GridCell] = Field(description="by the street's unit id (units.yaml, kind street)")
+
+    @model_validator(mode="after")
+    def _on_the_grid(self) -> "DistrictGridFile":
+        taken: dict[tuple[int, int], str] = {}
+        for uid, cell in self.cells.items():
+            if cell.col >= self.cols or cell.row >= self.rows:
+                raise ValueError(f"cells.{uid}: ({cell.col}, {cell.row}) is outside the {self.cols}x{self.rows} grid")
+            at = (cell.col, cell.row)
+            if at in taken:
+                raise ValueError(f"cells.{uid}: ({at[0]}, {at[1]}) is {taken[at]}'s cell already")
+            taken[at] = uid
+        return self
+
+    def problems(self, streets: Iterable[_Street]) -> list[str]:
+        """What does not fit the plan's streets, as `path: message`: each street needs exactly one cell
+        (a dict key: one at most), under its id and its name; a cell of no street is a mistake too."""
+        by_id = {u.id: u for u in streets}
+        out = [f"cells.{uid}: units.yaml has no street {uid!r}" for uid in self.cells if uid not in by_id]
+        out += [f"cells: no cell for {uid} ({u.name})" for uid, u in by_id.items() if uid not in self.cells]
+        out += [f"cells.{uid}.name: {cell.name}, units.yaml says {by_id[uid].name}"
+                for uid, cell in self.cells.items() if uid in by_id and cell.name != by_id[uid].name]
+        return out
