@@ -6,7 +6,9 @@ URL, in the order the page shows them; the other rows in `rows` events after it:
 trends, then each change of the API's read model as it happens (coalesced over 0.1 s; the changed
 rows only), and a fresh snapshot whenever the stream fell behind. The browser reconnects by itself
 and every (re)connection starts with a snapshot, so the page catches up after a drop. Rows carry no personal data (the
-reporter and summary are only ever sealed, and the board never asks for them).
+reporter and summary are only ever sealed, and the board never asks for them). After each snapshot, and
+whenever it changes, the plan in force for the header (`plan`: the version, and the adoption in force as
+GET /plan's history shows it: when, by whom, why, whether a rollback; issue 24 item 3).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from services.view import IncidentView
 if TYPE_CHECKING:
     from playbooks.plan import Plan
     from playbooks.warning.rules import WarningsFile
+    from services.plan_book import PlanBook
     from services.view import IncidentReadModel
     from services.warnings.book import WarningBook
 
 Warnings = Callable[[], list[dict[str, Any]]]  # the active warnings as the board shows them
+PlanShown = Callable[[], dict[str, Any]]  # the plan in force as the board's header shows it (plan_shown)
 
 RECONNECT_MS = 1000  # the browser's EventSource waits this long before it reconnects
 TICK_S = 1.0  # a running drill's simulated clock goes out this often
@@ -640,6 +644,20 @@ def changes(view: IncidentView, batch: list[dict[str, Any]], incident: str | Non
     return body
 
 
+def plan_shown(book: PlanBook | None, plan: Plan) -> dict[str, Any]:
+    """The plan in force as the board's header shows it: its version and the adoption in force (None: the plan
+    shipped with the service), with the fields of it GET /plan's history shows (when; by whom, the staff user's
+    name as the pages show it; why; `rollback_of` when it went back). Read off the book at once
+    (its plan and adoption change together); `plan`: the app's own when it follows no book (a test's app)."""
+    if book is None:
+        return {"version": plan.version, "adoption": None}
+    version, current = book.plan.version, book.current
+    if current is None:
+        return {"version": version, "adoption": None}
+    return {"version": version, "adoption": current.id, "adopted_at": _iso(current.adopted_at),
+            "adopted_by": current.adopted_by, "reason": current.reason, "rollback_of": current.rollback_of}
+
+
 def ping() -> ServerSentEvent:
     """sse-starlette's keep-alive, as an event carrying the server's time (the page's clock syncs on it)."""
     return JSONServerSentEvent({"server_time": _now()}, event="ping")
@@ -647,13 +665,15 @@ def ping() -> ServerSentEvent:
 
 async def events(view: IncidentView, drills: DrillBook, incident: str | None,
                  warnings: Warnings | None = None, trend_cache: TrendCache | None = None,
-                 query: BoardQuery | None = None) -> AsyncIterator[ServerSentEvent]:
+                 query: BoardQuery | None = None, plan: PlanShown | None = None) -> AsyncIterator[ServerSentEvent]:
     """The board's stream for one client (an incident's page's when `incident` is given). sse-starlette
     ends it when the client goes or the server shuts down (it cancels this generator), and sends the
-    pings."""
+    pings. `plan` (plan_shown): the plan in force, sent after each snapshot and again when it changed,
+    looked at every tick and after every change (a switch goes out within TICK_S)."""
     queue = view.subscribe()
     getter: asyncio.Future | None = None
     trend_cache = trend_cache if incident is None else None  # an incident's page has no trends
+    plan = plan if incident is None else None  # nor the plan's header
     query = query or BoardQuery()
 
     def trend_now() -> dict[str, Any] | None:
@@ -667,17 +687,26 @@ async def events(view: IncidentView, drills: DrillBook, incident: str | None,
     def trends_event(latest: dict[str, Any]) -> ServerSentEvent:
         return JSONServerSentEvent({"server_time": _now(), "trends": latest}, event="trends")
 
+    def plan_event(shown: dict[str, Any]) -> ServerSentEvent:
+        return JSONServerSentEvent({"server_time": _now(), "plan": shown}, event="plan")
+
     try:
         yield ServerSentEvent(retry=RECONNECT_MS)
         drills_seen = drill_runs(drills)
         for event in snapshot_events(drills_seen):
             yield event
+        plan_seen = plan() if plan is not None else None
+        if plan_seen is not None:  # with every snapshot: a page reconnecting after a switch shows it
+            yield plan_event(plan_seen)
         # the trends after the rows: the page draws its charts after its first rows
         trends_seen = trend_now()
         trends_at = time.monotonic()
         if trends_seen is not None:
             yield trends_event(trends_seen)
         while True:
+            if plan is not None and (shown := plan()) != plan_seen:  # a revision adopted or rolled back
+                plan_seen = shown
+                yield plan_event(shown)
             if trend_cache is not None and time.monotonic() - trends_at >= TREND_EVERY_S:
                 trends_at = time.monotonic()
                 latest = trend_now()
@@ -705,6 +734,8 @@ async def events(view: IncidentView, drills: DrillBook, incident: str | None,
                 drills_seen = drill_runs(drills)
                 for event in snapshot_events(drills_seen):
                     yield event
+                if plan is not None:
+                    yield plan_event(plan_seen := plan())
                 if (trends_seen := trend_now()) is not None:
                     yield trends_event(trends_seen)
                 continue

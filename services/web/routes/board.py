@@ -22,12 +22,14 @@ router = APIRouter(include_in_schema=False)
 async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book: WarningsDep, config: WarningsConfigDep,
                        plan: PlanDep, incident: str | None = None, _: UserRecord = require("incident.read")) -> Response:
     """`snapshot` (the first screen of rows for `view`, the filters and `q`, as the page's URL has them;
-    or the incident asked for) and `rows` (every other open incident), `trends`, then `changes`,
-    `drills` and `ping`."""
+    or the incident asked for) and `rows` (every other open incident), `plan` (the plan in force, for the
+    board's header; again whenever a revision is adopted or rolled back), `trends`, then `changes`, `drills`
+    and `ping`."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         return JSONResponse(status_code=406, content={"error": "an event stream: send Accept: text/event-stream"})
     return EventSourceResponse(board.events(view, drills, incident, partial(board.warning_rows, book, config, plan),
-                                            request.app.state.trends, board.BoardQuery.from_params(request.query_params)),
+                                            request.app.state.trends, board.BoardQuery.from_params(request.query_params),
+                                            partial(board.plan_shown, request.app.state.plans, plan)),
                                ping=board.KEEPALIVE_S,
                                ping_message_factory=board.ping, headers={"Cache-Control": "no-store"})
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from playbooks.plan import IncidentType, Plan
 from services.web.auth import require_page
 from services.web.permissions import can
-from services.web.board import BoardQuery, drill_runs
+from services.web.board import BoardQuery, drill_runs, plan_shown
 from services.web.first_screen import first_screen
 from services.web.state import DrillsDep, PagesDep, PlanDep, ViewDep
 from topics.models import Grade, ResponseLevel, Role, UserRecord
@@ -70,7 +70,8 @@ async def board(request: Request, pages: PagesDep, plan: PlanDep, view: ViewDep,
               # the filters' values in the plan's order, each shown even at 0 (issue 21 item 1)
               "streets": list(plan.streets), "grades": [g.value for g in Grade],
               "levels": [lv.value for lv in ResponseLevel],
-              "categories": [name for name, _ in type_groups(plan)]}
+              "categories": [name for name, _ in type_groups(plan)],
+              "plan": plan_shown(request.app.state.plans, plan)}  # the header's, until the stream's `plan`
     first = first_screen(view, query, drill_runs(drills))
     return pages.render(request, "board.html", user=who, config=config, first=first)
 

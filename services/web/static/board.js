@@ -729,6 +729,29 @@
   }
   function updateWarningsEmpty() { $('warnings-empty').hidden = warnings.some(inView); }
 
+  // --- the plan in force (预案版本, issue 24 item 3): the header, drawn again from the stream's `plan` ---------
+  // A change while the board is open (a revision adopted, or a rollback) also raises a notice that stays
+  // until someone on duty dismisses it (知道了): a revision adopted at 02:00 is seen by the next shift too.
+  let planShown = config.plan;
+  const planKey = (p) => `${p.version} ${p.adoption || ''}`;
+  function drawPlan(p) {
+    setText($('plan-version'), p.version);
+    const detail = $('plan-detail');
+    if (!p.adoption) { detail.replaceChildren('随版本发布的预案'); detail.removeAttribute('title'); return; }
+    const back = p.rollback_of ? el('span', { class: 'badge rollback', text: p.rollback_of === 'shipped' ? '回退至随版本发布的预案' : '回退' }) : null;
+    detail.replaceChildren(...[back, `采纳于 ${YJ.dateTime(p.adopted_at).slice(5, 16)}，${p.adopted_by}，原因：${p.reason}`].filter(Boolean));
+    detail.title = p.reason;
+  }
+  function applyPlan(p, serverTime) {
+    if (planKey(p) !== planKey(planShown)) {
+      setText($('plan-notice-text'), `预案已${p.rollback_of ? '回退' : '修订'}：版本 ${p.version} 自 ${YJ.time(serverTime).slice(0, 5)} 起生效`);
+      $('plan-notice').hidden = false;
+    }
+    planShown = p;
+    drawPlan(p);
+  }
+  $('plan-notice-close').addEventListener('click', () => { $('plan-notice').hidden = true; });
+
   // --- controls -------------------------------------------------------------------------------------
   function changed() {
     if (snapshotSeen && !complete) firstStale = true;
@@ -935,6 +958,7 @@
     on('rows', applyRows);
     on('changes', applyChanges);
     on('drills', (data) => { applyDrills(data.drills); drawTiles(); });
+    on('plan', (data) => applyPlan(data.plan, data.server_time));
     on('trends', (data) => drawTrends(lastTrends = data.trends));
     on('ping', () => {});
     source.onerror = () => {
@@ -970,6 +994,7 @@
   $('q').value = query;
   $('group').value = groupBy;
   setView(view);
+  drawPlan(planShown);
   applyInline();
   connect();
 
