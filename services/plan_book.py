@@ -153,7 +153,7 @@ class PlanBook:
         before = self.plan.version
         self.plan, self.current = plan, adoption
         log.info("plan_switched", adoption=adoption.id, from_version=before, to_version=plan.version,
-                 adopted_by=adoption.adopted_by, rollback_of=adoption.rollback_of)
+                 rollback_of=adoption.rollback_of)  # not adopted_by: a person's name, never in logs
         for listener in self.listeners:
             try:  # one holder failing to take the plan (a ladder file gone) must not keep it from the others
                 listener(plan, adoption)

@@ -1,5 +1,5 @@
 """The board's header in Chromium on the local Kafka (issue 24 item 3): it names the plan in force (预案版本, and
-随版本发布的预案 or when, by whom and why it was adopted); a revision adopted while the board is open shows there
+随服务发布的版本 or when, by whom and why it was adopted); a revision adopted while the board is open shows there
 without a reload, with a notice that stays until dismissed; a rollback says 回退. Adopted and rolled back through
 the API as the what-if page does it (tests/pages/test_whatif_page.py adopts through that page)."""
 
@@ -36,7 +36,7 @@ def test_the_boards_header_shows_the_plan_in_force_and_a_revision_adopted_live(s
         expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=60_000)
         expect(page.locator("#plan-version")).to_have_text(before["version"])
         if before["adoption"] is None:
-            expect(page.locator("#plan-detail")).to_have_text("随版本发布的预案")
+            expect(page.locator("#plan-detail")).to_have_text("随服务发布的版本")
         else:  # an earlier test of the session adopted (and rolled back): the header says when and by whom
             expect(page.locator("#plan-detail")).to_contain_text("采纳于")
         expect(page.locator("#plan-notice")).to_be_hidden()

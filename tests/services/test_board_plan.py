@@ -133,11 +133,11 @@ def test_the_board_page_carries_the_plan_in_force_for_its_first_paint(tmp_path, 
     app.state.users.apply(user_record("u-viewer", Role.VIEWER, token, now=NOW, by="test"))
     client = TestClient(app, headers={"Authorization": f"Bearer {token}", "Accept": "text/html"})
     page = client.get("/board").text
-    assert f'预案版本 <b id="plan-version">{PLAN.version}</b>' in page and "随版本发布的预案" in page
+    assert f'预案版本 <b id="plan-version">{PLAN.version}</b>' in page and "随服务发布的版本" in page
     first = adoption(plan_texts(revision_dir), revised.version, 1)
     book.switch(revised, first)
     page = client.get("/board").text
-    assert f'<b id="plan-version">{revised.version}</b>' in page and "随版本发布的预案" not in page
+    assert f'<b id="plan-version">{revised.version}</b>' in page and "随服务发布的版本" not in page
     config = json.loads(re.search(r'<script type="application/json" id="config">(.*?)</script>', page).group(1))
     assert config["plan"] == board.plan_shown(book, PLAN) and config["plan"]["adoption"] == first.id
     assert board.plan_shown(None, PLAN) == {"version": PLAN.version, "adoption": None}  # an app given a plan, no book

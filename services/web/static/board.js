@@ -737,8 +737,8 @@
   function drawPlan(p) {
     setText($('plan-version'), p.version);
     const detail = $('plan-detail');
-    if (!p.adoption) { detail.replaceChildren('随版本发布的预案'); detail.removeAttribute('title'); return; }
-    const back = p.rollback_of ? el('span', { class: 'badge rollback', text: p.rollback_of === 'shipped' ? '回退至随版本发布的预案' : '回退' }) : null;
+    if (!p.adoption) { detail.replaceChildren('随服务发布的版本'); detail.removeAttribute('title'); return; }
+    const back = p.rollback_of ? el('span', { class: 'badge rollback', text: p.rollback_of === 'shipped' ? '回退至随服务发布的版本' : '回退' }) : null;
     detail.replaceChildren(...[back, `采纳于 ${YJ.dateTime(p.adopted_at).slice(5, 16)}，${p.adopted_by}，原因：${p.reason}`].filter(Boolean));
     detail.title = p.reason;
   }
