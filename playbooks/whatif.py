@@ -28,6 +28,7 @@ from playbooks.drill.replay import IncidentObserved, Replayer
 from playbooks.engine import ReportRejected, decide, obligations_at_end
 from playbooks.lifecycle import IncidentState, _merge_followup
 from playbooks.plan import Plan, PlanError, load_plan
+from playbooks.plan_diff import PlanChange, plan_changes
 from topics.models import (
     Decision,
     DueCheck,
@@ -204,6 +205,8 @@ class WhatIfReport(_Out):
     plan_in_force: str = Field(description="its version (digest of its YAML)")
     revised_plan: str
     revised_source: str = Field(description="where the revised plan was read from")
+    changes: list[PlanChange] = Field(description="what the revision changes in the plan's files, field by field, "
+                                                  "with the section of the rule each is in (playbooks.plan_diff)")
     totals: Totals
     units: list[UnitTotal]
     rules: list[RuleTotal]
@@ -565,7 +568,8 @@ def report_of(history: History, in_force: Plan, revised: Plan, tallies: Iterable
                                               "notices_after", "refused_before", "refused_after")})
     comparisons = sorted(t.comparisons, key=lambda c: (c.received_at, c.incident_id))
     return WhatIfReport(period_from=history.start, period_to=history.until, plan_in_force=in_force.version,
-                        revised_plan=revised.version, revised_source=revised_source, totals=totals, units=units,
+                        revised_plan=revised.version, revised_source=revised_source,
+                        changes=plan_changes(in_force, revised), totals=totals, units=units,
                         rules=rules, incidents=comparisons, skipped=skipped, records=len(history.records))
 
 
@@ -581,6 +585,9 @@ def what_if(history: History, in_force: Plan, revised: Plan, *, revised_source: 
 
 
 # --- rendering -------------------------------------------------------------------------------------------
+
+
+CHANGE_LABEL = {"added": "新增", "removed": "删除", "changed": "修改"}
 
 
 def _bj(t: datetime) -> str:
@@ -611,6 +618,14 @@ def to_markdown(report: WhatIfReport) -> str:
         f"| 无法受理 | {t.refused_before} | {t.refused_after} |",
         "",
     ]
+    lines += ["## 修订内容", ""]
+    if report.changes:
+        lines += ["| 文件 | 位置 | 变化 | 依据 | 现行预案 | 修订稿 |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c.file} | `{_cell(c.path)}` | {CHANGE_LABEL[c.change]} | {_cell(c.basis)}{'（我方选择）' if c.our_choice else ''} | "
+                  f"{_cell(c.before)} | {_cell(c.after)} |" for c in report.changes]
+    else:
+        lines.append("修订稿的规则与现行预案相同（仅注释或格式不同）。")
+    lines.append("")
     if t.by_aspect:
         lines += ["差异按方面：" + "，".join(f"{ASPECT_LABEL.get(k, k)} {v}" for k, v in sorted(t.by_aspect.items())), ""]
     lines += ["## 按单位", "", "| 单位 | 涉及事件 | 差异 | 牵头（现行/修订） | 通知 | 漏报 |", "|---|---:|---:|---|---|---|"]

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from playbooks.plan import Plan, load_plan
 from playbooks.whatif import (
     ASPECT_LABEL,
+    CHANGE_LABEL,
     BEIJING,
     Baseline,
     History,
@@ -136,7 +137,7 @@ def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: s
 
 
 def to_xlsx(report: WhatIfReport) -> bytes:
-    """Four sheets as the office reads them: 概况, 差异, 单位, 规则 (times in Beijing time)."""
+    """Five sheets as the office reads them: 概况, 修订内容, 差异, 单位, 规则 (times in Beijing time)."""
     from services.duty.files import write_xlsx  # openpyxl: loaded only for a workbook
 
     t = report.totals
@@ -168,4 +169,7 @@ def to_xlsx(report: WhatIfReport) -> bytes:
                u.notices_after, u.breaches_before, u.breaches_after] for u in report.units]
     rules = [["规则", "预案条款", "涉及事件", "差异"]] + [[r.rule, r.section, r.incidents, r.differences]
                                                          for r in report.rules]
-    return write_xlsx({"概况": summary, "差异": diffs, "单位": units, "规则": rules})
+    changes = [["文件", "位置", "变化", "依据", "我方选择", "现行预案", "修订稿"]]
+    changes += [[c.file, c.path, CHANGE_LABEL[c.change], c.basis or "", "是" if c.our_choice else "", c.before or "",
+                 c.after or ""] for c in report.changes]
+    return write_xlsx({"概况": summary, "修订内容": changes, "差异": diffs, "单位": units, "规则": rules})

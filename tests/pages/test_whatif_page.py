@@ -7,6 +7,7 @@ The comparison is services.whatif.run_whatif's, which tests/e2e/test_whatif.py s
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -77,6 +78,12 @@ def test_the_whatif_page_shows_what_a_revision_would_change(service, context, tm
     expect(graded).to_contain_text("一般")
     expect(page.locator(f"#w-incidents tr[data-incident='{five}'][data-aspect='grade']")).to_have_count(0)
     expect(page.locator("#w-headline")).to_contain_text("上传：grading.yaml")
+    # what the revision is, beside what it did: the one threshold, its source, before and after (playbooks.plan_diff)
+    changed = page.locator("#w-changes tbody tr")
+    expect(changed).to_have_count(1)
+    expect(changed).to_have_attribute("data-path", "families.production_safety.criteria[deaths_incl_missing].thresholds.较大")
+    expect(changed.locator("td")).to_have_text(["grading.yaml", "families.production_safety.criteria[deaths_incl_missing]"
+                                                ".thresholds.较大", "修改", re.compile("国务院令第493号"), "3", "4"])
     shot(page, "whatif", full_page=True)
 
     with page.expect_download() as got:

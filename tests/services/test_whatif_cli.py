@@ -23,7 +23,12 @@ def test_the_workbook_has_the_summary_the_differences_the_units_and_the_rules(tm
     report = what_if(History(start=T0, until=UNTIL, records=sorted(RECORDS, key=lambda r: r[0])), load_plan(),
                      load_revision(data))
     book = openpyxl.load_workbook(io.BytesIO(to_xlsx(report)))
-    assert book.sheetnames == ["概况", "差异", "单位", "规则"]
+    assert book.sheetnames == ["概况", "修订内容", "差异", "单位", "规则"]
+    changes = list(book["修订内容"].iter_rows(values_only=True))
+    assert changes[0][:4] == ("文件", "位置", "变化", "依据")
+    assert {(r[0], r[1], r[2], r[5], r[6]) for r in changes[1:]} == {
+        ("obligations.yaml", "obligations[phone_report].due_after_minutes", "修改", "10", "5"),
+        ("obligations.yaml", "obligations[phone_report].remind_before_minutes", "修改", "5", "2")}
     diffs = list(book["差异"].iter_rows(values_only=True))
     assert diffs[0][:6] == ("事件", "类型", "属地", "接报时间", "方面", "项目")
     assert len(diffs) - 1 == sum(len(c.differences) for c in report.incidents)

@@ -64,7 +64,7 @@ Files = Annotated[list[UploadFile], File(description="the revision's changed YAM
                                                      "plan in force's")]
 Start = Annotated[datetime, Form(alias="from", description="the period's start, with its offset")]
 End = Annotated[datetime, Form(alias="to", description="the period's end (excluded), with its offset")]
-Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the four sheets of `yingji whatif "
+Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the five sheets of `yingji whatif "
                                                                    "--format xlsx`; md: its Markdown")]
 
 

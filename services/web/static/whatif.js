@@ -10,6 +10,7 @@
   const $ = (id) => document.getElementById(id);
   const ASPECT = { decided: '能否受理', grade: '事件等级', level: '响应级别', lead_units: '牵头单位',
                    commanders: '指挥', notice: '通知', obligation: '报送义务', escalation: '督办' };
+  const CHANGE = { added: '新增', removed: '删除', changed: '修改' };
   const next = (day) => {  // the 止 day is included: `to` is the next day's 00:00 in Beijing
     const d = new Date(`${day}T00:00:00+08:00`);
     d.setUTCDate(d.getUTCDate() + 1);
@@ -55,6 +56,14 @@
     for (const [label, a, b] of [['漏报（逾期未报）', t.breaches_before, t.breaches_after], ['迟报', t.late_before, t.late_after],
       ['督办步骤', t.escalation_steps_before, t.escalation_steps_after], ['通知', t.notices_before, t.notices_after],
       ['无法受理', t.refused_before, t.refused_after]]) row(totals, [label, a, b]);
+    const changes = $('w-changes').tBodies[0];
+    changes.replaceChildren();
+    for (const c of r.changes) {
+      const tr = row(changes, [c.file, c.path, CHANGE[c.change] || c.change, `${c.basis || '—'}${c.our_choice ? '（我方选择）' : ''}`,
+                               c.before, c.after]);
+      tr.dataset.path = c.path;
+    }
+    if (!r.changes.length) row(changes, ['修订稿的规则与现行预案相同（仅注释或格式不同）。']);
     const units = $('w-units').tBodies[0];
     units.replaceChildren();
     for (const u of r.units) row(units, [u.unit, u.incidents, u.differences, `${u.led_before}/${u.led_after}`,
@@ -73,7 +82,7 @@
       }
     }
     if (!r.incidents.length) row(incidents, ['修订稿与现行预案对本期间每起事件的结果相同。']);
-    for (const id of ['w-summary', 'w-units-card', 'w-rules-card', 'w-incidents-card']) $(id).hidden = false;
+    for (const id of ['w-summary', 'w-changes-card', 'w-units-card', 'w-rules-card', 'w-incidents-card']) $(id).hidden = false;
   };
   let compared = null;  // the files and the report of the last what-if: what 采纳此修订 adopts
   form.addEventListener('submit', async (ev) => {

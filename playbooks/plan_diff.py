@@ -1,0 +1,145 @@
+"""What a revision changes in the plan's rules (7.1.5 修订), file by file: each field added, removed or changed,
+with the plan section (or source) of the rule it is in, before and after.
+
+The what-if (playbooks.whatif) says what a revision would have done to the period's incidents; this says what
+it is, so that a revision no recorded incident touches (a rare type's lead unit, a 特别重大 threshold) still
+shows what it changes. Pure: two plans in, the list out. Compared as the loader read them, so a comment, a
+key's order or a quoting style is no change; the versions (digests of the texts) still differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from playbooks.plan import Plan
+
+# Each plan file as the Plan holds it (the loader spreads a few files over several fields).
+FILE_VIEWS: dict[str, Callable[[Plan], Any]] = {
+    "units.yaml": lambda p: {"units": list(p.units.values())},
+    "incident_types.yaml": lambda p: {"types": list(p.types.values())},
+    "grading.yaml": lambda p: {"families": p.grading},
+    "response.yaml": lambda p: p.response,
+    "notifications.yaml": lambda p: {"rules": p.notifications},
+    "obligations.yaml": lambda p: {"parties": p.parties, "obligations": p.obligations,
+                                   "escalation_chains": p.escalation_chains, "end_authority": p.end_authority},
+    "duty.yaml": lambda p: p.duty,
+    "ladder.yaml": lambda p: p.ladder,
+    "channels.yaml": lambda p: p.channels,
+    "warnings.yaml": lambda p: p.warnings,
+    "command.yaml": lambda p: p.command,
+    "ledger.yaml": lambda p: p.ledger,
+    "drills.yaml": lambda p: p.drills,
+    "district_grid.yaml": lambda p: p.district_grid,
+}
+# The fields by which a list's items are told apart, in this order: the first every item has, unique among them
+ITEM_KEYS = ("id", "kind", "step", "fact", "name", "role", "unit")
+VALUE_MAX = 240  # characters of a value shown; a longer one ends in …
+
+
+class PlanChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(description="the plan file, e.g. obligations.yaml")
+    path: str = Field(description="the field in it, e.g. obligations[phone_report].due_after_minutes")
+    change: Literal["added", "removed", "changed"]
+    basis: str | None = Field(description="the plan section (or the source) of the rule the field is in, if it names one")
+    our_choice: bool = Field(False, description="the rule is marked as our choice, not the plan's")
+    before: str | None = Field(description="in the plan in force; None: not there")
+    after: str | None = Field(description="in the revision; None: not there")
+
+
+def plan_changes(in_force: Plan, revised: Plan) -> list[PlanChange]:
+    """Every field the revision adds, removes or changes, file by file in the loader's order."""
+    out: list[PlanChange] = []
+    for file, view in FILE_VIEWS.items():
+        _diff(file, "", _plain(view(in_force)), _plain(view(revised)), (None, False), out)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like data; a whole number held as a float (a threshold) as the YAML writes it: 3, not 3.0."""
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _context(value: Any, outer: tuple[str | None, bool]) -> tuple[str | None, bool]:
+    """The rule's section (or source) and whether it is our choice: the nearest mapping that says."""
+    if not isinstance(value, dict):
+        return outer
+    basis = value.get("section") or value.get("source")
+    basis = basis if isinstance(basis, str) else outer[0]
+    ours = value.get("our_choice")
+    return basis, ours if isinstance(ours, bool) else outer[1]
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= VALUE_MAX else text[:VALUE_MAX - 1] + "…"
+
+
+def _keyed(items: list[Any], key: str) -> bool:
+    values = [i.get(key) if isinstance(i, dict) else None for i in items]
+    return all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values) and len(set(values)) == len(values)
+
+
+def _item_key(a: list[Any], b: list[Any]) -> str | None:
+    """The field that tells the items of both lists apart, if one does: their items are then matched by it."""
+    if not (a or b):
+        return None
+    return next((key for key in ITEM_KEYS if _keyed(a, key) and _keyed(b, key)), None)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], out: list[PlanChange]) -> None:
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        inner = _context(b, _context(a, ctx))
+        for k in [*a, *(k for k in b if k not in a)]:
+            where = _join(path, k)
+            if k not in b:
+                out.append(_change(file, where, "removed", _context(a[k], inner), a[k], None))
+            elif k not in a:
+                out.append(_change(file, where, "added", _context(b[k], inner), None, b[k]))
+            else:
+                _diff(file, where, a[k], b[k], inner, out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        key = _item_key(a, b)
+        if key is not None:
+            by_a, by_b = {i[key]: i for i in a}, {i[key]: i for i in b}
+            for k in [*by_a, *(k for k in by_b if k not in by_a)]:
+                where = f"{path}[{k}]"
+                if k not in by_b:
+                    out.append(_change(file, where, "removed", _context(by_a[k], ctx), by_a[k], None))
+                elif k not in by_a:
+                    out.append(_change(file, where, "added", _context(by_b[k], ctx), None, by_b[k]))
+                else:
+                    _diff(file, where, by_a[k], by_b[k], ctx, out)
+            return
+        if len(a) == len(b) and all(isinstance(i, dict) for i in a + b):  # no key, the same length: item by item
+            for i, (x, y) in enumerate(zip(a, b)):
+                _diff(file, _join(path, str(i)), x, y, ctx, out)
+            return
+    out.append(_change(file, path or "(file)", "changed", ctx, a, b))
+
+
+def _change(file: str, path: str, change: Literal["added", "removed", "changed"], ctx: tuple[str | None, bool],
+            before: Any, after: Any) -> PlanChange:
+    return PlanChange(file=file, path=path, change=change, basis=ctx[0], our_choice=ctx[1],
+                      before=None if change == "added" else _text(before),
+                      after=None if change == "removed" else _text(after))
