@@ -13,9 +13,10 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from playbooks.plan import Plan
+from topics.plan import PLAN_CHANGES_KEPT, PlanChange
 
 # Each plan file as the Plan holds it (the loader spreads a few files over several fields).
 FILE_VIEWS: dict[str, Callable[[Plan], Any]] = {
@@ -40,16 +41,11 @@ ITEM_KEYS = ("id", "kind", "step", "fact", "name", "role", "unit")
 VALUE_MAX = 240  # characters of a value shown; a longer one ends in …
 
 
-class PlanChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str = Field(description="the plan file, e.g. obligations.yaml")
-    path: str = Field(description="the field in it, e.g. obligations[phone_report].due_after_minutes")
-    change: Literal["added", "removed", "changed"]
-    basis: str | None = Field(description="the plan section (or the source) of the rule the field is in, if it names one")
-    our_choice: bool = Field(False, description="the rule is marked as our choice, not the plan's")
-    before: str | None = Field(description="in the plan in force; None: not there")
-    after: str | None = Field(description="in the revision; None: not there")
+def recorded(in_force: Plan, revised: Plan) -> dict[str, Any]:
+    """The changes as an adoption keeps them (topics.plan.PlanAdopted): the first PLAN_CHANGES_KEPT, the count of
+    the rest."""
+    changes = plan_changes(in_force, revised)
+    return {"changes": changes[:PLAN_CHANGES_KEPT], "changes_more": max(0, len(changes) - PLAN_CHANGES_KEPT)}
 
 
 def plan_changes(in_force: Plan, revised: Plan) -> list[PlanChange]:

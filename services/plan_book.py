@@ -27,9 +27,10 @@ from pydantic import ValidationError
 
 from playbooks.adoptions import Refusal, Refused, Ruling, rollback_source, rule
 from playbooks.plan import DATA_DIR, Plan, PlanError, load_plan
+from playbooks.plan_diff import recorded
 from services.following import ReadProgress, follow_from_start
 from topics.catalog import PLAN_ADOPTIONS
-from topics.plan import SHIPPED, PlanAdopted
+from topics.plan import SHIPPED, PlanAdopted, PlanChange
 
 log = structlog.get_logger("yingji", stage="plan")
 FOLD_WAIT_S = 120.0  # longest a process waits for its book to fold the adoptions read (our choice)
@@ -54,6 +55,27 @@ def plan_of(adoption: PlanAdopted) -> Plan:
     if plan.version != adoption.version:
         raise PlanError(f"{adoption.id}: its texts are version {plan.version}, the record says {adoption.version}")
     return plan
+
+
+def with_changes(record: PlanAdopted, in_force: Plan, revised: Plan | None = None) -> PlanAdopted:
+    """The record with what it changes in the plan in force, field by field (playbooks.plan_diff): its plan as
+    given, else loaded from its texts (a rollback's). Every writer of an adoption (the CLI's adopt and rollback,
+    POST /plan/adoptions and /plan/rollbacks) asks it."""
+    return record.model_copy(update=recorded(in_force, revised if revised is not None else plan_of(record)))
+
+
+def change_text(c: PlanChange) -> str:
+    """One change as people read it, on the board and in the CLI (the what-if page's script writes it alike):
+    `file path：before → after`, or 新增 / 删除 and the item."""
+    what = {"added": f"新增 {c.after}", "removed": f"删除 {c.before}"}.get(c.change, f"{c.before} → {c.after}")
+    return f"{c.file} {c.path}：{what}"
+
+
+def changes_lines(record: PlanAdopted, limit: int = 10) -> list[str]:
+    """The changes as the CLI prints them, each with its section or source, at most `limit`."""
+    lines = [change_text(c) + (f"（{c.basis}）" if c.basis else "") for c in record.changes[:limit]]
+    more = len(record.changes) - len(lines) + record.changes_more
+    return lines + ([f"…… and {more} more"] if more > 0 else [])
 
 
 class LoadedPlans:
@@ -223,6 +245,7 @@ def history_row(a: PlanAdopted, *, in_force: bool, refused: Refused | None = Non
     return {"id": a.id, "version": a.version, "adopted_by": a.adopted_by, "adopted_at": a.adopted_at.isoformat(),
             "reason": a.reason, "previous_version": a.previous_version, "rollback_of": a.rollback_of,
             "whatif": a.whatif.model_dump(mode="json") if a.whatif else None, "files": sorted(a.files),
+            "changes": [c.model_dump(mode="json") for c in a.changes], "changes_more": a.changes_more,
             "in_force": in_force, "status": status, "refused": refused.reason if refused else None,
             "in_force_when_read": refused.in_force if refused else None}
 

@@ -12,7 +12,7 @@ naming what it goes back to in `rollback_of`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -40,6 +40,22 @@ class WhatIfSummary(Contract):
     breaches_after: int = Field(ge=0)
 
 
+PLAN_CHANGES_KEPT = 50  # an adoption keeps its first 50 changes and the count of the rest (our choice: the record's size)
+
+
+class PlanChange(Contract):
+    """One field a revision adds, removes or changes, as playbooks.plan_diff finds it."""
+
+    file: PlanFileName = Field(description="the plan file, e.g. obligations.yaml")
+    path: LongText = Field(description="the field in it, e.g. obligations[phone_report].due_after_minutes")
+    change: Literal["added", "removed", "changed"]
+    basis: LongText | None = Field(description="the plan section (or the source) of the rule the field is in, if it "
+                                               "names one")
+    our_choice: bool = Field(False, description="the rule is marked as our choice, not the plan's")
+    before: LongText | None = Field(description="in the plan in force; None: not there")
+    after: LongText | None = Field(description="in the revision; None: not there")
+
+
 class PlanAdopted(Contract):
     """A revision adopted: from the moment each process reads it, the plan it decides under."""
 
@@ -59,6 +75,10 @@ class PlanAdopted(Contract):
                                                                     "to a version already in force before")
     rollback_of: ShortText | None = Field(default=None, description="going back: the id of the adoption whose texts "
                                                                     f"it adopts again, or `{SHIPPED}`")
+    changes: list[PlanChange] = Field(default_factory=list, max_length=PLAN_CHANGES_KEPT, description=(
+        "what it changes in the plan in force when written, field by field (the first "
+        f"{PLAN_CHANGES_KEPT}); empty in a record written before they were kept"))
+    changes_more: int = Field(0, ge=0, description="its changes past those kept")
     schema_version: int = SCHEMA_VERSION
 
     @model_validator(mode="after")

@@ -72,7 +72,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     from playbooks.plan import load_plan
     from playbooks.whatif import RevisionRefused, load_revision
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import plan_texts, publish_adoption, read_adoptions
+    from services.plan_book import changes_lines, plan_texts, publish_adoption, read_adoptions, with_changes
     from services.settings import get_settings
     from playbooks.adoptions import whatif_summary
     from services.whatif import run_whatif
@@ -103,7 +103,10 @@ def cmd_adopt(args: argparse.Namespace) -> int:
         report = run_whatif(args.plan, now - timedelta(days=args.whatif_days), now, bootstrap=bootstrap,
                             in_force=in_force)
         sys.stdout.write(_summary(report))
-        record = record.model_copy(update={"previous_version": in_force.version, "whatif": whatif_summary(report)})
+        record = with_changes(record.model_copy(update={"previous_version": in_force.version,
+                                                        "whatif": whatif_summary(report)}), in_force, revision)
+        print("\n".join(["changes:", *(f"  {line}" for line in changes_lines(record))]) if record.changes
+              else "changes: none but comments or formatting")
         publish_adoption(bootstrap, record)
         refused = _read_back(bootstrap, record, shipped)
     except (KafkaError, TimeoutError) as exc:
@@ -135,7 +138,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     from playbooks.plan import load_plan
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import publish_adoption, read_adoptions, rollback_texts
+    from services.plan_book import changes_lines, publish_adoption, read_adoptions, rollback_texts, with_changes
     from services.settings import get_settings
     from topics.plan import PlanAdopted, adoption_id
 
@@ -158,6 +161,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                                  previous_version=in_force.version, rollback_of=rollback_of)
         except ValidationError as exc:
             return _refused(exc)
+        record = with_changes(record, in_force)
+        print("\n".join(["changes:", *(f"  {line}" for line in changes_lines(record))]) if record.changes
+              else "changes: none but comments or formatting")
         publish_adoption(bootstrap, record)
         refused = _read_back(bootstrap, record, shipped)
     except (KafkaError, TimeoutError) as exc:
@@ -172,8 +178,8 @@ def cmd_history(_: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from playbooks.plan import load_plan
+    from services.plan_book import changes_lines, read_adoptions
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import read_adoptions
     from services.settings import get_settings
 
     shipped = load_plan()
@@ -191,4 +197,6 @@ def cmd_history(_: argparse.Namespace) -> int:
         marker = ("  *in force*" if ruling.adoption is not None and a.id == ruling.adoption.id
                   else f"  *refused ({refused.kind.value}): {refused.reason}*" if refused else "")
         print(f"{a.adopted_at.isoformat()}\t{a.version}\t{a.adopted_by}\t{a.reason}\t{what}\t{a.id}{marker}")
+        for line in changes_lines(a, limit=5):  # what it changed, indented under it
+            print(f"\t{line}")
     return 0

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
 
 from services.drill_book import DrillBook
+from services.plan_book import change_text
 from services.view import IncidentView
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ STATE_SLACK_S = 60.0  # the page's clock may be ahead of ours: a row about to fa
 TREND_FRESH_S = 10.0  # the trends are computed at most this often (they count hours; a snapshot does not wait on them)
 TREND_HOURS = 24  # issue 21 item 4: incidents per hour over the last 24 hours
 TREND_EVERY_S = 30.0  # the trends go out again this often when they changed (an hour turns, a breach lands)
+PLAN_CHANGES_SHOWN = 3  # the plan notice names this many of a revision's changes, then their count
 TREND_KINDS = {"breach": "breaches", "escalation": "escalations"}  # 超时未报 and 督办 (逐级上报) per hour
 BEIJING = ZoneInfo("Asia/Shanghai")  # "today" and the hours are the duty room's (people read them)
 _NOTE = re.compile(r"（[^（）]*）$")
@@ -655,7 +657,10 @@ def plan_shown(book: PlanBook | None, plan: Plan) -> dict[str, Any]:
     if current is None:
         return {"version": version, "adoption": None}
     return {"version": version, "adoption": current.id, "adopted_at": _iso(current.adopted_at),
-            "adopted_by": current.adopted_by, "reason": current.reason, "rollback_of": current.rollback_of}
+            "adopted_by": current.adopted_by, "reason": current.reason, "rollback_of": current.rollback_of,
+            # what it changed, for the notice: the first few as text, and how many in all (the what-if page lists them)
+            "changes": [change_text(c) for c in current.changes[:PLAN_CHANGES_SHOWN]],
+            "changes_total": len(current.changes) + current.changes_more}
 
 
 def ping() -> ServerSentEvent:

@@ -203,7 +203,9 @@ def test_a_revision_adopted_while_reports_flow_then_rolled_back(service, tmp_pat
     assert [(h["version"], h["rollback_of"] is not None) for h in history[-2:]] == [(new, False), (old, True)]
     assert history[-2]["whatif"]["incidents"] >= 8 and history[-1]["in_force"]
     listed = _cli(service, "history")
-    assert listed.returncode == 0 and new in listed.stdout and "*in force*" in listed.stdout.splitlines()[-1]
+    adoptions = [line for line in listed.stdout.splitlines() if not line.startswith("\t")]  # each one's changes under it
+    assert listed.returncode == 0 and new in listed.stdout and "*in force*" in adoptions[-1]
+    assert "\tincident_types.yaml types[gas_accident].lead_units：" in listed.stdout
 
 
 def test_a_worker_started_after_an_adoption_decides_its_first_record_under_it(stack, tmp_path):

@@ -62,6 +62,8 @@ def test_the_boards_header_shows_the_plan_in_force_and_a_revision_adopted_live(s
         notice = page.locator("#plan-notice")
         expect(notice).to_be_visible()
         expect(notice).to_contain_text(re.compile(rf"预案已修订：版本 {written['version']} 自 \d\d:\d\d 起生效"))
+        expect(page.locator("#plan-notice-changes")).to_have_text(  # what it changes, as the adoption keeps it
+            "修订内容：grading.yaml families.production_safety.criteria[deaths_incl_missing].thresholds.较大：3 → 5")
         shot(page, "board-plan-adopted")
         page.get_by_role("button", name="知道了").click()
         expect(notice).to_be_hidden()

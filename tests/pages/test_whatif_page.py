@@ -137,6 +137,10 @@ def test_the_plan_office_adopts_a_revision_from_the_page_and_rolls_back(service,
         expect(row).to_have_attribute("data-version", version)
         expect(row).to_contain_text("生效中")
         expect(row).to_contain_text("页面采纳试行")
+        expect(row.locator("td.changes summary")).to_have_text("1 项")  # what it changed, kept with it
+        row.locator("td.changes summary").click()
+        expect(row.locator("td.changes li")).to_have_text(
+            ["grading.yaml families.production_safety.criteria[deaths_incl_missing].thresholds.较大：3 → 4"])
         expect(page.locator("#plan-version")).to_have_text(version)
         with service.client("viewer") as api:
             plan = api.get("/plan").json()
@@ -155,6 +159,8 @@ def test_the_plan_office_adopts_a_revision_from_the_page_and_rolls_back(service,
         expect(page.locator("#w-status")).to_have_text(f"回退完成：版本 {shipped} 生效中", timeout=60_000)
         expect(page.locator("#plan-version")).to_have_text(shipped)
         expect(page.locator(f"#w-adoptions tr[data-version='{version}'][data-status='superseded']")).to_have_count(1)
+        back = page.locator(f"#w-adoptions tr[data-version='{shipped}'][data-status='in_force'] td.changes summary")
+        expect(back.first).to_have_text("1 项")  # the rollback changes it back
         # the what-if was over the plan in force before the adoption: not offered again over another (its files
         # would make another version, never compared): asked again first
         expect(page.locator("#w-adopt")).to_be_hidden()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from playbooks.plan import DATA_DIR, load_plan
-from playbooks.plan_diff import PlanChange, plan_changes
+from playbooks.plan import DATA_DIR, PLAN_FILES, load_plan
+from playbooks.plan_diff import FILE_VIEWS, plan_changes, recorded
 from playbooks.whatif import History, to_markdown, what_if
 from tests.playbooks.test_whatif import DEADLINE, LEAD_MOVED, RECORDS, T0, THRESHOLD, UNTIL
+from topics.plan import PLAN_CHANGES_KEPT, PlanChange, PlanAdopted
 
 SHIPPED = load_plan()
 NEW_UNIT = "  - id: district_test_bureau\n    name: 区测试局\n    kind: department\n    aliases: []\n    section: \"1.3\"\n"
@@ -93,3 +94,18 @@ def test_the_what_if_report_says_what_the_revision_changes_even_when_no_incident
     md = to_markdown(report)
     assert "## 修订内容" in md and "`families.production_safety.criteria[deaths_incl_missing].thresholds.特别重大`" in md
     assert "| 修改 |" in md and "| 30 | 29 |" in md
+
+
+def test_every_plan_file_is_compared():
+    """A plan file added later is compared too, or this fails: FILE_VIEWS names each file of PLAN_FILES."""
+    assert list(FILE_VIEWS) == list(PLAN_FILES)
+
+
+def test_an_adoption_keeps_its_first_changes_and_counts_the_rest(tmp_path):
+    many = "".join(f"  - id: district_test_{i:03d}\n    name: 区测试{i}局\n    kind: department\n    aliases: []\n"
+                   f"    section: \"1.3\"\n" for i in range(PLAN_CHANGES_KEPT + 7))
+    kept = recorded(SHIPPED, revised(tmp_path, ("units.yaml", "", many)))
+    assert len(kept["changes"]) == PLAN_CHANGES_KEPT and kept["changes_more"] == 7
+    assert kept["changes"][0].path == "units[district_test_000]" and kept["changes"][0].change == "added"
+    PlanAdopted(id="a-1", version="0123456789ab", files={"units.yaml": "units: []\n"}, adopted_by="预案管理科",
+                adopted_at=T0, reason="r", **kept)  # the record takes them

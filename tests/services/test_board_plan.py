@@ -13,7 +13,7 @@ from functools import partial
 from fastapi.testclient import TestClient
 
 from services.drill_book import DrillBook
-from services.plan_book import PlanBook, plan_texts
+from services.plan_book import PlanBook, change_text, plan_texts, with_changes
 from services.settings import Settings
 from services.users import new_token, user_record
 from services.view import IncidentView
@@ -77,7 +77,8 @@ async def test_the_stream_sends_the_plan_at_its_snapshot_again_after_a_switch_an
         assert kind == "plan" and body["plan"] == {"version": PLAN.version, "adoption": None}  # the shipped plan
         assert await quiet_then_a_change() == "changes"
 
-        first = adoption(plan_texts(revision_dir), revised.version, 1)
+        first = with_changes(adoption(plan_texts(revision_dir), revised.version, 1), PLAN, revised)
+        assert first.changes  # what it changes, kept with it: the notice names them
         pending = client.pull()
         await asyncio.sleep(0.05)
         book.apply(first)
@@ -85,7 +86,8 @@ async def test_the_stream_sends_the_plan_at_its_snapshot_again_after_a_switch_an
         kind, body = sent(await asyncio.wait_for(pending, WAIT_S))
         assert kind == "plan" and body["plan"] == {
             "version": revised.version, "adoption": first.id, "adopted_at": first.adopted_at.isoformat(),
-            "adopted_by": "预案管理科 王某", "reason": "试行修订", "rollback_of": None}
+            "adopted_by": "预案管理科 王某", "reason": "试行修订", "rollback_of": None,
+            "changes": [change_text(c) for c in first.changes[:3]], "changes_total": len(first.changes)}
         assert await quiet_then_a_change() == "changes"  # once: not again while it stays in force
         await book.settle()  # nothing new read: no switch, nothing sent
         assert await quiet_then_a_change() == "changes"

@@ -78,6 +78,10 @@ def test_an_adoption_is_written_against_the_version_the_page_showed_with_its_wha
     assert (record.whatif.period_from, record.whatif.period_to) == (NOW - timedelta(days=7), NOW) == api.asked[0]
     assert record.whatif.plan_in_force == PLAN.version and record.whatif.incidents == 0
     assert resp.json()["whatif"]["incidents"] == 0
+    # what it changes, field by field, kept with it (playbooks.plan_diff): the one threshold
+    assert [(c.file, c.path, c.change, c.before, c.after) for c in record.changes] == [
+        ("grading.yaml", "families.production_safety.criteria[deaths_incl_missing].thresholds.较大", "changed", "3", "4")]
+    assert record.changes_more == 0
     assert api.book.adoptions == []  # not applied here: the book takes it from the log, in the log's order
 
 
@@ -141,12 +145,20 @@ async def test_a_rollback_adopts_again_the_texts_of_a_version_that_was_in_force(
     [(_, _, record)] = api.kept.records
     assert (record.version, record.rollback_of, record.previous_version) == (PLAN.version, SHIPPED, first.version)
     assert record.files == plan_texts(DATA_DIR) and record.whatif is None and record.adopted_by == "u-admin"
+    assert [(c.path, c.before, c.after) for c in record.changes] == [  # going back changes it back
+        ("families.production_safety.criteria[deaths_incl_missing].thresholds.较大", "4", "3")]
     # to the version in force: 409; to one never in force: 404; from a page showing an older version: 409
     assert rollback(api, {"version": first.version, "reason": "r", "previous_version": first.version}).status_code == 409
     assert rollback(api, {"version": "0123456789ab", "reason": "r", "previous_version": first.version}).status_code == 404
     stale = rollback(api, {"version": PLAN.version, "reason": "r", "previous_version": PLAN.version})
     assert stale.status_code == 409 and stale.json()["fields"][0]["field"] == "previous_version"
     assert len(api.kept.records) == 1
+    # and GET /plan's history shows what each adoption changed
+    book.apply(record)
+    await book.settle()
+    history = api.get("/plan", headers={"Authorization": f"Bearer {api.tokens[Role.VIEWER]}"}).json()["history"]
+    assert [len(h["changes"]) for h in history] == [0, 1]  # the first written by hand, without them
+    assert history[1]["changes"][0]["before"] == "4" and history[1]["changes_more"] == 0
 
 
 async def test_a_rollback_to_an_adoption_goes_back_to_its_texts_and_names_it(api):

@@ -745,6 +745,9 @@
   function applyPlan(p, serverTime) {
     if (planKey(p) !== planKey(planShown)) {
       setText($('plan-notice-text'), `预案已${p.rollback_of ? '回退' : '修订'}：版本 ${p.version} 自 ${YJ.time(serverTime).slice(0, 5)} 起生效`);
+      const shown = p.changes || [];
+      const more = (p.changes_total || 0) - shown.length;
+      setText($('plan-notice-changes'), shown.length ? `修订内容：${shown.join('；')}${more > 0 ? `；另有 ${more} 项（见预案修订推演页）` : ''}` : '');
       $('plan-notice').hidden = false;
     }
     planShown = p;

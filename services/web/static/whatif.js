@@ -143,6 +143,23 @@
     b.textContent = '回退到此版本';
     return b;
   };
+  const changesCell = (td, a) => {  // what the adoption changed, folded: as the page's template draws it
+    td.className = 'changes';
+    if (!a.changes || !a.changes.length) { td.textContent = '—'; return; }
+    const details = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = `${a.changes.length + (a.changes_more || 0)} 项`;
+    const ul = document.createElement('ul');
+    for (const c of a.changes) {
+      const li = document.createElement('li');
+      const what = c.change === 'added' ? `新增 ${c.after}` : c.change === 'removed' ? `删除 ${c.before}` : `${c.before} → ${c.after}`;
+      li.textContent = `${c.file} ${c.path}：${what}`;
+      ul.appendChild(li);
+    }
+    if (a.changes_more) { const li = document.createElement('li'); li.textContent = `另有 ${a.changes_more} 项`; ul.appendChild(li); }
+    details.append(summary, ul);
+    td.replaceChildren(details);
+  };
   const drawHistory = (plan) => {
     $('plan-version').textContent = plan.version;
     // the what-if was of the revision over the plan then in force: over another, its files make another
@@ -154,18 +171,19 @@
     const tbody = $('w-adoptions').tBodies[0];
     tbody.replaceChildren();
     for (const a of [...plan.history].reverse()) {
-      const tr = row(tbody, [bj(a.adopted_at), a.version, a.adopted_by, a.reason,
+      const tr = row(tbody, [bj(a.adopted_at), a.version, a.adopted_by, a.reason, '',
                              a.whatif ? `${a.whatif.incidents}/${a.whatif.differing}` : null, statusText(a), '']);
       Object.assign(tr.dataset, { id: a.id, version: a.version, status: a.status });
       if (a.in_force) tr.classList.add('in-force');
       tr.cells[1].className = 'mono';
-      tr.cells[5].className = 'status';
-      tr.cells[6].textContent = '';
-      if (canAdopt && a.status === 'superseded') tr.cells[6].appendChild(rollbackButton(a.version));
+      changesCell(tr.cells[4], a);
+      tr.cells[6].className = 'status';
+      tr.cells[7].textContent = '';
+      if (canAdopt && a.status === 'superseded') tr.cells[7].appendChild(rollbackButton(a.version));
     }
     const adopted = plan.adoption !== null;
     const tr = row(tbody, [`随服务发布的版本 ${shipped}${adopted ? '' : '（尚未采用修订稿）'}`, adopted ? '—' : '生效中', '']);
-    tr.cells[0].colSpan = 5;
+    tr.cells[0].colSpan = 6;
     tr.cells[1].className = 'status';
     tr.cells[2].textContent = '';
     tr.className = adopted ? 'shipped' : 'shipped in-force';
