@@ -38,7 +38,7 @@ FILE_VIEWS: dict[str, Callable[[Plan], Any]] = {
 }
 # The fields by which a list's items are told apart, in this order: the first every item has, unique among them
 ITEM_KEYS = ("id", "kind", "step", "fact", "name", "role", "unit")
-VALUE_MAX = 240  # characters of a value shown; a longer one ends in …
+VALUE_MAX = 240  # characters of a value (or a path, a basis) shown; a longer one ends in …
 
 
 def recorded(in_force: Plan, revised: Plan) -> dict[str, Any]:
@@ -136,6 +136,8 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
 
 def _change(file: str, path: str, change: Literal["added", "removed", "changed"], ctx: tuple[str | None, bool],
             before: Any, after: Any) -> PlanChange:
-    return PlanChange(file=file, path=path, change=change, basis=ctx[0], our_choice=ctx[1],
+    # every text clipped: an adoption keeps 50 of these beside texts of up to 768 KiB, within the topic's 1 MiB
+    return PlanChange(file=file, path=_text(path), change=change, basis=None if ctx[0] is None else _text(ctx[0]),
+                      our_choice=ctx[1],
                       before=None if change == "added" else _text(before),
                       after=None if change == "removed" else _text(after))
