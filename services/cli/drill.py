@@ -1,4 +1,5 @@
-"""`yingji drill validate|eval SCENARIO`: check a drill scenario, or evaluate it in-process.
+"""`yingji drill validate|eval SCENARIO [--plan DIR]`: check a drill scenario, or evaluate it in-process, under
+the shipped plan or a revision of it (7.2.1: a plan being revised is validated by a drill).
 
 `eval` needs no broker: the pure engine on the scenario's own simulated clock (playbooks/drill/).
 `register(sub)` adds the `drill` command to the main CLI's subparsers and returns the drill
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from playbooks.drill.evaluation import evaluate, to_json, to_markdown
 from playbooks.drill.scenario import ScenarioError, load_scenario
@@ -18,9 +20,28 @@ from services.cli.messages import EXIT_INVALID
 EXIT_FAILED = 1  # --strict: the drill ran and some expectation was not met
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace):
+    """The plan a scenario is checked or evaluated under, offline: the shipped one, or `--plan DIR`'s revision
+    (7.2.1 验证性演练: a revision tried on a scripted scenario before it is adopted). None: the revision does not
+    load (each problem printed with file, line and field)."""
+    from playbooks.whatif import RevisionRefused, load_revision
+
+    if args.plan is None:
+        return load_plan()
     try:
-        scenario = load_scenario(args.scenario, load_plan())  # offline: the shipped plan, not the log's
+        return load_revision(args.plan)
+    except RevisionRefused as exc:
+        for problem in exc.problems:
+            print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    plan = _plan(args)  # offline: the shipped plan (or --plan's), not the log's
+    if plan is None:
+        return EXIT_INVALID
+    try:
+        scenario = load_scenario(args.scenario, plan)
     except ScenarioError as exc:
         print(f"invalid scenario: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -31,7 +52,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    plan = load_plan()  # offline, in-process: the shipped plan (`drill run` goes through the API: the plan in force)
+    # offline, in-process: the shipped plan or --plan's revision (`drill run` goes through the API: the plan in force)
+    plan = _plan(args)
+    if plan is None:
+        return EXIT_INVALID
     try:
         scenario = load_scenario(args.scenario, plan)
     except ScenarioError as exc:
@@ -46,14 +70,18 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     drill = sub.add_parser("drill", help="应急演练: validate or evaluate a drill scenario (playbooks/drill/scenarios/)")
     drill_sub = drill.add_subparsers(dest="drill_command", required=True)
 
+    revision_help = ("a revised plan's data directory (as playbooks/data) to use instead of the shipped plan "
+                     "(7.2.1 验证性演练: a revision tried on the scenario before it is adopted)")
     p = drill_sub.add_parser("validate", help="check a scenario; exit 2 naming the line and field when invalid")
     p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--plan", type=Path, help=revision_help)
     p.set_defaults(func=cmd_validate)
 
     p = drill_sub.add_parser("eval", help="replay in-process on a simulated clock and print the scored evaluation")
     p.add_argument("scenario", help="scenario YAML file")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_FAILED} when any expectation failed")
+    p.add_argument("--plan", type=Path, help=revision_help)
     p.set_defaults(func=cmd_eval)
 
     p = drill_sub.add_parser("run", help="replay onto the running service at N× real time, then print its evaluation")

@@ -1,5 +1,6 @@
-"""`yingji whatif --plan DIR --from ISO --to ISO`: had this revision been in force, what would have differed
-(issue 24; 7.1.5 修订, 7.2.1 验证性演练). Reads the period's live records from the log, never writes to a topic."""
+"""`yingji whatif --plan DIR --from ISO --to ISO` (or `--scenario FILE`): had this revision been in force, what
+would have differed (issue 24; 7.1.5 修订, 7.2.1 验证性演练). Reads the period's live records from the log (or a
+drill scenario's, as if live), never writes to a topic."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def _aware(text: str) -> datetime:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("whatif", help="replay a period's live incidents under a revised plan and print what differs")
     p.add_argument("--plan", required=True, type=Path, help="the revised plan's data directory (as playbooks/data)")
-    p.add_argument("--from", dest="start", required=True, type=_aware, help="period start, ISO 8601 with timezone")
-    p.add_argument("--to", dest="until", required=True, type=_aware, help="period end, ISO 8601 with timezone")
+    p.add_argument("--from", dest="start", type=_aware, help="period start, ISO 8601 with timezone")
+    p.add_argument("--to", dest="until", type=_aware, help="period end, ISO 8601 with timezone")
+    p.add_argument("--scenario", type=Path, help="instead of a period of the log: a drill scenario's incidents, as "
+                                                 "if they had been live (7.2.1 验证性演练), e.g. "
+                                                 "playbooks/drill/scenarios/busy-night.yaml")
     p.add_argument("--format", choices=("md", "json", "xlsx"), default="md")
     p.add_argument("--out", type=Path, help="write here instead of standard output (needed for xlsx)")
     p.add_argument("--workers", type=int, help="processes sharing the incidents (default: one a core)")
@@ -38,12 +42,20 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from playbooks.plan import load_plan
-    from playbooks.whatif import RevisionRefused, load_revision, to_json, to_markdown
+    from playbooks.drill.scenario import ScenarioError, load_scenario
+    from playbooks.whatif import RevisionRefused, load_revision, scenario_history, to_json, to_markdown
     from services.plan_book import in_force, read_adoptions
     from services.settings import get_settings
-    from services.whatif import run_whatif, to_xlsx
+    from services.whatif import compare_parallel, run_whatif, to_xlsx
 
-    if args.until <= args.start:
+    if args.scenario is not None:
+        if args.start is not None or args.until is not None:
+            print("yingji whatif: --scenario or --from/--to, not both", file=sys.stderr)
+            return EXIT_INVALID
+    elif args.start is None or args.until is None:
+        print("yingji whatif: give --from and --to (a period of the log), or --scenario", file=sys.stderr)
+        return EXIT_INVALID
+    elif args.until <= args.start:
         print("yingji whatif: --to must be after --from", file=sys.stderr)
         return EXIT_INVALID
     if args.format == "xlsx" and args.out is None:
@@ -51,14 +63,24 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     bootstrap = get_settings().bootstrap
     try:
-        load_revision(args.plan)  # refused before the log is read
+        revised = load_revision(args.plan)  # refused before the log is read
         # compared with the plan in force: the last adopted on the log (issue 24 item 3), else the shipped one
         _, current = in_force(read_adoptions(bootstrap), load_plan())
-        report = run_whatif(args.plan, args.start, args.until, bootstrap=bootstrap, in_force=current,
-                            workers=args.workers)
+        if args.scenario is not None:
+            # the scenario's records as the plan in force would have them written (its filings, its ends), each
+            # incident replayed under both plans: the drill replay's loop, nothing sent anywhere
+            history = scenario_history(load_scenario(args.scenario, current), current)
+            report = compare_parallel(history, current, revised, workers=args.workers or 1,  # a scenario: small
+                                      revised_source=f"{args.plan}（演练脚本 {args.scenario.name}）")
+        else:
+            report = run_whatif(args.plan, args.start, args.until, bootstrap=bootstrap, in_force=current,
+                                workers=args.workers)
     except RevisionRefused as exc:
         for problem in exc.problems:
             print(f"invalid plan: {args.plan}/{problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except ScenarioError as exc:
+        print(f"invalid scenario: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except (KafkaError, TimeoutError) as exc:
         print(f"yingji whatif: the log could not be read: {exc!r}", file=sys.stderr)
