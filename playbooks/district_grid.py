@@ -56,3 +56,23 @@ class DistrictGridFile(BaseModel):
         out += [f"cells.{uid}.name: {cell.name}, units.yaml says {by_id[uid].name}"
                 for uid, cell in self.cells.items() if uid in by_id and cell.name != by_id[uid].name]
         return out
+
+    def fitted(self, streets: Iterable[_Street]) -> "DistrictGridFile":
+        """This grid made to fit these streets, for a plan that carries no grid of its own (an adoption written
+        before the grid was a plan file, read with the shipped grid): the cells of streets it does not have
+        dropped, each name as its units.yaml writes it, and a street without a cell placed in the first free cell,
+        row by row from the north-west (a row added below when none is free). Such a street is on the map, not
+        where it lies; the adoption loads as the version it was, and the board places every street it has."""
+        by_id = {u.id: u for u in streets}
+        cells = {uid: cell.model_copy(update={"name": by_id[uid].name}) for uid, cell in self.cells.items()
+                 if uid in by_id}
+        taken = {(c.col, c.row) for c in cells.values()}
+        rows = self.rows
+        for uid in sorted(uid for uid in by_id if uid not in cells):
+            at = next(((col, row) for row in range(rows) for col in range(self.cols) if (col, row) not in taken), None)
+            if at is None:
+                rows += 1
+                at = (0, rows - 1)
+            taken.add(at)
+            cells[uid] = GridCell(name=by_id[uid].name, col=at[0], row=at[1])
+        return DistrictGridFile(cols=self.cols, rows=rows, gap=self.gap, cells=cells)

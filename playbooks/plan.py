@@ -544,8 +544,9 @@ def _check_unique(units, types, response, notifications, obligations, roots) -> 
 
 
 # Files a plan's directory may lack, read from the shipped plan's and not part of its version: an adoption
-# written before the file was a plan file carries none, and must load as the version it was (district_grid.yaml
-# was the web service's until issue 24 made it a plan file; the service's was the shipped one).
+# written before the file was a plan file carries none, and must load as the version it was, as it did then
+# (district_grid.yaml was the web service's until issue 24 made it a plan file; the service's was the shipped
+# one, and a street it had no cell for was the map's trouble, not the plan's: the grid is fitted, load_plan).
 SHIPPED_IF_MISSING = ("district_grid.yaml",)
 
 
@@ -558,6 +559,8 @@ def load_plan(data_dir: Path = DATA_DIR) -> Plan:
     roots: dict[str, yaml.Node | None] = {}
     files = {name: _load_yaml(_path(data_dir, name), model, roots) for name, model in PLAN_FILES.items()}
     units = files["units.yaml"].units
+    if not (data_dir / "district_grid.yaml").exists():  # an adoption of before: the shipped grid, fitted to its streets
+        files["district_grid.yaml"] = files["district_grid.yaml"].fitted(u for u in units if u.kind == "street")
     types_file = files["incident_types.yaml"]
     types = [*types_file.types, types_file.unlisted]
     grading = files["grading.yaml"].families

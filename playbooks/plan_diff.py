@@ -100,8 +100,20 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same kinds all the way down: `1`, `true` and `"1"` are three values (Python's == makes
+    the first two one)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], out: list[PlanChange]) -> None:
-    if a == b:
+    if _same(a, b):
         return
     if isinstance(a, dict) and isinstance(b, dict):
         inner = _context(b, _context(a, ctx))
@@ -126,6 +138,10 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
                     out.append(_change(file, where, "added", _context(by_b[k], ctx), None, by_b[k]))
                 else:
                     _diff(file, where, by_a[k], by_b[k], ctx, out)
+            # the order of the items both have: the first that matches wins in some lists (channels.yaml's routes)
+            kept_a, kept_b = [k for k in by_a if k in by_b], [k for k in by_b if k in by_a]
+            if kept_a != kept_b:
+                out.append(_change(file, path or "(file)", "changed", ctx, kept_a, kept_b))
             return
         if len(a) == len(b) and all(isinstance(i, dict) for i in a + b):  # no key, the same length: item by item
             for i, (x, y) in enumerate(zip(a, b)):

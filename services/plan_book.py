@@ -60,8 +60,18 @@ def plan_of(adoption: PlanAdopted) -> Plan:
 def with_changes(record: PlanAdopted, in_force: Plan, revised: Plan | None = None) -> PlanAdopted:
     """The record with what it changes in the plan in force, field by field (playbooks.plan_diff): its plan as
     given, else loaded from its texts (a rollback's). Every writer of an adoption (the CLI's adopt and rollback,
-    POST /plan/adoptions and /plan/rollbacks) asks it."""
-    return record.model_copy(update=recorded(in_force, revised if revised is not None else plan_of(record)))
+    POST /plan/adoptions and /plan/rollbacks) asks it. Validated whole: when the changes kept would take the
+    record past what the topic takes (topics.plan.RECORD_MAX), fewer are kept and the rest counted."""
+    kept = recorded(in_force, revised if revised is not None else plan_of(record))
+    changes, more = kept["changes"], kept["changes_more"]
+    while True:
+        try:
+            return PlanAdopted.model_validate({**record.model_dump(), "changes": changes, "changes_more": more})
+        except ValidationError:
+            if not changes:
+                raise  # the record was too large before its changes: its writer validated it, so not here
+            half = len(changes) // 2
+            changes, more = changes[:half], more + len(changes) - half
 
 
 def change_text(c: PlanChange) -> str:

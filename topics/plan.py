@@ -22,6 +22,10 @@ from topics.models import SCHEMA_VERSION, Contract, LongText, RecordId, ShortTex
 # (topics/catalog.py PLAN_ADOPTIONS: max.message.bytes, the producers' default max request size); the
 # rest of the record and JSON's escapes fit in what this leaves.
 PLAN_TEXTS_MAX = 768 * 1024
+# The whole record, as written (model_dump_json): under the producers' 1 MiB request with room for its key and the
+# batch's overhead. The texts' own limit above leaves room for their JSON escapes; a text of escapes, or the changes
+# kept beside it (PLAN_CHANGES_KEPT), can still pass 1 MiB: refused here, naming the size, not by the broker.
+RECORD_MAX = 1024 * 1024 - 8 * 1024
 PlanFileName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,60}\.yaml$")]
 SHIPPED = "shipped"  # rollback_of: the plan shipped with the service (playbooks/data), never adopted on the log
 
@@ -45,6 +49,9 @@ PLAN_CHANGES_KEPT = 50  # an adoption keeps its first 50 changes and the count o
 
 class PlanChange(Contract):
     """One field a revision adds, removes or changes, as playbooks.plan_diff finds it."""
+
+    # the values as they are: a change of surrounding spaces is a change, shown as one
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
     file: PlanFileName = Field(description="the plan file, e.g. obligations.yaml")
     path: LongText = Field(description="the field in it, e.g. obligations[phone_report].due_after_minutes")
@@ -86,6 +93,10 @@ class PlanAdopted(Contract):
         total = sum(len(text.encode()) for text in self.files.values())
         if total > PLAN_TEXTS_MAX:
             raise ValueError(f"files: {total} bytes, more than {PLAN_TEXTS_MAX}")
+        if total > PLAN_TEXTS_MAX // 2 or self.changes:  # a small plan without changes is far under: not dumped
+            size = len(self.model_dump_json().encode())
+            if size > RECORD_MAX:
+                raise ValueError(f"files: the record would be {size} bytes written, more than {RECORD_MAX}")
         return self
 
 

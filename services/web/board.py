@@ -29,6 +29,7 @@ from sse_starlette import JSONServerSentEvent, ServerSentEvent
 
 from services.drill_book import DrillBook
 from services.plan_book import change_text
+from services.web.district_map import grid_version
 from services.view import IncidentView
 
 if TYPE_CHECKING:
@@ -652,11 +653,12 @@ def plan_shown(book: PlanBook | None, plan: Plan) -> dict[str, Any]:
     name as the pages show it; why; `rollback_of` when it went back). Read off the book at once
     (its plan and adoption change together); `plan`: the app's own when it follows no book (a test's app)."""
     if book is None:
-        return {"version": plan.version, "adoption": None}
-    version, current = book.plan.version, book.current
+        return {"version": plan.version, "adoption": None, "map": grid_version(plan)}
+    in_force, current = book.plan, book.current
+    version, the_map = in_force.version, grid_version(in_force)  # `map`: the page fetches the map again when it changes
     if current is None:
-        return {"version": version, "adoption": None}
-    return {"version": version, "adoption": current.id, "adopted_at": _iso(current.adopted_at),
+        return {"version": version, "adoption": None, "map": the_map}
+    return {"version": version, "adoption": current.id, "map": the_map, "adopted_at": _iso(current.adopted_at),
             "adopted_by": current.adopted_by, "reason": current.reason, "rollback_of": current.rollback_of,
             # what it changed, for the notice: the first few as text, and how many in all (the what-if page lists them)
             "changes": [change_text(c) for c in current.changes[:PLAN_CHANGES_SHOWN]],

@@ -15,6 +15,7 @@ latitude over the outline's bounding box, north at the top. The document says so
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import subprocess
@@ -82,6 +83,12 @@ def district_map(outline: dict[str, Any], grid: DistrictGridFile) -> dict[str, A
         "schematic": True,
         "credit": CREDIT,
     }
+
+
+def grid_version(plan: Plan) -> str:
+    """The map's version: of the plan's grid (the outline is the district's, the same in every plan). The board asks
+    for /board/map.json?v=<it>, so a revision that moves a street is fetched again, past the browser's cache."""
+    return hashlib.sha256(plan.district_grid.model_dump_json().encode()).hexdigest()[:12]
 
 
 class DistrictMap:

@@ -6,16 +6,19 @@ the API as the what-if page does it (tests/pages/test_whatif_page.py adopts thro
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 
-from playbooks.plan import DATA_DIR
+from playbooks.plan import DATA_DIR, load_plan
+from services.web.district_map import grid_version
 from tests.conftest import unique_id
 from tests.pages.test_board import assert_never_reloaded, shot, sign_in, watch_navigations
 from tests.pages.test_whatif_page import OLD
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
+CELL = "town_yongledian: {name: 永乐店镇, col: 3, row: 6}"
 
 
 def in_force(service, adoption_id: str) -> dict:
@@ -46,11 +49,23 @@ def test_the_boards_header_shows_the_plan_in_force_and_a_revision_adopted_live(s
         text = (DATA_DIR / "grading.yaml").read_text(encoding="utf-8")
         assert OLD in text
         revised = text.replace(OLD, "thresholds: {特别重大: 30, 重大: 10, 较大: 5}", 1)
-        with service.client("admin") as api:  # the what-if over a day runs before the answer: a longer wait
-            resp = api.post("/plan/adoptions", files=[("files", ("grading.yaml", revised.encode(), "application/x-yaml"))],
+        # and 永乐店镇 a row south on the map: the board fetches the map of the revision's grid
+        grid = (DATA_DIR / "district_grid.yaml").read_text(encoding="utf-8")
+        assert CELL in grid
+        moved = grid.replace(CELL, CELL.replace("row: 6", "row: 7"), 1)
+        data = tmp_path / "revised"
+        shutil.copytree(DATA_DIR, data)
+        (data / "district_grid.yaml").write_text(moved, encoding="utf-8")
+        new_map = grid_version(load_plan(data))
+        expect(page.locator("#map-cells li")).not_to_have_count(0, timeout=30_000)  # the map drawn, as it was
+        with service.client("admin") as api, page.expect_request(
+                lambda r: f"/board/map.json?v={new_map}" in r.url, timeout=120_000):
+            # the what-if over a day runs before the answer: a longer wait
+            resp = api.post("/plan/adoptions", files=[("files", ("grading.yaml", revised.encode(), "application/x-yaml")),
+                                                      ("files", ("district_grid.yaml", moved.encode(), "application/x-yaml"))],
                             data={"reason": reason, "previous_version": before["version"], "whatif_days": "1"},
                             timeout=180)
-        assert resp.status_code == 202, resp.text
+            assert resp.status_code == 202, resp.text
         written = resp.json()
         plan = in_force(service, written["id"])
         mine = next(h for h in plan["history"] if h["id"] == written["id"])
@@ -63,7 +78,8 @@ def test_the_boards_header_shows_the_plan_in_force_and_a_revision_adopted_live(s
         expect(notice).to_be_visible()
         expect(notice).to_contain_text(re.compile(rf"预案已修订：版本 {written['version']} 自 \d\d:\d\d 起生效"))
         expect(page.locator("#plan-notice-changes")).to_have_text(  # what it changes, as the adoption keeps it
-            "修订内容：grading.yaml families.production_safety.criteria[deaths_incl_missing].thresholds.较大：3 → 5")
+            "修订内容：grading.yaml families.production_safety.criteria[deaths_incl_missing].thresholds.较大：3 → 5；"
+            "district_grid.yaml cells.town_yongledian.row：6 → 7")
         shot(page, "board-plan-adopted")
         page.get_by_role("button", name="知道了").click()
         expect(notice).to_be_hidden()

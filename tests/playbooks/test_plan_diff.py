@@ -109,3 +109,22 @@ def test_an_adoption_keeps_its_first_changes_and_counts_the_rest(tmp_path):
     assert kept["changes"][0].path == "units[district_test_000]" and kept["changes"][0].change == "added"
     PlanAdopted(id="a-1", version="0123456789ab", files={"units.yaml": "units: []\n"}, adopted_by="预案管理科",
                 adopted_at=T0, reason="r", **kept)  # the record takes them
+
+
+def test_a_change_of_order_is_a_change_where_the_first_that_matches_wins(tmp_path):
+    """channels.yaml's routes: the first route that matches a notice's kind and level is taken, so moving one
+    before another changes who is reached how, with no field changed."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    path = data / "channels.yaml"
+    text = path.read_text(encoding="utf-8")
+    first = text.index("  - id: level_1_2_every_channel\n")
+    second = text.index("  - id: level_3_chat_and_email\n")
+    third = text.index("  - id: reminder_chat_and_email\n")
+    path.write_text(text[:first] + text[second:third] + text[first:second] + text[third:], encoding="utf-8")
+    revised_plan = load_plan(data)
+    assert [r.id for r in revised_plan.channels.routes][:2] == ["level_3_chat_and_email", "level_1_2_every_channel"]
+    changes = plan_changes(SHIPPED, revised_plan)
+    assert [(c.file, c.path, c.change) for c in changes] == [("channels.yaml", "routes", "changed")]
+    assert changes[0].before.startswith('["level_1_2_every_channel", "level_3_chat_and_email"')
+    assert changes[0].after.startswith('["level_3_chat_and_email", "level_1_2_every_channel"')

