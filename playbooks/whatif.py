@@ -199,6 +199,32 @@ class Skipped(_Out):
     unreadable: int = Field(0, description="records that do not decode (dead-lettered when the worker met them)")
 
 
+class ExpectationOutcome(_Out):
+    """One of a drill scenario's expectations under both plans (7.2.1 验证性演练): one the revision turns."""
+
+    incident: str
+    what: str = Field(description="as the drill evaluation names it: obligations.phone_report, lead_units …")
+    expected: str
+    before: str = Field(description="what happened under the plan in force")
+    after: str = Field(description="under the revision")
+    passed_before: bool
+    passed_after: bool
+
+
+class ScenarioCheck(_Out):
+    """A what-if over a drill scenario also scores the scenario's expectations (playbooks.drill.evaluation) under
+    both plans: does the revision still do what the drill expects?"""
+
+    scenario: str = Field(description="the scenario's id")
+    name: str
+    expectations: int
+    failed_before: int
+    failed_after: int
+    refused_after: list[str] = Field(default_factory=list, description="the revision cannot run the scenario: why "
+                                                                       "(it lacks a type, unit or street it names)")
+    changed: list[ExpectationOutcome] = Field(description="the expectations whose outcome the revision changes")
+
+
 class WhatIfReport(_Out):
     period_from: datetime
     period_to: datetime
@@ -213,6 +239,8 @@ class WhatIfReport(_Out):
     incidents: list[IncidentComparison] = Field(description="the incidents that differ, in order received")
     skipped: Skipped
     records: int
+    scenario: ScenarioCheck | None = Field(None, description="over a drill scenario (not a period of the log): its "
+                                                             "expectations under both plans")
 
 
 # --- validating a revision -------------------------------------------------------------------------------
@@ -618,6 +646,16 @@ def to_markdown(report: WhatIfReport) -> str:
         f"| 无法受理 | {t.refused_before} | {t.refused_after} |",
         "",
     ]
+    if (s := report.scenario) is not None:
+        lines += [f"## 演练预期（7.2.1 验证性演练）：{s.name}（{s.scenario}）", "",
+                  f"预期 {s.expectations} 项：现行预案不符 {s.failed_before} 项，修订稿不符 {s.failed_after} 项。", ""]
+        if s.refused_after:
+            lines += ["修订稿无法运行此脚本：" + "；".join(s.refused_after), ""]
+        if s.changed:
+            lines += ["| 事件 | 预期项目 | 预期 | 现行预案 | 修订稿 |", "|---|---|---|---|---|"]
+            lines += [f"| {c.incident} | {_cell(c.what)} | {_cell(c.expected)} | {_cell(c.before)}{'' if c.passed_before else ' ✘'} | "
+                      f"{_cell(c.after)}{'' if c.passed_after else ' ✘'} |" for c in s.changed]
+            lines.append("")
     lines += ["## 修订内容", ""]
     if report.changes:
         lines += ["| 文件 | 位置 | 变化 | 依据 | 现行预案 | 修订稿 |", "|---|---|---|---|---|---|"]
@@ -652,6 +690,37 @@ def to_json(report: WhatIfReport) -> str:
 
 
 # --- a scenario as a history -----------------------------------------------------------------------------
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return "、".join(str(v) for v in value) or "（无）"
+    return "—" if value is None else str(value)
+
+
+def check_scenario(scenario, in_force: Plan, revised: Plan) -> ScenarioCheck:
+    """The scenario's expectations scored under each plan (the drill's own evaluation, in-process), and those
+    whose outcome differs (7.2.1: a plan being revised is validated by a drill)."""
+    from playbooks.drill.evaluation import evaluate
+    from playbooks.drill.scenario import ScenarioError
+
+    before = evaluate(scenario, in_force)
+    try:
+        after = evaluate(scenario, revised)
+    except ScenarioError as exc:
+        return ScenarioCheck(scenario=scenario.id, name=scenario.name, expectations=before.totals.expectations,
+                             failed_before=before.totals.failed, failed_after=before.totals.expectations,
+                             refused_after=[str(p) for p in exc.problems] or [str(exc)], changed=[])
+    theirs = {(r.incident, r.what): r for r in after.expectations}
+    changed = []
+    for r in before.expectations:
+        a = theirs.get((r.incident, r.what))
+        if a is not None and (a.passed != r.passed or a.actual != r.actual):
+            changed.append(ExpectationOutcome(incident=r.incident, what=r.what, expected=_shown(r.expected),
+                                              before=_shown(r.actual), after=_shown(a.actual),
+                                              passed_before=r.passed, passed_after=a.passed))
+    return ScenarioCheck(scenario=scenario.id, name=scenario.name, expectations=before.totals.expectations,
+                         failed_before=before.totals.failed, failed_after=after.totals.failed, changed=changed)
 
 
 def scenario_history(scenario, plan: Plan, *, run: str = "whatif") -> History:

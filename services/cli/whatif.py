@@ -43,7 +43,14 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
     from playbooks.plan import load_plan
     from playbooks.drill.scenario import ScenarioError, load_scenario
-    from playbooks.whatif import RevisionRefused, load_revision, scenario_history, to_json, to_markdown
+    from playbooks.whatif import (
+        RevisionRefused,
+        check_scenario,
+        load_revision,
+        scenario_history,
+        to_json,
+        to_markdown,
+    )
     from services.plan_book import in_force, read_adoptions
     from services.settings import get_settings
     from services.whatif import compare_parallel, run_whatif, to_xlsx
@@ -69,9 +76,11 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         if args.scenario is not None:
             # the scenario's records as the plan in force would have them written (its filings, its ends), each
             # incident replayed under both plans: the drill replay's loop, nothing sent anywhere
-            history = scenario_history(load_scenario(args.scenario, current), current)
-            report = compare_parallel(history, current, revised, workers=args.workers or 1,  # a scenario: small
+            scenario = load_scenario(args.scenario, current)
+            report = compare_parallel(scenario_history(scenario, current), current, revised,
+                                      workers=args.workers or 1,  # a scenario: small
                                       revised_source=f"{args.plan}（演练脚本 {args.scenario.name}）")
+            report = report.model_copy(update={"scenario": check_scenario(scenario, current, revised)})
         else:
             report = run_whatif(args.plan, args.start, args.until, bootstrap=bootstrap, in_force=current,
                                 workers=args.workers)

@@ -172,3 +172,30 @@ def test_the_plan_office_adopts_a_revision_from_the_page_and_rolls_back(service,
             if now["version"] != before["version"]:
                 api.post("/plan/rollbacks", json={"version": before["version"], "reason": "the test's plan restored",
                                                   "previous_version": now["version"]})
+
+
+def test_a_revision_tried_on_a_drill_scenario_from_the_page(service, context, tmp_path):
+    """7.2.1 验证性演练 in Chromium: a 5-minute phone report tried on the busy night (no dates asked): the scenario's
+    incidents compared, and its expectations: the 按时 phone reports of the night now 迟报, marked ✘."""
+    from playwright.sync_api import expect
+
+    text = (DATA_DIR / "obligations.yaml").read_text(encoding="utf-8")
+    old = "due_after_minutes: 10\n    remind_before_minutes: 5\n"
+    assert old in text
+    revised = tmp_path / "obligations.yaml"
+    revised.write_text(text.replace(old, "due_after_minutes: 5\n    remind_before_minutes: 2\n", 1), encoding="utf-8")
+    page = context.new_page()
+    sign_in(page, service, "commander", "/whatif")
+    page.locator("#w-files").set_input_files(str(revised))
+    page.locator("#w-scenario").select_option("busy-night")
+    expect(page.locator("#w-from")).to_be_disabled()
+    page.get_by_role("button", name="推演").click()
+    expect(page.locator("#w-status")).to_have_text("推演完成", timeout=120_000)
+    expect(page.locator("#w-headline")).to_contain_text("事件 24 起")
+    expect(page.locator("#w-headline")).to_contain_text("演练脚本 busy-night")
+    expect(page.locator("#w-scenario-card")).to_be_visible()
+    expect(page.locator("#w-scenario-headline")).to_contain_text(re.compile(r"现行预案不符 0 项，修订稿不符 [1-9]\d* 项"))
+    late = page.locator("#w-expectations tr[data-what='obligations.phone_report']")
+    expect(late.first).to_contain_text("late ✘")
+    expect(page.locator("#w-changes tbody tr")).to_have_count(2)  # due_after_minutes and remind_before_minutes
+    shot(page, "whatif-scenario", full_page=True)

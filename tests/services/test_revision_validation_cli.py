@@ -71,6 +71,16 @@ def test_whatif_over_a_scenario_compares_its_incidents_under_both_plans(tmp_path
                                                      "obligations[phone_report].remind_before_minutes"}
     assert any(d["aspect"] == "obligation" and d["subject"].startswith("电话报告")
                for c in report["incidents"] for d in c["differences"]), report["incidents"][:2]
+    # and the scenario's own expectations under both plans: the drill's 按时 电话报告 no longer met
+    check = report["scenario"]
+    assert (check["scenario"], check["failed_before"]) == ("busy-night", 0) and check["failed_after"] > 0
+    late = [c for c in check["changed"] if c["what"] == "obligations.phone_report"]
+    assert late and all((c["expected"], c["before"], c["after"], c["passed_before"], c["passed_after"])
+                        == ("met", "met", "late", True, False) for c in late), late
+    assert check["failed_after"] == sum(not c["passed_after"] for c in check["changed"])
+    assert yingji(["whatif", "--plan", str(data), "--scenario", str(BUSY_NIGHT)]) == 0
+    md = capsys.readouterr().out
+    assert "## 演练预期（7.2.1 验证性演练）" in md and "| obligations.phone_report | met | met | late ✘ |" in md
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -60,6 +60,13 @@ GRADING = (DATA_DIR / "grading.yaml").read_bytes()
                  "92 days", id="longer than a quarter"),
     pytest.param([("grading.yaml", GRADING, "application/yaml")], {**DAY, "from": "2026-12-07T00:00:00"}, "from",
                  "offset", id="no offset"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {"from": DAY["from"]}, "to", "or a scenario",
+                 id="half a period"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {}, "from", "or a scenario", id="no period"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {**DAY, "scenario": "busy-night"}, "scenario",
+                 "not both", id="a period and a scenario"),
+    pytest.param([("grading.yaml", GRADING, "application/yaml")], {"scenario": "no-such-drill"}, "scenario",
+                 "busy-night", id="not a shipped scenario"),
 ])
 def test_refusals_name_the_field(client, files, data, field, says):
     got = fields(post(client, files, data))
@@ -201,3 +208,22 @@ def tmp_revision(grading_text: str):
     shutil.copytree(DATA_DIR, d)
     (d / "grading.yaml").write_text(grading_text, encoding="utf-8")
     return load_plan(d)
+
+
+def test_a_scenario_instead_of_a_period_compares_its_incidents_and_scores_its_expectations(client):
+    """7.2.1 验证性演练 from the page: a shipped drill scenario's incidents as if live under both plans (no log read:
+    the broker here is unreachable), and the scenario's expectations under each."""
+    shorter = (DATA_DIR / "obligations.yaml").read_text(encoding="utf-8").replace(
+        "due_after_minutes: 10\n    remind_before_minutes: 5\n", "due_after_minutes: 5\n    remind_before_minutes: 2\n", 1)
+    resp = post(client, [("obligations.yaml", shorter.encode(), "application/yaml")], {"scenario": "busy-night"})
+    assert resp.status_code == 200, resp.text
+    report = resp.json()
+    assert report["totals"]["incidents"] == 24 and report["totals"]["differing"] > 0
+    assert report["revised_source"] == "上传：obligations.yaml（演练脚本 busy-night）"
+    check = report["scenario"]
+    assert (check["scenario"], check["failed_before"]) == ("busy-night", 0) and check["failed_after"] > 0
+    assert {c["what"] for c in check["changed"]} >= {"obligations.phone_report"}
+    md = post(client, [("obligations.yaml", shorter.encode(), "application/yaml")], {"scenario": "busy-night",
+                                                                                    "format": "md"})
+    assert md.status_code == 200 and "## 演练预期（7.2.1 验证性演练）" in md.text
+    assert "busy-night" in md.headers["content-disposition"]

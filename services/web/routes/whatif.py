@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from kafka.errors import KafkaError
 
+from playbooks.drill.scenario import SCENARIOS_DIR, ScenarioError
 from playbooks.plan import DATA_DIR, PLAN_FILES
 from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
 from services.plan_book import plan_texts
@@ -62,8 +63,14 @@ def in_force_texts(request: Request) -> dict[str, str]:
 Files = Annotated[list[UploadFile], File(description="the revision's changed YAML files, each named as in "
                                                      "playbooks/data (e.g. incident_types.yaml); the rest are the "
                                                      "plan in force's")]
-Start = Annotated[datetime, Form(alias="from", description="the period's start, with its offset")]
-End = Annotated[datetime, Form(alias="to", description="the period's end (excluded), with its offset")]
+# The drill scenarios shipped with the service (playbooks/drill/scenarios): a what-if may replay one's incidents
+# instead of a period of the log (7.2.1 验证性演练: a revision tried on a scripted scenario before it is adopted)
+SCENARIOS = {path.stem: path for path in sorted(SCENARIOS_DIR.glob("*.yaml"))}
+Start = Annotated[datetime | None, Form(alias="from", description="the period's start, with its offset (or `scenario`)")]
+End = Annotated[datetime | None, Form(alias="to", description="the period's end (excluded), with its offset")]
+ScenarioName = Annotated[Literal[tuple(SCENARIOS)] | None, Form(  # type: ignore[valid-type]
+    description="instead of a period of the log: a shipped drill scenario, its incidents as if live, and its "
+                "expectations scored under both plans (7.2.1 验证性演练)")]
 Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the five sheets of `yingji whatif "
                                                                    "--format xlsx`; md: its Markdown")]
 
@@ -160,7 +167,22 @@ async def whatif_page(request: Request, plan: PlanDep, pages: PagesDep,
                         local=lambda iso: datetime.fromisoformat(iso).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
                         history=history, shipped=plans.shipped.version if plans is not None else plan.version,
                         adopted=plans is not None and plans.current is not None, status_text=status_text,
-                        can_adopt=can(who, "plan.adopt"), whatif_days=ADOPT_WHATIF_DAYS, max_days=MAX_SPAN.days)
+                        can_adopt=can(who, "plan.adopt"), whatif_days=ADOPT_WHATIF_DAYS, max_days=MAX_SPAN.days,
+                        scenarios=scenario_names())
+
+
+def scenario_names() -> list[tuple[str, str]]:
+    """The shipped scenarios the page offers, (id, name), read as YAML (a few small files, a page load)."""
+    import yaml
+
+    out = []
+    for stem, path in SCENARIOS.items():
+        try:
+            name = str((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name") or stem)
+        except (OSError, yaml.YAMLError):
+            name = stem  # `yingji drill validate` says what is wrong with it; the page still offers it
+        out.append((stem, name))
+    return out
 
 
 def status_text(row: dict) -> str:
@@ -177,32 +199,48 @@ def status_text(row: dict) -> str:
              responses={**responses(401, 403, 422, 503),
                         200: {"content": {"application/json": {}, XLSX: {}, "text/markdown": {}},
                               "description": "the comparison as JSON; with format=xlsx or md, the file"}})
-async def whatif(request: Request, files: Files, start: Start, end: End, plan: PlanDep, settings: SettingsDep,
-                 format: Format = "json", who: UserRecord = require("plan.whatif")) -> Any:
+async def whatif(request: Request, files: Files, plan: PlanDep, settings: SettingsDep, start: Start = None,
+                 end: End = None, scenario: ScenarioName = None, format: Format = "json",
+                 who: UserRecord = require("plan.whatif")) -> Any:
     """Every live incident reported in [from, to), replayed under the plan in force and under the plan with
     these files changed, on a simulated clock; per incident what differs (grade, level, lead units,
     commanders, notices, obligations and their outcomes, 督办 steps), each with the rule and section that
-    caused it; totals per unit and rule. The revision is validated first: a plan that does not load is
-    refused whole, each problem naming file, line and field. Nothing is written to any topic."""
-    check_period(start, end)
+    caused it; totals per unit and rule. Or, with `scenario` instead of the period, a drill scenario's incidents
+    as if live, and its expectations scored under both plans (7.2.1). The revision is validated first: a plan
+    that does not load is refused whole, each problem naming file, line and field. Nothing is written to any
+    topic."""
+    if scenario is not None:
+        if start is not None or end is not None:
+            raise refused((("scenario",), "a scenario or a period (from, to), not both"))
+    elif start is None or end is None:
+        raise refused(*((((name,), "give the period (from and to), or a scenario")) for name, t in
+                        (("from", start), ("to", end)) if t is None))
+    else:
+        check_period(start, end)
     with tempfile.TemporaryDirectory(prefix="yingji-whatif-") as tmp:
         data = Path(tmp) / "data"
         changed = await overlay(files, in_force_texts(request), data)
         busy = replay_lock(request)
         async with busy.lock:
             try:
-                report = await asyncio.to_thread(partial(_run, data, start, end, settings.bootstrap, plan,
-                                                         busy.baseline()))
+                if scenario is not None:
+                    report = await asyncio.to_thread(_run_scenario, data, SCENARIOS[scenario], plan)
+                else:
+                    report = await asyncio.to_thread(partial(_run, data, start, end, settings.bootstrap, plan,
+                                                             busy.baseline()))
             except RevisionRefused as exc:
                 # each problem as the loader names it (file:line: field: message), the folder left out
                 raise refused(*((("files",), p.replace(str(data) + "/", "")) for p in exc.problems)) from None
+            except ScenarioError as exc:  # the plan in force cannot run it (a type or street it names is gone)
+                raise refused((("scenario",), f"the plan in force cannot run {scenario}: {exc}")) from None
             except KafkaError as exc:
                 # the documented 503 (error, retry_after_s and Retry-After), as a write the broker did not take
                 raise BrokerUnavailable(f"the log could not be read: {type(exc).__name__}") from None
-    report = report.model_copy(update={"revised_source": "上传：" + "、".join(changed)})
+    source = "上传：" + "、".join(changed) + (f"（演练脚本 {scenario}）" if scenario is not None else "")
+    report = report.model_copy(update={"revised_source": source})
     log.info("whatif", incidents=report.totals.incidents, differing=report.totals.differing, format=format,
              files=len(changed), by_role=who.role.value)
-    stem = quote(f"预案修订推演-{start.astimezone(BEIJING):%Y%m%d}")
+    stem = quote(f"预案修订推演-{scenario}" if scenario is not None else f"预案修订推演-{start.astimezone(BEIJING):%Y%m%d}")
     if format == "xlsx":
         from services.whatif import to_xlsx
 
@@ -212,6 +250,18 @@ async def whatif(request: Request, files: Files, start: Start, end: End, plan: P
         return PlainTextResponse(await asyncio.to_thread(to_markdown, report), media_type="text/markdown; charset=utf-8",
                                  headers={"Content-Disposition": f"attachment; filename*=UTF-8''{stem}.md"})
     return report
+
+
+def _run_scenario(data: Path, path: Path, in_force) -> WhatIfReport:
+    """A shipped scenario's incidents under both plans, and its expectations: no log read, nothing kept between
+    questions (a scenario replays in milliseconds)."""
+    from playbooks.drill.scenario import load_scenario
+    from playbooks.whatif import check_scenario, load_revision, scenario_history, what_if
+
+    revised = load_revision(data)
+    scenario = load_scenario(path, in_force)
+    report = what_if(scenario_history(scenario, in_force), in_force, revised)
+    return report.model_copy(update={"scenario": check_scenario(scenario, in_force, revised)})
 
 
 def _run(data: Path, start: datetime, end: datetime, bootstrap: str, in_force, baseline: dict) -> WhatIfReport:

@@ -31,8 +31,11 @@
   const body = (format) => {
     const data = new FormData();
     for (const f of $('w-files').files) data.append('files', f, f.name);
-    data.append('from', `${$('w-from').value}T00:00:00+08:00`);
-    data.append('to', `${next($('w-to').value)}T00:00:00+08:00`);
+    if ($('w-scenario').value) data.append('scenario', $('w-scenario').value);  // a drill scenario, not a period
+    else {
+      data.append('from', `${$('w-from').value}T00:00:00+08:00`);
+      data.append('to', `${next($('w-to').value)}T00:00:00+08:00`);
+    }
     data.append('format', format);
     return data;
   };
@@ -56,6 +59,20 @@
     for (const [label, a, b] of [['漏报（逾期未报）', t.breaches_before, t.breaches_after], ['迟报', t.late_before, t.late_after],
       ['督办步骤', t.escalation_steps_before, t.escalation_steps_after], ['通知', t.notices_before, t.notices_after],
       ['无法受理', t.refused_before, t.refused_after]]) row(totals, [label, a, b]);
+    const s = r.scenario;  // over a drill scenario: its expectations under both plans
+    $('w-scenario-card').hidden = !s;
+    if (s) {
+      $('w-scenario-headline').textContent = `${s.name}（${s.scenario}）：预期 ${s.expectations} 项，现行预案不符 ${s.failed_before} 项，`
+        + `修订稿不符 ${s.failed_after} 项` + (s.refused_after.length ? `；修订稿无法运行此脚本：${s.refused_after.join('；')}` : '');
+      const tbody = $('w-expectations').tBodies[0];
+      tbody.replaceChildren();
+      for (const c of s.changed) {
+        const tr = row(tbody, [c.incident, c.what, c.expected, `${c.before}${c.passed_before ? '' : ' ✘'}`,
+                               `${c.after}${c.passed_after ? '' : ' ✘'}`]);
+        Object.assign(tr.dataset, { incident: c.incident, what: c.what });
+      }
+      if (!s.changed.length) row(tbody, ['修订稿下每项预期的结果与现行预案相同。']);
+    }
     const changes = $('w-changes').tBodies[0];
     changes.replaceChildren();
     for (const c of r.changes) {
@@ -84,6 +101,9 @@
     if (!r.incidents.length) row(incidents, ['修订稿与现行预案对本期间每起事件的结果相同。']);
     for (const id of ['w-summary', 'w-changes-card', 'w-units-card', 'w-rules-card', 'w-incidents-card']) $(id).hidden = false;
   };
+  $('w-scenario').addEventListener('change', () => {  // a scenario instead of the period: the dates not asked
+    for (const id of ['w-from', 'w-to']) { $(id).required = !$('w-scenario').value; $(id).disabled = !!$('w-scenario').value; }
+  });
   let compared = null;  // the files and the report of the last what-if: what 采纳此修订 adopts
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
