@@ -137,7 +137,8 @@ def run_whatif(plan_dir: Path, start: datetime, until: datetime, *, bootstrap: s
 
 
 def to_xlsx(report: WhatIfReport) -> bytes:
-    """Five sheets as the office reads them: 概况, 修订内容, 差异, 单位, 规则 (times in Beijing time)."""
+    """Five sheets as the office reads them: 概况, 修订内容, 差异, 单位, 规则 (times in Beijing time); a sixth, 演练预期,
+    over a drill scenario."""
     from services.duty.files import write_xlsx  # openpyxl: loaded only for a workbook
 
     t = report.totals
@@ -172,4 +173,9 @@ def to_xlsx(report: WhatIfReport) -> bytes:
     changes = [["文件", "位置", "变化", "依据", "我方选择", "现行预案", "修订稿"]]
     changes += [[c.file, c.path, CHANGE_LABEL[c.change], c.basis or "", "是" if c.our_choice else "", c.before or "",
                  c.after or ""] for c in report.changes]
-    return write_xlsx({"概况": summary, "修订内容": changes, "差异": diffs, "单位": units, "规则": rules})
+    sheets = {"概况": summary, "修订内容": changes, "差异": diffs, "单位": units, "规则": rules}
+    if (s := report.scenario) is not None:  # over a drill scenario (7.2.1): its expectations under both plans
+        sheets["演练预期"] = [["事件", "预期项目", "预期", "现行预案", "现行符合", "修订稿", "修订稿符合"]] + [
+            [c.incident, c.what, c.expected, c.before, "是" if c.passed_before else "否", c.after,
+             "是" if c.passed_after else "否"] for c in s.changed]
+    return write_xlsx(sheets)

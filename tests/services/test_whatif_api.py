@@ -227,3 +227,12 @@ def test_a_scenario_instead_of_a_period_compares_its_incidents_and_scores_its_ex
                                                                                     "format": "md"})
     assert md.status_code == 200 and "## 演练预期（7.2.1 验证性演练）" in md.text
     assert "busy-night" in md.headers["content-disposition"]
+    book = post(client, [("obligations.yaml", shorter.encode(), "application/yaml")], {"scenario": "busy-night",
+                                                                                      "format": "xlsx"})
+    import io
+
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(io.BytesIO(book.content))["演练预期"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("事件", "预期项目", "预期") and len(rows) - 1 == len(check["changed"])
