@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from playbooks.memo import memo
 from playbooks.plan import Plan
 from topics.plan import PLAN_CHANGES_KEPT, PlanChange
 
@@ -51,9 +52,24 @@ def recorded(in_force: Plan, revised: Plan) -> dict[str, Any]:
 def plan_changes(in_force: Plan, revised: Plan) -> list[PlanChange]:
     """Every field the revision adds, removes or changes, file by file in the loader's order."""
     out: list[PlanChange] = []
-    for file, view in FILE_VIEWS.items():
-        _diff(file, "", _plain(view(in_force)), _plain(view(revised)), (None, False), out)
+    before, after = _views(in_force), _views(revised)
+    for file in FILE_VIEWS:
+        (a, a_text), (b, b_text) = before[file], after[file]
+        if a_text != b_text:  # the same text is the same file: most of a revision is
+            _diff(file, "", a, b, (None, False), out)
     return out
+
+
+def _views(plan: Plan) -> dict[str, tuple[Any, str]]:
+    """Each file as plain data and as its JSON text, once a plan version (every what-if asks: dumping a plan costs
+    more than comparing two)."""
+    def compute() -> dict[str, tuple[Any, str]]:
+        out = {}
+        for file, view in FILE_VIEWS.items():
+            plain = _plain(view(plan))
+            out[file] = (plain, json.dumps(plain, ensure_ascii=False))
+        return out
+    return memo((plan.version, "plan_diff.views"), compute)
 
 
 def _plain(value: Any) -> Any:
