@@ -555,11 +555,15 @@ def _path(data_dir: Path, name: str) -> Path:
     return DATA_DIR / name if name in SHIPPED_IF_MISSING and not path.exists() else path
 
 
-def load_plan(data_dir: Path = DATA_DIR) -> Plan:
+def load_plan(data_dir: Path = DATA_DIR, *, fit_grid: bool = False) -> Plan:
+    """The plan in `data_dir`, checked whole. fit_grid: the texts of an adoption on the log (services.plan_book
+    plan_of): one written before district_grid.yaml was a plan file has none, and takes the shipped grid fitted
+    to its streets (DistrictGridFile.fitted), loading as it did then. A revision being validated (a what-if, an
+    adoption about to be written) is checked against the shipped grid as it is, when it brings none."""
     roots: dict[str, yaml.Node | None] = {}
     files = {name: _load_yaml(_path(data_dir, name), model, roots) for name, model in PLAN_FILES.items()}
     units = files["units.yaml"].units
-    if not (data_dir / "district_grid.yaml").exists():  # an adoption of before: the shipped grid, fitted to its streets
+    if fit_grid and not (data_dir / "district_grid.yaml").exists():
         files["district_grid.yaml"] = files["district_grid.yaml"].fitted(u for u in units if u.kind == "street")
     types_file = files["incident_types.yaml"]
     types = [*types_file.types, types_file.unlisted]

@@ -37,6 +37,9 @@ FILE_VIEWS: dict[str, Callable[[Plan], Any]] = {
     "drills.yaml": lambda p: p.drills,
     "district_grid.yaml": lambda p: p.district_grid,
 }
+# Lists whose order is a rule: the first item that matches wins (channels.yaml's routes, playbooks.delivery.channels).
+# Elsewhere items are matched by id and their order is no change (units, types, rules sorted by their `order`).
+ORDERED = {("channels.yaml", "routes")}
 # The fields by which a list's items are told apart, in this order: the first every item has, unique among them
 ITEM_KEYS = ("id", "kind", "step", "fact", "name", "role", "unit")
 VALUE_MAX = 240  # characters of a value (or a path, a basis) shown; a longer one ends in …
@@ -154,10 +157,12 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
                     out.append(_change(file, where, "added", _context(by_b[k], ctx), None, by_b[k]))
                 else:
                     _diff(file, where, by_a[k], by_b[k], ctx, out)
-            # the order of the items both have: the first that matches wins in some lists (channels.yaml's routes)
-            kept_a, kept_b = [k for k in by_a if k in by_b], [k for k in by_b if k in by_a]
-            if kept_a != kept_b:
-                out.append(_change(file, path or "(file)", "changed", ctx, kept_a, kept_b))
+            if (file, path) in ORDERED:  # the items both have, moved: only those, in each order
+                kept_a, kept_b = [k for k in by_a if k in by_b], [k for k in by_b if k in by_a]
+                moved = {k for i, k in enumerate(kept_a) if kept_b[i] != k}
+                if moved:
+                    out.append(_change(file, path, "changed", ctx, [k for k in kept_a if k in moved],
+                                       [k for k in kept_b if k in moved]))
             return
         if len(a) == len(b) and all(isinstance(i, dict) for i in a + b):  # no key, the same length: item by item
             for i, (x, y) in enumerate(zip(a, b)):

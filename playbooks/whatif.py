@@ -204,6 +204,7 @@ class ExpectationOutcome(_Out):
 
     incident: str
     what: str = Field(description="as the drill evaluation names it: obligations.phone_report, lead_units …")
+    label: str = Field(description="as people read it: 报送义务：电话报告 …")
     expected: str
     before: str = Field(description="what happened under the plan in force")
     after: str = Field(description="under the revision")
@@ -401,7 +402,7 @@ def same_course(records: Sequence[tuple[datetime, HistoryRecord]], a: Plan, b: P
     for report in reports:
         try:
             x, y = decide(report, a, at), decide(report, b, at)
-        except ReportRejected:
+        except (ReportRejected, KeyError, ValueError):  # one plan cannot decide it: replayed, and refused there
             return False
         if not _same(x, y):
             return False
@@ -653,7 +654,7 @@ def to_markdown(report: WhatIfReport) -> str:
             lines += ["修订稿无法运行此脚本：" + "；".join(s.refused_after), ""]
         if s.changed:
             lines += ["| 事件 | 预期项目 | 预期 | 现行预案 | 修订稿 |", "|---|---|---|---|---|"]
-            lines += [f"| {c.incident} | {_cell(c.what)} | {_cell(c.expected)} | {_cell(c.before)}{'' if c.passed_before else ' ✘'} | "
+            lines += [f"| {c.incident} | {_cell(c.label)} | {_cell(c.expected)} | {_cell(c.before)}{'' if c.passed_before else ' ✘'} | "
                       f"{_cell(c.after)}{'' if c.passed_after else ' ✘'} |" for c in s.changed]
             lines.append("")
     lines += ["## 修订内容", ""]
@@ -692,33 +693,35 @@ def to_json(report: WhatIfReport) -> str:
 # --- a scenario as a history -----------------------------------------------------------------------------
 
 
-def _shown(value: object) -> str:
-    if isinstance(value, list):
-        return "、".join(str(v) for v in value) or "（无）"
-    return "—" if value is None else str(value)
-
-
 def check_scenario(scenario, in_force: Plan, revised: Plan) -> ScenarioCheck:
     """The scenario's expectations scored under each plan (the drill's own evaluation, in-process), and those
     whose outcome differs (7.2.1: a plan being revised is validated by a drill)."""
-    from playbooks.drill.evaluation import evaluate
+    from playbooks.drill.evaluation import evaluate, value_text, what_text
     from playbooks.drill.scenario import ScenarioError
 
     before = evaluate(scenario, in_force)
     try:
         after = evaluate(scenario, revised)
-    except ScenarioError as exc:
+    except ScenarioError as exc:  # it names a type, unit or street the revision lacks
+        refused = [str(p) for p in exc.problems] or [str(exc)]
+    except (ReportRejected, KeyError, ValueError) as exc:  # the revision loads, yet cannot decide one of its reports
+        refused = [f"{type(exc).__name__}: {exc}"]
+    else:
+        refused = []
+    if refused:
         return ScenarioCheck(scenario=scenario.id, name=scenario.name, expectations=before.totals.expectations,
                              failed_before=before.totals.failed, failed_after=before.totals.expectations,
-                             refused_after=[str(p) for p in exc.problems] or [str(exc)], changed=[])
+                             refused_after=refused, changed=[])
+    labels = {o.kind.value: o.label for o in before.obligations}
     theirs = {(r.incident, r.what): r for r in after.expectations}
     changed = []
     for r in before.expectations:
         a = theirs.get((r.incident, r.what))
         if a is not None and (a.passed != r.passed or a.actual != r.actual):
-            changed.append(ExpectationOutcome(incident=r.incident, what=r.what, expected=_shown(r.expected),
-                                              before=_shown(r.actual), after=_shown(a.actual),
-                                              passed_before=r.passed, passed_after=a.passed))
+            changed.append(ExpectationOutcome(incident=r.incident, what=r.what, label=what_text(r.what, labels),
+                                              expected=value_text(r.expected), before=value_text(r.actual),
+                                              after=value_text(a.actual), passed_before=r.passed,
+                                              passed_after=a.passed))
     return ScenarioCheck(scenario=scenario.id, name=scenario.name, expectations=before.totals.expectations,
                          failed_before=before.totals.failed, failed_after=after.totals.failed, changed=changed)
 

@@ -30,7 +30,7 @@ from playbooks.plan import DATA_DIR, Plan, PlanError, load_plan
 from playbooks.plan_diff import recorded
 from services.following import ReadProgress, follow_from_start
 from topics.catalog import PLAN_ADOPTIONS
-from topics.plan import SHIPPED, PlanAdopted, PlanChange
+from topics.plan import RECORD_MAX, SHIPPED, PlanAdopted, PlanChange
 
 log = structlog.get_logger("yingji", stage="plan")
 FOLD_WAIT_S = 120.0  # longest a process waits for its book to fold the adoptions read (our choice)
@@ -51,27 +51,46 @@ def plan_of(adoption: PlanAdopted) -> Plan:
     with tempfile.TemporaryDirectory(prefix="yingji-plan-") as tmp:
         for name, text in adoption.files.items():
             (Path(tmp) / name).write_bytes(text.encode("utf-8"))
-        plan = load_plan(Path(tmp))
+        plan = load_plan(Path(tmp), fit_grid=True)  # one written before the grid was a plan file has none
     if plan.version != adoption.version:
         raise PlanError(f"{adoption.id}: its texts are version {plan.version}, the record says {adoption.version}")
     return plan
 
 
+class RecordTooLarge(ValueError):
+    """An adoption the topic would not take (topics.plan.RECORD_MAX, as written): its writer's 422 / exit 2."""
+
+
 def with_changes(record: PlanAdopted, in_force: Plan, revised: Plan | None = None) -> PlanAdopted:
     """The record with what it changes in the plan in force, field by field (playbooks.plan_diff): its plan as
-    given, else loaded from its texts (a rollback's). Every writer of an adoption (the CLI's adopt and rollback,
-    POST /plan/adoptions and /plan/rollbacks) asks it. Validated whole: when the changes kept would take the
-    record past what the topic takes (topics.plan.RECORD_MAX), fewer are kept and the rest counted."""
+    given, else loaded from its texts (a rollback's), checked whole against what the topic takes. Every writer of
+    an adoption (the CLI's adopt and rollback, POST /plan/adoptions and /plan/rollbacks) asks it last. When all its
+    changes would take the record past RECORD_MAX, as many are kept as fit, the rest counted; RecordTooLarge when
+    it does not fit even without them."""
     kept = recorded(in_force, revised if revised is not None else plan_of(record))
     changes, more = kept["changes"], kept["changes_more"]
-    while True:
-        try:
-            return PlanAdopted.model_validate({**record.model_dump(), "changes": changes, "changes_more": more})
-        except ValidationError:
-            if not changes:
-                raise  # the record was too large before its changes: its writer validated it, so not here
-            half = len(changes) // 2
-            changes, more = changes[:half], more + len(changes) - half
+
+    def made(n: int) -> tuple[PlanAdopted, int]:
+        out = PlanAdopted.model_validate({**record.model_dump(), "changes": changes[:n],
+                                          "changes_more": more + len(changes) - n})
+        return out, len(out.model_dump_json().encode())
+
+    best, size = made(len(changes))
+    if size <= RECORD_MAX:
+        return best
+    low, high = 0, len(changes)  # the most changes that fit: fits(low) is not known yet, fits(high) is false
+    best, size = made(0)
+    if size > RECORD_MAX:
+        raise RecordTooLarge(f"the adoption would be {size} bytes written, more than the topic takes ({RECORD_MAX}): "
+                             "its YAML texts are too large")
+    while high - low > 1:
+        mid = (low + high) // 2
+        candidate, size = made(mid)
+        if size <= RECORD_MAX:
+            best, low = candidate, mid
+        else:
+            high = mid
+    return best
 
 
 def change_text(c: PlanChange) -> str:

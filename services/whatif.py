@@ -175,7 +175,11 @@ def to_xlsx(report: WhatIfReport) -> bytes:
                  c.after or ""] for c in report.changes]
     sheets = {"概况": summary, "修订内容": changes, "差异": diffs, "单位": units, "规则": rules}
     if (s := report.scenario) is not None:  # over a drill scenario (7.2.1): its expectations under both plans
-        sheets["演练预期"] = [["事件", "预期项目", "预期", "现行预案", "现行符合", "修订稿", "修订稿符合"]] + [
-            [c.incident, c.what, c.expected, c.before, "是" if c.passed_before else "否", c.after,
+        sheets["演练预期"] = [
+            ["演练脚本", f"{s.name}（{s.scenario}）"], ["预期项数", s.expectations],
+            ["现行预案不符", s.failed_before], ["修订稿不符", s.failed_after],
+            ["修订稿无法运行", "；".join(s.refused_after)], [],
+            ["事件", "预期项目", "预期", "现行预案", "现行符合", "修订稿", "修订稿符合"]] + [
+            [c.incident, c.label, c.expected, c.before, "是" if c.passed_before else "否", c.after,
              "是" if c.passed_after else "否"] for c in s.changed]
     return write_xlsx(sheets)

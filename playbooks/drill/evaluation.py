@@ -217,16 +217,26 @@ _WHAT = {
 _STATUS = {"open": "未到期", "met": "按时", "late": "迟报", "missed": "漏报", "closed": "已关闭", "not opened": "未产生"}
 
 
-def _cell(value: Value) -> str:
+def value_text(value: Value) -> str:
+    """An expected or actual value as people read it: 是/否, 按时/迟报…, a list joined."""
     if isinstance(value, bool):
-        text = "是" if value else "否"
-    elif isinstance(value, list):
-        text = "、".join(value) or "（无）"
-    elif value is None:
-        text = "—"
-    else:
-        text = _STATUS.get(str(value), str(value))
-    return text.replace("|", "\\|").replace("\n", " ")
+        return "是" if value else "否"
+    if isinstance(value, list):
+        return "、".join(value) or "（无）"
+    if value is None:
+        return "—"
+    return _STATUS.get(str(value), str(value))
+
+
+def what_text(what: str, labels: dict[str, str] | None = None) -> str:
+    """An expectation's item as people read it: 报送义务：电话报告 for obligations.phone_report (`labels`: the
+    obligations' labels by kind, when known)."""
+    head, _, rest = what.partition(".")
+    return _WHAT.get(head, head) + (f"：{(labels or {}).get(rest, rest)}" if rest else "")
+
+
+def _cell(value: Value) -> str:
+    return value_text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _when(ev: Evaluation, at: datetime | None) -> str:
@@ -259,8 +269,7 @@ def to_markdown(ev: Evaluation) -> str:
         lines += ["| 事件 | 项目 | 预期 | 实际 | 结果 |", "|---|---|---|---|---|"]
         labels = {(o.incident, o.kind.value): o.label for o in ev.obligations}
         for r in ev.expectations:
-            head, _, rest = r.what.partition(".")
-            what = _WHAT.get(head, head) + (f"：{labels.get((r.incident, rest), rest)}" if rest else "")
+            what = what_text(r.what, {k: v for (i, k), v in labels.items() if i == r.incident})
             lines.append(f"| {r.incident} | {_cell(what)} | {_cell(r.expected)} | {_cell(r.actual)} | "
                          f"{'✔ 符合' if r.passed else '✘ 不符'} |")
     else:

@@ -72,7 +72,14 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     from playbooks.plan import load_plan
     from playbooks.whatif import RevisionRefused, load_revision
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import changes_lines, plan_texts, publish_adoption, read_adoptions, with_changes
+    from services.plan_book import (
+        RecordTooLarge,
+        changes_lines,
+        plan_texts,
+        publish_adoption,
+        read_adoptions,
+        with_changes,
+    )
     from services.settings import get_settings
     from playbooks.adoptions import whatif_summary
     from services.whatif import run_whatif
@@ -103,8 +110,11 @@ def cmd_adopt(args: argparse.Namespace) -> int:
         report = run_whatif(args.plan, now - timedelta(days=args.whatif_days), now, bootstrap=bootstrap,
                             in_force=in_force)
         sys.stdout.write(_summary(report))
-        record = with_changes(record.model_copy(update={"previous_version": in_force.version,
-                                                        "whatif": whatif_summary(report)}), in_force, revision)
+        try:
+            record = with_changes(record.model_copy(update={"previous_version": in_force.version,
+                                                            "whatif": whatif_summary(report)}), in_force, revision)
+        except RecordTooLarge as exc:
+            return _fail(f"invalid adoption: {exc}")
         print("\n".join(["changes:", *(f"  {line}" for line in changes_lines(record))]) if record.changes
               else "changes: none but comments or formatting")
         publish_adoption(bootstrap, record)
@@ -138,7 +148,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     from playbooks.plan import load_plan
     from services.plan_book import in_force as in_force_of
-    from services.plan_book import changes_lines, publish_adoption, read_adoptions, rollback_texts, with_changes
+    from services.plan_book import (
+        RecordTooLarge,
+        changes_lines,
+        publish_adoption,
+        read_adoptions,
+        rollback_texts,
+        with_changes,
+    )
     from services.settings import get_settings
     from topics.plan import PlanAdopted, adoption_id
 
@@ -161,7 +178,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                                  previous_version=in_force.version, rollback_of=rollback_of)
         except ValidationError as exc:
             return _refused(exc)
-        record = with_changes(record, in_force)
+        try:
+            record = with_changes(record, in_force)
+        except RecordTooLarge as exc:
+            return _fail(f"invalid rollback: {exc}")
         print("\n".join(["changes:", *(f"  {line}" for line in changes_lines(record))]) if record.changes
               else "changes: none but comments or formatting")
         publish_adoption(bootstrap, record)

@@ -196,6 +196,7 @@ def test_a_revision_tried_on_a_drill_scenario_from_the_page(service, context, tm
     expect(page.locator("#w-scenario-card")).to_be_visible()
     expect(page.locator("#w-scenario-headline")).to_contain_text(re.compile(r"现行预案不符 0 项，修订稿不符 [1-9]\d* 项"))
     late = page.locator("#w-expectations tr[data-what='obligations.phone_report']")
-    expect(late.first).to_contain_text("late ✘")
+    expect(late.first).to_contain_text("迟报 ✘")
+    expect(late.first).to_contain_text("报送义务：电话报告")
     expect(page.locator("#w-changes tbody tr")).to_have_count(2)  # due_after_minutes and remind_before_minutes
     shot(page, "whatif-scenario", full_page=True)

@@ -214,6 +214,19 @@ def test_a_signed_in_viewer_gets_the_map_as_json_kept_an_hour(app_client, doc):
     assert again.content == resp.content  # built once for the app
 
 
+def test_a_map_asked_for_another_grid_than_this_replicas_is_not_kept(app_client):
+    """The board asks /board/map.json?v=<the grid's version> of its plan event; a replica that has not read the
+    adoption yet answers what it has, not to be kept for an hour as the revision's."""
+    from services.web.district_map import grid_version
+
+    client, token = app_client
+    auth = {"Authorization": f"Bearer {token}"}
+    mine = client.get(f"/board/map.json?v={grid_version(PLAN)}", headers=auth)
+    assert mine.status_code == 200 and "max-age=3600" in mine.headers["cache-control"]
+    other = client.get("/board/map.json?v=0123456789ab", headers=auth)
+    assert other.status_code == 200 and other.headers["cache-control"] == "no-store"
+
+
 def test_the_map_needs_a_sign_in(app_client):
     client, _ = app_client
     assert client.get("/board/map.json").status_code == 401

@@ -217,3 +217,21 @@ def test_what_a_fuzzer_sends_even_as_the_office_adopts_nothing(api, files):
                     headers={"Authorization": f"Bearer {api.tokens[Role.ADMIN]}"})
     assert resp.status_code == 422, resp.text
     assert api.kept.records == []
+
+
+async def test_a_revision_over_an_adoption_of_before_the_grid_was_a_plan_file_carries_the_grid_in_force(api):
+    """The adoption in force was written before district_grid.yaml was a plan file, and renamed a street: a revision
+    over it (the page uploads only what it changes) is validated and written with the grid that adoption is in force
+    with (the shipped one fitted to its streets), not refused for the shipped grid's old name."""
+    from tests.services.test_plan_book import _old_texts
+
+    old_texts, old_version = _old_texts(plan_texts(DATA_DIR), "units.yaml", "    name: 中仓街道\n", "    name: 中仓新街道\n")
+    api.book.apply(PlanAdopted(id="old-1", version=old_version, files=old_texts, adopted_by="u-admin", adopted_at=NOW,
+                               reason="旧版采纳", previous_version=PLAN.version))
+    await api.book.settle()
+    assert api.book.plan.version == old_version
+    resp = adopt(api, previous_version=old_version)
+    assert resp.status_code == 202, resp.text
+    [(_, _, record)] = api.kept.records
+    assert "中仓新街道" in record.files["district_grid.yaml"] and record.files["grading.yaml"] == REVISED
+    assert [c.file for c in record.changes] == ["grading.yaml"]  # the grid written out is the one in force

@@ -383,17 +383,20 @@ async def test_a_long_fold_is_waited_for_past_the_brokers_wait_and_a_silent_brok
 
 def test_a_record_the_topic_would_not_take_is_refused_naming_its_size_and_changes_are_kept_only_as_far_as_they_fit(
         tmp_path):
-    """The texts' limit counts their bytes, not their JSON escapes; the changes kept beside them add more. A record
-    past the producers' 1 MiB is refused when it is made (the CLI's exit 2, the API's 422), not by the broker as a
-    503; with_changes keeps fewer changes, and counts the rest, when all of them would not fit."""
-    from pydantic import ValidationError
-
+    """The texts' limit counts their bytes, not their JSON escapes; the changes kept beside them add more. Every
+    writer asks with_changes last: a record past what the topic takes is refused naming its size (the CLI's exit 2,
+    the API's 422), not by the broker as a 503; when all its changes would not fit, as many are kept as fit and the
+    rest counted. A record read back from the log is not refused for its size (one written before the check)."""
+    from services.plan_book import RecordTooLarge
     from topics.plan import RECORD_MAX
 
     at = NOW
-    escapes = {"units.yaml": "\x01" * (700 * 1024)}  # 700 KiB of text, six bytes each as JSON
-    with pytest.raises(ValidationError, match="the record would be"):
-        PlanAdopted(id="big-1", version="0123456789ab", files=escapes, adopted_by="预案管理科", adopted_at=at, reason="r")
+    escapes = PlanAdopted(id="big-1", version=PLAN.version, files={"units.yaml": "\x01" * (700 * 1024)},
+                          adopted_by="预案管理科", adopted_at=at, reason="r")  # 700 KiB, six bytes each as JSON
+    assert len(escapes.model_dump_json().encode()) > RECORD_MAX
+    assert PlanAdopted.model_validate_json(escapes.model_dump_json()) == escapes  # read back: still read
+    with pytest.raises(RecordTooLarge, match="bytes written, more than the topic takes"):
+        with_changes(escapes, PLAN, PLAN)
 
     data = tmp_path / "data"
     shutil.copytree(DATA_DIR, data)
@@ -403,13 +406,15 @@ def test_a_record_the_topic_would_not_take_is_refused_naming_its_size_and_change
     revised = load_plan(data)
     bare = PlanAdopted(id="big-2", version=revised.version, files={"units.yaml": "a"}, adopted_by="预案管理科",
                        adopted_at=at, reason="r")
+    full = with_changes(bare, PLAN, revised)
+    assert (len(full.changes), full.changes_more) == (50, 10)
     # texts within their own limit whose JSON leaves room for a few changes, not 50: ASCII and some escapes
     target = RECORD_MAX - len(bare.model_dump_json().encode()) - 8_000
     escaped = (target - 760 * 1024) // 5  # each \x01 six bytes as JSON, one as text
     record = bare.model_copy(update={"files": {"units.yaml": "a" * (760 * 1024 - escaped) + "\x01" * escaped}})
-    full = with_changes(record.model_copy(update={"files": {"units.yaml": "a"}}), PLAN, revised)
-    assert (len(full.changes), full.changes_more) == (50, 10)
     kept = with_changes(record, PLAN, revised)
     assert 0 < len(kept.changes) < 50 and len(kept.changes) + kept.changes_more == 60
     assert len(kept.model_dump_json().encode()) <= RECORD_MAX
     assert kept.changes == full.changes[:len(kept.changes)]
+    one_more = kept.model_copy(update={"changes": full.changes[:len(kept.changes) + 1]})
+    assert len(one_more.model_dump_json().encode()) > RECORD_MAX  # as many as fit: not one more

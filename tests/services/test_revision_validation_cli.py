@@ -75,12 +75,12 @@ def test_whatif_over_a_scenario_compares_its_incidents_under_both_plans(tmp_path
     check = report["scenario"]
     assert (check["scenario"], check["failed_before"]) == ("busy-night", 0) and check["failed_after"] > 0
     late = [c for c in check["changed"] if c["what"] == "obligations.phone_report"]
-    assert late and all((c["expected"], c["before"], c["after"], c["passed_before"], c["passed_after"])
-                        == ("met", "met", "late", True, False) for c in late), late
+    assert late and all((c["label"], c["expected"], c["before"], c["after"], c["passed_before"], c["passed_after"])
+                        == ("报送义务：电话报告", "按时", "按时", "迟报", True, False) for c in late), late
     assert check["failed_after"] == sum(not c["passed_after"] for c in check["changed"])
     assert yingji(["whatif", "--plan", str(data), "--scenario", str(BUSY_NIGHT)]) == 0
     md = capsys.readouterr().out
-    assert "## 演练预期（7.2.1 验证性演练）" in md and "| obligations.phone_report | met | met | late ✘ |" in md
+    assert "## 演练预期（7.2.1 验证性演练）" in md and "| 报送义务：电话报告 | 按时 | 按时 | 迟报 ✘ |" in md
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -92,3 +92,21 @@ def test_whatif_over_a_scenario_compares_its_incidents_under_both_plans(tmp_path
 def test_a_bad_question_is_refused(capsys, no_adoptions, args, says):
     assert yingji(["whatif", "--plan", str(DATA_DIR), *args]) == EXIT_INVALID
     assert says in capsys.readouterr().err
+
+
+# A revision the loader takes that cannot decide a plain 一般 incident: its 三级 rule narrowed to the sensitive ones
+UNDECIDABLE = ("response.yaml", "    when: {grade_in: [一般]}\n    level: 三级\n",
+               "    when: {grade_in: [一般], flag: [sensitive]}\n    level: 三级\n")
+
+
+def test_a_revision_that_loads_but_cannot_decide_a_scenarios_reports_is_refused_not_a_crash(tmp_path, capsys,
+                                                                                         no_adoptions):
+    data = _revision(tmp_path, *UNDECIDABLE)
+    load_plan(data)  # the loader takes it
+    assert yingji(["drill", "eval", str(BUSY_NIGHT), "--plan", str(data)]) == EXIT_INVALID
+    assert "cannot run" in capsys.readouterr().err
+    assert yingji(["whatif", "--plan", str(data), "--scenario", str(BUSY_NIGHT), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["refused_after"] > 0  # the incidents it cannot decide: refused under the revision
+    assert report["scenario"]["refused_after"] and report["scenario"]["changed"] == []
+    assert report["scenario"]["failed_after"] == report["scenario"]["expectations"]

@@ -235,4 +235,18 @@ def test_a_scenario_instead_of_a_period_compares_its_incidents_and_scores_its_ex
 
     sheet = openpyxl.load_workbook(io.BytesIO(book.content))["演练预期"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0][:3] == ("事件", "预期项目", "预期") and len(rows) - 1 == len(check["changed"])
+    assert rows[3][:2] == ("修订稿不符", check["failed_after"])
+    header = rows.index(("事件", "预期项目", "预期", "现行预案", "现行符合", "修订稿", "修订稿符合"))
+    assert len(rows) - header - 1 == len(check["changed"]) and rows[header + 1][1] == "报送义务：电话报告"
+
+
+def test_a_revision_that_cannot_decide_the_scenarios_reports_is_answered_not_a_500(client):
+    from tests.services.test_revision_validation_cli import UNDECIDABLE
+
+    _, old, new = UNDECIDABLE
+    text = (DATA_DIR / "response.yaml").read_text(encoding="utf-8")
+    assert old in text
+    resp = post(client, [("response.yaml", text.replace(old, new, 1).encode(), "application/yaml")],
+                {"scenario": "busy-night"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["totals"]["refused_after"] > 0 and resp.json()["scenario"]["refused_after"]

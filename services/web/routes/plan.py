@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from playbooks.adoptions import whatif_summary
 from playbooks.plan import Plan
 from playbooks.whatif import RevisionRefused, WhatIfReport, load_revision
-from services.plan_book import plan_texts, rollback_texts, with_changes
+from services.plan_book import RecordTooLarge, plan_texts, rollback_texts, with_changes
 from services.web.answers import Refused, conflict, field_errors, invalid, responses
 from services.web.auth import require
 from services.web.publisher import BrokerUnavailable
@@ -129,8 +129,11 @@ async def adopt(request: Request, files: Files, reason: Reason, previous_version
                                              plan, revised, busy.baseline())
         except KafkaError as exc:
             raise BrokerUnavailable(f"the log could not be read for the what-if: {type(exc).__name__}") from None
-    return await _publish(publisher, with_changes(record.model_copy(update={"whatif": whatif_summary(report)}), plan,
-                                                  revised), who)
+    try:
+        record = with_changes(record.model_copy(update={"whatif": whatif_summary(report)}), plan, revised)
+    except RecordTooLarge as exc:
+        raise refused((("files",), str(exc))) from None
+    return await _publish(publisher, record, who)
 
 
 def _whatif(start: datetime, end: datetime, bootstrap: str, in_force: Plan, revised: Plan,
@@ -162,4 +165,8 @@ async def rollback(request: Request, body: RollbackRequest, plan: PlanDep, clock
     record = PlanAdopted(id=adoption_id(body.version, now), version=body.version, files=files, adopted_by=who.name,
                          adopted_at=now, reason=body.reason, previous_version=plan.version, rollback_of=rollback_of)
     target = book.plans.cache.get(body.version)  # a recent version is loaded already; else from its texts
-    return await _publish(publisher, await asyncio.to_thread(with_changes, record, plan, target), who)
+    try:
+        record = await asyncio.to_thread(with_changes, record, plan, target)
+    except RecordTooLarge as exc:  # a version written before the check, its texts larger than the topic now takes
+        raise refused((("version",), str(exc))) from None
+    return await _publish(publisher, record, who)

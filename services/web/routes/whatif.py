@@ -27,7 +27,7 @@ from fastapi.responses import PlainTextResponse, Response
 from kafka.errors import KafkaError
 
 from playbooks.drill.scenario import SCENARIOS_DIR, ScenarioError
-from playbooks.plan import DATA_DIR, PLAN_FILES
+from playbooks.plan import DATA_DIR
 from playbooks.whatif import RevisionRefused, WhatIfReport, to_markdown
 from services.plan_book import plan_texts
 from services.web.answers import responses
@@ -52,11 +52,24 @@ READ_TIMEOUT_MS = 15_000
 
 
 def in_force_texts(request: Request) -> dict[str, str]:
-    """The plan in force's YAML files by name: the last adoption's (issue 24 item 3), else the shipped ones."""
+    """The plan in force's YAML files by name: the last adoption's (issue 24 item 3), else the shipped ones. An
+    adoption written before district_grid.yaml was a plan file has none: the grid it is in force with (the shipped
+    one fitted to its streets) is written out, so a revision over it carries a grid that fits and is checked."""
     plans = getattr(request.app.state, "plans", None)
     if plans is not None and plans.current is not None:
-        return dict(plans.current.files)
+        texts = dict(plans.current.files)
+        if "district_grid.yaml" not in texts:
+            texts["district_grid.yaml"] = grid_text(plans.plan.district_grid)
+        return texts
     return plan_texts(DATA_DIR)
+
+
+def grid_text(grid) -> str:
+    import yaml
+
+    return ("# the grid in force with an adoption of before district_grid.yaml was a plan file: the shipped grid\n"
+            "# fitted to its streets (playbooks.district_grid DistrictGridFile.fitted)\n"
+            + yaml.safe_dump(grid.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
 
 
 # File, not Form: the document then says multipart/form-data, which is what the route reads
@@ -71,7 +84,7 @@ End = Annotated[datetime | None, Form(alias="to", description="the period's end 
 ScenarioName = Annotated[Literal[tuple(SCENARIOS)] | None, Form(  # type: ignore[valid-type]
     description="instead of a period of the log: a shipped drill scenario, its incidents as if live, and its "
                 "expectations scored under both plans (7.2.1 验证性演练)")]
-Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the five sheets of `yingji whatif "
+Format = Annotated[Literal["json", "xlsx", "md"], Form(description="json; xlsx: the sheets of `yingji whatif "
                                                                    "--format xlsx`; md: its Markdown")]
 
 
@@ -122,7 +135,7 @@ def check_period(start: datetime, end: datetime) -> None:
 async def overlay(files: list[UploadFile], base: dict[str, str], into: Path) -> list[str]:
     """The plan in force's files (`base`) with the uploaded ones over them, in `into`; the names of those
     replaced. A file not of the plan, twice, empty or too large is refused naming it (body.files[i])."""
-    known = set(base) | set(PLAN_FILES)  # an adoption written before a file was a plan's has none to replace
+    known = set(base)
     into.mkdir(parents=True)
     for name, text in base.items():
         (into / name).write_bytes(text.encode("utf-8"))

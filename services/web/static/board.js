@@ -582,15 +582,17 @@
   let mapPainted = -Infinity; let mapTimer = 0;
   const WARN_COLOUR = { blue: '#1e88e5', yellow: '#fdd835', orange: '#fb8c00', red: '#e53935' };
   const LEVEL_FILL = { 3: '#d32f2f', 2: '#f57c00', 1: '#fbc02d', 0: '#2c5a86' };
-  let mapVersion = null; // the grid's version the map was fetched for (the plan's `map`): a revision's is fetched anew
-  let mapAsked = false;
+  // The grid's version last asked for (the plan's `map`): a revision's is fetched anew. An answer for a version no
+  // longer the plan's (a rollback while it was on its way, answers out of order) is dropped and the map asked again.
+  let mapWanted = null;
   async function loadMap() {
-    mapAsked = true;
     const version = planShown.map || '';
+    mapWanted = version;
     const resp = await YJ.api(`/board/map.json?v=${encodeURIComponent(version)}`);
+    if (mapWanted !== version) return; // a later ask is on its way: its answer draws
+    if ((planShown.map || '') !== version) { loadMap(); return; }
     if (!resp.ok) { setText($('map-note'), '态势图暂不可用'); return; }
     mapData = resp.body;
-    mapVersion = version;
     setText($('map-note'), `示意图：${mapData.credit}`);
     if (!window.echarts) { setText($('map-note'), `态势图组件未加载（运行 make web-assets）。${mapData.credit}`); drawMap(); return; }
     echarts.registerMap('tongzhou', mapData.outline);
@@ -759,7 +761,7 @@
     }
     planShown = p;
     drawPlan(p);
-    if (mapAsked && mapVersion !== null && (p.map || '') !== mapVersion) loadMap(); // the grid changed: its streets
+    if (mapWanted !== null && (p.map || '') !== mapWanted) loadMap(); // the grid changed: its streets
   }
   $('plan-notice-close').addEventListener('click', () => { $('plan-notice').hidden = true; });
 

@@ -67,11 +67,11 @@
       const tbody = $('w-expectations').tBodies[0];
       tbody.replaceChildren();
       for (const c of s.changed) {
-        const tr = row(tbody, [c.incident, c.what, c.expected, `${c.before}${c.passed_before ? '' : ' ✘'}`,
+        const tr = row(tbody, [c.incident, c.label, c.expected, `${c.before}${c.passed_before ? '' : ' ✘'}`,
                                `${c.after}${c.passed_after ? '' : ' ✘'}`]);
         Object.assign(tr.dataset, { incident: c.incident, what: c.what });
       }
-      if (!s.changed.length) row(tbody, ['修订稿下每项预期的结果与现行预案相同。']);
+      if (!s.changed.length && !s.refused_after.length) row(tbody, ['修订稿下每项预期的结果与现行预案相同。']);
     }
     const changes = $('w-changes').tBodies[0];
     changes.replaceChildren();
