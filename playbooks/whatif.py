@@ -374,6 +374,19 @@ def _outcome(state: IncidentState, obs: IncidentObserved, plan: Plan, refused: l
 _NOT_COMPARED = ("plan_version", "decided_at")
 
 
+# The plan files neither the engine nor the lifecycle reads (the delivery stage's channels and ladder, the duty
+# rules, the warnings stage's, the ledger's, the drill programme's, the board's map): a revision of these alone
+# decides every incident as the plan in force does, so each is replayed once with no decision compared. A file
+# not named here is taken to decide (a new one too, until it is named).
+NOT_DECIDING = frozenset({"channels.yaml", "ladder.yaml", "duty.yaml", "warnings.yaml", "ledger.yaml",
+                          "drills.yaml", "district_grid.yaml"})
+
+
+def same_decisions_plan(a: Plan, b: Plan) -> bool:
+    """Whether the revision changes nothing the engine and the lifecycle read (playbooks.plan_diff, by file)."""
+    return all(c.file in NOT_DECIDING for c in plan_changes(a, b))
+
+
 def same_lifecycle_plan(a: Plan, b: Plan) -> bool:
     """The parts of the plan the lifecycle reads outside decide()."""
     return (a.escalation_chains == b.escalation_chains and a.end_authority == b.end_authority
@@ -530,6 +543,7 @@ def tally(history: History, in_force: Plan, revised: Plan, *, part: tuple[int, i
     """The incidents of one share of the period (every n-th, from the i-th, of part=(i, n)) under both plans."""
     incidents, _ = incidents_of(history)
     lifecycle_same = shortcut and same_lifecycle_plan(in_force, revised)
+    decisions_same = shortcut and same_decisions_plan(in_force, revised)
     i, n = part
     t = Tally()
     for iid, records in list(incidents.items())[i::n]:
@@ -540,7 +554,7 @@ def tally(history: History, in_force: Plan, revised: Plan, *, part: tuple[int, i
             before = replay_incident(records, in_force, history.until)
             if baseline is not None:
                 baseline[key] = before
-        if lifecycle_same and same_course(records, in_force, revised):
+        if decisions_same or (lifecycle_same and same_course(records, in_force, revised)):
             after = before
         else:
             after = replay_incident(records, revised, history.until)

@@ -218,6 +218,42 @@ def test_the_shortcut_gives_the_report_a_full_replay_gives(in_force, history, tm
     assert (full.totals.replayed_twice, quick.totals.replayed_twice) == (3, twice)
 
 
+# Revisions of files the engine and the lifecycle do not read (playbooks.whatif.NOT_DECIDING): no incident replayed
+# twice, and the same report as a full replay
+NOT_DECIDING_EDITS = {
+    "channels.yaml": ("    levels: [一级, 二级]\n    channels: [wecom, dingtalk, sms, email]",
+                      "    levels: [一级, 二级]\n    channels: [email]"),
+    "ladder.yaml": ("  一级:\n    value: 3\n", "  一级:\n    value: 0.5\n"),
+    "duty.yaml": ("{role: 值班领导, post: chief}", "{role: 值班领导, post: leader}"),
+    "district_grid.yaml": ("town_yongledian: {name: 永乐店镇, col: 3, row: 6}", "town_yongledian: {name: 永乐店镇, col: 3, row: 7}"),
+}
+
+
+@pytest.mark.parametrize("file", sorted(NOT_DECIDING_EDITS))
+def test_a_revision_of_what_no_decision_reads_replays_each_incident_once(in_force, history, tmp_path, file):
+    revised = load_revision(_revision(tmp_path, file, *NOT_DECIDING_EDITS[file]))
+    assert revised.version != in_force.version
+    quick, full = what_if(history, in_force, revised), what_if(history, in_force, revised, shortcut=False)
+    assert quick.model_dump(exclude={"totals": {"replayed_twice"}}) == full.model_dump(exclude={"totals": {"replayed_twice"}})
+    assert (full.totals.replayed_twice, quick.totals.replayed_twice, quick.totals.differing) == (3, 0, 0)
+    assert [c.file for c in quick.changes] and {c.file for c in quick.changes} == {file}
+
+
+def test_the_engine_and_the_lifecycle_read_none_of_the_files_said_not_to_decide():
+    """NOT_DECIDING is a promise about these modules' code: none of them reads those parts of the plan (a rule that
+    starts to read one must take its file off the list), and each file named is a plan file."""
+    from playbooks.plan import PLAN_FILES
+    from playbooks.whatif import NOT_DECIDING
+
+    assert NOT_DECIDING < set(PLAN_FILES)
+    fields = "|".join(name.removesuffix(".yaml") for name in NOT_DECIDING)
+    reads = re.compile(rf"\.({fields})\b")
+    root = DATA_DIR.parent
+    for module in ("engine.py", "lifecycle.py", "command.py", "conditions.py", "memo.py", "fold.py", "documents.py"):
+        found = reads.findall((root / module).read_text(encoding="utf-8"))
+        assert found == [], (module, found)
+
+
 def test_outcomes_kept_between_questions_give_the_same_report(in_force, history, tmp_path):
     baseline: dict = {}
     first = what_if(history, in_force, load_revision(_revision(tmp_path / "a", *DEADLINE)), baseline=baseline)
