@@ -46,6 +46,11 @@ class FieldProblem:
         return f"{self.field}: {self.message}"
 
 
+class PlanCannotDecide(ValueError):
+    """The plan loads, yet has no rule for this report (a revision narrowed a rule every grade needs): its fault,
+    not the report's. A what-if or a drill under such a revision says so instead of failing."""
+
+
 class ReportRejected(ValueError):
     """The report cannot be decided: every problem names its field."""
 
@@ -160,7 +165,7 @@ def _response_level(ctx: Context, plan: Plan) -> tuple[ResponseLevel, bool, list
     rules = sorted(plan.response.base_levels, key=lambda r: r.order)
     base = next((r for r in rules if holds(r.when, ctx)), None)
     if base is None:  # the plan's rules cover every grade; this guards a broken YAML edit
-        raise ValueError(f"response.yaml: no base level rule matches grade {ctx.grade.value}")
+        raise PlanCannotDecide(f"response.yaml: no base level rule matches grade {ctx.grade.value}")
     level = base.level
     reasons = [Reason(rule=base.id, section=base.section, text=f"{base.text}（{level.value}）")]
     raises = [r for r in plan.response.raise_one_level if holds(r.when, ctx)]

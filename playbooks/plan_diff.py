@@ -37,9 +37,10 @@ FILE_VIEWS: dict[str, Callable[[Plan], Any]] = {
     "drills.yaml": lambda p: p.drills,
     "district_grid.yaml": lambda p: p.district_grid,
 }
-# Lists whose order is a rule: the first item that matches wins (channels.yaml's routes, playbooks.delivery.channels).
-# Elsewhere items are matched by id and their order is no change (units, types, rules sorted by their `order`).
-ORDERED = {("channels.yaml", "routes")}
+# Lists whose order is no rule: their items are matched by id, and moving one is no change. In every other list
+# matched by id the order may be a rule (channels.yaml's first matching route, the commanders' order, aliases of a
+# key area of the same length), so the items moved are a change.
+UNORDERED = {("units.yaml", "units"), ("incident_types.yaml", "types")}
 # The fields by which a list's items are told apart, in this order: the first every item has, unique among them
 ITEM_KEYS = ("id", "kind", "step", "fact", "name", "role", "unit")
 VALUE_MAX = 240  # characters of a value (or a path, a basis) shown; a longer one ends in …
@@ -61,6 +62,13 @@ def plan_changes(in_force: Plan, revised: Plan) -> list[PlanChange]:
         if a_text != b_text:  # the same text is the same file: most of a revision is
             _diff(file, "", a, b, (None, False), out)
     return out
+
+
+def same_files(a: Plan, b: Plan, *, exclude: frozenset[str] = frozenset()) -> bool:
+    """Whether the two plans' files are the same as loaded (their JSON texts: order and kinds of values included),
+    but those excluded."""
+    va, vb = _views(a), _views(b)
+    return all(va[f][1] == vb[f][1] for f in FILE_VIEWS if f not in exclude)
 
 
 def _views(plan: Plan) -> dict[str, tuple[Any, str]]:
@@ -157,7 +165,7 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
                     out.append(_change(file, where, "added", _context(by_b[k], ctx), None, by_b[k]))
                 else:
                     _diff(file, where, by_a[k], by_b[k], ctx, out)
-            if (file, path) in ORDERED:  # the items both have, moved: only those, in each order
+            if (file, path) not in UNORDERED:  # the items both have, moved: only those, in each order
                 kept_a, kept_b = [k for k in by_a if k in by_b], [k for k in by_b if k in by_a]
                 moved = {k for i, k in enumerate(kept_a) if kept_b[i] != k}
                 if moved:

@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from playbooks.drill.replay import IncidentObserved, Replayer
-from playbooks.engine import ReportRejected, decide, obligations_at_end
+from playbooks.engine import PlanCannotDecide, ReportRejected, decide, obligations_at_end
 from playbooks.lifecycle import IncidentState, _merge_followup
 from playbooks.plan import Plan, PlanError, load_plan
-from playbooks.plan_diff import PlanChange, plan_changes
+from playbooks.plan_diff import PlanChange, plan_changes, same_files
 from topics.models import (
     Decision,
     DueCheck,
@@ -383,8 +383,9 @@ NOT_DECIDING = frozenset({"channels.yaml", "ladder.yaml", "duty.yaml", "warnings
 
 
 def same_decisions_plan(a: Plan, b: Plan) -> bool:
-    """Whether the revision changes nothing the engine and the lifecycle read (playbooks.plan_diff, by file)."""
-    return all(c.file in NOT_DECIDING for c in plan_changes(a, b))
+    """Whether the revision changes nothing the engine and the lifecycle read: every other file the same, as loaded,
+    order included (compared whole, not through plan_changes, which leaves out what it does not show)."""
+    return same_files(a, b, exclude=NOT_DECIDING)
 
 
 def same_lifecycle_plan(a: Plan, b: Plan) -> bool:
@@ -415,7 +416,7 @@ def same_course(records: Sequence[tuple[datetime, HistoryRecord]], a: Plan, b: P
     for report in reports:
         try:
             x, y = decide(report, a, at), decide(report, b, at)
-        except (ReportRejected, KeyError, ValueError):  # one plan cannot decide it: replayed, and refused there
+        except (ReportRejected, PlanCannotDecide):  # one plan cannot decide it: replayed, and refused there
             return False
         if not _same(x, y):
             return False
@@ -718,7 +719,7 @@ def check_scenario(scenario, in_force: Plan, revised: Plan) -> ScenarioCheck:
         after = evaluate(scenario, revised)
     except ScenarioError as exc:  # it names a type, unit or street the revision lacks
         refused = [str(p) for p in exc.problems] or [str(exc)]
-    except (ReportRejected, KeyError, ValueError) as exc:  # the revision loads, yet cannot decide one of its reports
+    except (ReportRejected, PlanCannotDecide) as exc:  # the revision loads, yet cannot decide one of its reports
         refused = [f"{type(exc).__name__}: {exc}"]
     else:
         refused = []

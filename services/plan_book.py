@@ -78,7 +78,7 @@ def with_changes(record: PlanAdopted, in_force: Plan, revised: Plan | None = Non
     best, size = made(len(changes))
     if size <= RECORD_MAX:
         return best
-    low, high = 0, len(changes)  # the most changes that fit: fits(low) is not known yet, fits(high) is false
+    low, high = 0, len(changes)  # the most changes that fit lies in [low, high): low fits (none, above), high does not
     best, size = made(0)
     if size > RECORD_MAX:
         raise RecordTooLarge(f"the adoption would be {size} bytes written, more than the topic takes ({RECORD_MAX}): "

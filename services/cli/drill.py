@@ -14,7 +14,7 @@ from pathlib import Path
 
 from playbooks.drill.evaluation import evaluate, to_json, to_markdown
 from playbooks.drill.scenario import ScenarioError, load_scenario
-from playbooks.engine import ReportRejected
+from playbooks.engine import PlanCannotDecide, ReportRejected
 from playbooks.plan import load_plan
 from services.cli.messages import EXIT_INVALID
 
@@ -67,7 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ScenarioError as exc:  # it names what the plan (a revision given with --plan) does not have
         print(f"invalid scenario: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    except (ReportRejected, KeyError, ValueError) as exc:  # the plan loads, yet cannot decide one of its reports
+    except (ReportRejected, PlanCannotDecide) as exc:  # the plan loads, yet cannot decide one of its reports
         print(f"the plan {plan.version} cannot run {args.scenario}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     sys.stdout.write(to_json(evaluation) if args.json else to_markdown(evaluation))

@@ -226,6 +226,10 @@ NOT_DECIDING_EDITS = {
     "ladder.yaml": ("  一级:\n    value: 3\n", "  一级:\n    value: 0.5\n"),
     "duty.yaml": ("{role: 值班领导, post: chief}", "{role: 值班领导, post: leader}"),
     "district_grid.yaml": ("town_yongledian: {name: 永乐店镇, col: 3, row: 6}", "town_yongledian: {name: 永乐店镇, col: 3, row: 7}"),
+    "warnings.yaml": ("hq: hq_meteorological_disaster, department: district_meteorological_bureau,",
+                      "hq: hq_meteorological_disaster, department: district_water_bureau,"),
+    "ledger.yaml": ("hour_buckets_up_to_days: 2", "hour_buckets_up_to_days: 7"),
+    "drills.yaml": ("per_year: 1  # our choice: 定期", "per_year: 2  # the revision: 定期"),
 }
 
 
@@ -239,19 +243,61 @@ def test_a_revision_of_what_no_decision_reads_replays_each_incident_once(in_forc
     assert [c.file for c in quick.changes] and {c.file for c in quick.changes} == {file}
 
 
-def test_the_engine_and_the_lifecycle_read_none_of_the_files_said_not_to_decide():
-    """NOT_DECIDING is a promise about these modules' code: none of them reads those parts of the plan (a rule that
-    starts to read one must take its file off the list), and each file named is a plan file."""
+class _Bomb:
+    """A part of the plan that must not be read: any look at it fails the test."""
+
+    def __init__(self, name: str):
+        object.__setattr__(self, "_name", name)
+
+    def _fail(self, *_, **__):
+        raise AssertionError(f"the replay read plan.{object.__getattribute__(self, '_name')}")
+
+    __getattr__ = __getitem__ = __iter__ = __len__ = __bool__ = __eq__ = __hash__ = __contains__ = _fail
+
+
+def test_the_replay_reads_none_of_the_files_said_not_to_decide(in_force, history):
+    """NOT_DECIDING is a promise about what the replay reads: run it on a plan whose parts of those files fail when
+    looked at (under a version of its own, so no memo answers for it), over the test's history and every shipped
+    scenario, and it must give what the plan itself gives. A rule that starts to read one of them fails here."""
+    from playbooks.drill.scenario import SCENARIOS_DIR, load_scenario
     from playbooks.plan import PLAN_FILES
-    from playbooks.whatif import NOT_DECIDING
+    from playbooks.whatif import NOT_DECIDING, incidents_of, same_course
 
     assert NOT_DECIDING < set(PLAN_FILES)
-    fields = "|".join(name.removesuffix(".yaml") for name in NOT_DECIDING)
-    reads = re.compile(rf"\.({fields})\b")
-    root = DATA_DIR.parent
-    for module in ("engine.py", "lifecycle.py", "command.py", "conditions.py", "memo.py", "fold.py", "documents.py"):
-        found = reads.findall((root / module).read_text(encoding="utf-8"))
-        assert found == [], (module, found)
+    guarded = in_force.model_copy(update={**{f.removesuffix(".yaml"): _Bomb(f) for f in NOT_DECIDING},
+                                          "version": "guarded00000"})
+    histories = [history] + [scenario_history(load_scenario(p, in_force), in_force)
+                             for p in sorted(SCENARIOS_DIR.glob("*.yaml"))]
+    replayed = 0
+    for h in histories:
+        incidents, _ = incidents_of(h)
+        for records in incidents.values():
+            mine, theirs = replay_incident(records, guarded, h.until), replay_incident(records, in_force, h.until)
+            assert (mine.grade, mine.level, mine.lead_unit_ids, mine.refused) == \
+                (theirs.grade, theirs.level, theirs.lead_unit_ids, theirs.refused)
+            assert {k: o.status for k, o in mine.obligations.items()} == {k: o.status for k, o in theirs.obligations.items()}
+            assert same_course(records, guarded, in_force)
+            replayed += 1
+    assert replayed >= 30
+
+
+def test_a_change_of_order_the_decisions_read_is_replayed_twice(in_force, history, tmp_path):
+    """The 二级 commanders' roles swapped: no field changed, yet the commanders of a 二级 incident read otherwise; the
+    shortcut must not take it for a revision of nothing (it did while plan_diff left such orders out)."""
+    data = _revision(tmp_path, "response.yaml", "", "")
+    text = (data / "response.yaml").read_text(encoding="utf-8")
+    start = text.index("  二级:")
+    roles = text.index("    roles:", start)
+    items = [i for i in range(roles, len(text)) if text.startswith("      - ", i)][:2]
+    first_line_end = text.index("\n", items[0]) + 1
+    second_line_end = text.index("\n", items[1]) + 1
+    assert first_line_end == items[1], "each role on one line"
+    swapped = text[:items[0]] + text[items[1]:second_line_end] + text[items[0]:first_line_end] + text[second_line_end:]
+    (data / "response.yaml").write_text(swapped, encoding="utf-8")
+    revised = load_revision(data)
+    quick, full = what_if(history, in_force, revised), what_if(history, in_force, revised, shortcut=False)
+    assert quick.model_dump(exclude={"totals": {"replayed_twice"}}) == full.model_dump(exclude={"totals": {"replayed_twice"}})
+    assert [(c.file, c.change) for c in quick.changes] == [("response.yaml", "changed")]
 
 
 def test_outcomes_kept_between_questions_give_the_same_report(in_force, history, tmp_path):

@@ -235,3 +235,17 @@ async def test_a_revision_over_an_adoption_of_before_the_grid_was_a_plan_file_ca
     [(_, _, record)] = api.kept.records
     assert "中仓新街道" in record.files["district_grid.yaml"] and record.files["grading.yaml"] == REVISED
     assert [c.file for c in record.changes] == ["grading.yaml"]  # the grid written out is the one in force
+
+
+async def test_the_files_in_force_sent_again_over_an_adoption_of_before_the_grid_are_nothing_to_adopt(api):
+    """Over an adoption written before district_grid.yaml was a plan file, a revision is written with the grid in force
+    (another version of the same texts): its own grading.yaml sent again is still 409, not a new adoption."""
+    from tests.services.test_plan_book import _old_texts
+
+    old_texts, old_version = _old_texts(plan_texts(DATA_DIR))
+    api.book.apply(PlanAdopted(id="old-2", version=old_version, files=old_texts, adopted_by="u-admin", adopted_at=NOW,
+                               reason="旧版采纳", previous_version=PLAN.version))
+    await api.book.settle()
+    resp = adopt(api, files=(("grading.yaml", old_texts["grading.yaml"]),), previous_version=old_version)
+    assert resp.status_code == 409 and resp.json()["fields"][0]["field"] == "files", resp.text
+    assert api.kept.records == []

@@ -108,20 +108,26 @@ async def adopt(request: Request, files: Files, reason: Reason, previous_version
     now = clock.now()
     with tempfile.TemporaryDirectory(prefix="yingji-adopt-") as tmp:
         data = Path(tmp) / "data"
-        await overlay(files, in_force_texts(request), data)
+        base = in_force_texts(request)
+        changed = await overlay(files, base, data)
         try:
             revised = await asyncio.to_thread(load_revision, data)
         except RevisionRefused as exc:
             raise refused(*((("files",), p.replace(str(data) + "/", "")) for p in exc.problems)) from None
-        if revised.version == plan.version:
+        texts = plan_texts(data)
+        # the version in force, or its own files sent again (over an adoption of before district_grid.yaml was a plan
+        # file, the grid written out makes another version of the same texts): nothing to adopt
+        if revised.version == plan.version or all(texts[name] == base.get(name) for name in changed):
             return conflict("files", f"the revision is version {revised.version}, the plan in force already: "
                                      "nothing to adopt")
-        texts = plan_texts(data)
     try:
         record = PlanAdopted(id=adoption_id(revised.version, now), version=revised.version, files=texts,
                              adopted_by=who.name, adopted_at=now, reason=reason, previous_version=plan.version)
+        with_changes(record, plan, revised)  # what the topic takes, before the what-if's replay: asked again after it
     except ValidationError as exc:  # the texts too large for the topic
         return invalid(field_errors(exc.errors()), error="invalid adoption")
+    except RecordTooLarge as exc:
+        raise refused((("files",), str(exc))) from None
     busy = replay_lock(request)
     async with busy.lock:  # one replay at a time on a replica, as POST /whatif
         try:
