@@ -101,9 +101,11 @@
     if (!r.incidents.length) row(incidents, ['修订稿与现行预案对本期间每起事件的结果相同。']);
     for (const id of ['w-summary', 'w-changes-card', 'w-units-card', 'w-rules-card', 'w-incidents-card']) $(id).hidden = false;
   };
-  $('w-scenario').addEventListener('change', () => {  // a scenario instead of the period: the dates not asked
+  const periodOrScenario = () => {  // a scenario instead of the period: the dates not asked
     for (const id of ['w-from', 'w-to']) { $(id).required = !$('w-scenario').value; $(id).disabled = !!$('w-scenario').value; }
-  });
+  };
+  $('w-scenario').addEventListener('change', periodOrScenario);
+  periodOrScenario();  // chosen before this script ran (a quick hand, a browser restoring the form)
   let compared = null;  // the files and the report of the last what-if: what 采纳此修订 adopts
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
