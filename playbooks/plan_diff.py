@@ -143,28 +143,13 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
     if _same(a, b):
         return
     if isinstance(a, dict) and isinstance(b, dict):
-        inner = _context(b, _context(a, ctx))
-        for k in [*a, *(k for k in b if k not in a)]:
-            where = _join(path, k)
-            if k not in b:
-                out.append(_change(file, where, "removed", _context(a[k], inner), a[k], None))
-            elif k not in a:
-                out.append(_change(file, where, "added", _context(b[k], inner), None, b[k]))
-            else:
-                _diff(file, where, a[k], b[k], inner, out)
+        _members(file, lambda k: _join(path, k), a, b, _context(b, _context(a, ctx)), out)
         return
     if isinstance(a, list) and isinstance(b, list):
         key = _item_key(a, b)
         if key is not None:
             by_a, by_b = {i[key]: i for i in a}, {i[key]: i for i in b}
-            for k in [*by_a, *(k for k in by_b if k not in by_a)]:
-                where = f"{path}[{k}]"
-                if k not in by_b:
-                    out.append(_change(file, where, "removed", _context(by_a[k], ctx), by_a[k], None))
-                elif k not in by_a:
-                    out.append(_change(file, where, "added", _context(by_b[k], ctx), None, by_b[k]))
-                else:
-                    _diff(file, where, by_a[k], by_b[k], ctx, out)
+            _members(file, lambda k: f"{path}[{k}]", by_a, by_b, ctx, out)
             if (file, path) not in UNORDERED:  # the items both have, moved: only those, in each order
                 kept_a, kept_b = [k for k in by_a if k in by_b], [k for k in by_b if k in by_a]
                 moved = {k for i, k in enumerate(kept_a) if kept_b[i] != k}
@@ -177,6 +162,18 @@ def _diff(file: str, path: str, a: Any, b: Any, ctx: tuple[str | None, bool], ou
                 _diff(file, _join(path, str(i)), x, y, ctx, out)
             return
     out.append(_change(file, path or "(file)", "changed", ctx, a, b))
+
+
+def _members(file: str, where: Callable[[Any], str], a: dict, b: dict, ctx: tuple[str | None, bool],
+             out: list[PlanChange]) -> None:
+    """A mapping's keys, or a list's items by their key: each removed, added, or compared, in the first's order."""
+    for k in [*a, *(k for k in b if k not in a)]:
+        if k not in b:
+            out.append(_change(file, where(k), "removed", _context(a[k], ctx), a[k], None))
+        elif k not in a:
+            out.append(_change(file, where(k), "added", _context(b[k], ctx), None, b[k]))
+        else:
+            _diff(file, where(k), a[k], b[k], ctx, out)
 
 
 def _change(file: str, path: str, change: Literal["added", "removed", "changed"], ctx: tuple[str | None, bool],

@@ -40,7 +40,7 @@ LANE_A = (
     "tests/pages/test_board_scale.py",
     "tests/e2e/test_delivery.py",
     # stop 34's tests (the what-if page's, the board's plan) took lane B to 705 s beside lane A's 612 s (fresh clone,
-    # e322f86; --durations: lane B 673 s, lane A 551 s): the month of duty (~50 s) moved across
+    # c4c37ce; --durations: lane B 673 s, lane A 551 s): the month of duty (~50 s) moved across
     "tests/e2e/test_duty.py",
 )
 

@@ -14,7 +14,7 @@ from playbooks.plan import DATA_DIR, load_plan
 from services.web.district_map import grid_version
 from tests.conftest import unique_id
 from tests.pages.test_board import assert_never_reloaded, shot, sign_in, watch_navigations
-from tests.pages.test_whatif_page import OLD
+from tests.pages.test_whatif_page import OLD, restore_plan
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -96,8 +96,4 @@ def test_the_boards_header_shows_the_plan_in_force_and_a_revision_adopted_live(s
         expect(notice).to_contain_text(f"预案已回退：版本 {before['version']} 自 ")
         assert_never_reloaded(page, navigations)
     finally:
-        with service.client("admin") as api:  # the session's service is shared: the plan it found, restored
-            now = api.get("/plan").json()
-            if now["version"] != before["version"]:
-                api.post("/plan/rollbacks", json={"version": before["version"], "reason": "the test's plan restored",
-                                                  "previous_version": now["version"]})
+        restore_plan(service, before["version"])

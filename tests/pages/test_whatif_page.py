@@ -167,11 +167,16 @@ def test_the_plan_office_adopts_a_revision_from_the_page_and_rolls_back(service,
         with service.client("viewer") as api:
             assert api.get("/plan").json()["version"] == shipped
     finally:
-        with service.client("admin") as api:  # the session's service is shared: the plan it found, restored
-            now = api.get("/plan").json()
-            if now["version"] != before["version"]:
-                api.post("/plan/rollbacks", json={"version": before["version"], "reason": "the test's plan restored",
-                                                  "previous_version": now["version"]})
+        restore_plan(service, before["version"])
+
+
+def restore_plan(service, version: str) -> None:
+    """The session's service is shared: the plan a test found, put back if it adopted another."""
+    with service.client("admin") as api:
+        now = api.get("/plan").json()
+        if now["version"] != version:
+            api.post("/plan/rollbacks", json={"version": version, "reason": "the test's plan restored",
+                                              "previous_version": now["version"]})
 
 
 def test_a_revision_tried_on_a_drill_scenario_from_the_page(service, context, tmp_path):

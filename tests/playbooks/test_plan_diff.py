@@ -111,18 +111,23 @@ def test_an_adoption_keeps_its_first_changes_and_counts_the_rest(tmp_path):
                 adopted_at=T0, reason="r", **kept)  # the record takes them
 
 
+def swapped(tmp_path, file: str, first_id: str, second_id: str):
+    """The shipped plan with two neighbouring items of a list (`  - id: …` entries) swapped."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    path = data / file
+    text = path.read_text(encoding="utf-8")
+    first = text.index(f"  - id: {first_id}\n")
+    second = text.index(f"  - id: {second_id}\n")
+    third = text.index("\n  - id: ", second + 1) + 1
+    path.write_text(text[:first] + text[second:third] + text[first:second] + text[third:], encoding="utf-8")
+    return load_plan(data)
+
+
 def test_a_change_of_order_is_a_change_where_the_first_that_matches_wins(tmp_path):
     """channels.yaml's routes: the first route that matches a notice's kind and level is taken, so moving one
     before another changes who is reached how, with no field changed."""
-    data = tmp_path / "data"
-    shutil.copytree(DATA_DIR, data)
-    path = data / "channels.yaml"
-    text = path.read_text(encoding="utf-8")
-    first = text.index("  - id: level_1_2_every_channel\n")
-    second = text.index("  - id: level_3_chat_and_email\n")
-    third = text.index("  - id: reminder_chat_and_email\n")
-    path.write_text(text[:first] + text[second:third] + text[first:second] + text[third:], encoding="utf-8")
-    revised_plan = load_plan(data)
+    revised_plan = swapped(tmp_path, "channels.yaml", "level_1_2_every_channel", "level_3_chat_and_email")
     assert [r.id for r in revised_plan.channels.routes][:2] == ["level_3_chat_and_email", "level_1_2_every_channel"]
     changes = plan_changes(SHIPPED, revised_plan)
     assert [(c.file, c.path, c.change) for c in changes] == [("channels.yaml", "routes", "changed")]
@@ -132,14 +137,6 @@ def test_a_change_of_order_is_a_change_where_the_first_that_matches_wins(tmp_pat
 
 def test_the_order_of_a_list_whose_order_is_no_rule_is_no_change(tmp_path):
     """Units are matched by id: two of them swapped is the same plan's rules (and no slot of the 50 an adoption keeps)."""
-    data = tmp_path / "data"
-    shutil.copytree(DATA_DIR, data)
-    path = data / "units.yaml"
-    text = path.read_text(encoding="utf-8")
-    first = text.index("  - id: street_zhongcang\n")
-    second = text.index("  - id: street_xinhua\n")
-    third = text.index("\n  - id: ", second + 1) + 1
-    path.write_text(text[:first] + text[second:third] + text[first:second] + text[third:], encoding="utf-8")
-    revised_plan = load_plan(data)
+    revised_plan = swapped(tmp_path, "units.yaml", "street_zhongcang", "street_xinhua")
     assert revised_plan.version != SHIPPED.version and list(revised_plan.units) != list(SHIPPED.units)
     assert plan_changes(SHIPPED, revised_plan) == []
