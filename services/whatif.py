@@ -117,10 +117,19 @@ def compare_parallel(history: History, in_force: Plan, revised: Plan, *, workers
         return report_of(history, in_force, revised, [tally(history, in_force, revised, baseline=baseline)],
                          revised_source=revised_source)
     _JOB = (history, in_force, revised, n)
+    pool = multiprocessing.get_context("fork").Pool(n)
     try:
-        with multiprocessing.get_context("fork").Pool(n) as pool:
-            shares = pool.map(_share, range(n))
+        shares = pool.map(_share, range(n))
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        # an orderly end: each worker takes its sentinel and exits. The context manager's terminate() can kill a
+        # worker blocked in the task queue's get while it holds the queue's lock, and the other then waits for that
+        # lock for ever: a CI run's smoke bench hung so, the parent joining (CPython's Pool.terminate race)
+        pool.close()
     finally:
+        pool.join()
         _JOB = None
     return report_of(history, in_force, revised, shares, revised_source=revised_source)
 
