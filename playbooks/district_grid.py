@@ -76,3 +76,12 @@ class DistrictGridFile(BaseModel):
             taken.add(at)
             cells[uid] = GridCell(name=by_id[uid].name, col=at[0], row=at[1])
         return DistrictGridFile(cols=self.cols, rows=rows, gap=self.gap, cells=cells)
+
+    def as_yaml(self) -> str:
+        """This grid as a plan file's text: what an adoption of before the grid was a plan file is in force with,
+        written out for a revision over it (services/web/routes/whatif.py in_force_texts)."""
+        import yaml
+
+        return ("# the grid in force with an adoption of before district_grid.yaml was a plan file: the shipped grid\n"
+                "# fitted to its streets (playbooks.district_grid DistrictGridFile.fitted)\n"
+                + yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False))

@@ -59,17 +59,9 @@ def in_force_texts(request: Request) -> dict[str, str]:
     if plans is not None and plans.current is not None:
         texts = dict(plans.current.files)
         if "district_grid.yaml" not in texts:
-            texts["district_grid.yaml"] = grid_text(plans.plan.district_grid)
+            texts["district_grid.yaml"] = plans.plan.district_grid.as_yaml()
         return texts
     return plan_texts(DATA_DIR)
-
-
-def grid_text(grid) -> str:
-    import yaml
-
-    return ("# the grid in force with an adoption of before district_grid.yaml was a plan file: the shipped grid\n"
-            "# fitted to its streets (playbooks.district_grid DistrictGridFile.fitted)\n"
-            + yaml.safe_dump(grid.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
 
 
 # File, not Form: the document then says multipart/form-data, which is what the route reads
